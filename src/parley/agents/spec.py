@@ -1,0 +1,236 @@
+"""The agent schema: what an `agents/*.yaml` file may say.
+
+The original project's format (`name`, `components.stt|llm|tts`, `prompts.inbound|outbound`) is a valid
+subset; everything else has a default that suits a phone call.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from parley.providers import registry
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(BaseModel):
+    """One engine choice: `provider` plus provider options (language, voice, model, base_url …).
+
+    Unknown keys are kept and passed to the provider, so a vendor option needs no schema change.
+    `fallbacks` lists further providers tried in order when this one fails.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    provider: str
+    language: str | None = None
+    model: str | None = None
+    voice: str | None = None
+    fallbacks: list[ComponentSpec] = Field(default_factory=list)
+
+    KIND: ClassVar[str] = ""
+
+    @model_validator(mode="after")
+    def _known_provider(self) -> ComponentSpec:
+        if self.KIND:
+            for one in [self, *self.fallbacks]:
+                if one.provider not in registry.known(self.KIND):
+                    raise ValueError(
+                        f"unknown {self.KIND} provider {one.provider!r}; "
+                        f"choose one of: {', '.join(registry.known(self.KIND))}"
+                    )
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Provider-specific keys beyond the common ones."""
+        return dict(self.model_extra or {})
+
+
+class STTSpec(ComponentSpec):
+    """The STT component."""
+
+    KIND: ClassVar[str] = "stt"
+
+
+class LLMSpec(ComponentSpec):
+    """The LLM component."""
+
+    KIND: ClassVar[str] = "llm"
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, gt=0)
+
+
+class TTSSpec(ComponentSpec):
+    """The TTS component."""
+
+    KIND: ClassVar[str] = "tts"
+    speed: float | None = Field(None, gt=0, le=4)
+
+
+class VADSpec(ComponentSpec):
+    """The VAD component."""
+
+    KIND: ClassVar[str] = "vad"
+    provider: str = "silero"
+    threshold: float = Field(0.5, gt=0, lt=1)
+
+
+class Components(_Strict):
+    """The engines a conversation runs on. Defaults are the offline ones."""
+
+    stt: STTSpec = Field(default_factory=lambda: STTSpec(provider="whisper", language="en"))
+    llm: LLMSpec = Field(default_factory=lambda: LLMSpec(provider="scripted"))
+    tts: TTSSpec = Field(default_factory=lambda: TTSSpec(provider="piper"))
+    vad: VADSpec = Field(default_factory=VADSpec)
+
+
+class Prompts(_Strict):
+    """Keys into `prompts/prompts.yaml` for each call direction."""
+
+    inbound: str = "default_inbound"
+    outbound: str = "default_outbound"
+
+
+class Greeting(_Strict):
+    """What the agent says first, per direction (templates). Empty = say nothing."""
+
+    inbound: str = ""
+    outbound: str = ""
+
+
+class TurnSpec(_Strict):
+    """When the caller's turn ends."""
+
+    end_of_turn_silence_ms: int = Field(700, ge=100, le=5000)
+    min_speech_ms: int = Field(150, ge=0, le=2000, description="Shorter sounds (clicks, coughs) are ignored.")
+
+
+class InterruptionSpec(_Strict):
+    """Barge-in: the caller talking over the agent."""
+
+    min_speech_ms: int = Field(300, ge=0, le=5000, description="Caller speech needed to stop the agent.")
+    backchannels: list[str] = Field(
+        default_factory=lambda: ["mm-hm", "mhm", "uh-huh", "yeah", "yes", "okay", "ok", "right", "sure"],
+        description="Utterances that do not interrupt (acknowledgements).",
+    )
+    ignore_backchannels: bool = True
+    false_interruption_timeout_ms: int = Field(
+        1500, ge=0, le=10000, description="Resume the reply if the interruption held no words after this long."
+    )
+    resume_false_interruptions: bool = True
+
+
+class IdleSpec(_Strict):
+    """What happens when nobody speaks."""
+
+    reminder_after_s: float = Field(8.0, gt=0)
+    reminders: list[str] = Field(default_factory=lambda: ["Are you still there?"])
+    max_reminders: int = Field(2, ge=0)
+    hangup_message: str = "I haven't heard from you, so I'll end the call now. Goodbye!"
+
+
+class ToolSpec(_Strict):
+    """A tool the LLM may call: a built-in (`end_call`, `transfer_call`, `send_dtmf`) or an HTTP tool."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+    type: Literal["builtin", "http"] = "builtin"
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON schema of the arguments.",
+    )
+    # http tools
+    url: str | None = None
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    # built-ins
+    target: str | None = Field(None, description="transfer_call: default SIP URI or number.")
+    message: str | None = Field(None, description="Line spoken before the tool acts (e.g. goodbye).")
+
+    BUILTINS: ClassVar[frozenset[str]] = frozenset({"end_call", "transfer_call", "send_dtmf"})
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ToolSpec:
+        if self.type == "builtin" and self.name not in self.BUILTINS:
+            raise ValueError(
+                f"unknown built-in tool {self.name!r}; built-ins are {', '.join(sorted(self.BUILTINS))}"
+                " (set type: http for an HTTP tool)"
+            )
+        if self.type == "http":
+            if not self.url or not re.match(r"^https?://", self.url):
+                raise ValueError(f"http tool {self.name!r} needs url: http(s)://…")
+            if self.parameters.get("type") != "object":
+                raise ValueError(f"tool {self.name!r}: parameters must be a JSON schema with type: object")
+        return self
+
+
+class IntentSpec(_Strict):
+    """One intent of the offline `scripted` LLM: example phrases/keywords → a reply template."""
+
+    name: str
+    examples: list[str] = Field(default_factory=list)
+    keywords: list[str] = Field(default_factory=list)
+    reply: str
+    slots: dict[str, list[str]] = Field(
+        default_factory=dict, description="Slot name -> values recognised in the caller's words."
+    )
+    end_call: bool = False
+    transfer_to: str | None = None
+
+    @model_validator(mode="after")
+    def _has_trigger(self) -> IntentSpec:
+        if not self.examples and not self.keywords:
+            raise ValueError(f"intent {self.name!r} needs examples or keywords")
+        return self
+
+
+class AgentSpec(_Strict):
+    """A voice agent, as written in `agents/NAME.yaml`."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    language: str = "en"
+    components: Components = Field(default_factory=Components)
+    prompts: Prompts = Field(default_factory=Prompts)
+    greeting: Greeting = Field(default_factory=Greeting)
+    first_speaker: Literal["agent", "caller"] = "agent"
+    allow_interruptions: bool = True
+    turn: TurnSpec = Field(default_factory=TurnSpec)
+    interruption: InterruptionSpec = Field(default_factory=InterruptionSpec)
+    idle: IdleSpec = Field(default_factory=IdleSpec)
+    max_duration_s: int = Field(1800, ge=10, le=6 * 3600)
+    tools: list[ToolSpec] = Field(default_factory=list)
+    intents: list[IntentSpec] = Field(default_factory=list)
+    fallback_reply: str = "Sorry, I didn't catch that. Could you say it another way?"
+    apology: str = "Sorry, I'm having trouble right now."
+    variables: dict[str, Any] = Field(default_factory=dict)
+    recording: bool = False
+    webhook_url: str | None = None
+    max_concurrent_calls: int | None = Field(None, ge=1)
+    retry: dict[str, Any] = Field(default_factory=dict, description="Outbound retry policy overrides.")
+
+    @field_validator("greeting", mode="before")
+    @classmethod
+    def _greeting_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"inbound": value, "outbound": value}
+        return value
+
+    @model_validator(mode="after")
+    def _unique_tools(self) -> AgentSpec:
+        names = [t.name for t in self.tools]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tool names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def prompt_key(self, direction: Literal["inbound", "outbound"]) -> str:
+        """The prompts.yaml key used for a call in `direction`."""
+        return getattr(self.prompts, direction)

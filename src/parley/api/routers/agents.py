@@ -1,0 +1,41 @@
+"""`/api/agents`: the loaded agents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from parley.agents import AgentRegistry
+from parley.api.errors import ApiError
+
+router = APIRouter(prefix="/api/agents", tags=["agents"])
+
+
+def _summary(agent: Any) -> dict[str, Any]:
+    c = agent.spec.components
+    return {
+        "key": agent.key,
+        "name": agent.name,
+        "description": agent.spec.description,
+        "stt": c.stt.provider,
+        "llm": c.llm.provider,
+        "tts": c.tts.provider,
+        "file": str(agent.path),
+    }
+
+
+@router.get("", summary="List agents")
+async def list_agents(request: Request) -> dict[str, Any]:
+    registry: AgentRegistry = request.app.state.agents
+    return {"agents": [_summary(a) for a in registry]}
+
+
+@router.get("/{name}", summary="One agent's full configuration")
+async def get_agent(name: str, request: Request) -> dict[str, Any]:
+    registry: AgentRegistry = request.app.state.agents
+    try:
+        agent = registry.get(name)
+    except KeyError as exc:
+        raise ApiError(404, "not_found", str(exc.args[0])) from None
+    return {**_summary(agent), "spec": agent.spec.model_dump(mode="json")}

@@ -1,0 +1,1 @@
+"""Speech and language providers: STT, LLM, TTS, VAD."""

@@ -1,0 +1,137 @@
+"""Parley settings, read from the environment and an optional `.env` file.
+
+The original project's variable names are kept (`AZURE_SPEECH_KEY`, `TWILIO_*`, `LIVEKIT_*`, …);
+Parley's own are unprefixed and listed in `.env.example`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Shown instead of a secret's value in logs and `parley config`.
+MASK = "********"
+
+
+class Settings(BaseSettings):
+    """Every knob Parley reads from the environment. Secrets are `SecretStr` and never printed."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- where things live -------------------------------------------------------------------
+    data_dir: Path = Field(Path("data"), description="Calls database, transcripts, recordings, models.")
+    agents_dir: Path = Field(Path("agents"), description="Folder of agent YAML files.")
+    prompts_dir: Path = Field(Path("prompts"), description="Folder holding prompts.yaml and *.md prompts.")
+    default_agent: str = Field("receptionist", description="Agent used when nothing else chooses one.")
+
+    # --- storage and queue -------------------------------------------------------------------
+    database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in DATA_DIR.")
+    redis_url: str = Field("", description="redis://host:port/db; empty = in-process queue.")
+
+    # --- API ---------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_keys: SecretStr = Field(SecretStr(""), description="Comma-separated API keys for X-API-Key.")
+    public_url: str = Field("", description="Base URL the API is reachable at from outside (webhooks, docs).")
+    webhook_url: str = Field("", description="Global webhook receiving call events.")
+    webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC-SHA256 key signing webhooks.")
+
+    # --- SIP ---------------------------------------------------------------------------------
+    sip_host: str = Field("127.0.0.1", description="Address the SIP endpoint binds to.")
+    sip_port: int = Field(5060, ge=1, le=65535)
+    sip_transport: Literal["udp", "tcp", "both"] = "both"
+    sip_public_host: str = Field("", description="Address written into Contact/SDP when behind NAT.")
+    rtp_port_min: int = Field(20000, ge=1024, le=65535)
+    rtp_port_max: int = Field(30000, ge=1024, le=65535)
+
+    # --- SIP trunk (original project names) ----------------------------------------------------
+    sip_trunk_host: str = ""
+    sip_trunk_port: int = Field(5060, ge=1, le=65535)
+    sip_trunk_username: str = ""
+    sip_trunk_password: SecretStr = SecretStr("")
+    sip_trunk_number: str = ""
+
+    # --- dialer ------------------------------------------------------------------------------
+    num_agents: int = Field(4, ge=1, description="Concurrent conversations per worker (original name).")
+    max_calls_per_second: float = Field(10.0, gt=0)
+
+    # --- Azure Speech / Azure OpenAI / OpenAI-compatible ----------------------------------------
+    azure_speech_key: SecretStr = SecretStr("")
+    azure_speech_region: str = ""
+    azure_openai_api_key: SecretStr = SecretStr("")
+    azure_openai_endpoint: str = ""
+    azure_openai_deployment_name: str = ""
+    azure_openai_api_version: str = "2024-10-21"
+    openai_api_key: SecretStr = SecretStr("")
+    openai_base_url: str = ""
+
+    # --- Twilio / LiveKit (original project names) ----------------------------------------------
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_phone_number: str = ""
+    livekit_url: str = ""
+    livekit_api_key: str = ""
+    livekit_api_secret: SecretStr = SecretStr("")
+
+    # --- offline engines -----------------------------------------------------------------------
+    whisper_model: str = Field("", description="Model dir or size name; empty = bundled Whisper base.")
+    whisper_threads: int = Field(2, ge=1)
+
+    # --- logging -------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def api_key_list(self) -> list[str]:
+        """The configured API keys, blanks dropped."""
+        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+    @property
+    def effective_database_url(self) -> str:
+        """`DATABASE_URL`, or a SQLite file inside the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'parley.db').resolve()}"
+
+    def masked(self) -> dict[str, Any]:
+        """Settings as plain values with every secret replaced by `MASK` (empty secrets stay empty)."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                out[name] = MASK if value.get_secret_value() else ""
+            elif isinstance(value, Path):
+                out[name] = str(value)
+            else:
+                out[name] = value
+        out["database_url"] = mask_url(self.effective_database_url)
+        out["redis_url"] = mask_url(self.redis_url)
+        return out
+
+
+def mask_url(url: str) -> str:
+    """Hide the password part of a URL such as `postgresql://user:pw@host/db`."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":" + MASK
+    return f"{scheme}://{creds}@{host}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once; tests call `get_settings.cache_clear()`)."""
+    return Settings()
