@@ -1,0 +1,1 @@
+"""Calls service: call records, state machine, queue, dialer, webhooks, export."""

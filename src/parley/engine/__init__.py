@@ -1,0 +1,1 @@
+"""The conversation engine: turn-taking, barge-in, tools; transport-agnostic."""

@@ -1,0 +1,1 @@
+"""Audio plumbing: frames, codecs, resampling, WAV files."""

@@ -1,0 +1,1 @@
+"""Chat-model providers, one module per engine or vendor."""

@@ -1,0 +1,1 @@
+"""Taskmaster: PRD -> tasks.json planner."""

@@ -1,0 +1,1 @@
+"""Telephony: trunks, dispatch rules, and the SIP gateway joining calls to conversations."""
