@@ -1,0 +1,111 @@
+"""Inbound admission: is this INVITE from a trunk we know, and which agent answers it?
+
+Every refusal carries a SIP status and a reason in words naming the source address, the called
+number and the closest trunk or rule — "no trunk found" alone is what users of other gateways hate.
+Order: trunk authentication (address, else digest) → numbers the trunk carries → dispatch rule.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from parley.telephony.trunks import DispatchRule, Trunk
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A SIP status to answer and why, in words for the log and the timeline."""
+
+    code: int
+    reason: str
+    trunk: str | None = None
+
+
+@dataclass(frozen=True)
+class TrunkMatch:
+    """Trunk authentication outcome: the trunk, or the trunks whose credentials must be challenged."""
+
+    trunk: Trunk | None = None
+    challenge: list[Trunk] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where an admitted call goes."""
+
+    agent: str
+    rule: str | None
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+def is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def match_trunk(trunks: list[Trunk], source_ip: str, *, loopback_fallback: bool) -> TrunkMatch | Refusal:
+    """Authenticate the sender by address, or name the trunks whose digest credentials must be checked."""
+    inbound = [t for t in trunks if t.inbound is not None]
+    if not inbound:
+        if loopback_fallback and is_loopback(source_ip):
+            return TrunkMatch(trunk=None)
+        return Refusal(
+            403,
+            f"call from {source_ip} refused: no inbound trunk is configured, so only loopback callers are "
+            "accepted; add one with `parley trunk ensure` (allowed_addresses or username/password)",
+        )
+    for trunk in inbound:
+        assert trunk.inbound is not None
+        if trunk.inbound.address_allowed(source_ip):
+            return TrunkMatch(trunk=trunk)
+    with_credentials = [t for t in inbound if t.inbound and t.inbound.username]
+    if with_credentials:
+        return TrunkMatch(challenge=with_credentials)
+    closest = inbound[0]
+    assert closest.inbound is not None
+    allowed = ", ".join(closest.inbound.allowed_addresses)
+    return Refusal(
+        403,
+        f"call from {source_ip} refused: no inbound trunk allows this address "
+        f"(closest: trunk {closest.name!r} allows {allowed}); add the address to allowed_addresses "
+        "or give the trunk credentials",
+        trunk=closest.name,
+    )
+
+
+def check_number(trunk: Trunk | None, called: str) -> Refusal | None:
+    """404 when the authenticated trunk does not carry the called number."""
+    if trunk is None or trunk.inbound is None or trunk.inbound.carries(called):
+        return None
+    return Refusal(
+        404,
+        f"number {called!r} is not carried by trunk {trunk.name!r} "
+        f"(it carries {', '.join(trunk.inbound.numbers)}); add it to the trunk's numbers",
+        trunk=trunk.name,
+    )
+
+
+def route(rules: list[DispatchRule], called: str, trunk: str | None, default_agent: str) -> Route | Refusal:
+    """The best dispatch rule for the call; with no rules at all, the default agent answers."""
+    if not rules:
+        return Route(agent=default_agent, rule=None)
+    scored = [(r.score(called, trunk), -r.priority, r.name, r) for r in rules]
+    matching = [s for s in scored if s[0] is not None]
+    if not matching:
+        names = ", ".join(
+            f"{r.name!r} ({'/'.join(r.numbers + [p + '…' for p in r.prefixes]) or 'any number'}"
+            f"{' on ' + '/'.join(r.trunks) if r.trunks else ''})"
+            for r in rules[:5]
+        )
+        return Refusal(
+            404,
+            f"no dispatch rule matches number {called!r} on trunk {trunk or '(loopback)'}: rules are {names}; "
+            "add a rule for it or a catch-all rule (no numbers/prefixes)",
+            trunk=trunk,
+        )
+    best = max(matching, key=lambda s: (s[0], -s[1]))[3]
+    return Route(agent=best.agent, rule=best.name, variables=dict(best.variables))
