@@ -1,0 +1,164 @@
+"""`parley tasks …` end to end: round trips, re-parsing, next-task, TASK_FILE, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.tasks.conftest import NESTED_PRD, SAMPLE_PRD, read_tasks, run
+
+
+def test_sample_prd_round_trip(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("tasks", "initialize-project", "--name", "parley")
+    assert r.exit_code == 0 and (tasks_cwd / "tasks.json").exists()
+    r = cli("tasks", "parse-prd", str(SAMPLE_PRD))
+    assert r.exit_code == 0, r.output
+    assert "21 tasks" in r.output and "21 new" in r.output
+    data = json.loads((tasks_cwd / "tasks.json").read_text())
+    assert data["project"] == "parley" and data["source"] == str(SAMPLE_PRD)
+    tasks = data["tasks"]
+    assert [t["id"] for t in tasks] == list(range(1, 22))
+    assert tasks[0]["title"] == "Package and commands" and tasks[0]["status"] == "pending"
+    # High priority first among the tasks that are free to start (phase 1).
+    r = cli("tasks", "next-task")
+    assert r.exit_code == 0 and r.stdout.strip() == "[1] Package and commands"
+    r = cli("tasks", "show", "3")
+    assert r.exit_code == 0
+    assert "Agents and prompts" in r.output and "missing template" in r.output and "Phase 1: Foundation" in r.output
+    r = cli("tasks", "list")
+    assert r.exit_code == 0 and "Offline STT" in r.output and "21 shown of 21" in r.output
+
+
+def test_next_task_follows_dependencies_and_priority(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    (tasks_cwd / "prd.md").write_text(NESTED_PRD)
+    assert cli("tasks", "parse-prd", "prd.md").exit_code == 0
+    ids = {t["title"]: t["id"] for t in read_tasks(tasks_cwd / "tasks.json")}
+    order = []
+    for _ in range(len(ids)):
+        r = cli("tasks", "next-task")
+        assert r.exit_code == 0
+        line = r.stdout.strip()
+        assert line.startswith("["), r.output
+        task_id = int(line[1:line.index("]")])
+        order.append(line.split("] ", 1)[1])
+        assert cli("tasks", "update-task", str(task_id), "--status", "done").exit_code == 0
+    # Phase order respected; within phase 2a the low-priority task comes last.
+    assert order == ["Make a widget", "Paint the widget", "Build a factory line", "Hire staff", "Shipping",
+                     "Gift wrapping"]
+    r = cli("tasks", "next-task")
+    assert r.exit_code == 0 and r.stdout == "" and "no pending task left" in r.stderr
+
+
+def test_blocked_tasks_are_not_offered(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    (tasks_cwd / "prd.md").write_text(NESTED_PRD)
+    cli("tasks", "parse-prd", "prd.md")
+    cli("tasks", "update-task", "1", "--status", "in-progress")
+    cli("tasks", "update-task", "2", "--status", "deferred")
+    r = cli("tasks", "next-task")
+    assert r.stdout == "" and "waiting for unfinished dependencies: 1 (in-progress), 2 (deferred)" in r.stderr
+    r = cli("tasks", "list", "--status", "deferred")
+    assert r.exit_code == 0 and "Paint the widget" in r.output and "Make a widget" not in r.output
+
+
+def test_reparse_is_idempotent_and_keeps_statuses(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    prd = tasks_cwd / "prd.md"
+    prd.write_text(NESTED_PRD)
+    cli("tasks", "parse-prd", "prd.md")
+    cli("tasks", "update-task", "1", "--status", "done")
+    before = read_tasks(tasks_cwd / "tasks.json")
+    r = cli("tasks", "parse-prd", "prd.md")
+    assert r.exit_code == 0 and "0 new, 0 updated, 6 unchanged" in r.output
+    assert read_tasks(tasks_cwd / "tasks.json") == before
+    # Edit the PRD: a new item is appended with a new id, edits keep ids and statuses, removed ones are kept.
+    prd.write_text(NESTED_PRD.replace("1. Make a widget (priority: high)", "1. Make a  WIDGET. (priority: low)")
+                   .replace("- Gift wrapping", "- Gift cards").replace("- Hire staff [P3]", "- Hire staff [P3]\n- Train staff"))
+    r = cli("tasks", "parse-prd", "prd.md")
+    assert r.exit_code == 0, r.output
+    after = {t["id"]: t for t in read_tasks(tasks_cwd / "tasks.json")}
+    assert after[1]["status"] == "done" and after[1]["priority"] == "low" and after[1]["title"] == "Make a WIDGET"
+    assert len(after) == 8 and {after[7]["title"], after[8]["title"]} == {"Train staff", "Gift cards"}
+    assert after[6]["title"] == "Gift wrapping"  # no longer in the PRD, kept (it may carry work)
+    assert "kept 1 not in this PRD (6)" in r.output
+
+
+def test_limit(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("tasks", "parse-prd", str(SAMPLE_PRD), "--limit", "5")
+    assert r.exit_code == 0
+    tasks = read_tasks(tasks_cwd / "tasks.json")
+    assert [t["title"] for t in tasks] == ["Package and commands", "Settings", "Agents and prompts", "API skeleton",
+                                           "Offline STT"]
+    assert tasks[4]["dependencies"] == [1, 2, 3, 4]
+    # Raising the limit later adds the rest without renumbering.
+    cli("tasks", "parse-prd", str(SAMPLE_PRD), "--limit", "7")
+    assert [t["id"] for t in read_tasks(tasks_cwd / "tasks.json")] == list(range(1, 8))
+
+
+def test_task_file_override(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    target = tasks_cwd / "plans" / "parley.json"
+    r = cli("tasks", "parse-prd", str(SAMPLE_PRD), "--limit", "2", env={"TASK_FILE": str(target)})
+    assert r.exit_code == 0 and len(read_tasks(target)) == 2
+    assert not (tasks_cwd / "tasks.json").exists()
+    r = cli("tasks", "next-task", env={"TASK_FILE": str(target)})
+    assert r.stdout.strip() == "[1] Package and commands"
+
+
+def test_atomic_write_leaves_no_temp_files_and_keeps_mode(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    cli("tasks", "parse-prd", str(SAMPLE_PRD), "--limit", "3")
+    path = tasks_cwd / "tasks.json"
+    os.chmod(path, 0o600)
+    inode = path.stat().st_ino
+    assert cli("tasks", "update-task", "2", "--status", "done").exit_code == 0
+    assert path.stat().st_ino != inode  # replaced by rename, never rewritten in place
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tasks_cwd.iterdir()) == ["tasks.json"]
+
+
+def _one_error_line(r) -> str:  # type: ignore[no-untyped-def]
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_bad_inputs_give_one_clear_line(tmp_path: Path) -> None:
+    assert "nope.md: PRD file not found" in _one_error_line(run("tasks", "parse-prd", "nope.md", cwd=tmp_path))
+    (tmp_path / "empty.md").write_text("\n  \n")
+    assert "empty.md: the PRD is empty" in _one_error_line(run("tasks", "parse-prd", "empty.md", cwd=tmp_path))
+    (tmp_path / "prose.md").write_text("# Ideas\n\nWe should build something nice.\n")
+    assert "no requirements found" in _one_error_line(run("tasks", "parse-prd", "prose.md", cwd=tmp_path))
+    assert not (tmp_path / "tasks.json").exists()
+    assert "no task file" in _one_error_line(run("tasks", "next-task", cwd=tmp_path))
+
+    (tmp_path / "prd.md").write_text(NESTED_PRD)
+    assert run("tasks", "parse-prd", "prd.md", cwd=tmp_path).returncode == 0
+    assert "unknown task id 42" in _one_error_line(run("tasks", "update-task", "42", "--status", "done", cwd=tmp_path))
+    assert "unknown task id 42" in _one_error_line(run("tasks", "show", "42", cwd=tmp_path))
+    assert "task id must be a number" in _one_error_line(run("tasks", "show", "abc", cwd=tmp_path))
+    line = _one_error_line(run("tasks", "update-task", "1", "--status", "finished", cwd=tmp_path))
+    assert "unknown status 'finished'; choose one of: pending, in-progress, done, deferred" in line
+    assert "unknown status" in _one_error_line(run("tasks", "list", "--status", "nope", cwd=tmp_path))
+    assert read_tasks(tmp_path / "tasks.json")[0]["status"] == "pending"
+
+
+@pytest.mark.parametrize("content, words", [
+    ('{"tasks": [{"id": 1, "title": "x"', "corrupt task file (invalid JSON"),
+    ('{"tasks": [{"id": 1, "key": "k", "title": "x", "status": "someday"}]}', "tasks.0.status"),
+    ('{"tasks": [{"id": 1, "key": "k", "title": "x", "dependencies": [9]}]}', "depends on unknown task(s) 9"),
+])
+def test_corrupt_task_file_is_reported_and_never_overwritten(tmp_path: Path, content: str, words: str) -> None:
+    (tmp_path / "tasks.json").write_text(content)
+    for args in (("list",), ("next-task",), ("show", "1"), ("update-task", "1", "--status", "done"),
+                 ("parse-prd", str(SAMPLE_PRD))):
+        assert words in _one_error_line(run("tasks", *args, cwd=tmp_path))
+    assert (tmp_path / "tasks.json").read_text() == content
+
+
+def test_initialize_project_leaves_an_existing_list_alone(tmp_path: Path) -> None:
+    assert run("tasks", "parse-prd", str(SAMPLE_PRD), "--limit", "4", cwd=tmp_path).returncode == 0
+    before = (tmp_path / "tasks.json").read_text()
+    r = run("tasks", "initialize-project", cwd=tmp_path)
+    assert r.returncode == 0 and "already exists (4 tasks)" in r.stdout
+    assert (tmp_path / "tasks.json").read_text() == before
