@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "parley.cli.config_cmd",
     "parley.cli.agents_cmd",
     "parley.cli.api_cmd",
+    "parley.cli.tasks_cmd",
 ]
 
 app = typer.Typer(
