@@ -1,0 +1,210 @@
+"""The offline `scripted` LLM: the agent's declared intents, matched fuzzily, answered from templates.
+
+Each intent in the agent YAML has example phrases and keywords; the caller's last words are scored
+against both with rapidfuzz, so recognition errors ("i wood like to buk an apointment") still land.
+Slot values (e.g. `day`) are captured from the caller's words, and the reply template is rendered with
+Jinja2 using the agent's `variables` plus the slots. `end_call: true` adds an `end_call` tool call
+after the reply, `transfer_to` a `transfer_call` with the target. Unmatched input gets the agent's
+`fallback_reply`. Touch-tones arrive as a user message "DTMF: 1" and are mapped through the `dtmf`
+option (digit → intent name); by default "0" reaches the first intent that transfers to a person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from rapidfuzz import fuzz
+from rapidfuzz.utils import default_process
+
+from parley.providers.base import LLMChunk, Message, ToolCall, ToolDefinition
+
+if TYPE_CHECKING:
+    from parley.agents.spec import AgentSpec, ComponentSpec, IntentSpec
+    from parley.settings import Settings
+
+#: Intents scoring below this (0–100) give the fallback reply.
+MIN_SCORE = 50.0
+EXAMPLE_WEIGHT = 0.6
+KEYWORD_HIT = 40.0
+EXTRA_KEYWORD = 5.0
+KEYWORD_SIMILARITY = 80.0
+SLOT_SIMILARITY = 85.0
+
+_DTMF = re.compile(r"^\s*\[?dtmf\]?\s*[:=]?\s*([0-9*#A-Da-d]+)\s*$", re.IGNORECASE)
+_WORDS = re.compile(r"\S+\s*")
+
+
+@dataclass(frozen=True)
+class Match:
+    """The chosen intent (None = fallback), its score and the captured slots."""
+
+    intent: IntentSpec | None
+    score: float
+    slots: dict[str, str]
+
+
+def _example_score(text: str, example: str) -> float:
+    score = fuzz.ratio(text, example)
+    if len(text) >= len(example):  # the example said inside a longer sentence
+        score = max(score, fuzz.partial_ratio(example, text))
+    return score
+
+
+def _keyword_hit(keyword: str, text: str, words: list[str]) -> bool:
+    if " " in keyword:
+        return fuzz.partial_ratio(keyword, text) >= 90 if len(text) >= len(keyword) else False
+    return any(fuzz.ratio(keyword, w) >= KEYWORD_SIMILARITY for w in words)
+
+
+def _ngrams(words: list[str], n: int) -> list[str]:
+    return [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+class IntentMatcher:
+    """Scores a caller's words against an agent's intents."""
+
+    def __init__(self, intents: list[IntentSpec], *, min_score: float = MIN_SCORE) -> None:
+        self.intents = intents
+        self.min_score = min_score
+        self._examples = [[default_process(e) for e in i.examples] for i in intents]
+        self._keywords = [[default_process(k) for k in i.keywords] for i in intents]
+
+    def score(self, index: int, text: str) -> float:
+        """0–100-ish score of intent `index` for normalised `text`."""
+        words = text.split()
+        example = max((_example_score(text, e) for e in self._examples[index] if e), default=0.0)
+        hits = sum(1 for k in self._keywords[index] if k and _keyword_hit(k, text, words))
+        bonus = KEYWORD_HIT + EXTRA_KEYWORD * min(hits - 1, 2) if hits else 0.0
+        return EXAMPLE_WEIGHT * example + bonus
+
+    def match(self, utterance: str) -> Match:
+        """The best intent for `utterance` and its slots (intent None when nothing scores high enough)."""
+        text = default_process(utterance)
+        if not text:
+            return Match(None, 0.0, {})
+        best, best_score = None, 0.0
+        for index, intent in enumerate(self.intents):
+            score = self.score(index, text)
+            if score > best_score:
+                best, best_score = intent, score
+        if best is None or best_score < self.min_score:
+            return Match(None, best_score, {})
+        return Match(best, best_score, capture_slots(best, utterance))
+
+
+def capture_slots(intent: IntentSpec, utterance: str) -> dict[str, str]:
+    """Slot values heard in `utterance` (fuzzy, per word or word group), as written in the YAML."""
+    words = default_process(utterance).split()
+    found: dict[str, str] = {}
+    for slot, values in intent.slots.items():
+        best, best_score = None, 0.0
+        for value in values:
+            norm = default_process(value)
+            n = max(1, len(norm.split()))
+            for gram in _ngrams(words, n):
+                score = fuzz.ratio(norm, gram)
+                if score > best_score:
+                    best, best_score = value, score
+        if best is not None and best_score >= SLOT_SIMILARITY:
+            found[slot] = best
+    return found
+
+
+class ScriptedLLM:
+    """The `scripted` LLM provider."""
+
+    name = "scripted"
+
+    def __init__(self, agent: AgentSpec, *, min_score: float = MIN_SCORE, dtmf: dict[str, str] | None = None,
+                 word_delay_s: float = 0.0) -> None:
+        self.agent = agent
+        self.matcher = IntentMatcher(agent.intents, min_score=min_score)
+        self._env = SandboxedEnvironment(autoescape=False)
+        self._templates = {}
+        for intent in agent.intents:
+            try:
+                self._templates[intent.name] = self._env.from_string(intent.reply)
+            except TemplateError as exc:
+                raise ValueError(f"intent {intent.name!r}: reply template error: {exc}") from None
+        self._fallback = self._env.from_string(agent.fallback_reply)
+        by_name = {i.name: i for i in agent.intents}
+        self._dtmf: dict[str, IntentSpec] = {}
+        for digit, name in (dtmf or {}).items():
+            if name not in by_name:
+                raise ValueError(f"scripted dtmf option: digit {digit!r} names unknown intent {name!r}")
+            self._dtmf[str(digit)] = by_name[name]
+        if "0" not in self._dtmf:
+            human = next((i for i in agent.intents if i.transfer_to), None)
+            if human is not None:
+                self._dtmf["0"] = human
+        self._word_delay = word_delay_s
+
+    def respond(self, messages: list[Message]) -> tuple[str, list[ToolCall]]:
+        """The reply text and tool calls for the conversation so far (no streaming)."""
+        users = [m for m in messages if m.role == "user"]
+        if not messages or messages[-1].role != "user" or not users:
+            return "", []
+        last = users[-1].content
+        dtmf = _DTMF.match(last)
+        if dtmf:
+            intent = self._dtmf.get(dtmf.group(1).upper())
+            match = Match(intent, 100.0 if intent else 0.0, {})
+        else:
+            match = self.matcher.match(last)
+        context: dict[str, Any] = dict(self.agent.variables)
+        if match.intent is not None:
+            # slots said in earlier turns carry over; the latest mention wins
+            for message in users[:-1]:
+                context.update(capture_slots(match.intent, message.content))
+            context.update(match.slots)
+        template = self._templates[match.intent.name] if match.intent else self._fallback
+        text = " ".join(template.render(**context).split())
+        calls: list[ToolCall] = []
+        if match.intent is not None:
+            if match.intent.transfer_to:
+                calls.append(_call("transfer_call", {"target": match.intent.transfer_to}))
+            if match.intent.end_call:
+                calls.append(_call("end_call", {}))
+        return text, calls
+
+    async def chat(
+        self, messages: list[Message], tools: list[ToolDefinition] | None = None
+    ) -> AsyncIterator[LLMChunk]:
+        """Stream the reply word by word, then the tool calls the intent asks for."""
+        text, calls = self.respond(messages)
+        for word in _WORDS.findall(text):
+            yield LLMChunk(text=word)
+            await asyncio.sleep(self._word_delay)
+        offered = None if tools is None else {t.name for t in tools}
+        for call in calls:
+            if offered is None or call.name in offered:
+                yield LLMChunk(tool_call=call)
+
+
+def _call(name: str, arguments: dict[str, Any]) -> ToolCall:
+    return ToolCall(id=f"call_{uuid.uuid4().hex[:16]}", name=name, arguments=arguments)
+
+
+def create(spec: ComponentSpec, *, settings: Settings, agent: AgentSpec | None = None) -> ScriptedLLM:
+    """Factory used by the registry: needs `agent=`; options `min_score` (0–100), `dtmf` (digit → intent)."""
+    if agent is None:
+        raise ValueError("the scripted LLM needs the agent's intents: build_llm(spec, settings, agent=agent_spec)")
+    opts = spec.options
+    unknown = set(opts) - {"min_score", "dtmf", "word_delay_s"}
+    if unknown:
+        raise ValueError(f"scripted: unknown option(s) {', '.join(sorted(unknown))}")
+    min_score = float(opts.get("min_score", MIN_SCORE))
+    if not 0 < min_score <= 100:
+        raise ValueError(f"scripted min_score must be in (0, 100], got {min_score}")
+    dtmf = opts.get("dtmf") or {}
+    if not isinstance(dtmf, dict):
+        raise ValueError("scripted dtmf option must map digits to intent names")
+    return ScriptedLLM(agent, min_score=min_score, dtmf={str(k): str(v) for k, v in dtmf.items()},
+                       word_delay_s=float(opts.get("word_delay_s", 0.0)))
