@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -44,6 +46,10 @@ Trucks take widgets to shops.
 """
 
 
+#: `cli(*args, env=None)` -> click `Result` of `parley *args` run in this process.
+CLI = Callable[..., Any]
+
+
 def read_tasks(path: Path) -> list[dict]:
     return json.loads(path.read_text())["tasks"]
 
@@ -73,4 +79,6 @@ def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
     """Run the real `parley` command in a subprocess."""
     full = {k: v for k, v in os.environ.items() if k != "TASK_FILE"}
     full.update({"COLUMNS": "200", **(env or {})})
-    return subprocess.run([*PARLEY, *args], capture_output=True, text=True, cwd=cwd, env=full, timeout=60)
+    return subprocess.run(
+        [*PARLEY, *args], check=False, capture_output=True, text=True, cwd=cwd, env=full, timeout=60
+    )

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.tasks.conftest import NESTED_PRD, SAMPLE_PRD, read_tasks, run
+from tests.tasks.conftest import CLI, NESTED_PRD, SAMPLE_PRD, read_tasks, run
 
 
-def test_sample_prd_round_trip(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_sample_prd_round_trip(tasks_cwd: Path, cli: CLI) -> None:
     r = cli("tasks", "initialize-project", "--name", "parley")
     assert r.exit_code == 0 and (tasks_cwd / "tasks.json").exists()
     r = cli("tasks", "parse-prd", str(SAMPLE_PRD))
@@ -27,12 +27,16 @@ def test_sample_prd_round_trip(tasks_cwd: Path, cli) -> None:  # type: ignore[no
     assert r.exit_code == 0 and r.stdout.strip() == "[1] Package and commands"
     r = cli("tasks", "show", "3")
     assert r.exit_code == 0
-    assert "Agents and prompts" in r.output and "missing template" in r.output and "Phase 1: Foundation" in r.output
+    assert (
+        "Agents and prompts" in r.output
+        and "missing template" in r.output
+        and "Phase 1: Foundation" in r.output
+    )
     r = cli("tasks", "list")
     assert r.exit_code == 0 and "Offline STT" in r.output and "21 shown of 21" in r.output
 
 
-def test_next_task_follows_dependencies_and_priority(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_next_task_follows_dependencies_and_priority(tasks_cwd: Path, cli: CLI) -> None:
     (tasks_cwd / "prd.md").write_text(NESTED_PRD)
     assert cli("tasks", "parse-prd", "prd.md").exit_code == 0
     ids = {t["title"]: t["id"] for t in read_tasks(tasks_cwd / "tasks.json")}
@@ -42,17 +46,23 @@ def test_next_task_follows_dependencies_and_priority(tasks_cwd: Path, cli) -> No
         assert r.exit_code == 0
         line = r.stdout.strip()
         assert line.startswith("["), r.output
-        task_id = int(line[1:line.index("]")])
+        task_id = int(line[1 : line.index("]")])
         order.append(line.split("] ", 1)[1])
         assert cli("tasks", "update-task", str(task_id), "--status", "done").exit_code == 0
     # Phase order respected; within phase 2a the low-priority task comes last.
-    assert order == ["Make a widget", "Paint the widget", "Build a factory line", "Hire staff", "Shipping",
-                     "Gift wrapping"]
+    assert order == [
+        "Make a widget",
+        "Paint the widget",
+        "Build a factory line",
+        "Hire staff",
+        "Shipping",
+        "Gift wrapping",
+    ]
     r = cli("tasks", "next-task")
     assert r.exit_code == 0 and r.stdout == "" and "no pending task left" in r.stderr
 
 
-def test_blocked_tasks_are_not_offered(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_blocked_tasks_are_not_offered(tasks_cwd: Path, cli: CLI) -> None:
     (tasks_cwd / "prd.md").write_text(NESTED_PRD)
     cli("tasks", "parse-prd", "prd.md")
     cli("tasks", "update-task", "1", "--status", "in-progress")
@@ -63,7 +73,7 @@ def test_blocked_tasks_are_not_offered(tasks_cwd: Path, cli) -> None:  # type: i
     assert r.exit_code == 0 and "Paint the widget" in r.output and "Make a widget" not in r.output
 
 
-def test_reparse_is_idempotent_and_keeps_statuses(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_reparse_is_idempotent_and_keeps_statuses(tasks_cwd: Path, cli: CLI) -> None:
     prd = tasks_cwd / "prd.md"
     prd.write_text(NESTED_PRD)
     cli("tasks", "parse-prd", "prd.md")
@@ -73,30 +83,42 @@ def test_reparse_is_idempotent_and_keeps_statuses(tasks_cwd: Path, cli) -> None:
     assert r.exit_code == 0 and "0 new, 0 updated, 6 unchanged" in r.output
     assert read_tasks(tasks_cwd / "tasks.json") == before
     # Edit the PRD: a new item is appended with a new id, edits keep ids and statuses, removed ones are kept.
-    prd.write_text(NESTED_PRD.replace("1. Make a widget (priority: high)", "1. Make a  WIDGET. (priority: low)")
-                   .replace("- Gift wrapping", "- Gift cards").replace("- Hire staff [P3]", "- Hire staff [P3]\n- Train staff"))
+    prd.write_text(
+        NESTED_PRD.replace("1. Make a widget (priority: high)", "1. Make a  WIDGET. (priority: low)")
+        .replace("- Gift wrapping", "- Gift cards")
+        .replace("- Hire staff [P3]", "- Hire staff [P3]\n- Train staff")
+    )
     r = cli("tasks", "parse-prd", "prd.md")
     assert r.exit_code == 0, r.output
     after = {t["id"]: t for t in read_tasks(tasks_cwd / "tasks.json")}
-    assert after[1]["status"] == "done" and after[1]["priority"] == "low" and after[1]["title"] == "Make a WIDGET"
+    assert (
+        after[1]["status"] == "done"
+        and after[1]["priority"] == "low"
+        and after[1]["title"] == "Make a WIDGET"
+    )
     assert len(after) == 8 and {after[7]["title"], after[8]["title"]} == {"Train staff", "Gift cards"}
     assert after[6]["title"] == "Gift wrapping"  # no longer in the PRD, kept (it may carry work)
     assert "kept 1 not in this PRD (6)" in r.output
 
 
-def test_limit(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_limit(tasks_cwd: Path, cli: CLI) -> None:
     r = cli("tasks", "parse-prd", str(SAMPLE_PRD), "--limit", "5")
     assert r.exit_code == 0
     tasks = read_tasks(tasks_cwd / "tasks.json")
-    assert [t["title"] for t in tasks] == ["Package and commands", "Settings", "Agents and prompts", "API skeleton",
-                                           "Offline STT"]
+    assert [t["title"] for t in tasks] == [
+        "Package and commands",
+        "Settings",
+        "Agents and prompts",
+        "API skeleton",
+        "Offline STT",
+    ]
     assert tasks[4]["dependencies"] == [1, 2, 3, 4]
     # Raising the limit later adds the rest without renumbering.
     cli("tasks", "parse-prd", str(SAMPLE_PRD), "--limit", "7")
     assert [t["id"] for t in read_tasks(tasks_cwd / "tasks.json")] == list(range(1, 8))
 
 
-def test_task_file_override(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_task_file_override(tasks_cwd: Path, cli: CLI) -> None:
     target = tasks_cwd / "plans" / "parley.json"
     r = cli("tasks", "parse-prd", str(SAMPLE_PRD), "--limit", "2", env={"TASK_FILE": str(target)})
     assert r.exit_code == 0 and len(read_tasks(target)) == 2
@@ -105,7 +127,7 @@ def test_task_file_override(tasks_cwd: Path, cli) -> None:  # type: ignore[no-un
     assert r.stdout.strip() == "[1] Package and commands"
 
 
-def test_atomic_write_leaves_no_temp_files_and_keeps_mode(tasks_cwd: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_atomic_write_leaves_no_temp_files_and_keeps_mode(tasks_cwd: Path, cli: CLI) -> None:
     cli("tasks", "parse-prd", str(SAMPLE_PRD), "--limit", "3")
     path = tasks_cwd / "tasks.json"
     os.chmod(path, 0o600)
@@ -124,9 +146,13 @@ def _one_error_line(r) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_bad_inputs_give_one_clear_line(tmp_path: Path) -> None:
-    assert "nope.md: PRD file not found" in _one_error_line(run("tasks", "parse-prd", "nope.md", cwd=tmp_path))
+    assert "nope.md: PRD file not found" in _one_error_line(
+        run("tasks", "parse-prd", "nope.md", cwd=tmp_path)
+    )
     (tmp_path / "empty.md").write_text("\n  \n")
-    assert "empty.md: the PRD is empty" in _one_error_line(run("tasks", "parse-prd", "empty.md", cwd=tmp_path))
+    assert "empty.md: the PRD is empty" in _one_error_line(
+        run("tasks", "parse-prd", "empty.md", cwd=tmp_path)
+    )
     (tmp_path / "prose.md").write_text("# Ideas\n\nWe should build something nice.\n")
     assert "no requirements found" in _one_error_line(run("tasks", "parse-prd", "prose.md", cwd=tmp_path))
     assert not (tmp_path / "tasks.json").exists()
@@ -134,7 +160,9 @@ def test_bad_inputs_give_one_clear_line(tmp_path: Path) -> None:
 
     (tmp_path / "prd.md").write_text(NESTED_PRD)
     assert run("tasks", "parse-prd", "prd.md", cwd=tmp_path).returncode == 0
-    assert "unknown task id 42" in _one_error_line(run("tasks", "update-task", "42", "--status", "done", cwd=tmp_path))
+    assert "unknown task id 42" in _one_error_line(
+        run("tasks", "update-task", "42", "--status", "done", cwd=tmp_path)
+    )
     assert "unknown task id 42" in _one_error_line(run("tasks", "show", "42", cwd=tmp_path))
     assert "task id must be a number" in _one_error_line(run("tasks", "show", "abc", cwd=tmp_path))
     line = _one_error_line(run("tasks", "update-task", "1", "--status", "finished", cwd=tmp_path))
@@ -143,17 +171,38 @@ def test_bad_inputs_give_one_clear_line(tmp_path: Path) -> None:
     assert read_tasks(tmp_path / "tasks.json")[0]["status"] == "pending"
 
 
-@pytest.mark.parametrize("content, words", [
-    ('{"tasks": [{"id": 1, "title": "x"', "corrupt task file (invalid JSON"),
-    ('{"tasks": [{"id": 1, "key": "k", "title": "x", "status": "someday"}]}', "tasks.0.status"),
-    ('{"tasks": [{"id": 1, "key": "k", "title": "x", "dependencies": [9]}]}', "depends on unknown task(s) 9"),
-])
-def test_corrupt_task_file_is_reported_and_never_overwritten(tmp_path: Path, content: str, words: str) -> None:
-    (tmp_path / "tasks.json").write_text(content)
-    for args in (("list",), ("next-task",), ("show", "1"), ("update-task", "1", "--status", "done"),
-                 ("parse-prd", str(SAMPLE_PRD))):
-        assert words in _one_error_line(run("tasks", *args, cwd=tmp_path))
-    assert (tmp_path / "tasks.json").read_text() == content
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ('{"tasks": [{"id": 1, "title": "x"', "corrupt task file (invalid JSON"),
+        ('{"tasks": [{"id": 1, "key": "k", "title": "x", "status": "someday"}]}', "tasks.0.status"),
+        (
+            '{"tasks": [{"id": 1, "key": "k", "title": "x", "dependencies": [9]}]}',
+            "depends on unknown task(s) 9",
+        ),
+    ],
+)
+def test_corrupt_task_file_is_reported_and_never_overwritten(
+    tasks_cwd: Path,
+    cli,
+    content: str,
+    words: str,  # type: ignore[no-untyped-def]
+) -> None:
+    (tasks_cwd / "tasks.json").write_text(content)
+    for args in (
+        ("list",),
+        ("next-task",),
+        ("show", "1"),
+        ("update-task", "1", "--status", "done"),
+        ("parse-prd", str(SAMPLE_PRD)),
+        ("initialize-project",),
+    ):
+        r = cli("tasks", *args)
+        assert r.exit_code == 1 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, (
+            args,
+            r.stderr,
+        )
+    assert (tasks_cwd / "tasks.json").read_text() == content
 
 
 def test_initialize_project_leaves_an_existing_list_alone(tmp_path: Path) -> None:

@@ -15,8 +15,14 @@ def by_title(tasks):  # type: ignore[no-untyped-def]
 def test_nested_phases_dependencies_and_acceptance() -> None:
     tasks = parse_prd(NESTED_PRD)
     t = by_title(tasks)
-    assert list(t) == ["Make a widget", "Paint the widget", "Build a factory line", "Hire staff",
-                       "Shipping", "Gift wrapping"]
+    assert list(t) == [
+        "Make a widget",
+        "Paint the widget",
+        "Build a factory line",
+        "Hire staff",
+        "Shipping",
+        "Gift wrapping",
+    ]
     assert "Widgets are popular" not in t  # context sections are not work
     # Phase 1 tasks are free; phase 2a waits for phase 1; 2b for 2a (phase 1 implied); phase 3 for 2b only.
     assert t["Make a widget"].depends_on == [] and t["Paint the widget"].depends_on == []
@@ -26,11 +32,18 @@ def test_nested_phases_dependencies_and_acceptance() -> None:
     # Acceptance: item-level to the item, section-level to every task of the section; never a task itself.
     assert "paint is dry" in t["Paint the widget"].acceptance
     assert "paint is dry" not in t["Paint the widget"].description
-    assert "100 widgets a day" in t["Build a factory line"].acceptance and "100 widgets" in t["Shipping"].acceptance
+    assert (
+        "100 widgets a day" in t["Build a factory line"].acceptance
+        and "100 widgets" in t["Shipping"].acceptance
+    )
     assert not any("widgets a day" in x.title for x in tasks)
     # Priorities from markers; default medium.
     assert [t[n].priority for n in ("Make a widget", "Paint the widget", "Hire staff", "Gift wrapping")] == [
-        "high", "medium", "low", "low"]
+        "high",
+        "medium",
+        "low",
+        "low",
+    ]
     assert t["Shipping"].section == "Phase 2: Scale > Phase 2b: Shipping"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -15,7 +14,8 @@ from parley.tasks.models import STATUSES, ProposedTask, Task, TaskFile
 from parley.tasks.parser import PRDError, parse_prd
 
 tasks_app = typer.Typer(
-    help="Turn a PRD into a tracked task list (tasks.json; TASK_FILE overrides the path).", no_args_is_help=True
+    help="Turn a PRD into a tracked task list (tasks.json; TASK_FILE overrides the path).",
+    no_args_is_help=True,
 )
 
 _STATUS_STYLE = {"pending": "yellow", "in-progress": "cyan", "done": "green", "deferred": "dim"}
@@ -61,26 +61,37 @@ def _table(tasks: list[Task]) -> Table:
     table = Table("id", "status", "priority", "title", "depends on", "section")
     for t in tasks:
         table.add_row(
-            str(t.id), Text(t.status, style=_STATUS_STYLE[t.status]), Text(t.priority, style=_PRIORITY_STYLE[t.priority]),
-            Text(t.title), ", ".join(map(str, t.dependencies)) or "-", Text(t.section),
+            str(t.id),
+            Text(t.status, style=_STATUS_STYLE[t.status]),
+            Text(t.priority, style=_PRIORITY_STYLE[t.priority]),
+            Text(t.title),
+            ", ".join(map(str, t.dependencies)) or "-",
+            Text(t.section),
         )
     return table
 
 
 @tasks_app.command("initialize-project")
 def initialize_project(
-    name: Optional[str] = typer.Option(None, "--name", help="Project name (default: the folder's name)."),  # noqa: UP007
+    name: str | None = typer.Option(None, "--name", help="Project name (default: the folder's name)."),
 ) -> None:
     """Create an empty tasks.json (an existing one is left as it is)."""
     path = store.task_file_path()
     if path.exists():
         _, tasks = _load()
-        console.print(f"{path} already exists ({len(tasks.tasks)} tasks); left unchanged", highlight=False, soft_wrap=True)
+        console.print(
+            f"{path} already exists ({len(tasks.tasks)} tasks); left unchanged",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
     project = name or Path.cwd().resolve().name
     _save(path, TaskFile(project=project))
-    console.print(f"created {path} for project {project!r}; next: parley tasks parse-prd docs/sample-prd.md",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"created {path} for project {project!r}; next: parley tasks parse-prd docs/sample-prd.md",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _llm_proposal(text: str, limit: int | None, agent_name: str | None) -> list[ProposedTask] | None:
@@ -108,17 +119,20 @@ def _llm_proposal(text: str, limit: int | None, agent_name: str | None) -> list[
     else:
         console.print(f"tasks proposed by agent {agent.key!r} (LLM {spec.provider})", highlight=False)
         return proposal
-    err_console.print(f"[yellow]warning:[/] {reason}; using the offline parser instead",
-                      highlight=False, soft_wrap=True)
+    err_console.print(
+        f"[yellow]warning:[/] {reason}; using the offline parser instead", highlight=False, soft_wrap=True
+    )
     return None
 
 
 @tasks_app.command("parse-prd")
 def parse_prd_cmd(
-    file: Path = typer.Argument(..., help="The PRD (Markdown)."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Keep only the first N tasks."),  # noqa: UP007
+    file: Path = typer.Argument(..., help="The PRD (Markdown)."),  # noqa: B008 - typer style
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Keep only the first N tasks."),
     llm: bool = typer.Option(False, "--llm", help="Let the agent's LLM propose the tasks (schema-checked)."),
-    agent: Optional[str] = typer.Option(None, "--agent", help="Agent whose LLM to use (default: DEFAULT_AGENT)."),  # noqa: UP007
+    agent: str | None = typer.Option(
+        None, "--agent", help="Agent whose LLM to use (default: DEFAULT_AGENT)."
+    ),
 ) -> None:
     """Parse a PRD into tasks.json; re-parsing keeps ids and statuses and adds only what is new."""
     try:
@@ -146,10 +160,14 @@ def parse_prd_cmd(
     _save(path, result.tasks)
     parsed_ids = {t.id for t in result.tasks.tasks} - set(result.not_in_prd)
     console.print(_table([t for t in result.tasks.tasks if t.id in parsed_ids]))
-    summary = (f"{len(proposal)} tasks from {file}: {len(result.added)} new, {len(result.changed)} updated, "
-               f"{len(result.unchanged)} unchanged")
+    summary = (
+        f"{len(proposal)} tasks from {file}: {len(result.added)} new, {len(result.changed)} updated, "
+        f"{len(result.unchanged)} unchanged"
+    )
     if result.not_in_prd:
-        summary += f"; kept {len(result.not_in_prd)} not in this PRD ({', '.join(map(str, result.not_in_prd))})"
+        summary += (
+            f"; kept {len(result.not_in_prd)} not in this PRD ({', '.join(map(str, result.not_in_prd))})"
+        )
     console.print(f"{summary}; wrote {path}", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -166,7 +184,9 @@ def next_task() -> None:
 
 @tasks_app.command("list")
 def list_tasks(
-    status: Optional[str] = typer.Option(None, "--status", "-s", help=f"Only this status ({', '.join(STATUSES)})."),  # noqa: UP007
+    status: str | None = typer.Option(
+        None, "--status", "-s", help=f"Only this status ({', '.join(STATUSES)})."
+    ),
 ) -> None:
     """Show the tasks as a table."""
     wanted = _status(status) if status is not None else None
@@ -193,8 +213,10 @@ def update_task(
     if new == "done":
         open_deps = [d for d in task.dependencies if tasks.get(d).status != "done"]
         if open_deps:
-            err_console.print(f"[yellow]warning:[/] dependencies not done yet: {', '.join(map(str, open_deps))}",
-                              highlight=False)
+            err_console.print(
+                f"[yellow]warning:[/] dependencies not done yet: {', '.join(map(str, open_deps))}",
+                highlight=False,
+            )
 
 
 @tasks_app.command("show")
@@ -207,11 +229,14 @@ def show(task_id: str = typer.Argument(..., metavar="ID", help="Task id.")) -> N
     table.add_column()
     deps = ", ".join(f"{d} ({tasks.get(d).status})" for d in task.dependencies) or "-"
     for label, value in (
-        ("id", str(task.id)), ("title", Text(task.title)),
+        ("id", str(task.id)),
+        ("title", Text(task.title)),
         ("status", Text(task.status, style=_STATUS_STYLE[task.status])),
         ("priority", Text(task.priority, style=_PRIORITY_STYLE[task.priority])),
-        ("depends on", deps), ("section", Text(task.section or "-")),
-        ("description", Text(task.description or "-")), ("acceptance", Text(task.acceptance or "-")),
+        ("depends on", deps),
+        ("section", Text(task.section or "-")),
+        ("description", Text(task.description or "-")),
+        ("acceptance", Text(task.acceptance or "-")),
     ):
         table.add_row(label, value)
     console.print(table)

@@ -75,13 +75,13 @@ task comes from (nested headings joined with " > "); `dependencies` lists ids of
 
 
 def _extract_json(text: str) -> str:
-    fenced = re.search(r"```(?:json)?\s*(\{.*\})\s*```", text, re.S)
+    fenced = re.search(r"```(?:json)?\s*(\{.*\})\s*```", text, re.DOTALL)
     if fenced:
         return fenced.group(1)
     start, end = text.find("{"), text.rfind("}")
     if start == -1 or end <= start:
         raise LLMTasksError("the model's answer holds no JSON object")
-    return text[start:end + 1]
+    return text[start : end + 1]
 
 
 def validate_answer(text: str, *, limit: int | None = None) -> list[ProposedTask]:
@@ -89,14 +89,17 @@ def validate_answer(text: str, *, limit: int | None = None) -> list[ProposedTask
     try:
         data = json.loads(_extract_json(text))
     except json.JSONDecodeError as exc:
-        raise LLMTasksError(f"the model's answer is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise LLMTasksError(
+            f"the model's answer is not valid JSON ({exc.msg} at line {exc.lineno})"
+        ) from None
     try:
         answer = LLMTaskList.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "top level"
         raise LLMTasksError(
-            f"the model's answer does not match the task schema: {where}: {first['msg'].removeprefix('Value error, ')}"
+            "the model's answer does not match the task schema: "
+            f"{where}: {first['msg'].removeprefix('Value error, ')}"
         ) from None
     chosen = answer.tasks[:limit] if limit else answer.tasks
     keys: dict[int, str] = {}
@@ -112,8 +115,12 @@ def validate_answer(text: str, *, limit: int | None = None) -> list[ProposedTask
         keys[t.id] = key
     return [
         ProposedTask(
-            key=keys[t.id], title=t.title.strip(), description=t.description, acceptance=t.acceptance,
-            priority=t.priority, section=t.section,
+            key=keys[t.id],
+            title=t.title.strip(),
+            description=t.description,
+            acceptance=t.acceptance,
+            priority=t.priority,
+            section=t.section,
             depends_on=sorted(keys[d] for d in t.dependencies if d in keys),
         )
         for t in chosen
@@ -127,7 +134,9 @@ async def _ask(llm: LLM, messages: list[Message]) -> str:
     return "".join(parts)
 
 
-def propose_with_llm(llm: LLM, prd_text: str, *, limit: int | None = None, timeout_s: float = 180.0) -> list[ProposedTask]:
+def propose_with_llm(
+    llm: LLM, prd_text: str, *, limit: int | None = None, timeout_s: float = 180.0
+) -> list[ProposedTask]:
     """Ask `llm` for the PRD's tasks; `LLMTasksError` when it fails or answers outside the schema."""
     hint = f"\nReturn at most {limit} tasks." if limit else ""
     system = SYSTEM_PROMPT.format(schema=json.dumps(LLMTaskList.model_json_schema()), limit=hint)

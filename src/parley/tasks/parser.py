@@ -33,26 +33,31 @@ class PRDError(ValueError):
 
 PHASE_RE = re.compile(r"^(phase|milestone|stage|step|sprint|iteration|release)\b\s*[\w.]*", re.IGNORECASE)
 NUMBERED_RE = re.compile(r"^\d+(\.\d+)*[.)]?\s+\S")
-ACCEPTANCE_RE = re.compile(r"^\s*(?:[*_]{1,2})?\s*acceptance(?:\s+criteria)?\s*:?\s*(?:[*_]{1,2})?\s*:?\s*", re.I)
+ACCEPTANCE_RE = re.compile(
+    r"^\s*(?:[*_]{1,2})?\s*acceptance(?:\s+criteria)?\s*:?\s*(?:[*_]{1,2})?\s*:?\s*", re.IGNORECASE
+)
 CONTEXT_RE = re.compile(
-    r"^(overview|introduction|intro|background|context|summary|purpose|problem|problem statement|vision|goals?"
+    r"^(overview|introduction|intro|background|context|summary|purpose|problem|problem statement|vision"
+    r"|goals?"
     r"|non[- ]goals|goals and non[- ]goals|out of scope|scope|glossary|terminology|definitions|references"
     r"|appendix.*|open questions|questions|risks.*|assumptions|personas|users|target users|stakeholders"
     r"|success metrics|metrics|revision history|changelog|notes|table of contents|contents)$",
     re.IGNORECASE,
 )
 _PRIORITY_MARKERS: list[tuple[re.Pattern[str], str | None]] = [
-    (re.compile(r"\(\s*priority\s*[:=]\s*(high|medium|low)\s*\)", re.I), None),
-    (re.compile(r"\bpriority\s*[:=]\s*(high|medium|low)\b", re.I), None),
-    (re.compile(r"\[\s*(high|medium|low)\s*\]", re.I), None),
-    (re.compile(r"\[\s*(p[0-3])\s*\]", re.I), None),
-    (re.compile(r"\((optional|nice[- ]to[- ]have)\)", re.I), "low"),
+    (re.compile(r"\(\s*priority\s*[:=]\s*(high|medium|low)\s*\)", re.IGNORECASE), None),
+    (re.compile(r"\bpriority\s*[:=]\s*(high|medium|low)\b", re.IGNORECASE), None),
+    (re.compile(r"\[\s*(high|medium|low)\s*\]", re.IGNORECASE), None),
+    (re.compile(r"\[\s*(p[0-3])\s*\]", re.IGNORECASE), None),
+    (re.compile(r"\((optional|nice[- ]to[- ]have)\)", re.IGNORECASE), "low"),
 ]
 _P_LEVELS = {"p0": "high", "p1": "high", "p2": "medium", "p3": "low"}
-_LOW_WORDS = re.compile(r"\b(optional|nice[- ]to[- ]have)\b", re.I)
-_BOLD_LEAD = re.compile(r"^\s*(\*\*|__)(?P<lead>.+?)\1\s*[:.\-–—]?\s*(?P<rest>.*)$", re.S)
+_LOW_WORDS = re.compile(r"\b(optional|nice[- ]to[- ]have)\b", re.IGNORECASE)
+_BOLD_LEAD = re.compile(r"^\s*(\*\*|__)(?P<lead>.+?)\1\s*[:.\-–—]?\s*(?P<rest>.*)$", re.DOTALL)
 _LEADING_NUMBER = re.compile(r"^\s*\d+(\.\d+)*[.)]?\s+")
-_PHASE_PREFIX = re.compile(r"^(phase|milestone|stage|step|sprint|iteration|release)\s*[\w.]*\s*[:.)\-–—]\s*", re.I)
+_PHASE_PREFIX = re.compile(
+    r"^(phase|milestone|stage|step|sprint|iteration|release)\s*[\w.]*\s*[:.)\-–—]\s*", re.IGNORECASE
+)
 _MAX_TITLE = 90
 
 
@@ -133,7 +138,7 @@ def _take_priority(text: str, *, words: bool = True) -> tuple[str, str | None]:
         if match:
             level = fixed or match.group(1).lower()
             level = _P_LEVELS.get(level, level)
-            cleaned = (text[: match.start()] + text[match.end():]).strip()
+            cleaned = (text[: match.start()] + text[match.end() :]).strip()
             return re.sub(r"\s{2,}", " ", cleaned), level
     if words and _LOW_WORDS.search(text):
         return text, "low"
@@ -151,7 +156,7 @@ def _short_title(text: str) -> tuple[str, str]:
     for sep in (". ", ": ", "; ", " — ", " - "):
         cut = text.find(sep)
         if 0 < cut <= _MAX_TITLE:
-            return text[:cut].strip(), text[cut + len(sep):].strip()
+            return text[:cut].strip(), text[cut + len(sep) :].strip()
     cut = text.rfind(" ", 0, _MAX_TITLE)
     cut = cut if cut > 20 else _MAX_TITLE
     return text[:cut].rstrip(",;:") + "…", text
@@ -171,16 +176,16 @@ def _split_acceptance(text: str) -> tuple[str, str]:
     """Split an item's text at an 'Acceptance criteria' line: (description, acceptance)."""
     lines = text.splitlines()
     for i, line in enumerate(lines):
-        if i > 0 and ACCEPTANCE_RE.match(line) and re.search(r"acceptance", line, re.I):
+        if i > 0 and ACCEPTANCE_RE.match(line) and re.search(r"acceptance", line, re.IGNORECASE):
             inline = ACCEPTANCE_RE.sub("", line, count=1).strip()
-            body = textwrap.dedent("\n".join(lines[i + 1:])).strip()
+            body = textwrap.dedent("\n".join(lines[i + 1 :])).strip()
             acceptance = "\n".join(p for p in (inline, body) if p)
             return "\n".join(lines[:i]).strip(), acceptance
     return text, ""
 
 
 def _is_acceptance_heading(text: str) -> bool:
-    return bool(re.match(r"^\s*acceptance(\s+criteria)?\s*:?\s*$", _bare(text), re.I))
+    return bool(re.match(r"^\s*acceptance(\s+criteria)?\s*:?\s*$", _bare(text), re.IGNORECASE))
 
 
 def _close(tokens: list[Token], i: int) -> int:
@@ -220,14 +225,18 @@ def _build_tree(text: str) -> _Section:
             acceptance_heading = None
             clean, prio = _take_priority(title)
             node = _Section(title=clean, level=level, parent=parent, priority=prio)
-            node.is_phase = bool(PHASE_RE.match(clean)) or (parent.in_phase() and bool(NUMBERED_RE.match(clean)))
+            node.is_phase = bool(PHASE_RE.match(clean)) or (
+                parent.in_phase() and bool(NUMBERED_RE.match(clean))
+            )
             parent.children.append(node)
             current = node
             i = _close(tokens, i) + 1
             continue
         if tok.type == "paragraph_open" and tok.level == 0:
             content = tokens[i + 1].content.strip()
-            if re.search(r"acceptance", content.split("\n")[0], re.I) and ACCEPTANCE_RE.match(content):
+            if re.search(r"acceptance", content.split("\n")[0], re.IGNORECASE) and ACCEPTANCE_RE.match(
+                content
+            ):
                 rest = ACCEPTANCE_RE.sub("", content, count=1).strip()
                 if rest:
                     current.acceptance.append(rest)
@@ -275,10 +284,15 @@ def _collect_items(tokens: list[Token], start: int, end: int, lines: list[str], 
                     prio = _take_priority(first_inline.content, words=False)[1]
                 title, _ = _short_title(head)
                 description = _take_priority(description, words=False)[0]
-                section.tasks.append(_Draft(
-                    title=title, description=description, acceptance=[acceptance] if acceptance else [],
-                    priority=prio, section=section,
-                ))
+                section.tasks.append(
+                    _Draft(
+                        title=title,
+                        description=description,
+                        acceptance=[acceptance] if acceptance else [],
+                        priority=prio,
+                        section=section,
+                    )
+                )
             j = close + 1
             continue
         j += 1
@@ -289,10 +303,15 @@ def _prose_tasks(node: _Section) -> None:
     for child in node.children:
         _prose_tasks(child)
     if node.level and not node.tasks and not node.children and node.prose and node.in_phase():
-        node.tasks.append(_Draft(
-            title=_bare(node.title) or node.title, description="\n\n".join(node.prose), acceptance=[],
-            priority=None, section=node,
-        ))
+        node.tasks.append(
+            _Draft(
+                title=_bare(node.title) or node.title,
+                description="\n\n".join(node.prose),
+                acceptance=[],
+                priority=None,
+                section=node,
+            )
+        )
 
 
 def _drop_context(node: _Section) -> None:
@@ -379,16 +398,20 @@ def parse_prd(text: str, *, limit: int | None = None) -> list[ProposedTask]:
     kept_keys = {d.key for d in kept}
     out: list[ProposedTask] = []
     for draft in kept:
-        out.append(ProposedTask(
-            key=draft.key,
-            title=draft.title,
-            description=draft.description,
-            acceptance="\n\n".join(draft.acceptance),
-            priority=draft.priority or draft.section.inherited_priority() or "medium",  # type: ignore[arg-type]
-            section=" > ".join(_display_path(draft.section, drop_title)),
-            depends_on=sorted(d for d in draft.depends_on if d in kept_keys),
-        ))
+        out.append(
+            ProposedTask(
+                key=draft.key,
+                title=draft.title,
+                description=draft.description,
+                acceptance="\n\n".join(draft.acceptance),
+                priority=(  # type: ignore[arg-type]
+                    draft.priority or draft.section.inherited_priority() or "medium"
+                ),
+                section=" > ".join(_display_path(draft.section, drop_title)),
+                depends_on=sorted(d for d in draft.depends_on if d in kept_keys),
+            )
+        )
     return out
 
 
-__all__ = ["PRDError", "parse_prd", "normalize"]
+__all__ = ["PRDError", "normalize", "parse_prd"]

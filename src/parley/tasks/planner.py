@@ -1,4 +1,4 @@
-"""Planning over a task list: merging a parse into it (stable ids, kept statuses) and choosing the next task."""
+"""Planning over a task list: merging a parse into it (stable ids, kept statuses), choosing the next task."""
 
 from __future__ import annotations
 
@@ -39,9 +39,15 @@ def merge(existing: TaskFile, proposed: list[ProposedTask], *, source: str = "")
     for p in proposed:
         old = by_key.get(p.key)
         task = Task(
-            id=ids[p.key], key=p.key, title=p.title, description=p.description, acceptance=p.acceptance,
-            status=old.status if old else "pending", priority=p.priority,
-            dependencies=sorted(ids[d] for d in p.depends_on if d in ids), section=p.section,
+            id=ids[p.key],
+            key=p.key,
+            title=p.title,
+            description=p.description,
+            acceptance=p.acceptance,
+            status=old.status if old else "pending",
+            priority=p.priority,
+            dependencies=sorted(ids[d] for d in p.depends_on if d in ids),
+            section=p.section,
         )
         if old is None:
             result.added.append(task.id)
@@ -53,7 +59,9 @@ def merge(existing: TaskFile, proposed: list[ProposedTask], *, source: str = "")
     proposed_keys = set(ids)
     result.not_in_prd = sorted(t.id for t in existing.tasks if t.key not in proposed_keys)
     result.tasks = TaskFile(
-        version=existing.version, project=existing.project, source=source or existing.source,
+        version=existing.version,
+        project=existing.project,
+        source=source or existing.source,
         tasks=sorted(out.values(), key=lambda t: t.id),
     )
     return result
@@ -85,5 +93,7 @@ def blocked_reason(tasks: TaskFile) -> str:
     unfinished = sorted({d for t in pending for d in t.dependencies if tasks.get(d).status != "done"})
     # Name what really holds things up: unfinished tasks that are not themselves waiting in the queue.
     holders = [d for d in unfinished if tasks.get(d).status != "pending"] or unfinished
-    listed = ", ".join(f"{d} ({tasks.get(d).status})" for d in holders[:10]) + ("…" if len(holders) > 10 else "")
+    listed = ", ".join(f"{d} ({tasks.get(d).status})" for d in holders[:10]) + (
+        "…" if len(holders) > 10 else ""
+    )
     return f"{len(pending)} pending task(s), all waiting for unfinished dependencies: {listed}"
