@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.tasks.conftest import CLI, NESTED_PRD, SAMPLE_PRD, read_tasks, run
+from tests.tasks.conftest import CLI, NESTED_PRD, PARLEY, SAMPLE_PRD, read_tasks, run
 
 
 def test_sample_prd_round_trip(tasks_cwd: Path, cli: CLI) -> None:
@@ -139,36 +140,39 @@ def test_atomic_write_leaves_no_temp_files_and_keeps_mode(tasks_cwd: Path, cli: 
 
 
 def _one_error_line(r) -> str:  # type: ignore[no-untyped-def]
-    assert r.returncode == 1, (r.stdout, r.stderr)
+    """The single stderr line of a failed command (subprocess result or in-process click result)."""
+    code = r.returncode if hasattr(r, "returncode") else r.exit_code
+    assert code == 1, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     return lines[0]
 
 
-def test_bad_inputs_give_one_clear_line(tmp_path: Path) -> None:
-    assert "nope.md: PRD file not found" in _one_error_line(
-        run("tasks", "parse-prd", "nope.md", cwd=tmp_path)
-    )
-    (tmp_path / "empty.md").write_text("\n  \n")
-    assert "empty.md: the PRD is empty" in _one_error_line(
-        run("tasks", "parse-prd", "empty.md", cwd=tmp_path)
-    )
-    (tmp_path / "prose.md").write_text("# Ideas\n\nWe should build something nice.\n")
-    assert "no requirements found" in _one_error_line(run("tasks", "parse-prd", "prose.md", cwd=tmp_path))
-    assert not (tmp_path / "tasks.json").exists()
+def test_real_command_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+    """The installed entry point, as a user runs it: missing PRD, missing task list, unknown status."""
+    line = _one_error_line(run("tasks", "parse-prd", "nope.md", cwd=tmp_path))
+    assert line == "error: nope.md: PRD file not found"
     assert "no task file" in _one_error_line(run("tasks", "next-task", cwd=tmp_path))
-
-    (tmp_path / "prd.md").write_text(NESTED_PRD)
-    assert run("tasks", "parse-prd", "prd.md", cwd=tmp_path).returncode == 0
-    assert "unknown task id 42" in _one_error_line(
-        run("tasks", "update-task", "42", "--status", "done", cwd=tmp_path)
-    )
-    assert "unknown task id 42" in _one_error_line(run("tasks", "show", "42", cwd=tmp_path))
-    assert "task id must be a number" in _one_error_line(run("tasks", "show", "abc", cwd=tmp_path))
-    line = _one_error_line(run("tasks", "update-task", "1", "--status", "finished", cwd=tmp_path))
+    line = _one_error_line(run("tasks", "list", "--status", "finished", cwd=tmp_path))
     assert "unknown status 'finished'; choose one of: pending, in-progress, done, deferred" in line
-    assert "unknown status" in _one_error_line(run("tasks", "list", "--status", "nope", cwd=tmp_path))
-    assert read_tasks(tmp_path / "tasks.json")[0]["status"] == "pending"
+
+
+def test_bad_inputs_give_one_clear_line(tasks_cwd: Path, cli: CLI) -> None:
+    (tasks_cwd / "empty.md").write_text("\n  \n")
+    assert "empty.md: the PRD is empty" in _one_error_line(cli("tasks", "parse-prd", "empty.md"))
+    (tasks_cwd / "prose.md").write_text("# Ideas\n\nWe should build something nice.\n")
+    assert "no requirements found" in _one_error_line(cli("tasks", "parse-prd", "prose.md"))
+    assert "is a folder" in _one_error_line(cli("tasks", "parse-prd", str(tasks_cwd)))
+    assert not (tasks_cwd / "tasks.json").exists()
+
+    (tasks_cwd / "prd.md").write_text(NESTED_PRD)
+    assert cli("tasks", "parse-prd", "prd.md").exit_code == 0
+    assert "unknown task id 42" in _one_error_line(cli("tasks", "update-task", "42", "--status", "done"))
+    assert "unknown task id 42" in _one_error_line(cli("tasks", "show", "42"))
+    assert "task id must be a number" in _one_error_line(cli("tasks", "show", "abc"))
+    line = _one_error_line(cli("tasks", "update-task", "1", "--status", "finished"))
+    assert "unknown status 'finished'" in line
+    assert read_tasks(tasks_cwd / "tasks.json")[0]["status"] == "pending"
 
 
 @pytest.mark.parametrize(
@@ -183,10 +187,7 @@ def test_bad_inputs_give_one_clear_line(tmp_path: Path) -> None:
     ],
 )
 def test_corrupt_task_file_is_reported_and_never_overwritten(
-    tasks_cwd: Path,
-    cli,
-    content: str,
-    words: str,  # type: ignore[no-untyped-def]
+    tasks_cwd: Path, cli: CLI, content: str, words: str
 ) -> None:
     (tasks_cwd / "tasks.json").write_text(content)
     for args in (
@@ -205,9 +206,30 @@ def test_corrupt_task_file_is_reported_and_never_overwritten(
     assert (tasks_cwd / "tasks.json").read_text() == content
 
 
-def test_initialize_project_leaves_an_existing_list_alone(tmp_path: Path) -> None:
-    assert run("tasks", "parse-prd", str(SAMPLE_PRD), "--limit", "4", cwd=tmp_path).returncode == 0
-    before = (tmp_path / "tasks.json").read_text()
-    r = run("tasks", "initialize-project", cwd=tmp_path)
-    assert r.returncode == 0 and "already exists (4 tasks)" in r.stdout
-    assert (tmp_path / "tasks.json").read_text() == before
+def test_initialize_project_leaves_an_existing_list_alone(tasks_cwd: Path, cli: CLI) -> None:
+    assert cli("tasks", "parse-prd", str(SAMPLE_PRD), "--limit", "4").exit_code == 0
+    before = (tasks_cwd / "tasks.json").read_text()
+    r = cli("tasks", "initialize-project")
+    assert r.exit_code == 0 and "already exists (4 tasks)" in r.stdout
+    assert (tasks_cwd / "tasks.json").read_text() == before
+
+
+def test_concurrent_updates_are_all_kept(tmp_path: Path) -> None:
+    """Six `update-task` commands at once, each on its own task: none overwrites another's change."""
+    assert run("tasks", "parse-prd", str(SAMPLE_PRD), "--limit", "6", cwd=tmp_path).returncode == 0
+    env = {**{k: v for k, v in os.environ.items() if k != "TASK_FILE"}, "COLUMNS": "200"}
+    procs = [
+        subprocess.Popen(
+            [*PARLEY, "tasks", "update-task", str(i), "--status", "done"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(1, 7)
+    ]
+    for p in procs:
+        assert p.wait(timeout=60) == 0, p.stderr.read() if p.stderr else ""
+        if p.stderr:
+            p.stderr.close()
+    assert [t["status"] for t in read_tasks(tmp_path / "tasks.json")] == ["done"] * 6

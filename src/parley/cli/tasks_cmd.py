@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -33,6 +35,15 @@ def _load() -> tuple[Path, TaskFile]:
 def _save(path: Path, tasks: TaskFile) -> None:
     try:
         store.save(path, tasks)
+    except store.TaskFileError as exc:
+        fail(str(exc))
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    try:
+        with store.locked(path):
+            yield
     except store.TaskFileError as exc:
         fail(str(exc))
 
@@ -77,16 +88,17 @@ def initialize_project(
 ) -> None:
     """Create an empty tasks.json (an existing one is left as it is)."""
     path = store.task_file_path()
-    if path.exists():
-        _, tasks = _load()
-        console.print(
-            f"{path} already exists ({len(tasks.tasks)} tasks); left unchanged",
-            highlight=False,
-            soft_wrap=True,
-        )
-        return
-    project = name or Path.cwd().resolve().name
-    _save(path, TaskFile(project=project))
+    with _locked(path):
+        if path.exists():
+            _, tasks = _load()
+            console.print(
+                f"{path} already exists ({len(tasks.tasks)} tasks); left unchanged",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
+        project = name or Path.cwd().resolve().name
+        _save(path, TaskFile(project=project))
     console.print(
         f"created {path} for project {project!r}; next: parley tasks parse-prd docs/sample-prd.md",
         highlight=False,
@@ -125,6 +137,13 @@ def _llm_proposal(text: str, limit: int | None, agent_name: str | None) -> list[
     return None
 
 
+def _existing(path: Path) -> TaskFile:
+    try:
+        return store.load_or_new(path, project=Path.cwd().resolve().name)
+    except store.TaskFileError as exc:
+        fail(f"{exc} (not overwritten; fix or remove it)")
+
+
 @tasks_app.command("parse-prd")
 def parse_prd_cmd(
     file: Path = typer.Argument(..., help="The PRD (Markdown)."),  # noqa: B008 - typer style
@@ -146,18 +165,16 @@ def parse_prd_cmd(
     if not text.strip():
         fail(f"{file}: the PRD is empty")
     path = store.task_file_path()
-    try:
-        existing = store.load_or_new(path, project=Path.cwd().resolve().name)
-    except store.TaskFileError as exc:
-        fail(f"{exc} (not overwritten; fix or remove it)")
+    _existing(path)  # a corrupt list is reported before any (slow) LLM call
     proposal = _llm_proposal(text, limit, agent) if llm else None
     if proposal is None:
         try:
             proposal = parse_prd(text, limit=limit)
         except PRDError as exc:
             fail(f"{file}: {exc}")
-    result = planner.merge(existing, proposal, source=str(file))
-    _save(path, result.tasks)
+    with _locked(path):
+        result = planner.merge(_existing(path), proposal, source=str(file))
+        _save(path, result.tasks)
     parsed_ids = {t.id for t in result.tasks.tasks} - set(result.not_in_prd)
     console.print(_table([t for t in result.tasks.tasks if t.id in parsed_ids]))
     summary = (
@@ -204,11 +221,13 @@ def update_task(
 ) -> None:
     """Set a task's status."""
     new = _status(status)
-    path, tasks = _load()
-    task = _task_id(task_id, tasks)
-    old = task.status
-    task.status = new  # type: ignore[assignment]
-    _save(path, tasks)
+    path = store.task_file_path()
+    with _locked(path):
+        _, tasks = _load()
+        task = _task_id(task_id, tasks)
+        old = task.status
+        task.status = new  # type: ignore[assignment]
+        _save(path, tasks)
     console.print(f"[{task.id}] {task.title}: {old} -> {new}", markup=False, highlight=False, soft_wrap=True)
     if new == "done":
         open_deps = [d for d in task.dependencies if tasks.get(d).status != "done"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -77,3 +80,23 @@ def save(path: Path, tasks: TaskFile) -> None:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise TaskFileError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock for a read-modify-write of `path`.
+
+    The lock is taken on the file's folder (the file itself is replaced on every write, so a lock on it
+    would not be seen by the next reader), so two `parley tasks` commands never lose each other's update.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as exc:
+        raise TaskFileError(f"{path}: cannot open its folder: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
