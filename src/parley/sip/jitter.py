@@ -1,0 +1,174 @@
+"""Receive jitter buffer: reorder, duplicate drop, late drop, loss concealment, bounded delay.
+
+    jb = JitterBuffer(decode=codec.decode, frame_samples=160, sample_rate=8000, target_ms=60, max_ms=300)
+    jb.push(ext_seq, payload, arrival)   # -> "ok" | "duplicate" | "late"
+    jb.push_gap(ext_seq, arrival)        # a sequence number used by a non-audio packet (DTMF, CN)
+    pcm = jb.frame(now)                  # always exactly frame_samples int16 samples
+
+Packets are keyed by extended sequence number. A talkspurt starts playing once its first packet
+has waited `target_ms` (the reorder window). While playing, each packet is decoded in sequence
+order; a missing packet with later ones already waiting is lost and concealed; an empty buffer is
+an underrun (concealment fading to silence, then a new prefetch). Concealment repeats the last
+decoded packet with a falling gain (-3 dB per frame, silent after 5 frames). If more than `max_ms`
+of audio waits (sender clock faster than ours, burst after a stall), the oldest packets are dropped
+down to `target_ms` so the delay stays bounded. Decoded audio longer than a frame (30 ms packets,
+say) is carried over to the next frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["JitterBuffer"]
+
+_FADE = 0.7071  # per concealed frame
+_MAX_CONCEAL = 5
+
+
+class JitterBuffer:
+    """Reorders RTP payloads and turns them into fixed-size PCM frames on the consumer's clock."""
+
+    def __init__(
+        self,
+        decode: Callable[[bytes], np.ndarray],
+        frame_samples: int,
+        sample_rate: int,
+        target_ms: int = 60,
+        max_ms: int = 300,
+    ) -> None:
+        if frame_samples <= 0 or sample_rate <= 0:
+            raise ValueError("frame_samples and sample_rate must be positive")
+        if not 0 <= target_ms <= max_ms:
+            raise ValueError("need 0 <= target_ms <= max_ms")
+        self._decode = decode
+        self.frame_samples = frame_samples
+        self.sample_rate = sample_rate
+        self.target = target_ms / 1000.0
+        self.max_delay = max_ms / 1000.0
+        self._packets: dict[int, bytes | None] = {}  # ext seq -> payload (None: non-audio gap)
+        self._next: int | None = None
+        self._playing = False
+        self._prefetch_since: float | None = None
+        self._carry = np.zeros(0, dtype=np.int16)
+        self._last_pcm: np.ndarray | None = None
+        self._conceal_run = 0
+        self._packet_samples = frame_samples
+        # counters
+        self.played = 0
+        self.concealed = 0  # packets concealed because they were lost (or too late)
+        self.underruns = 0
+        self.late = 0
+        self.duplicates = 0
+        self.overflow_dropped = 0
+
+    # -- input ------------------------------------------------------------------------------
+    def push(self, ext_seq: int, payload: bytes, arrival: float) -> str:
+        """Store one audio payload; "ok", "duplicate" or "late" (already played past: dropped)."""
+        return self._store(ext_seq, payload, arrival)
+
+    def push_gap(self, ext_seq: int, arrival: float) -> str:
+        """Mark a sequence number taken by a non-audio packet so it is not treated as lost."""
+        return self._store(ext_seq, None, arrival)
+
+    def _store(self, ext_seq: int, payload: bytes | None, arrival: float) -> str:
+        if self._next is not None and ext_seq < self._next:
+            if payload is not None:
+                self.late += 1
+            return "late"
+        if ext_seq in self._packets:
+            self.duplicates += 1
+            return "duplicate"
+        if not self._packets and not self._playing:
+            self._prefetch_since = arrival
+        self._packets[ext_seq] = payload
+        self._trim()
+        return "ok"
+
+    def _buffered_seconds(self) -> float:
+        audio = sum(1 for p in self._packets.values() if p is not None)
+        return audio * self._packet_samples / self.sample_rate
+
+    def _trim(self) -> None:
+        if self._buffered_seconds() <= self.max_delay:
+            return
+        keep = max(1, int(self.target * self.sample_rate / self._packet_samples))
+        for seq in sorted(self._packets)[: max(0, len(self._packets) - keep)]:
+            if self._packets.pop(seq) is not None:
+                self.overflow_dropped += 1
+        if self._playing and self._packets:
+            self._next = min(self._packets)
+
+    # -- output -----------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """Packets waiting."""
+        return len(self._packets)
+
+    def frame(self, now: float) -> np.ndarray:
+        """The next frame of exactly `frame_samples` samples (audio, concealment or silence)."""
+        parts = [self._carry] if len(self._carry) else []
+        have = len(self._carry)
+        while have < self.frame_samples:
+            chunk = self._next_chunk(now)
+            if chunk is None:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        if have < self.frame_samples:
+            if self._playing:
+                self._playing = False  # underrun: wait for a new prefetch
+                self.underruns += 1
+                self._prefetch_since = None  # set again by the next packet stored
+            parts.append(self._conceal(self.frame_samples - have))
+        pcm = np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, np.int16))
+        self._carry = pcm[self.frame_samples :]
+        return pcm[: self.frame_samples].astype(np.int16, copy=False)
+
+    def _next_chunk(self, now: float) -> np.ndarray | None:
+        """Decoded (or concealed) audio of the next packet, or None when nothing is due yet."""
+        if not self._playing:
+            if not self._packets or self._prefetch_since is None or now - self._prefetch_since < self.target:
+                return None
+            first = min(self._packets)
+            if self._next is None or first > self._next:
+                self._next = first  # lost packets during a gap are not concealed after it
+            self._playing = True
+        while True:
+            assert self._next is not None
+            if self._next in self._packets:
+                payload = self._packets.pop(self._next)
+                self._next += 1
+                if payload is None:
+                    continue
+                try:
+                    pcm = self._decode(payload)
+                except Exception:  # a payload the codec rejects is concealed like a lost packet
+                    self.concealed += 1
+                    return self._conceal(self._packet_samples)
+                if len(pcm) == 0:
+                    continue
+                self._packet_samples = len(pcm)
+                self._last_pcm = pcm
+                self._conceal_run = 0
+                self.played += 1
+                return pcm
+            if self._packets:
+                self._next += 1
+                self.concealed += 1
+                return self._conceal(self._packet_samples)
+            return None
+
+    def _conceal(self, n: int) -> np.ndarray:
+        last = self._last_pcm
+        if last is None or self._conceal_run >= _MAX_CONCEAL:
+            return np.zeros(n, dtype=np.int16)
+        self._conceal_run += 1
+        reps = -(-n // len(last))
+        src = np.tile(last, reps)[:n].astype(np.float32)
+        g0 = _FADE ** (self._conceal_run - 1)
+        ramp = np.linspace(g0, g0 * _FADE, n, dtype=np.float32) if self._conceal_run < _MAX_CONCEAL else np.linspace(
+            g0, 0.0, n, dtype=np.float32
+        )
+        return (src * ramp).astype(np.int16)
