@@ -83,3 +83,22 @@ def test_repeated_titles_in_one_section_get_distinct_keys() -> None:
 def test_nothing_to_plan_is_an_error(text: str) -> None:
     with pytest.raises(PRDError):
         parse_prd(text)
+
+
+def test_titles_from_wrapped_items_and_checklists() -> None:
+    prd = (
+        "## Phase 1: Start\n"
+        "- [ ] Write the installer\n"
+        "- [x] Pick a licence\n"
+        "1. Offline speech recognition with Whisper base from the registry packages, run off the\n"
+        "   event loop so one call never stalls the others. Pocketsphinx as the light engine.\n"
+        "2. Short item that wraps\n"
+        "   onto a second line\n"
+    )
+    titles = [t.title for t in parse_prd(prd)]
+    assert titles == [
+        "Write the installer",
+        "Pick a licence",
+        "Offline speech recognition with Whisper base from the registry packages, run off the…",
+        "Short item that wraps onto a second line",
+    ]

@@ -59,6 +59,7 @@ _PHASE_PREFIX = re.compile(
     r"^(phase|milestone|stage|step|sprint|iteration|release)\s*[\w.]*\s*[:.)\-–—]\s*", re.IGNORECASE
 )
 _MAX_TITLE = 90
+_CHECKBOX = re.compile(r"^\s*\[[ xX]\]\s+")
 
 
 @dataclass
@@ -143,6 +144,16 @@ def _take_priority(text: str, *, words: bool = True) -> tuple[str, str | None]:
     if words and _LOW_WORDS.search(text):
         return text, "low"
     return text, None
+
+
+def _first_paragraph(content: str) -> str:
+    """An item's first paragraph up to any 'Acceptance criteria' line, without a task-list checkbox."""
+    kept: list[str] = []
+    for n, line in enumerate(content.splitlines()):
+        if n and re.search(r"acceptance", line, re.I) and ACCEPTANCE_RE.match(line):
+            break
+        kept.append(line)
+    return _CHECKBOX.sub("", "\n".join(kept))
 
 
 def _short_title(text: str) -> tuple[str, str]:
@@ -278,7 +289,7 @@ def _collect_items(tokens: list[Token], start: int, end: int, lines: list[str], 
                 s, e = tok.map or (0, 0)
                 body = _item_text(lines, s, e)
                 description, acceptance = _split_acceptance(body)
-                head = first_inline.content.split("\n")[0]
+                head = _first_paragraph(first_inline.content)
                 head, prio = _take_priority(head)
                 if prio is None:
                     prio = _take_priority(first_inline.content, words=False)[1]
