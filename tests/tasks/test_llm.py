@@ -172,3 +172,21 @@ def test_unknown_agent_is_an_error(project: Path, cli) -> None:  # type: ignore[
         r.exit_code == 1 and "unknown agent 'nobody'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     )
     assert not (project / "tasks.json").exists()
+
+
+def _broken(spec: Any, *, settings: Any = None, **_: Any) -> JsonAnswerLLM:
+    raise ProviderError("test-broken", "OPENAI_API_KEY is not set")
+
+
+registry.register("llm", "test-broken", _broken)
+
+
+def test_provider_that_cannot_start_falls_back(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    env = agent(project, "")
+    (project / "agents" / "tasker.yaml").write_text(
+        yaml.safe_dump({"name": "Tasker", "components": {"llm": {"provider": "test-broken"}}})
+    )
+    r = invoke(cli, env, "--limit", "2")
+    assert r.exit_code == 0
+    assert "cannot use LLM provider 'test-broken': test-broken: OPENAI_API_KEY is not set" in r.stderr
+    assert [t["title"] for t in read_tasks(project / "tasks.json")] == ["Make a widget", "Paint the widget"]
