@@ -1,0 +1,172 @@
+"""HTTP Digest authentication for SIP (RFC 2617, RFC 7616, RFC 8760): MD5 and SHA-256, qop=auth.
+
+UAC side: `answer_challenge()` builds an Authorization/Proxy-Authorization value for a 401/407.
+UAS side: `DigestChallenger` issues stateless, HMAC-signed nonces and checks answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import time
+from dataclasses import dataclass
+
+from parley.sip.errors import SipParseError
+
+_ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A SIP username and password (the username is not always the number being called)."""
+
+    username: str
+    password: str
+    realm: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password='********')"
+
+
+def parse_auth_header(value: str) -> tuple[str, dict[str, str]]:
+    """`Digest realm="x", nonce="y", qop="auth"` -> ("Digest", {...}); keys lower-cased."""
+    scheme, _, rest = value.strip().partition(" ")
+    if not scheme:
+        raise SipParseError("empty authentication header")
+    params: dict[str, str] = {}
+    for m in re.finditer(r'\s*([A-Za-z0-9_\-]+)\s*=\s*("((?:[^"\\]|\\.)*)"|[^,\s]*)\s*,?', rest):
+        key = m.group(1).lower()
+        params[key] = m.group(3) if m.group(3) is not None else m.group(2)
+    return scheme, params
+
+
+def _h(algorithm: str, text: str) -> str:
+    base = algorithm.upper().removesuffix("-SESS")
+    fn = _ALGORITHMS.get(base)
+    if fn is None:
+        raise ValueError(f"unsupported digest algorithm {algorithm}")
+    return fn(text.encode("utf-8")).hexdigest()
+
+
+def digest_response(
+    algorithm: str, username: str, realm: str, password: str, method: str, uri: str, nonce: str,
+    qop: str | None = None, nc: str = "00000001", cnonce: str = "", body: bytes = b"",
+) -> str:
+    """The `response` value of RFC 7616 §3.4.1 (qop auth or none; -sess variants)."""
+    ha1 = _h(algorithm, f"{username}:{realm}:{password}")
+    if algorithm.upper().endswith("-SESS"):
+        ha1 = _h(algorithm, f"{ha1}:{nonce}:{cnonce}")
+    if qop == "auth-int":
+        ha2 = _h(algorithm, f"{method}:{uri}:{_h(algorithm, body.decode('latin-1'))}")
+    else:
+        ha2 = _h(algorithm, f"{method}:{uri}")
+    if qop:
+        return _h(algorithm, f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+    return _h(algorithm, f"{ha1}:{nonce}:{ha2}")
+
+
+def answer_challenge(challenge: str, credentials: Credentials, method: str, uri: str, nc: int = 1) -> str:
+    """The Authorization header value answering one WWW-/Proxy-Authenticate challenge."""
+    scheme, p = parse_auth_header(challenge)
+    if scheme.lower() != "digest":
+        raise ValueError(f"unsupported authentication scheme {scheme}")
+    algorithm = p.get("algorithm", "MD5")
+    realm = p.get("realm", "")
+    nonce = p.get("nonce", "")
+    qops = [q.strip() for q in p.get("qop", "").split(",") if q.strip()]
+    qop = "auth" if "auth" in qops else None
+    cnonce = os.urandom(8).hex()
+    nc_text = f"{nc:08x}"
+    response = digest_response(
+        algorithm, credentials.username, realm, credentials.password, method, uri, nonce,
+        qop=qop, nc=nc_text, cnonce=cnonce,
+    )
+    parts = [
+        f'username="{credentials.username}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"',
+        f'response="{response}"', f"algorithm={algorithm}",
+    ]
+    if qop:
+        parts += [f"qop={qop}", f"nc={nc_text}", f'cnonce="{cnonce}"']
+    if "opaque" in p:
+        parts.append(f'opaque="{p["opaque"]}"')
+    return "Digest " + ", ".join(parts)
+
+
+def pick_challenge(values: list[str]) -> str | None:
+    """Prefer SHA-256 over MD5 when a server offers both (RFC 8760 §2.4)."""
+    digests = [v for v in values if v.strip().lower().startswith("digest")]
+    for v in digests:
+        if parse_auth_header(v)[1].get("algorithm", "MD5").upper().startswith("SHA-256"):
+            return v
+    for v in digests:
+        if parse_auth_header(v)[1].get("algorithm", "MD5").upper().removesuffix("-SESS") in _ALGORITHMS:
+            return v
+    return None
+
+
+class DigestChallenger:
+    """UAS-side digest: stateless nonces signed with a per-process key, valid for `nonce_ttl` s."""
+
+    def __init__(self, realm: str, algorithms: tuple[str, ...] = ("SHA-256", "MD5"), nonce_ttl: float = 300.0):
+        self.realm = realm
+        self.algorithms = algorithms
+        self.nonce_ttl = nonce_ttl
+        self._key = os.urandom(16)
+
+    def _sign(self, stamp: str) -> str:
+        return hmac.new(self._key, stamp.encode(), hashlib.sha256).hexdigest()[:24]
+
+    def new_nonce(self) -> str:
+        stamp = f"{time.time():.3f}"
+        return f"{stamp}.{self._sign(stamp)}"
+
+    def nonce_state(self, nonce: str) -> str:
+        """'ok', 'stale' (signed by us but expired) or 'bad'."""
+        stamp, _, sig = nonce.rpartition(".")
+        if not stamp or not hmac.compare_digest(sig, self._sign(stamp)):
+            return "bad"
+        try:
+            age = time.time() - float(stamp)
+        except ValueError:
+            return "bad"
+        return "ok" if 0 <= age <= self.nonce_ttl else "stale"
+
+    def challenges(self, stale: bool = False) -> list[str]:
+        nonce = self.new_nonce()
+        extra = ", stale=true" if stale else ""
+        return [
+            f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={alg}, qop="auth"{extra}'
+            for alg in self.algorithms
+        ]
+
+    def check(self, header_value: str, method: str, lookup) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
+        """Check an Authorization value. Returns (verdict, username): verdict is 'ok', 'stale',
+        'missing' (not for our realm / unusable) or 'wrong' (known scheme, bad password/user)."""
+        try:
+            scheme, p = parse_auth_header(header_value)
+        except SipParseError:
+            return "missing", None
+        if scheme.lower() != "digest" or p.get("realm") != self.realm:
+            return "missing", None
+        username = p.get("username", "")
+        state = self.nonce_state(p.get("nonce", ""))
+        if state != "ok":
+            return ("stale" if state == "stale" else "missing"), username
+        algorithm = p.get("algorithm", "MD5")
+        if algorithm.upper().removesuffix("-SESS") not in _ALGORITHMS:
+            return "missing", username
+        password = lookup(username)
+        if password is None:
+            return "wrong", username
+        qop = p.get("qop")
+        if qop not in (None, "auth"):
+            return "missing", username
+        expected = digest_response(
+            algorithm, username, self.realm, password, method, p.get("uri", ""), p["nonce"],
+            qop=qop, nc=p.get("nc", "00000001"), cnonce=p.get("cnonce", ""),
+        )
+        if hmac.compare_digest(expected, p.get("response", "")):
+            return "ok", username
+        return "wrong", username

@@ -1,0 +1,300 @@
+"""SIP transports (RFC 3261 §18, RFC 3581): UDP and TCP on one port, symmetric.
+
+Received requests get `received`/`rport` stamped on their top Via; responses go back per Via
+(on the same TCP connection when it is open, else to received:rport); requests we send leave from
+the listening socket so NATs see one address. Malformed datagrams are answered 400 when a response
+can be built, otherwise dropped; a bad TCP frame closes that connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from parley.logging import get_logger
+from parley.sip.errors import SipParseError
+from parley.sip.message import (
+    MAX_MESSAGE_BYTES, SipRequest, SipResponse, content_length_of, header_end, parse_message,
+)
+from parley.sip.uri import Via
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Source:
+    """Where a message came from."""
+
+    transport: str  # "udp" | "tcp"
+    addr: tuple[str, int]
+    conn: "TcpConnection | None" = None
+
+
+Handler = Callable[[SipRequest | SipResponse, Source], None]
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, layer: "TransportLayer") -> None:
+        self.layer = layer
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not data.strip(b"\r\n\x00 "):
+            return  # keep-alive
+        self.layer._received(data, Source("udp", (addr[0], addr[1])), stream=False)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("sip.udp_error", error=str(exc))
+
+
+class TcpConnection:
+    """One TCP connection (accepted or opened); frames messages by Content-Length."""
+
+    def __init__(self, layer: "TransportLayer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.layer = layer
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername")
+        self.addr: tuple[str, int] = (peer[0], peer[1])
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def open(self) -> bool:
+        return not self.writer.is_closing()
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def _run(self) -> None:
+        buf = bytearray()
+        try:
+            while True:
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while True:
+                    while buf[:2] == b"\r\n":
+                        if buf[:4] == b"\r\n\r\n":
+                            self.send(b"\r\n")  # RFC 5626 pong
+                            del buf[:4]
+                        else:
+                            del buf[:2]
+                    end = header_end(buf)
+                    if end < 0:
+                        if len(buf) > MAX_MESSAGE_BYTES:
+                            raise SipParseError("headers too large")
+                        break
+                    length = content_length_of(bytes(buf[:end]))
+                    if length is None:
+                        self.layer._received(bytes(buf[:end]), Source("tcp", self.addr, self), stream=True)
+                        raise SipParseError("missing Content-Length on TCP")
+                    if end + length > MAX_MESSAGE_BYTES:
+                        raise SipParseError("message too large")
+                    if len(buf) < end + length:
+                        break
+                    frame = bytes(buf[: end + length])
+                    del buf[: end + length]
+                    self.layer._received(frame, Source("tcp", self.addr, self), stream=True)
+        except (SipParseError, ConnectionError, asyncio.IncompleteReadError) as exc:
+            log.info("sip.tcp_closed", peer=self.addr, reason=str(exc))
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.layer._forget(self)
+            self.writer.close()
+
+    def close(self) -> None:
+        self.task.cancel()
+        self.writer.close()
+
+
+class TransportLayer:
+    """UDP and TCP listeners on one host:port, with per-peer TCP connection reuse."""
+
+    def __init__(self, host: str, port: int, transports: tuple[str, ...], handler: Handler,
+                 public_host: str | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.transports = tuple(t.lower() for t in transports)
+        self.handler = handler
+        self.public_host = public_host or host
+        self._udp: _Udp | None = None
+        self._tcp_server: asyncio.base_events.Server | None = None
+        self._conns: dict[tuple[str, int], TcpConnection] = {}
+        self._connecting: dict[tuple[str, int], asyncio.Future[TcpConnection]] = {}
+        self.stats = {"received": 0, "malformed": 0, "sent": 0}
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if "udp" in self.transports:
+            _, proto = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(self.host, self.port))
+            self._udp = proto
+            assert proto.transport is not None
+            self.port = proto.transport.get_extra_info("sockname")[1]
+        if "tcp" in self.transports:
+            self._tcp_server = await asyncio.start_server(
+                self._accept, self.host, self.port, reuse_address=True
+            )
+            self.port = self._tcp_server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._udp and self._udp.transport:
+            self._udp.transport.close()
+        if self._tcp_server:
+            self._tcp_server.close()
+        for conn in list(self._conns.values()):
+            conn.close()
+        self._conns.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = TcpConnection(self, reader, writer)
+        self._conns[conn.addr] = conn
+
+    def _forget(self, conn: TcpConnection) -> None:
+        if self._conns.get(conn.addr) is conn:
+            del self._conns[conn.addr]
+
+    # receiving -------------------------------------------------------------------------------
+    def _received(self, data: bytes, source: Source, stream: bool) -> None:
+        self.stats["received"] += 1
+        try:
+            msg = parse_message(data, stream=stream)
+            msg.validate()
+            if isinstance(msg, SipRequest):
+                self._stamp_via(msg, source)
+        except SipParseError as exc:
+            self.stats["malformed"] += 1
+            log.info("sip.malformed", peer=source.addr, transport=source.transport, reason=str(exc))
+            self._bad_request(data, source, str(exc))
+            return
+        except Exception as exc:  # a bug must not take the listener down
+            self.stats["malformed"] += 1
+            log.exception("sip.parse_crash", peer=source.addr, error=str(exc))
+            return
+        try:
+            self.handler(msg, source)
+        except Exception as exc:
+            log.exception("sip.handler_error", error=str(exc))
+
+    @staticmethod
+    def _stamp_via(msg: SipRequest, source: Source) -> None:
+        values = msg.headers.get_all("Via")
+        top = Via.parse(values[0])
+        changed = False
+        if top.host.strip("[]") != source.addr[0]:
+            top.params["received"] = source.addr[0]
+            changed = True
+        if "rport" in top.params:
+            top.params["rport"] = str(source.addr[1])
+            top.params.setdefault("received", source.addr[0])
+            changed = True
+        if changed:
+            msg.headers.replace_first("Via", str(top))
+
+    def _bad_request(self, data: bytes, source: Source, reason: str) -> None:
+        """Answer 400 when the broken message is a request carrying the headers a response needs."""
+        try:
+            text = data[:MAX_MESSAGE_BYTES].decode("utf-8", "replace").replace("\r\n", "\n")
+            head = text.split("\n\n", 1)[0]
+            lines = head.split("\n")
+            if not lines or not re.match(r"^[A-Z]+ \S+ SIP/2\.0$", lines[0].strip()) or lines[0].startswith("ACK "):
+                return
+            wanted = {"via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
+                      "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}
+            found: list[tuple[str, str]] = []
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                key = wanted.get(name.strip().lower())
+                if sep and key and "\r" not in value and len(value) < 1024:
+                    found.append((key, value.strip()))
+            names = {n for n, _ in found}
+            if not {"Via", "From", "To", "Call-ID", "CSeq"} <= names:
+                return
+            vias = [v for n, v in found if n == "Via"]
+            top = Via.parse(vias[0].split(",")[0])
+            if source.transport == "udp":
+                top.params.setdefault("received", source.addr[0])
+                if "rport" in top.params:
+                    top.params["rport"] = str(source.addr[1])
+            safe_reason = re.sub(r"[^\x20-\x7e]", "?", reason)[:100]
+            out = [f"SIP/2.0 400 Bad Request ({safe_reason})", f"Via: {top}"]
+            out += [f"{n}: {v}" for n, v in found if n != "Via"]
+            out += ["Content-Length: 0", "", ""]
+            payload = "\r\n".join(out).encode()
+            if source.conn is not None:
+                source.conn.send(payload)
+            elif self._udp and self._udp.transport:
+                self._udp.transport.sendto(payload, top.response_address())
+        except Exception:
+            return
+
+    # sending ---------------------------------------------------------------------------------
+    def via_for(self, transport: str, branch: str) -> str:
+        return f"SIP/2.0/{transport.upper()} {self.public_host}:{self.port};branch={branch};rport"
+
+    def contact_host(self) -> str:
+        return f"{self.public_host}:{self.port}"
+
+    async def send(self, data: bytes, transport: str, addr: tuple[str, int]) -> None:
+        """Send bytes to addr: UDP from our listening socket, TCP on an existing or new connection."""
+        self.stats["sent"] += 1
+        if transport == "udp":
+            if not (self._udp and self._udp.transport):
+                raise ConnectionError("UDP transport is not running")
+            self._udp.transport.sendto(data, addr)
+            return
+        conn = await self._connection(addr)
+        conn.send(data)
+
+    def send_response(self, response: SipResponse, source: Source | None = None) -> None:
+        """Send a response per its top Via (§18.2.2), reusing the request's TCP connection."""
+        data = response.to_bytes()
+        self.stats["sent"] += 1
+        via = response.top_via
+        if source is not None and source.conn is not None and source.conn.open:
+            source.conn.send(data)
+            return
+        addr = via.response_address()
+        if via.transport == "UDP":
+            if self._udp and self._udp.transport:
+                self._udp.transport.sendto(data, addr)
+            return
+        conn = self._conns.get(addr)
+        if conn is not None and conn.open:
+            conn.send(data)
+        else:
+            asyncio.get_running_loop().create_task(self._send_tcp_later(data, addr))
+
+    async def _send_tcp_later(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            (await self._connection(addr)).send(data)
+        except OSError as exc:
+            log.info("sip.tcp_response_failed", peer=addr, error=str(exc))
+
+    async def _connection(self, addr: tuple[str, int]) -> TcpConnection:
+        conn = self._conns.get(addr)
+        if conn is not None and conn.open:
+            return conn
+        pending = self._connecting.get(addr)
+        if pending is not None:
+            return await pending
+        fut: asyncio.Future[TcpConnection] = asyncio.get_running_loop().create_future()
+        self._connecting[addr] = fut
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(addr[0], addr[1]), 5.0)
+            conn = TcpConnection(self, reader, writer)
+            self._conns[addr] = conn
+            fut.set_result(conn)
+            return conn
+        except BaseException as exc:
+            fut.set_exception(ConnectionError(f"cannot connect to {addr[0]}:{addr[1]}: {exc}"))
+            fut.exception()
+            raise ConnectionError(f"cannot connect to {addr[0]}:{addr[1]}: {exc}") from exc
+        finally:
+            self._connecting.pop(addr, None)
