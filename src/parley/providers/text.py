@@ -21,6 +21,7 @@ ABBREVIATIONS = frozenset(
 # Sentence-ending punctuation (with closing quotes/brackets) followed by whitespace.
 _BOUNDARY = re.compile(r"([.!?…。！？]+[\"'”’)\]]*)(\s+)")
 _LAST_WORD = re.compile(r"(\S+)$")
+_DOTTED = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
 
 
 def _is_abbreviation(before: str) -> bool:
@@ -30,8 +31,8 @@ def _is_abbreviation(before: str) -> bool:
     word = match.group(1).rstrip(".").lower().lstrip("\"'(“‘[")
     if word in ABBREVIATIONS:
         return True
-    # Single letters ("J. Smith", "U.S.") are initials, not sentence ends.
-    return len(word) == 1 and word.isalpha()
+    # Initials and dotted short forms ("J. Smith", "U.S.", "p.m.") are not sentence ends.
+    return (len(word) == 1 and word.isalpha()) or _DOTTED.fullmatch(word) is not None
 
 
 def _cut_points(text: str) -> list[int]:

@@ -173,7 +173,7 @@ class WhisperSTT:
                 condition_on_previous_text=False,
                 without_timestamps=True,
                 initial_prompt=self.initial_prompt,
-                temperature=[0.0, 0.4, 0.8],
+                temperature=[0.0, 0.6],
             )
             kept = [s for s in segments if not _is_hallucination(s)]
         except ProviderError:

@@ -1,0 +1,68 @@
+"""Building providers by name from an agent's components."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley.agents.spec import AgentSpec, ComponentSpec, LLMSpec, STTSpec, TTSSpec, VADSpec
+from parley.providers import factory
+from parley.providers.base import LLM, STT, TTS, VAD
+
+
+def test_receptionist_components_build_offline(receptionist: AgentSpec, settings) -> None:  # type: ignore[no-untyped-def]
+    comps = receptionist.components
+    stt = factory.build_stt(comps.stt, settings)
+    llm = factory.build_llm(comps.llm, settings, agent=receptionist)
+    tts = factory.build_tts(comps.tts, settings)
+    vad = factory.build_vad(comps.vad, settings)
+    assert isinstance(stt, STT) and stt.name == "whisper" and stt.sample_rate == 16000
+    assert isinstance(llm, LLM) and llm.name == "scripted"
+    assert isinstance(tts, TTS) and tts.name == "piper" and tts.sample_rate == 22050
+    assert isinstance(vad, VAD) and vad.name == "silero" and vad.window_samples == 512
+
+
+@pytest.mark.parametrize(
+    "kind,spec,name",
+    [
+        ("stt", STTSpec(provider="pocketsphinx"), "pocketsphinx"),
+        ("tts", TTSSpec(provider="espeak", language="de"), "espeak"),
+        ("vad", VADSpec(provider="webrtc"), "webrtc"),
+        ("llm", LLMSpec(provider="echo"), "echo"),
+    ],
+)
+def test_other_offline_providers(kind: str, spec: ComponentSpec, name: str, settings, receptionist) -> None:  # type: ignore[no-untyped-def]
+    built = factory.build(kind, spec, settings, agent=receptionist)  # echo takes no agent: not passed
+    assert built.name == name
+
+
+def test_unknown_names_and_options_fail_clearly(settings) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="unknown tts provider 'nope'"):
+        factory.build_tts(ComponentSpec(provider="nope"), settings)
+    with pytest.raises(ValueError, match="piper: unknown option.*pitch"):
+        factory.build_tts(TTSSpec(provider="piper", pitch=3), settings)
+    with pytest.raises(ValueError, match="neither a bundled voice"):
+        factory.build_tts(TTSSpec(provider="piper", voice="de_DE-nobody"), settings)
+    with pytest.raises(ValueError, match="no voice 'xx-none'"):
+        factory.build_tts(TTSSpec(provider="espeak", voice="xx-none"), settings)
+    with pytest.raises(ValueError, match="neither an existing folder nor a size name"):
+        factory.build_stt(STTSpec(provider="whisper", model="huge-v9"), settings)
+    with pytest.raises(ValueError, match="does not know language 'xx'"):
+        factory.build_stt(STTSpec(provider="whisper", language="xx"), settings)
+    with pytest.raises(ValueError, match="only has a US English model"):
+        factory.build_stt(STTSpec(provider="pocketsphinx", language="de"), settings)
+    with pytest.raises(ValueError, match="8000 or 16000"):
+        factory.build_vad(VADSpec(provider="silero", sample_rate=44100), settings)
+    with pytest.raises(ValueError, match="needs the agent's intents"):
+        factory.build_llm(LLMSpec(provider="scripted"), settings)
+
+
+def test_whisper_model_setting_is_honoured(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    settings.whisper_model = str(folder)
+    with pytest.raises(ValueError, match="has no model.bin"):
+        factory.build_stt(STTSpec(provider="whisper"), settings)
+    (folder / "model.bin").write_bytes(b"\0")
+    assert factory.build_stt(STTSpec(provider="whisper"), settings).model == str(folder.resolve())
+    settings.whisper_model = "tiny.en"
+    assert factory.build_stt(STTSpec(provider="whisper"), settings).model == "tiny.en"

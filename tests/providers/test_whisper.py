@@ -1,0 +1,85 @@
+"""Whisper base (bundled) on telephone-quality speech, silence and noise; never blocks the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from parley.providers.stt.whisper import WhisperSTT
+
+from .helpers import words
+
+pytestmark = pytest.mark.slow
+
+SENTENCE = "I would like to book an appointment for Tuesday"
+
+
+async def test_piper_speech_over_the_phone_is_word_perfect(whisper_stt: WhisperSTT, phone_speech) -> None:  # type: ignore[no-untyped-def]
+    pcm = phone_speech(SENTENCE, "piper")
+    result = await whisper_stt.transcribe(pcm, 16000)
+    assert result.is_final and result.language == "en"
+    assert {"would", "like", "book", "appointment", "tuesday"} <= words(result.text)
+
+
+async def test_espeak_speech_over_the_phone_has_the_key_words(whisper_stt: WhisperSTT, phone_speech) -> None:  # type: ignore[no-untyped-def]
+    pcm = phone_speech(SENTENCE, "espeak")
+    result = await whisper_stt.transcribe(pcm, 16000)
+    assert {"appointment", "tuesday"} <= words(result.text)
+
+
+async def test_stream_decodes_utterance_by_utterance(whisper_stt: WhisperSTT, phone_speech) -> None:  # type: ignore[no-untyped-def]
+    first = phone_speech("What are your opening hours?", "piper")
+    stream = whisper_stt.stream()
+    assert [t async for t in stream.interim()] == []  # batch engine: no interim results
+    for i in range(0, len(first), 320):  # 20 ms frames, as a call delivers them
+        await stream.push(first[i : i + 320])
+    one = await stream.end_utterance()
+    assert {"opening", "hours"} <= words(one.text)
+    assert one.start == 0.0 and one.end == pytest.approx(len(first) / 16000)
+    await stream.push(np.zeros(16000, np.int16))
+    two = await stream.end_utterance()
+    assert two.text == "" and two.start == pytest.approx(one.end)
+    await stream.close()
+
+
+async def test_no_words_invented_on_silence_or_noise(whisper_stt: WhisperSTT) -> None:
+    rng = np.random.default_rng(7)
+    hiss = (rng.standard_normal(16000 * 2) * 600).astype(np.int16)
+    loud = (rng.standard_normal(16000) * 9000).astype(np.int16)
+    for pcm in (np.zeros(16000 * 2, np.int16), hiss, loud, np.zeros(100, np.int16)):
+        assert (await whisper_stt.transcribe(pcm, 16000)).text == ""
+
+
+async def test_decoding_runs_off_the_event_loop(whisper_stt: WhisperSTT, phone_speech) -> None:  # type: ignore[no-untyped-def]
+    pcm = phone_speech(SENTENCE, "piper")
+    await whisper_stt.warm()
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def heartbeat() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    beat = asyncio.create_task(heartbeat())
+    started = time.perf_counter()
+    result = await whisper_stt.transcribe(pcm, 16000)
+    elapsed = time.perf_counter() - started
+    done.set()
+    await beat
+    assert "appointment" in words(result.text)
+    assert len(gaps) > 5 and max(gaps) < 0.25  # the loop kept ticking while Whisper decoded
+    assert elapsed < 15  # generous bound for a loaded 2-core machine (bench/ has the real figures)
+
+
+async def test_8khz_input_is_resampled(whisper_stt: WhisperSTT, phone_speech) -> None:  # type: ignore[no-untyped-def]
+    from parley.media.resample import resample
+
+    pcm = resample(phone_speech("Goodbye, that's all.", "piper"), 16000, 8000)
+    assert "goodbye" in words((await whisper_stt.transcribe(pcm, 8000)).text)
