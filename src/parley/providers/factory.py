@@ -35,7 +35,20 @@ def _accepts(func: Any, name: str) -> bool:
 
 
 def build(kind: str, spec: ComponentSpec, settings: Settings | None = None, **extra: Any) -> Any:
-    """Create the `kind` provider named by `spec.provider` (extra keywords only where accepted)."""
+    """Create the `kind` provider named by `spec.provider` (extra keywords only where accepted).
+
+    With `spec.fallbacks`, every listed provider is built and wrapped in a fallback adapter
+    (`parley.providers.fallback`): on an error or timeout the next one takes over the turn.
+    """
+    if spec.fallbacks and kind != "vad":
+        from parley.providers.fallback import wrap
+
+        chain = [spec.model_copy(update={"fallbacks": []}), *spec.fallbacks]
+        return wrap(kind, [_build_one(kind, one, settings, **extra) for one in chain], spec.options)
+    return _build_one(kind, spec, settings, **extra)
+
+
+def _build_one(kind: str, spec: ComponentSpec, settings: Settings | None = None, **extra: Any) -> Any:
     try:
         create = registry.factory(kind, spec.provider)
     except KeyError as exc:
