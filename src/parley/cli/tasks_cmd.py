@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -121,6 +122,11 @@ def _llm_proposal(text: str, limit: int | None, agent_name: str | None) -> list[
     except KeyError as exc:
         fail(str(exc.args[0]))
     spec = agent.spec.components.llm
+    # HTTP clients log each request and providers each failed attempt; here they would only bury the one
+    # warning line that matters (run with --log-level DEBUG to see the provider's own lines).
+    if logging.getLogger().level > logging.DEBUG:
+        for noisy in ("httpx", "httpx2", "openai", "parley.providers"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         llm = build_llm(spec, s, agent=agent.spec)
         proposal = propose_with_llm(llm, text, limit=limit)
