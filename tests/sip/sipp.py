@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 PCAP_DIR = Path("/usr/share/sip-tester")
 
 _HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -200,7 +202,9 @@ async def run_sipp(
         args += ["-sf", str(path)]
     if target:
         args.append(target)
-    args += ["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port), "-m", str(calls), "-nostdin",
+    media_port = free_port() & ~1
+    args += ["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port), "-mp", str(media_port), "-m", str(calls),
+             "-nostdin",
              "-timeout", f"{int(timeout) - 2}s", "-trace_err", "-error_file", str(tmp_path / f"sipp-{port}-err.log")]
     args += extra or []
     proc = await asyncio.create_subprocess_exec(
@@ -210,3 +214,89 @@ async def run_sipp(
     errlog = tmp_path / f"sipp-{port}-err.log"
     err_text = err.decode(errors="replace") + (errlog.read_text(errors="replace") if errlog.exists() else "")
     return SippResult(proc.returncode or 0, out.decode(errors="replace"), err_text)
+
+
+def cancel_scenario() -> str:
+    """INVITE, wait for 180, CANCEL it; expect 200 (CANCEL) and 487 (INVITE), ACK the 487."""
+    out = _HEAD.format(name="cancel") + invite("PCMU")
+    out += '  <recv response="100" optional="true"/>\n  <recv response="180"/>\n'
+    out += """  <send retrans="500">
+    <![CDATA[
+
+      CANCEL sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      From: "SIPp Caller" <sip:4711@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 CANCEL
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+  <recv response="487"/>
+"""
+    return out + ack_nontwo(1) + "</scenario>\n"
+
+
+def retransmit_scenario() -> str:
+    """The same INVITE (same branch) sent twice before any answer: one call must result."""
+    branch = "z9hG4bK-retrans-[call_number]"
+    first = invite("PCMU", branch=branch)
+    again = first.replace('<send retrans="500">', "<send>")
+    out = _HEAD.format(name="retransmit") + first + '  <recv response="100"/>\n' + again
+    out += '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+    out += '  <recv response="200" rrs="true"/>\n' + in_dialog("ACK", 1, retrans=False)
+    out += '  <pause milliseconds="300"/>\n' + in_dialog("BYE", 2) + '  <recv response="200"/>\n'
+    return out + "</scenario>\n"
+
+
+def reinvite(cseq: int, direction: str) -> str:
+    body = (
+        "v=0\no=sipp 53655765 2353687638 IN IP[local_ip_type] [local_ip]\ns=-\n"
+        "c=IN IP[media_ip_type] [media_ip]\nt=0 0\nm=audio [media_port] RTP/AVP 0 101\n"
+        "a=rtpmap:0 PCMU/8000\na=rtpmap:101 telephone-event/8000\n"
+        f"a={direction}"
+    )
+    return (
+        in_dialog("INVITE", cseq, body=body, content_type="application/sdp")
+        + '  <recv response="100" optional="true"/>\n'
+        + f'  <recv response="200">\n    <action>\n      <ereg regexp="a=(sendrecv|recvonly|sendonly|inactive)" '
+        f'search_in="body" check_it="true" assign_to="dir{cseq}"/>\n    </action>\n  </recv>\n'
+        + in_dialog("ACK", cseq, retrans=False, extra=f"      X-Dir: [$dir{cseq}]\n")
+    )
+
+
+def info_dtmf(cseq: int, digit: str) -> str:
+    return in_dialog("INFO", cseq, body=f"Signal={digit}\nDuration=160", content_type="application/dtmf-relay") + \
+        '  <recv response="200"/>\n'
+
+
+def refer(cseq: int, target: str) -> str:
+    """SIPp REFERs us to `target`, expects 202 and two NOTIFYs, the last with a 200 sipfrag."""
+    return (
+        in_dialog("REFER", cseq, extra=f"      Refer-To: <{target}>\n      Referred-By: <sip:4711@[local_ip]>\n")
+        + '  <recv response="202"/>\n'
+        + answer_to("NOTIFY")
+        + """  <recv request="NOTIFY">
+    <action>
+      <ereg regexp="SIP/2.0 200 OK" search_in="body" check_it="true" assign_to="frag"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      X-Frag: [$frag]
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+    )

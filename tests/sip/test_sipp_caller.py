@@ -12,7 +12,9 @@ from parley.media.g711 import ulaw_encode
 from parley.sip.call import Call, IncomingCall
 from tests.conftest import free_port
 from tests.sip.conftest import dominant_frequency, rms, tone
-from tests.sip.sipp import play_pcap, rtp_stream, run_sipp, uac_scenario
+from tests.sip.sipp import (
+    cancel_scenario, info_dtmf, play_pcap, refer, reinvite, retransmit_scenario, rtp_stream, run_sipp, uac_scenario,
+)
 
 pytestmark = [pytest.mark.sip]
 
@@ -52,3 +54,132 @@ async def test_pcmu_call_with_raw_ulaw_media_reaches_us_as_a_tone(endpoint, tmp_
     assert len(loud) > 4000, "less than half a second of the tone arrived"
     start = int(np.argmax(np.abs(pcm) > 1000))
     assert abs(dominant_frequency(pcm[start:start + 8000]) - 440) < 15
+
+
+async def test_pcma_call_with_pcap_media_and_our_bye(endpoint, tmp_path: Path) -> None:
+    """SIPp plays the PCMA sample pcap; we hear speech energy and hang up ourselves."""
+    frames: list[np.ndarray] = []
+    answered: list[Call] = []
+
+    async def handler(incoming: IncomingCall) -> None:
+        call = await incoming.accept()
+        answered.append(call)
+        recorder = asyncio.ensure_future(record(call, frames))
+        await asyncio.sleep(1.5)
+        await call.hangup()
+        await recorder
+
+    endpoint.on_incoming = handler
+    scenario = uac_scenario("PCMA", actions=play_pcap("g711a.pcap"), pause_ms=0, bye="remote")
+    result = await run_sipp(scenario, target(endpoint), tmp_path, free_port())
+    assert result.code == 0, str(result)
+    assert answered[0].negotiated.codec == "PCMA"
+    assert answered[0].end_reason == "local_bye"
+    pcm = np.concatenate(frames)
+    assert rms(pcm) > 300, "no audible audio from the pcap arrived"
+
+
+async def test_dtmf_from_rfc4733_pcap_and_sip_info(endpoint, tmp_path: Path) -> None:
+    digits: list[str] = []
+
+    async def handler(incoming: IncomingCall) -> None:
+        call = await incoming.accept()
+        async for digit in call.dtmf_events():
+            digits.append(digit)
+
+    endpoint.on_incoming = handler
+    after = '  <pause milliseconds="500"/>\n' + info_dtmf(3, "5")
+    scenario = uac_scenario("PCMU", actions=play_pcap("dtmf_2833_1.pcap"), pause_ms=600, after_answer=after)
+    result = await run_sipp(scenario, target(endpoint), tmp_path, free_port())
+    assert result.code == 0, str(result)
+    await asyncio.sleep(0.1)
+    assert digits == ["1", "5"]
+
+
+async def test_cancel_before_answer(endpoint, tmp_path: Path) -> None:
+    seen: list[IncomingCall] = []
+
+    async def handler(incoming: IncomingCall) -> None:
+        seen.append(incoming)
+        await incoming.ring()
+        await asyncio.wait_for(incoming.cancelled.wait(), 10)
+
+    endpoint.on_incoming = handler
+    result = await run_sipp(cancel_scenario(), target(endpoint), tmp_path, free_port())
+    assert result.code == 0, str(result)
+    assert seen and seen[0].cancelled.is_set()
+    assert not endpoint.calls
+
+
+async def test_retransmitted_invite_is_absorbed(endpoint, tmp_path: Path) -> None:
+    handled: list[IncomingCall] = []
+
+    async def handler(incoming: IncomingCall) -> None:
+        handled.append(incoming)
+        await asyncio.sleep(0.4)  # the retransmission arrives while we think
+        await incoming.ring()
+        await incoming.accept()
+
+    endpoint.on_incoming = handler
+    result = await run_sipp(retransmit_scenario(), target(endpoint), tmp_path, free_port())
+    assert result.code == 0, str(result)
+    assert len(handled) == 1
+
+
+@pytest.mark.parametrize(("password", "proxy", "expect"), [
+    ("secret", False, 200), ("wrong", False, 403), ("secret", True, 200),
+])
+async def test_digest_challenge(endpoint, tmp_path: Path, password: str, proxy: bool, expect: int) -> None:
+    users: list[str | None] = []
+
+    async def handler(incoming: IncomingCall) -> None:
+        user = await incoming.check_auth("parley.test", {"alice": "secret"}.get, proxy=proxy)
+        users.append(user)
+        if user is not None:
+            await incoming.accept()
+
+    endpoint.on_incoming = handler
+    scenario = uac_scenario("PCMU", auth=True, expect=expect, pause_ms=200)
+    result = await run_sipp(scenario, target(endpoint), tmp_path, free_port(),
+                            extra=["-au", "alice", "-ap", password])
+    assert result.code == 0, str(result)
+    assert users[0] is None  # first INVITE: challenged
+    assert users[-1] == ("alice" if expect == 200 else None)
+
+
+async def test_no_common_codec_is_answered_488(endpoint, tmp_path: Path) -> None:
+    called: list[IncomingCall] = []
+
+    async def handler(incoming: IncomingCall) -> None:
+        called.append(incoming)
+
+    endpoint.on_incoming = handler
+    result = await run_sipp(uac_scenario("G729", expect=488), target(endpoint), tmp_path, free_port())
+    assert result.code == 0, str(result)
+    assert not called
+
+
+async def test_hold_resume_and_refer_received_over_tcp(endpoint, tmp_path: Path) -> None:
+    holds: list[bool] = []
+    refers: list[str] = []
+    answered: list[Call] = []
+
+    async def on_refer(target_uri: str) -> bool:
+        refers.append(target_uri)
+        return True
+
+    async def handler(incoming: IncomingCall) -> None:
+        assert incoming.transport == "tcp"
+        call = await incoming.accept()
+        call.on_hold_change = holds.append
+        call.on_refer = on_refer
+        answered.append(call)
+
+    endpoint.on_incoming = handler
+    after = reinvite(3, "sendonly") + reinvite(4, "sendrecv") + refer(5, "sip:bob@127.0.0.1:5999")
+    scenario = uac_scenario("PCMU", pause_ms=200, after_answer=after)
+    result = await run_sipp(scenario, target(endpoint), tmp_path, free_port(), extra=["-t", "t1"])
+    assert result.code == 0, str(result)
+    assert holds == [True, False]
+    assert refers == ["sip:bob@127.0.0.1:5999"]
+    assert answered[0].end_reason == "remote_bye"

@@ -107,9 +107,12 @@ def pick_challenge(values: list[str]) -> str | None:
 
 
 class DigestChallenger:
-    """UAS-side digest: stateless nonces signed with a per-process key, valid for `nonce_ttl` s."""
+    """UAS-side digest: stateless nonces signed with a per-process key, valid for `nonce_ttl` s.
 
-    def __init__(self, realm: str, algorithms: tuple[str, ...] = ("SHA-256", "MD5"), nonce_ttl: float = 300.0):
+    One challenge per algorithm; MD5 is listed first because many deployed phones (and SIPp) answer
+    only the first challenge and know only MD5. Clients that know SHA-256 may pick that one."""
+
+    def __init__(self, realm: str, algorithms: tuple[str, ...] = ("MD5", "SHA-256"), nonce_ttl: float = 300.0):
         self.realm = realm
         self.algorithms = algorithms
         self.nonce_ttl = nonce_ttl
