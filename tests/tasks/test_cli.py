@@ -35,6 +35,14 @@ def test_sample_prd_round_trip(tasks_cwd: Path, cli: CLI) -> None:
     )
     r = cli("tasks", "list")
     assert r.exit_code == 0 and "Offline STT" in r.output and "21 shown of 21" in r.output
+    # The README's walk-through.
+    assert cli("tasks", "update-task", "1", "--status", "in-progress").exit_code == 0
+    assert cli("tasks", "next-task").stdout.strip() == "[2] Settings"
+    assert cli("tasks", "update-task", "1", "--status", "done").exit_code == 0
+    r = cli("tasks", "list", "--status", "pending")
+    assert r.exit_code == 0 and "20 shown of 21" in r.output and "Package and commands" not in r.output
+    r = cli("tasks", "show", "5")
+    assert "Offline STT" in r.output and "1 (done), 2 (pending), 3 (pending), 4 (pending)" in r.output
 
 
 def test_next_task_follows_dependencies_and_priority(tasks_cwd: Path, cli: CLI) -> None:
