@@ -107,6 +107,24 @@ def initialize_project(
     )
 
 
+@contextmanager
+def _quiet_providers() -> Iterator[None]:
+    """Hide HTTP request lines and per-attempt provider warnings while the LLM runs (unless at DEBUG):
+    they would only bury the one warning line this command prints."""
+    if logging.getLogger().level <= logging.DEBUG:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("httpx", "httpx2", "openai", "parley.providers")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def _llm_proposal(text: str, limit: int | None, agent_name: str | None) -> list[ProposedTask] | None:
     """Tasks from the agent's LLM, or None (with a warning line) when its answer is unusable."""
     from parley.agents import AgentError, AgentRegistry
@@ -122,14 +140,10 @@ def _llm_proposal(text: str, limit: int | None, agent_name: str | None) -> list[
     except KeyError as exc:
         fail(str(exc.args[0]))
     spec = agent.spec.components.llm
-    # HTTP clients log each request and providers each failed attempt; here they would only bury the one
-    # warning line that matters (run with --log-level DEBUG to see the provider's own lines).
-    if logging.getLogger().level > logging.DEBUG:
-        for noisy in ("httpx", "httpx2", "openai", "parley.providers"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
-        llm = build_llm(spec, s, agent=agent.spec)
-        proposal = propose_with_llm(llm, text, limit=limit)
+        with _quiet_providers():
+            llm = build_llm(spec, s, agent=agent.spec)
+            proposal = propose_with_llm(llm, text, limit=limit)
     except LLMTasksError as exc:
         reason = str(exc)
     except Exception as exc:  # noqa: BLE001 - any provider set-up failure falls back the same way
