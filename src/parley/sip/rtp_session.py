@@ -229,8 +229,8 @@ class RtpSession:
             raise ValueError(f"port_range must be within 1024..65535 and non-empty, got {port_range}")
         if port is not None and not 1 <= port <= 65534:
             raise ValueError(f"port must be 1..65534, got {port}")
-        if ptime_ms not in (10, 20, 30, 40, 60):
-            raise ValueError(f"ptime_ms must be one of 10, 20, 30, 40, 60; got {ptime_ms}")
+        if not isinstance(ptime_ms, int) or not 10 <= ptime_ms <= 120:
+            raise ValueError(f"ptime_ms must be an integer 10..120, got {ptime_ms!r}")
         if telephone_event_pt is not None and not 96 <= telephone_event_pt <= 127:
             raise ValueError(f"telephone-event payload type must be dynamic (96..127), got {telephone_event_pt}")
         self.bind_host = bind_host
@@ -307,6 +307,11 @@ class RtpSession:
             raise ValueError(f"telephone-event payload type must be dynamic (96..127), got {telephone_event_pt}")
         if telephone_event_pt == codec.payload_type:
             raise ValueError("telephone-event and the codec cannot share a payload type")
+        current = getattr(self, "_codec", None)
+        if current is not None and (current.name, current.payload_type, self._te_pt) == (
+            codec.name, codec.payload_type, telephone_event_pt
+        ):
+            return  # unchanged (re-INVITE for hold/resume): keep coder state and the jitter buffer
         old_rate = getattr(self, "_codec", codec).sample_rate
         self._codec = codec
         self._encoder = codec.new()
@@ -338,17 +343,18 @@ class RtpSession:
         return self._decoders[pt].decode(payload)
 
     def set_remote(self, host: str, port: int) -> None:
-        """The peer's media address from its SDP. Resets latching (a re-INVITE may move the media)."""
+        """The peer's media address from its SDP. A different address resets latching (a re-INVITE may
+        move the media); the same address again keeps the latched source. "0.0.0.0" or port 0: none."""
         try:
             addr = ipaddress.ip_address(host)
         except ValueError:
             raise ValueError(f"remote RTP host must be an IP address, got {host!r}") from None
         if not 0 <= port <= 65535:
             raise ValueError(f"remote RTP port out of range: {port}")
-        if addr.is_unspecified or port == 0:
-            self._sdp_remote = None  # c=0.0.0.0 (old-style hold) or a disabled stream
-        else:
-            self._sdp_remote = (str(addr), port)
+        new = None if addr.is_unspecified or port == 0 else (str(addr), port)  # 0.0.0.0: old-style hold
+        if new == self._sdp_remote and new is not None:
+            return  # same SDP address (re-INVITE): keep the latched source
+        self._sdp_remote = new
         self._remote = self._sdp_remote
         self._latched = False
         self._rtcp_remote = (self._sdp_remote[0], port + 1) if self._sdp_remote else None
@@ -359,6 +365,16 @@ class RtpSession:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
         self.direction = direction
+
+    @property
+    def frame_samples(self) -> int:
+        """Samples in one ptime frame at codec.sample_rate (what read_frame returns)."""
+        return self._frame_samples
+
+    @property
+    def sample_rate(self) -> int:
+        """Audio rate of read_frame / write (16000 for G.722, else 8000)."""
+        return self._codec.sample_rate
 
     @property
     def remote(self) -> tuple[str, int] | None:
