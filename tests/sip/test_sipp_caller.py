@@ -183,3 +183,54 @@ async def test_hold_resume_and_refer_received_over_tcp(endpoint, tmp_path: Path)
     assert holds == [True, False]
     assert refers == ["sip:bob@127.0.0.1:5999"]
     assert answered[0].end_reason == "remote_bye"
+
+
+async def test_garbage_gets_400_or_is_dropped_and_a_good_call_still_works(endpoint, tmp_path: Path) -> None:
+    import socket
+
+    garbage = [
+        b"\x00\xff" * 300,
+        b"INVITE sip:x@y SIP/2.0\r\n\r\n",
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKnothing\r\n\r\n",
+        b"REGISTER sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n",
+        b"INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKg1;rport\r\n"
+        b"From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: g1\r\nCSeq: x INVITE\r\n\r\n",
+        b"INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKg2;rport\r\n"
+        b"From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: g2\r\nCSeq: 1 INVITE\r\n"
+        b"Content-Type: application/sdp\r\nContent-Length: 9\r\n\r\nnot sdp!!",
+        b"\r\n\r\n",
+    ]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(2)
+    for data in garbage:
+        udp.sendto(data, ("127.0.0.1", endpoint.port))
+    def collect() -> list[str]:
+        replies = []
+        try:
+            while len(replies) < 2:
+                replies.append(udp.recv(65535).decode())
+        except TimeoutError:
+            pass
+        return replies
+
+    replies = await asyncio.to_thread(collect)
+    udp.close()
+    assert any(r.startswith("SIP/2.0 400 Bad Request (bad CSeq") for r in replies), replies
+    assert any(r.startswith("SIP/2.0 400 Bad Request (SDP") for r in replies), replies
+    # a TCP frame without Content-Length closes that connection only
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+    writer.write(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKt\r\n\r\n")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5) is not None
+    writer.close()
+
+    answered: list[Call] = []
+
+    async def handler(incoming: IncomingCall) -> None:
+        answered.append(await incoming.accept())
+
+    endpoint.on_incoming = handler
+    result = await run_sipp(uac_scenario("PCMU", pause_ms=200), target(endpoint), tmp_path, free_port())
+    assert result.code == 0, str(result)
+    assert answered and endpoint.transport.stats["malformed"] >= 4
