@@ -150,7 +150,7 @@ def _first_paragraph(content: str) -> str:
     """An item's first paragraph up to any 'Acceptance criteria' line, without a task-list checkbox."""
     kept: list[str] = []
     for n, line in enumerate(content.splitlines()):
-        if n and re.search(r"acceptance", line, re.I) and ACCEPTANCE_RE.match(line):
+        if n and re.search(r"acceptance", line, re.IGNORECASE) and ACCEPTANCE_RE.match(line):
             break
         kept.append(line)
     return _CHECKBOX.sub("", "\n".join(kept))
