@@ -15,9 +15,8 @@ AZURE_OPENAI_KEY = "azure-test"
 SPEECH_KEY = "speech-test"
 
 
-@pytest.fixture
-def openai_server() -> Iterator[OpenAIStandIn]:
-    """The OpenAI-compatible stand-in (also serving Azure OpenAI's deployment routes)."""
+@pytest.fixture(scope="module")
+def _openai_server() -> Iterator[OpenAIStandIn]:
     server = OpenAIStandIn(api_key=OPENAI_KEY, azure_key=AZURE_OPENAI_KEY)
     server.base_url = server.start()  # type: ignore[attr-defined]
     yield server
@@ -25,12 +24,26 @@ def openai_server() -> Iterator[OpenAIStandIn]:
 
 
 @pytest.fixture
-def azure_tts_server() -> Iterator[AzureTTSStandIn]:
-    """The Azure Speech TTS REST stand-in."""
+def openai_server(_openai_server: OpenAIStandIn) -> OpenAIStandIn:
+    """The OpenAI-compatible stand-in (also serving Azure OpenAI's deployment routes), state cleared."""
+    _openai_server.reset()
+    _openai_server.default_transcript = "hello world"
+    return _openai_server
+
+
+@pytest.fixture(scope="module")
+def _azure_tts_server() -> Iterator[AzureTTSStandIn]:
     server = AzureTTSStandIn(key=SPEECH_KEY)
     server.base_url = server.start()  # type: ignore[attr-defined]
     yield server
     server.stop()
+
+
+@pytest.fixture
+def azure_tts_server(_azure_tts_server: AzureTTSStandIn) -> AzureTTSStandIn:
+    """The Azure Speech TTS REST stand-in, state cleared."""
+    _azure_tts_server.reset()
+    return _azure_tts_server
 
 
 @pytest.fixture

@@ -43,7 +43,8 @@ def build(kind: str, spec: ComponentSpec, settings: Settings | None = None, **ex
     if spec.fallbacks and kind != "vad":
         from parley.providers.fallback import wrap
 
-        chain = [spec.model_copy(update={"fallbacks": []}), *spec.fallbacks]
+        own = {k: v for k, v in spec.model_dump(exclude={"fallbacks"}).items() if not k.startswith("fallback_")}
+        chain = [type(spec).model_validate(own), *spec.fallbacks]
         return wrap(kind, [_build_one(kind, one, settings, **extra) for one in chain], spec.options)
     return _build_one(kind, spec, settings, **extra)
 

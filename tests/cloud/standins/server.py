@@ -72,6 +72,14 @@ class StandInServer:
         with self._lock:
             self.replies.setdefault(kind, deque()).extend(replies)
 
+    def reset(self) -> None:
+        """Forget planned replies, recorded requests and hang-ups (between tests)."""
+        with self._lock:
+            self.replies.clear()
+            self.requests.clear()
+            self.hangups.clear()
+            self.completed.clear()
+
     def requests_of(self, kind: str) -> list[dict[str, Any]]:
         with self._lock:
             return [r for r in self.requests if r["kind"] == kind]
