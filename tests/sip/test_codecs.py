@@ -48,7 +48,11 @@ def test_registry_names_payload_types_and_rates() -> None:
     assert (g722.clock_rate, g722.sample_rate) == (8000, 16000)  # RFC 3551: 8 kHz RTP clock, 16 kHz audio
     assert (g722.samples_per_frame(20), g722.timestamp_step(20)) == (320, 160)
     pcmu = get_codec("pcmu")
-    assert (pcmu.samples_per_frame(20), pcmu.timestamp_step(20), pcmu.samples_per_frame(30)) == (160, 160, 240)
+    assert (pcmu.samples_per_frame(20), pcmu.timestamp_step(20), pcmu.samples_per_frame(30)) == (
+        160,
+        160,
+        240,
+    )
 
 
 def test_get_codec_is_case_insensitive_and_names_known_codecs_on_error() -> None:

@@ -4,6 +4,7 @@ retransmissions, lost starts), SIPp's sample captures, and SIP INFO bodies."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +20,10 @@ from parley.sip.dtmf import (
     parse_event,
 )
 from parley.sip.rtp import RtpPacket
-from tests.sip.test_rtp_session import (  # noqa: F401  (helpers and the `sessions` fixture)
-    level,
-    pcap_rtp_payloads,
-    raw_peer,
-    read_frames,
-    sessions,
-    tone,
-)
+from tests.sip import test_rtp_session as helpers
+from tests.sip.test_rtp_session import level, pcap_rtp_payloads, raw_peer, read_frames, tone
+
+sessions = helpers.sessions  # the fixture: started RtpSessions, closed afterwards
 
 SIPP_DIR = Path("/usr/share/sip-tester")
 
@@ -63,7 +60,9 @@ def test_receiver_reports_each_event_once_whatever_the_marker_says() -> None:
 
 
 # -- over UDP -----------------------------------------------------------------------------------
-async def test_digits_are_detected_with_and_without_marker_and_end_retransmissions_count_once(sessions) -> None:
+async def test_digits_are_detected_with_and_without_marker_and_end_retransmissions_count_once(
+    sessions,
+) -> None:
     s = await sessions()
     digits: list[str] = []
     s.on_dtmf = digits.append
@@ -117,7 +116,7 @@ async def test_send_dtmf_interleaves_events_with_audio(sessions) -> None:
     await rx.wait_for(lambda: len(rx.received) >= 25)
     pkts = rx.rtp()
     seqs = [p.sequence for p in pkts]
-    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))  # one sequence space
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))  # one sequence space
     ev = [(i, p) for i, p in enumerate(pkts) if p.payload_type == 101]
     assert len(ev) == 2 * (2 + 3)  # per digit: 2 updates (20, 40 ms) and the end packet three times
     first, second = ev[:5], ev[5:]

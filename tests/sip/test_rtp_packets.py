@@ -23,14 +23,24 @@ from parley.sip.rtp import RtpError, RtpPacket, is_rtcp, parse_rtp, seq_diff
 
 
 def test_rtp_header_layout_matches_rfc3550() -> None:
-    data = RtpPacket(payload_type=8, sequence=0xABCD, timestamp=0x01020304, ssrc=0xDEADBEEF, payload=b"xy",
-                     marker=True).serialize()
+    data = RtpPacket(
+        payload_type=8, sequence=0xABCD, timestamp=0x01020304, ssrc=0xDEADBEEF, payload=b"xy", marker=True
+    ).serialize()
     assert data == bytes([0x80, 0x88, 0xAB, 0xCD, 1, 2, 3, 4, 0xDE, 0xAD, 0xBE, 0xEF]) + b"xy"
 
 
 def test_rtp_round_trip_with_csrcs_extension_and_padding() -> None:
-    pkt = RtpPacket(payload_type=101, sequence=65535, timestamp=2**32 - 1, ssrc=7, payload=b"\x01\x02\x03",
-                    marker=False, csrcs=[1, 2], extension=(0xBEDE, b"abcd"), padding=5)
+    pkt = RtpPacket(
+        payload_type=101,
+        sequence=65535,
+        timestamp=2**32 - 1,
+        ssrc=7,
+        payload=b"\x01\x02\x03",
+        marker=False,
+        csrcs=[1, 2],
+        extension=(0xBEDE, b"abcd"),
+        padding=5,
+    )
     data = pkt.serialize()
     assert len(data) == 12 + 8 + 8 + 3 + 5
     back = parse_rtp(data)
@@ -65,11 +75,17 @@ def test_any_bytes_either_parse_as_rtp_or_raise_rtp_error(data: bytes) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    st.integers(0, 127), st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
-    st.binary(max_size=200), st.booleans(), st.lists(st.integers(0, 2**32 - 1), max_size=15),
+    st.integers(0, 127),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.binary(max_size=200),
+    st.booleans(),
+    st.lists(st.integers(0, 2**32 - 1), max_size=15),
 )
-def test_rtp_round_trip_property(pt: int, seq: int, ts: int, ssrc: int, payload: bytes, marker: bool,
-                                 csrcs: list[int]) -> None:
+def test_rtp_round_trip_property(
+    pt: int, seq: int, ts: int, ssrc: int, payload: bytes, marker: bool, csrcs: list[int]
+) -> None:
     pkt = RtpPacket(pt, seq, ts, ssrc, payload, marker, csrcs)
     assert parse_rtp(pkt.serialize()) == pkt
 
@@ -88,10 +104,23 @@ def test_seq_diff_wraps() -> None:
 
 
 def test_compound_rtcp_round_trip_and_layout() -> None:
-    block = ReportBlock(ssrc=0x11, fraction_lost=25, cumulative_lost=-3, highest_seq=70000, jitter=42,
-                        lsr=0x12345678, dlsr=65536)
-    sr = SenderReport(0x22, ntp_timestamp=(3900000000 << 32) | 0x80000000, rtp_timestamp=160, packet_count=5,
-                      octet_count=800, reports=[block])
+    block = ReportBlock(
+        ssrc=0x11,
+        fraction_lost=25,
+        cumulative_lost=-3,
+        highest_seq=70000,
+        jitter=42,
+        lsr=0x12345678,
+        dlsr=65536,
+    )
+    sr = SenderReport(
+        0x22,
+        ntp_timestamp=(3900000000 << 32) | 0x80000000,
+        rtp_timestamp=160,
+        packet_count=5,
+        octet_count=800,
+        reports=[block],
+    )
     data = build_compound([sr, SourceDescription([(0x22, "parley@test")]), Bye([0x22], "done")])
     # SR header: V=2, RC=1, PT=200, length = 6 + 6 words - 1 ... = 12
     assert data[:4] == bytes([0x81, 200, 0, 12])
@@ -106,8 +135,12 @@ def test_compound_rtcp_round_trip_and_layout() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"\x81\xc9\x00", bytes([0x81, 201, 0, 7]) + bytes(8), bytes([0x41, 201, 0, 1]) + bytes(4),
-     bytes([0x81, 200, 0, 1]) + bytes(4)],
+    [
+        b"\x81\xc9\x00",
+        bytes([0x81, 201, 0, 7]) + bytes(8),
+        bytes([0x41, 201, 0, 1]) + bytes(4),
+        bytes([0x81, 200, 0, 1]) + bytes(4),
+    ],
 )
 def test_malformed_rtcp_raises_rtcp_error(data: bytes) -> None:
     with pytest.raises(RtcpError):

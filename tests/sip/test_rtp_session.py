@@ -4,6 +4,7 @@ crafted packets (reorder, duplicates, loss, garbage, another source address) and
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import struct
 import time
@@ -113,8 +114,12 @@ def rms(pcm: np.ndarray) -> float:
     return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2)))
 
 
-def pkt(seq: int, payload: bytes, *, pt: int = 0, ts: int | None = None, ssrc: int = 0x5EED, marker: bool = False) -> bytes:
-    return RtpPacket(pt, seq & 0xFFFF, (seq * 160 if ts is None else ts) & 0xFFFFFFFF, ssrc, payload, marker).serialize()
+def pkt(
+    seq: int, payload: bytes, *, pt: int = 0, ts: int | None = None, ssrc: int = 0x5EED, marker: bool = False
+) -> bytes:
+    return RtpPacket(
+        pt, seq & 0xFFFF, (seq * 160 if ts is None else ts) & 0xFFFFFFFF, ssrc, payload, marker
+    ).serialize()
 
 
 def level(value: int) -> bytes:
@@ -148,7 +153,9 @@ def pcap_rtp_payloads(path: Path) -> list[bytes]:
 
 # -- audio end to end ---------------------------------------------------------------------------
 @pytest.mark.parametrize("codec_name", ["PCMU", "PCMA", "G722"])
-async def test_a_1khz_tone_crosses_between_two_sessions_at_1khz_and_full_energy(sessions, codec_name: str) -> None:
+async def test_a_1khz_tone_crosses_between_two_sessions_at_1khz_and_full_energy(
+    sessions, codec_name: str
+) -> None:
     a = await sessions(codec=get_codec(codec_name))
     b = await sessions(codec=get_codec(codec_name))
     a.set_remote("127.0.0.1", b.local_port)
@@ -267,8 +274,8 @@ async def test_sender_paces_one_packet_per_20ms_with_continuous_sequence_and_tim
     assert len(rx.received) == 100  # queue empty and send_silence=False: nothing more
     pkts = rx.rtp()
     seqs = [p.sequence for p in pkts]
-    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
-    assert all((b.timestamp - a.timestamp) & 0xFFFFFFFF == 160 for a, b in zip(pkts, pkts[1:]))
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))
+    assert all((b.timestamp - a.timestamp) & 0xFFFFFFFF == 160 for a, b in itertools.pairwise(pkts))
     assert [p.marker for p in pkts] == [True] + [False] * 99
     assert {p.ssrc for p in pkts} == {s.ssrc}
     arrivals = np.array([t for t, _, _ in rx.received])

@@ -66,7 +66,10 @@ class DtmfEvent:
 
     def pack(self) -> bytes:
         return struct.pack(
-            "!BBH", self.event & 0xFF, (0x80 if self.end else 0) | (self.volume & 0x3F), min(self.duration, 0xFFFF)
+            "!BBH",
+            self.event & 0xFF,
+            (0x80 if self.end else 0) | (self.volume & 0x3F),
+            min(self.duration, 0xFFFF),
         )
 
 
@@ -78,7 +81,9 @@ def parse_event(payload: bytes) -> DtmfEvent:
     return DtmfEvent(event, bool(flags & 0x80), flags & 0x3F, duration)
 
 
-def event_payloads(digit: str, duration_samples: int, step: int, volume: int = 10) -> list[tuple[bytes, bool]]:
+def event_payloads(
+    digit: str, duration_samples: int, step: int, volume: int = 10
+) -> list[tuple[bytes, bool]]:
     """Packets for one digit, one per `step` samples: (payload, marker)."""
     event = digit_to_event(digit)
     if step <= 0 or duration_samples <= 0:

@@ -18,6 +18,7 @@ say) is carried over to the next frame.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class JitterBuffer:
 
     def __init__(
         self,
-        decode: Callable[[bytes], np.ndarray],
+        decode: Callable[[Any], np.ndarray],
         frame_samples: int,
         sample_rate: int,
         target_ms: int = 60,
@@ -47,7 +48,7 @@ class JitterBuffer:
         self.sample_rate = sample_rate
         self.target = target_ms / 1000.0
         self.max_delay = max_ms / 1000.0
-        self._packets: dict[int, bytes | None] = {}  # ext seq -> payload (None: non-audio gap)
+        self._packets: dict[int, Any] = {}  # ext seq -> payload given to decode (None: non-audio gap)
         self._next: int | None = None
         self._playing = False
         self._prefetch_since: float | None = None
@@ -64,15 +65,15 @@ class JitterBuffer:
         self.overflow_dropped = 0
 
     # -- input ------------------------------------------------------------------------------
-    def push(self, ext_seq: int, payload: bytes, arrival: float) -> str:
-        """Store one audio payload; "ok", "duplicate" or "late" (already played past: dropped)."""
+    def push(self, ext_seq: int, payload: Any, arrival: float) -> str:
+        """Store one audio payload (anything `decode` takes, not None); "ok", "duplicate" or "late" (already played past: dropped)."""
         return self._store(ext_seq, payload, arrival)
 
     def push_gap(self, ext_seq: int, arrival: float) -> str:
         """Mark a sequence number taken by a non-audio packet so it is not treated as lost."""
         return self._store(ext_seq, None, arrival)
 
-    def _store(self, ext_seq: int, payload: bytes | None, arrival: float) -> str:
+    def _store(self, ext_seq: int, payload: Any, arrival: float) -> str:
         if self._next is not None and ext_seq < self._next:
             if payload is not None:
                 self.late += 1
@@ -144,7 +145,7 @@ class JitterBuffer:
                     continue
                 try:
                     pcm = self._decode(payload)
-                except Exception:  # a payload the codec rejects is concealed like a lost packet
+                except Exception:  # noqa: BLE001  # a payload the codec rejects is concealed like a loss
                     self.concealed += 1
                     return self._conceal(self._packet_samples)
                 if len(pcm) == 0:
@@ -168,7 +169,9 @@ class JitterBuffer:
         reps = -(-n // len(last))
         src = np.tile(last, reps)[:n].astype(np.float32)
         g0 = _FADE ** (self._conceal_run - 1)
-        ramp = np.linspace(g0, g0 * _FADE, n, dtype=np.float32) if self._conceal_run < _MAX_CONCEAL else np.linspace(
-            g0, 0.0, n, dtype=np.float32
+        ramp = (
+            np.linspace(g0, g0 * _FADE, n, dtype=np.float32)
+            if self._conceal_run < _MAX_CONCEAL
+            else np.linspace(g0, 0.0, n, dtype=np.float32)
         )
         return (src * ramp).astype(np.int16)

@@ -27,8 +27,8 @@ __all__ = [
     "SenderReport",
     "SourceDescription",
     "build_compound",
-    "ntp_now",
     "ntp_middle",
+    "ntp_now",
     "parse_rtcp",
 ]
 
@@ -360,7 +360,9 @@ class ReceptionStats:
         self._expected_prior = expected
         self._received_prior = self.received
         lost_interval = expected_interval - received_interval
-        fraction = (lost_interval << 8) // expected_interval if expected_interval > 0 and lost_interval > 0 else 0
+        fraction = (
+            (lost_interval << 8) // expected_interval if expected_interval > 0 and lost_interval > 0 else 0
+        )
         dlsr = int((now - self.last_sr_at) * 65536) if self.last_sr_at is not None else 0
         return ReportBlock(
             ssrc=self.ssrc or 0,

@@ -49,7 +49,9 @@ class RtpPacket:
         if self.extension is not None:
             b0 |= 0x10
         b1 = (0x80 if self.marker else 0) | self.payload_type
-        parts = [_HEADER.pack(b0, b1, self.sequence & 0xFFFF, self.timestamp & 0xFFFFFFFF, self.ssrc & 0xFFFFFFFF)]
+        parts = [
+            _HEADER.pack(b0, b1, self.sequence & 0xFFFF, self.timestamp & 0xFFFFFFFF, self.ssrc & 0xFFFFFFFF)
+        ]
         parts.extend(struct.pack("!I", c & 0xFFFFFFFF) for c in self.csrcs)
         if self.extension is not None:
             ext_id, ext_data = self.extension

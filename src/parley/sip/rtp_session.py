@@ -58,7 +58,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -147,7 +147,7 @@ class _Protocol(asyncio.DatagramProtocol):
 class _Pacer:
     """One drift-free ticker per (event loop, ptime) that drives every session's sender."""
 
-    _instances: dict[tuple[int, int], _Pacer] = {}
+    _instances: ClassVar[dict[tuple[int, int], _Pacer]] = {}
 
     def __init__(self, key: tuple[int, int], period: float) -> None:
         self.key = key
@@ -209,6 +209,12 @@ class _Pacer:
 class RtpSession:
     """An RTP/RTCP session for one call leg (see the module docstring for behaviour)."""
 
+    _codec: Codec
+    _te_pt: int | None
+    _rx: ReceptionStats
+    _jb: JitterBuffer
+    _decoders: dict[int, Codec]
+
     def __init__(
         self,
         bind_host: str,
@@ -231,8 +237,6 @@ class RtpSession:
             raise ValueError(f"port must be 1..65534, got {port}")
         if not isinstance(ptime_ms, int) or not 10 <= ptime_ms <= 120:
             raise ValueError(f"ptime_ms must be an integer 10..120, got {ptime_ms!r}")
-        if telephone_event_pt is not None and not 96 <= telephone_event_pt <= 127:
-            raise ValueError(f"telephone-event payload type must be dynamic (96..127), got {telephone_event_pt}")
         self.bind_host = bind_host
         self.port_range = port_range
         self.ptime_ms = ptime_ms
@@ -277,8 +281,16 @@ class RtpSession:
 
         self._n: dict[str, int] = dict.fromkeys(
             (
-                "packets_sent", "bytes_sent", "dtmf_packets_sent", "packets_received", "bytes_received",
-                "invalid", "late_sends", "skipped_ticks", "rtcp_sent", "rtcp_received",
+                "packets_sent",
+                "bytes_sent",
+                "dtmf_packets_sent",
+                "packets_received",
+                "bytes_received",
+                "invalid",
+                "late_sends",
+                "skipped_ticks",
+                "rtcp_sent",
+                "rtcp_received",
             ),
             0,
         )
@@ -289,7 +301,12 @@ class RtpSession:
         self._last_rtcp: RtcpReport | None = None
         self._last_rtcp_sent: RtcpReport | None = None
         self._dtmf_rx = DtmfReceiver()
-        self.set_codec(codec or get_codec("PCMU"), telephone_event_pt)
+        self._jb_totals = dict.fromkeys(_JB_COUNTERS, 0)
+        codec = codec or get_codec("PCMU")
+        _check_te_pt(codec, telephone_event_pt)
+        self._rx = ReceptionStats(codec.clock_rate)
+        self._jb = self._make_jitter_buffer(codec)
+        self._apply_codec(codec, telephone_event_pt)
 
     # -- configuration --------------------------------------------------------------------
     @property
@@ -301,21 +318,25 @@ class RtpSession:
         return self._te_pt
 
     def set_codec(self, codec: Codec, telephone_event_pt: int | None = 101) -> None:
-        """Switch codec (and the telephone-event PT, None if not negotiated). Queued output is dropped
-        if the audio rate changes; the jitter buffer starts afresh."""
-        if telephone_event_pt is not None and not 96 <= telephone_event_pt <= 127:
-            raise ValueError(f"telephone-event payload type must be dynamic (96..127), got {telephone_event_pt}")
-        if telephone_event_pt == codec.payload_type:
-            raise ValueError("telephone-event and the codec cannot share a payload type")
-        current = getattr(self, "_codec", None)
-        if current is not None and (current.name, current.payload_type, self._te_pt) == (
-            codec.name, codec.payload_type, telephone_event_pt
+        """Switch codec (and the telephone-event PT, None if not negotiated). Setting the same ones again
+        (a re-INVITE for hold/resume) changes nothing; otherwise the jitter buffer starts afresh and
+        queued output is dropped if the audio rate changes."""
+        _check_te_pt(codec, telephone_event_pt)
+        current = self._codec
+        if (current.name, current.payload_type, self._te_pt) == (
+            codec.name,
+            codec.payload_type,
+            telephone_event_pt,
         ):
-            return  # unchanged (re-INVITE for hold/resume): keep coder state and the jitter buffer
-        old_rate = getattr(self, "_codec", codec).sample_rate
+            return
+        self._apply_codec(codec, telephone_event_pt)
+        if current.sample_rate != codec.sample_rate:
+            self.clear_output()
+
+    def _apply_codec(self, codec: Codec, telephone_event_pt: int | None) -> None:
         self._codec = codec
         self._encoder = codec.new()
-        self._decoders: dict[int, Codec] = {codec.payload_type: codec.new()}
+        self._decoders = {codec.payload_type: codec.new()}
         if codec.sample_rate == 8000 and codec.payload_type in _G711_PTS:
             for name in ("PCMU", "PCMA"):
                 other = get_codec(name)
@@ -323,20 +344,9 @@ class RtpSession:
         self._te_pt = telephone_event_pt
         self._frame_samples = codec.samples_per_frame(self.ptime_ms)
         self._ts_step = codec.timestamp_step(self.ptime_ms)
-        if getattr(self, "_rx", None) is None or self._rx.clock_rate != codec.clock_rate:
+        if self._rx.clock_rate != codec.clock_rate:
             self._rx = ReceptionStats(codec.clock_rate)
-        self._jb_totals = getattr(self, "_jb_totals", dict.fromkeys(_JB_COUNTERS, 0))
-        if getattr(self, "_jb", None) is not None:
-            self._bank_jitter_counters()
-        self._jb = JitterBuffer(
-            decode=self._decode_item,
-            frame_samples=self._frame_samples,
-            sample_rate=codec.sample_rate,
-            target_ms=self._jitter_target_ms,
-            max_ms=self._jitter_max_ms,
-        )
-        if old_rate != codec.sample_rate:
-            self.clear_output()
+        self._new_jitter_buffer()
 
     def _decode_item(self, item: Any) -> np.ndarray:
         pt, payload = item
@@ -422,7 +432,9 @@ class RtpSession:
             self.local_port = port
             break
         else:
-            where = f"port {self._requested_port}" if self._requested_port is not None else f"{self.port_range}"
+            where = (
+                f"port {self._requested_port}" if self._requested_port is not None else f"{self.port_range}"
+            )
             raise OSError(f"cannot bind an RTP/RTCP port pair on {self.bind_host} {where}: {last_error}")
         self._started = True
         _Pacer.join(self, self.ptime_ms)
@@ -476,10 +488,9 @@ class RtpSession:
         if not (is_audio or pt == self._te_pt or pt == PT_CN) or (is_audio and not pkt.payload):
             self._n["invalid"] += 1
             return
-        if addr != self._remote or not self._latched:
-            if not self._latch(addr, now):
-                self._n["invalid"] += 1
-                return
+        if (addr != self._remote or not self._latched) and not self._latch(addr, now):
+            self._n["invalid"] += 1
+            return
         self._last_rx_at = now
         rx = self._rx
         if rx.ssrc != pkt.ssrc:
@@ -525,18 +536,18 @@ class RtpSession:
                 log.exception("rtp.on_dtmf_failed", digit=digit)
 
     def _new_jitter_buffer(self) -> None:
-        self._bank_jitter_counters()
-        self._jb = JitterBuffer(
+        for name in _JB_COUNTERS:
+            self._jb_totals[name] += getattr(self._jb, name)
+        self._jb = self._make_jitter_buffer(self._codec)
+
+    def _make_jitter_buffer(self, codec: Codec) -> JitterBuffer:
+        return JitterBuffer(
             decode=self._decode_item,
-            frame_samples=self._frame_samples,
-            sample_rate=self._codec.sample_rate,
+            frame_samples=codec.samples_per_frame(self.ptime_ms),
+            sample_rate=codec.sample_rate,
             target_ms=self._jitter_target_ms,
             max_ms=self._jitter_max_ms,
         )
-
-    def _bank_jitter_counters(self) -> None:
-        for name in _JB_COUNTERS:
-            self._jb_totals[name] += getattr(self._jb, name)
 
     async def read_frame(self) -> np.ndarray | None:
         """The next ptime of received audio (int16, codec.sample_rate), paced; None once closed."""
@@ -675,15 +686,18 @@ class RtpSession:
             parts.append(np.zeros(need, dtype=np.int16))
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
-    def _send(self, pt: int, ts: int, payload: bytes, *, marker: bool, deadline: float, dtmf: bool = False) -> None:
+    def _send(
+        self, pt: int, ts: int, payload: bytes, *, marker: bool, deadline: float, dtmf: bool = False
+    ) -> None:
         assert self._rtp_transport is not None and self._remote is not None
         seq = self._seq
         self._seq = (seq + 1) & 0xFFFF
-        pkt = RtpPacket(payload_type=pt, sequence=seq, timestamp=ts, ssrc=self.ssrc, payload=payload, marker=marker)
+        pkt = RtpPacket(
+            payload_type=pt, sequence=seq, timestamp=ts, ssrc=self.ssrc, payload=payload, marker=marker
+        )
         self._rtp_transport.sendto(pkt.serialize(), self._remote)
         lateness = time.monotonic() - deadline
-        if lateness > self._max_lateness:
-            self._max_lateness = lateness
+        self._max_lateness = max(self._max_lateness, lateness)
         if lateness * 2000 > self.ptime_ms:
             self._n["late_sends"] += 1
         self._n["packets_sent"] += 1
@@ -712,7 +726,9 @@ class RtpSession:
         if self._sent_since_report:
             wall = time.time()
             # RTP timestamp that corresponds to `wall` on our sending clock
-            rtp_ts = (self._last_sent_ts + int((wall - self._last_sent_wall) * self._codec.clock_rate)) & 0xFFFFFFFF
+            rtp_ts = (
+                self._last_sent_ts + int((wall - self._last_sent_wall) * self._codec.clock_rate)
+            ) & 0xFFFFFFFF
             report = SenderReport(
                 self.ssrc, ntp_now(wall), rtp_ts, self._n["packets_sent"], self._n["bytes_sent"], blocks
             )
@@ -816,3 +832,12 @@ class RtpSession:
 
 
 _JB_COUNTERS = ("concealed", "underruns", "late", "duplicates", "overflow_dropped")
+
+
+def _check_te_pt(codec: Codec, telephone_event_pt: int | None) -> None:
+    if telephone_event_pt is None:
+        return
+    if not 96 <= telephone_event_pt <= 127:
+        raise ValueError(f"telephone-event payload type must be dynamic (96..127), got {telephone_event_pt}")
+    if telephone_event_pt == codec.payload_type:
+        raise ValueError("telephone-event and the codec cannot share a payload type")
