@@ -102,3 +102,28 @@ def test_titles_from_wrapped_items_and_checklists() -> None:
         "Offline speech recognition with Whisper base from the registry packages, run off the…",
         "Short item that wraps onto a second line",
     ]
+
+
+def test_only_real_acceptance_markers_open_acceptance_text() -> None:
+    prd = (
+        "## Phase 1: Launch\n"
+        "- Acceptance testing with five real users\n"
+        "- Beta programme\n"
+        "  Acceptance testing happens in week two.\n"
+        "  **Acceptance criteria:** ten users signed up\n"
+        "\n"
+        "Acceptance: the launch post is live\n"
+        "\n"
+        "- the blog post is out\n"
+    )
+    t = by_title(parse_prd(prd))
+    # A soft line break continues the paragraph, so the second line belongs to the title.
+    beta_title = "Beta programme Acceptance testing happens in week two"
+    assert list(t) == ["Acceptance testing with five real users", beta_title]
+    beta = t[beta_title]
+    assert beta.acceptance == "ten users signed up"
+    assert "week two" in beta.description
+    assert (
+        t["Acceptance testing with five real users"].acceptance
+        == "the launch post is live\n\n- the blog post is out"
+    )

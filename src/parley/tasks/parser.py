@@ -34,7 +34,9 @@ class PRDError(ValueError):
 PHASE_RE = re.compile(r"^(phase|milestone|stage|step|sprint|iteration|release)\b\s*[\w.]*", re.IGNORECASE)
 NUMBERED_RE = re.compile(r"^\d+(\.\d+)*[.)]?\s+\S")
 ACCEPTANCE_RE = re.compile(
-    r"^\s*(?:[*_]{1,2})?\s*acceptance(?:\s+criteria)?\s*:?\s*(?:[*_]{1,2})?\s*:?\s*", re.IGNORECASE
+    r"^\s*[*_]{0,2}\s*acceptance(?P<crit>\s+criteria)?\s*[*_]{0,2}"
+    r"\s*(?P<colon>:)?\s*[*_]{0,2}\s*(?P<rest>.*)$",
+    re.IGNORECASE,
 )
 CONTEXT_RE = re.compile(
     r"^(overview|introduction|intro|background|context|summary|purpose|problem|problem statement|vision"
@@ -146,11 +148,20 @@ def _take_priority(text: str, *, words: bool = True) -> tuple[str, str | None]:
     return text, None
 
 
+def _acceptance_marker(line: str) -> str | None:
+    """For a line that opens acceptance criteria ("Acceptance criteria", "**Acceptance criteria:**",
+    "Acceptance: text"), the text after the marker; None for any other line ("Acceptance testing is…")."""
+    m = ACCEPTANCE_RE.match(line)
+    if not m or (not m.group("colon") and (not m.group("crit") or m.group("rest").strip())):
+        return None
+    return m.group("rest").strip()
+
+
 def _first_paragraph(content: str) -> str:
     """An item's first paragraph up to any 'Acceptance criteria' line, without a task-list checkbox."""
     kept: list[str] = []
     for n, line in enumerate(content.splitlines()):
-        if n and re.search(r"acceptance", line, re.IGNORECASE) and ACCEPTANCE_RE.match(line):
+        if n and _acceptance_marker(line) is not None:
             break
         kept.append(line)
     return _CHECKBOX.sub("", "\n".join(kept))
@@ -187,8 +198,8 @@ def _split_acceptance(text: str) -> tuple[str, str]:
     """Split an item's text at an 'Acceptance criteria' line: (description, acceptance)."""
     lines = text.splitlines()
     for i, line in enumerate(lines):
-        if i > 0 and ACCEPTANCE_RE.match(line) and re.search(r"acceptance", line, re.IGNORECASE):
-            inline = ACCEPTANCE_RE.sub("", line, count=1).strip()
+        inline = _acceptance_marker(line) if i > 0 else None
+        if inline is not None:
             body = textwrap.dedent("\n".join(lines[i + 1 :])).strip()
             acceptance = "\n".join(p for p in (inline, body) if p)
             return "\n".join(lines[:i]).strip(), acceptance
@@ -245,10 +256,10 @@ def _build_tree(text: str) -> _Section:
             continue
         if tok.type == "paragraph_open" and tok.level == 0:
             content = tokens[i + 1].content.strip()
-            if re.search(r"acceptance", content.split("\n")[0], re.IGNORECASE) and ACCEPTANCE_RE.match(
-                content
-            ):
-                rest = ACCEPTANCE_RE.sub("", content, count=1).strip()
+            first_line, _, more = content.partition("\n")
+            marker = _acceptance_marker(first_line)
+            if marker is not None:
+                rest = "\n".join(p for p in (marker, more.strip()) if p)
                 if rest:
                     current.acceptance.append(rest)
                 pending_acceptance = True
