@@ -147,7 +147,8 @@ class _Chain(Generic[P]):
                 error = as_provider_error(_name(provider), exc)
                 if produced:
                     self.failed(provider, error, None)
-                    raise error from exc
+                    # named after the chain, so the engine knows which component failed
+                    raise ProviderError(self.name, str(error), retryable=error.retryable) from exc
                 self.failed(provider, error, following)
                 errors.append(error)
         raise self.all_failed(errors)
