@@ -97,6 +97,31 @@ async def bench_stt(tmp: Path, repeat: int) -> None:
                   f"{spent / n * 1000:.0f} ms per utterance, WER {np.mean(errors) * 100:.0f} %")
 
 
+async def bench_turn_latency(tmp: Path, repeat: int) -> None:
+    """Caller audio pushed in real time (20 ms frames), then 700 ms of silence (the engine's default
+    end-of-turn wait): how long after that does `end_utterance()` return, with and without early decoding?"""
+    stt = WhisperSTT(model=None, data_dir=tmp / "data", threads=2)
+    await stt.warm()
+    clip = speech(SENTENCES[0], "piper", tmp)
+    tail = np.zeros(int(0.7 * 16000), np.int16)
+    for speculative in (False, True):
+        waits = []
+        for _ in range(repeat):
+            stream = stt.stream()
+            stream._speculative = speculative
+            audio = np.concatenate([clip, tail])
+            start = time.perf_counter()
+            for n, i in enumerate(range(0, len(audio), 320)):
+                await stream.push(audio[i : i + 320])
+                await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.perf_counter()))
+            t = time.perf_counter()
+            await stream.end_utterance()
+            waits.append(time.perf_counter() - t)
+            await stream.close()
+        print(f"whisper end-of-turn → final transcript, speculative={speculative!s:5s}: "
+              f"median {np.median(waits) * 1000:.0f} ms")
+
+
 async def bench_tts(repeat: int) -> None:
     text = "Sure, I can book that for Tuesday. May I have your name, please? Thank you for calling."
     for tts in (PiperTTS(), EspeakTTS()):
@@ -159,6 +184,7 @@ async def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {load:.1f} (other work on the machine slows every figure)")
     with tempfile.TemporaryDirectory() as tmp:
         await bench_stt(Path(tmp), args.repeat)
+        await bench_turn_latency(Path(tmp), args.repeat)
         await bench_tts(args.repeat)
         bench_vad(Path(tmp))
 

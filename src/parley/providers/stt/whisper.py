@@ -7,7 +7,8 @@ and shared by every call; CTranslate2 queues concurrent requests itself (`num_wo
 Decoding runs in a worker thread, never on the event loop.
 
 Whisper decodes a whole utterance at once: `STTStream` buffers the caller's audio and decodes it on
-`end_utterance()`; it yields no interim results.
+`end_utterance()` — or earlier, speculatively, once the caller has gone quiet — and yields no interim
+results.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ SILENCE_RMS = 30.0
 #: A segment whose no-speech probability is above this and whose tokens are unlikely is dropped.
 NO_SPEECH_PROB = 0.6
 LOGPROB_FLOOR = -1.0
+#: Speculative decoding: a 20 ms frame is "speech" above this RMS and above QUIET_RATIO × the loudest
+#: frame so far; decoding starts after SPECULATE_AFTER_S of quiet following speech.
+LOUD_RMS = 300.0
+QUIET_RATIO = 0.1
+SPECULATE_AFTER_S = 0.25
 
 _models: dict[tuple[str, int, int], WhisperModel] = {}
 _models_lock = threading.Lock()
@@ -129,6 +135,7 @@ class WhisperSTT:
         workers: int = 1,
         beam_size: int = 1,
         initial_prompt: str | None = None,
+        speculative: bool = True,
     ) -> None:
         self.model = resolve_model(model)
         if self.model == BUNDLED:
@@ -138,6 +145,7 @@ class WhisperSTT:
             raise ValueError(f"whisper beam_size must be 1..10, got {beam_size}")
         self.beam_size = beam_size
         self.initial_prompt = initial_prompt
+        self.speculative = speculative
         self._data_dir = Path(data_dir)
         self._threads = threads
         self._workers = workers
@@ -150,7 +158,8 @@ class WhisperSTT:
         return load_model(self.model, self._data_dir, self._threads, self._workers)
 
     def stream(self, *, language: str | None = None) -> WhisperStream:
-        return WhisperStream(self, normalise_language(language) if language else self.language)
+        lang = normalise_language(language) if language else self.language
+        return WhisperStream(self, lang, speculative=self.speculative)
 
     async def transcribe(self, pcm: Pcm, sample_rate: int, *, language: str | None = None) -> Transcript:
         if sample_rate != SAMPLE_RATE:
@@ -192,25 +201,54 @@ def _is_hallucination(segment: Any) -> bool:
 
 
 class WhisperStream:
-    """Buffers one call's audio; decodes each utterance when the caller stops talking."""
+    """Buffers one call's audio; decodes each utterance when the caller stops talking.
 
-    def __init__(self, stt: WhisperSTT, language: str | None) -> None:
+    With `speculative` on, decoding starts as soon as the caller has been quiet for
+    `SPECULATE_AFTER_S` (trailing quiet does not change the words), so the result is usually ready
+    when the engine's end-of-turn silence has elapsed. If the caller speaks again, that early result
+    is thrown away and the whole utterance is decoded on `end_utterance()`.
+    """
+
+    def __init__(self, stt: WhisperSTT, language: str | None, *, speculative: bool = True) -> None:
         self._stt = stt
         self._language = language
         self._chunks: list[Pcm] = []
         self._offset = 0.0  # seconds of audio before the current utterance
         self._closed = False
+        self._speculative = speculative
+        self._peak = 0.0
+        self._quiet = 0  # trailing quiet samples
+        self._early: asyncio.Future[Transcript] | None = None
 
     async def push(self, pcm: Pcm) -> None:
         if self._closed:
             raise ProviderError("whisper", "stream is closed", retryable=False)
-        if len(pcm):
-            self._chunks.append(np.asarray(pcm, dtype=np.int16))
+        if not len(pcm):
+            return
+        pcm = np.asarray(pcm, dtype=np.int16)
+        self._chunks.append(pcm)
+        if self._speculative:
+            self._track(pcm)
+
+    def _track(self, pcm: Pcm) -> None:
+        level = float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2)))
+        if level > max(LOUD_RMS, QUIET_RATIO * self._peak):
+            self._peak = max(self._peak, level)
+            self._quiet = 0
+            if self._early is not None:  # the caller went on talking: the early result is stale
+                self._early = None
+            return
+        self._quiet += len(pcm)
+        if self._early is None and self._peak > 0 and self._quiet >= SPECULATE_AFTER_S * SAMPLE_RATE:
+            snapshot = np.concatenate(self._chunks)
+            self._early = asyncio.ensure_future(asyncio.to_thread(self._stt.decode, snapshot, self._language))
+            self._early.add_done_callback(_retrieve)
 
     async def end_utterance(self) -> Transcript:
         pcm = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-        self._chunks = []
-        result = await asyncio.to_thread(self._stt.decode, pcm, self._language)
+        early, self._early = self._early, None
+        self._chunks, self._peak, self._quiet = [], 0.0, 0
+        result = await early if early is not None else await asyncio.to_thread(self._stt.decode, pcm, self._language)
         start = self._offset
         self._offset += len(pcm) / SAMPLE_RATE
         return Transcript(
@@ -224,12 +262,19 @@ class WhisperStream:
     async def close(self) -> None:
         self._closed = True
         self._chunks = []
+        self._early = None
+
+
+def _retrieve(future: asyncio.Future[Transcript]) -> None:
+    """Mark an abandoned early decode's error as seen (it is decoded again if needed)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def create(spec: ComponentSpec, *, settings: Settings) -> WhisperSTT:
-    """Factory used by the registry: options `beam_size`, `initial_prompt`, `workers`."""
+    """Factory used by the registry: options `beam_size`, `initial_prompt`, `workers`, `speculative`."""
     opts = spec.options
-    unknown = set(opts) - {"beam_size", "initial_prompt", "workers"}
+    unknown = set(opts) - {"beam_size", "initial_prompt", "workers", "speculative"}
     if unknown:
         raise ValueError(f"whisper: unknown option(s) {', '.join(sorted(unknown))}")
     return WhisperSTT(
@@ -240,4 +285,5 @@ def create(spec: ComponentSpec, *, settings: Settings) -> WhisperSTT:
         workers=int(opts.get("workers", 1)),
         beam_size=int(opts.get("beam_size", 1)),
         initial_prompt=opts.get("initial_prompt"),
+        speculative=bool(opts.get("speculative", True)),
     )
