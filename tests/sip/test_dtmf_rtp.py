@@ -59,6 +59,23 @@ def test_receiver_reports_each_event_once_whatever_the_marker_says() -> None:
     assert got == ["5", None, None, None, None, "5"]
 
 
+def test_receiver_copes_with_a_sender_that_restamps_every_packet() -> None:
+    rx = DtmfReceiver()
+    got = [rx.feed(1, 1000 + 160 * k, DtmfEvent(5, k >= 4, 10, 160 * (k + 1)).pack()) for k in range(7)]
+    assert got == ["5"] + [None] * 6
+
+
+def test_the_same_digit_pressed_twice_quickly_counts_twice() -> None:
+    rx = DtmfReceiver()
+    got = []
+    for start, send_ends in ((8000, False), (8000 + 800 + 480, True)):  # first press lost its end packets
+        for k in range(5):
+            if k >= 2 and not send_ends:
+                continue
+            got.append(rx.feed(1, start, DtmfEvent(5, k >= 2, 10, 160 * (k + 1)).pack()))
+    assert [d for d in got if d] == ["5", "5"]
+
+
 # -- over UDP -----------------------------------------------------------------------------------
 async def test_digits_are_detected_with_and_without_marker_and_end_retransmissions_count_once(
     sessions,

@@ -366,6 +366,20 @@ async def test_rtcp_receiver_report_tells_the_sender_about_loss_and_jitter(sessi
     rtcp.close()
 
 
+async def test_rtcp_multiplexed_on_the_rtp_port_is_understood_and_answered_there(sessions) -> None:
+    s = await sessions(rtcp_interval=0.1)
+    peer = await raw_peer()
+    dest = ("127.0.0.1", s.local_port)
+    for i in range(5):
+        peer.send(pkt(100 + i, level(1000), ssrc=0xF00D), dest)
+    sr = struct.pack("!BBHIQIII", 0x80, 200, 6, 0xF00D, 1 << 63, 0, 5, 800)
+    peer.send(sr, dest)  # RTCP on the RTP port (RFC 5761)
+    await peer.wait_for(lambda: any(d[1] in (200, 201) for _, d, _ in peer.received))
+    st = s.stats()
+    assert st.last_rtcp is not None and st.last_rtcp.ssrc == 0xF00D and st.invalid == 0
+    peer.close()
+
+
 async def test_two_sessions_exchange_sender_reports_with_round_trip_time(sessions) -> None:
     a = await sessions(rtcp_interval=0.15)
     b = await sessions(rtcp_interval=0.15)

@@ -10,7 +10,10 @@ Receiving: an event is identified by (SSRC, RTP timestamp) — every packet of o
 the start timestamp. The digit is reported from the first packet of a new event that is seen,
 whether or not its marker bit is set (some providers never set it) and whether or not that packet is
 the end packet (if the start was lost); the repeated updates and the three end-packet
-retransmissions of the same event are recognised and ignored.
+retransmissions of the same event are recognised and ignored. A sender that wrongly restamps every
+packet with the current time is recognised too: a packet of the same event whose timestamp falls
+within the last press's duration (+40 ms) continues it, unless that press had ended and the packet is
+not an end packet (then it is the same key pressed again).
 
 Sending: `event_payloads` gives the packets of one digit for a sender that emits one packet per
 `step` samples: updates with growing duration (marker on the first) and the final packet with the E
@@ -100,27 +103,57 @@ def event_payloads(
     return out
 
 
+@dataclass(slots=True)
+class _Press:
+    event: int
+    timestamp: int
+    duration: int
+    ended: bool
+
+
 class DtmfReceiver:
     """Turns received telephone-event packets into digits, each key press exactly once."""
 
+    # RTP clock units of slack when telling a sender that restamps every packet from a new key press
+    _SLACK = 320
+
     def __init__(self) -> None:
         self._seen: deque[tuple[int, int]] = deque(maxlen=32)
+        self._last: dict[int, _Press] = {}
         self.digits_received = 0
         self.packets = 0
 
     def feed(self, ssrc: int, timestamp: int, payload: bytes) -> str | None:
-        """Account one packet; the digit when it starts a new event, else None. DtmfError if malformed."""
+        """Account one packet; the digit when it starts a new key press, else None. DtmfError if malformed."""
         ev = parse_event(payload)
         self.packets += 1
         key = (ssrc, timestamp)
+        last = self._last.get(ssrc)
         if key in self._seen:
+            if last is not None and last.timestamp == timestamp:
+                last.duration = max(last.duration, ev.duration)
+                last.ended = last.ended or ev.end
             return None
         digit = event_to_digit(ev.event)
         if digit is None:
             return None
         self._seen.append(key)
+        if last is not None and last.event == ev.event and self._same_press(last, timestamp, ev):
+            last.timestamp, last.duration, last.ended = timestamp, ev.duration, last.ended or ev.end
+            return None
+        self._last[ssrc] = _Press(ev.event, timestamp, ev.duration, ev.end)
         self.digits_received += 1
         return digit
+
+    def _same_press(self, last: _Press, timestamp: int, ev: DtmfEvent) -> bool:
+        """A new timestamp that still belongs to the last press: senders that (against RFC 4733)
+        stamp each packet with the current time, or their retransmitted end packets."""
+        delta = (timestamp - last.timestamp) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            return True  # older than the last press: a straggler, never a new key press
+        if delta >= last.duration + self._SLACK:
+            return False
+        return not last.ended or ev.end
 
 
 @dataclass(slots=True, frozen=True)

@@ -79,7 +79,7 @@ from parley.sip.rtcp import (
     ntp_now,
     parse_rtcp,
 )
-from parley.sip.rtp import RtpError, RtpPacket, parse_rtp
+from parley.sip.rtp import RtpError, RtpPacket, is_rtcp, parse_rtp
 
 __all__ = ["DIRECTIONS", "RtpSession", "RtpSessionError", "RtpStats"]
 
@@ -476,6 +476,9 @@ class RtpSession:
     # -- receive --------------------------------------------------------------------------
     def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
         if self._closed:
+            return
+        if is_rtcp(data):  # RTCP multiplexed on the RTP port (RFC 5761)
+            self._on_rtcp(data, addr)
             return
         now = time.monotonic()
         try:
