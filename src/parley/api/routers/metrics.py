@@ -1,0 +1,20 @@
+"""`GET /metrics`: Prometheus text. Needs `X-API-Key` like every other route but /health and /docs; give
+Prometheus the header (`http_headers: {X-API-Key: {secrets: [KEY]}}` in the scrape config)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from parley.calls import metrics
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def prometheus_metrics(request: Request) -> Response:
+    service = getattr(request.app.state, "calls", None)
+    if service is not None:
+        await service.refresh_metrics()
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,58 @@
+"""`POST /api/webhook`: events sent to Parley by other systems.
+
+`{"type": "ping"}` answers `{"type": "pong"}`. The other known types are stored on a call's timeline and
+need `call_id`: `note` (`data.text`), `disposition` (`data.disposition`, e.g. "sale"), `external` (any data).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from parley.api.errors import ApiError
+from parley.api.routers.calls import service_of
+from parley.calls import CallNotFound
+
+router = APIRouter(tags=["webhook"])
+
+KNOWN_TYPES = ("ping", "note", "disposition", "external")
+_REQUIRED_DATA = {"note": "text", "disposition": "disposition"}
+
+
+class InboundEvent(BaseModel):
+    """An event for Parley."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description=f"One of: {', '.join(KNOWN_TYPES)}.")
+    call_id: str | None = Field(None, description="The call the event is about (all types but ping).")
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in KNOWN_TYPES:
+            raise ValueError(f"unknown event type {value!r}; known: {', '.join(KNOWN_TYPES)}")
+        return value
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    return ApiError(422, "validation_error", f"{field}: {message}", [{"field": field, "message": message}])
+
+
+@router.post("/api/webhook", summary="Receive an event (ping, note, disposition, external)")
+async def inbound_webhook(event: InboundEvent, request: Request) -> dict[str, Any]:
+    if event.type == "ping":
+        return {"type": "pong"}
+    if not event.call_id:
+        raise _invalid("call_id", f"required for {event.type!r} events")
+    key = _REQUIRED_DATA.get(event.type)
+    if key and not isinstance(event.data.get(key), str):
+        raise _invalid(f"data.{key}", f"a {event.type!r} event needs a text value here")
+    try:
+        await service_of(request).add_event(event.call_id, f"webhook.{event.type}", event.data)
+    except CallNotFound:
+        raise ApiError(404, "not_found", f"no call with id {event.call_id!r}") from None
+    return {"status": "stored", "type": event.type, "call_id": event.call_id}

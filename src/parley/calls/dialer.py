@@ -1,0 +1,390 @@
+"""The dialer: takes due jobs from the queue and places calls through an injected `place_call`, within
+exact concurrency caps (global, per trunk, per agent) and a calls-per-second limit, retrying busy /
+no-answer / failed attempts by policy.
+
+`place_call(call)` is provided by the transport (the SIP gateway). It is awaited for the whole life of the
+call and returns a `DialOutcome`. While it runs it reports progress through the `CallsService`
+(`transition(id, "ringing")`, `transition(id, "in_progress")`, transcript entries …). If it returns
+`completed` without having reported the answer, the dialer records the answer at that moment. Cancelling the
+task (a `POST /api/calls/{id}/cancel`) must hang the call up; the dialer then records `canceled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from parley.calls import metrics
+from parley.calls.models import utcnow
+from parley.calls.queue.base import Job
+from parley.calls.records import Call
+from parley.calls.states import ACTIVE, RETRYABLE, TERMINAL, CallStatus, IllegalTransition
+from parley.logging import bind_call, get_logger
+
+if TYPE_CHECKING:
+    from parley.calls.service import CallsService
+
+log = get_logger(__name__)
+
+OUTCOMES = frozenset({"completed", "busy", "no_answer", "failed", "canceled"})
+
+
+@dataclass(frozen=True)
+class DialOutcome:
+    """How a call placed by `place_call` ended."""
+
+    status: str
+    reason: str = ""
+    sip_call_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in OUTCOMES:
+            raise ValueError(f"dial outcome must be one of {', '.join(sorted(OUTCOMES))}, not {self.status!r}")
+
+
+#: The transport's dialing function.
+PlaceCall = Callable[[Call], Awaitable[DialOutcome]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry a failed attempt up to `max_retries` times, waiting `backoff_s * multiplier**(n-1)` (capped)."""
+
+    max_retries: int = 0
+    backoff_s: float = 60.0
+    multiplier: float = 2.0
+    max_backoff_s: float = 3600.0
+    retry_on: frozenset[str] = RETRYABLE
+
+    KEYS = ("max_retries", "backoff_s", "multiplier", "max_backoff_s", "retry_on")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], base: RetryPolicy | None = None) -> RetryPolicy:
+        """A policy from an agent's `retry:` block, over `base`; ValueError names a bad key."""
+        unknown = set(data) - set(cls.KEYS)
+        if unknown:
+            raise ValueError(f"unknown retry key(s) {', '.join(sorted(unknown))}; known: {', '.join(cls.KEYS)}")
+        values: dict[str, Any] = dict(vars(base or cls()))
+        for key, value in data.items():
+            if key == "retry_on":
+                bad = set(value) - set(RETRYABLE)
+                if bad:
+                    raise ValueError(f"retry_on may list {', '.join(sorted(RETRYABLE))}; not {', '.join(bad)}")
+                values[key] = frozenset(value)
+            elif key == "max_retries":
+                values[key] = int(value)
+            else:
+                values[key] = float(value)
+        if values["max_retries"] < 0 or values["backoff_s"] < 0:
+            raise ValueError("max_retries and backoff_s must not be negative")
+        return cls(**values)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before the attempt after `attempt` (1-based)."""
+        return min(self.max_backoff_s, self.backoff_s * self.multiplier ** max(0, attempt - 1))
+
+
+@dataclass
+class DialerLimits:
+    """Concurrency caps and the dialing rate. `per_agent` caps come from agents' `max_concurrent_calls`
+    unless given here; `per_trunk` from the trunks' outbound `max_concurrent_calls`."""
+
+    max_concurrent: int = 4
+    per_trunk: dict[str, int] = field(default_factory=dict)
+    per_agent: dict[str, int] = field(default_factory=dict)
+    calls_per_second: float = 10.0
+
+
+class Pacer:
+    """At most `rate` call starts per second, evenly spaced."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            start = max(now, self._next)
+            self._next = start + self.interval
+            if start > now:
+                await asyncio.sleep(start - now)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Dialer:
+    """Pulls jobs from the service's queue and runs `place_call` for each, within the limits."""
+
+    def __init__(
+        self,
+        service: CallsService,
+        place_call: PlaceCall,
+        *,
+        limits: DialerLimits | None = None,
+        retry: RetryPolicy | None = None,
+        worker_id: str | None = None,
+        poll_s: float = 0.5,
+        cancel_check_s: float = 1.0,
+        sweep_s: float = 30.0,
+        max_parked: int | None = None,
+    ) -> None:
+        self.service = service
+        self.place_call = place_call
+        self.limits = limits or DialerLimits()
+        self.retry = retry or RetryPolicy()
+        self.worker_id = worker_id or default_worker_id()
+        self.poll_s = poll_s
+        self.cancel_check_s = cancel_check_s
+        self.sweep_s = sweep_s
+        self.max_parked = max_parked if max_parked is not None else max(8, self.limits.max_concurrent)
+        self.pacer = Pacer(self.limits.calls_per_second)
+        self.active: dict[str, asyncio.Task[None]] = {}
+        self._by_trunk: dict[str, int] = {}
+        self._by_agent: dict[str, int] = {}
+        self._parked: deque[tuple[Job, Call]] = deque()
+        self._canceling: set[str] = set()
+        self._changed = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover what a previous run left, then start taking jobs."""
+        await self.recover()
+        self._tasks = [asyncio.create_task(self._loop(), name="parley-dialer"),
+                       asyncio.create_task(self._watch_cancels(), name="parley-dialer-cancels")]
+        self.service.add_cancel_listener(self._on_cancel)
+        log.info("dialer started", worker=self.worker_id, max_concurrent=self.limits.max_concurrent,
+                 calls_per_second=self.limits.calls_per_second)
+
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """Stop taking jobs; give live calls `grace_s` to end, then hang them up (recorded as failed)."""
+        self._stopping = True
+        self.service.remove_cancel_listener(self._on_cancel)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        live = list(self.active.values())
+        if live and grace_s > 0:
+            await asyncio.wait(live, timeout=grace_s)
+        for t in self.active.values():
+            t.cancel()
+        await asyncio.gather(*self.active.values(), return_exceptions=True)
+
+    async def recover(self) -> None:
+        """Fail outbound calls a dead run of this worker left active (retry policy applies), and make
+        sure every queued call has a job (a job lost between commit and enqueue is queued again)."""
+        worker = None if self.service.queue.kind == "local" else self.worker_id
+        for call in await self.service.store.calls_in({s.value for s in ACTIVE}, worker=worker):
+            if call.direction != "outbound":
+                continue
+            log.warning("call was active when its worker stopped", call_id=call.id, status=call.status)
+            await self._settle(call, DialOutcome("failed", "worker stopped during the call"))
+        await self.sweep()
+
+    async def sweep(self) -> int:
+        """Give every queued outbound call a job (idempotent); returns how many were missing."""
+        added = 0
+        for call in await self.service.store.calls_in({CallStatus.QUEUED.value}):
+            if call.direction == "outbound":
+                added += await self.service.queue.put(call.id, attempt=call.attempt, due_at=call.schedule_at)
+        return added
+
+    # --- limits -------------------------------------------------------------------------------
+
+    def agent_cap(self, agent: str) -> int | None:
+        if agent in self.limits.per_agent:
+            return self.limits.per_agent[agent]
+        return self.service.agent_max_concurrent(agent)
+
+    def _fits(self, call: Call) -> bool:
+        if len(self.active) >= self.limits.max_concurrent:
+            return False
+        cap = self.agent_cap(call.agent)
+        if cap is not None and self._by_agent.get(call.agent, 0) >= cap:
+            return False
+        if call.trunk and call.trunk in self.limits.per_trunk:
+            if self._by_trunk.get(call.trunk, 0) >= self.limits.per_trunk[call.trunk]:
+                return False
+        return True
+
+    def _reserve(self, call: Call, task: asyncio.Task[None]) -> None:
+        self.active[call.id] = task
+        self._by_agent[call.agent] = self._by_agent.get(call.agent, 0) + 1
+        if call.trunk:
+            self._by_trunk[call.trunk] = self._by_trunk.get(call.trunk, 0) + 1
+        metrics.DIALER_ACTIVE.set(len(self.active))
+
+    async def _release(self, call: Call) -> None:
+        self.active.pop(call.id, None)
+        self._by_agent[call.agent] -= 1
+        if call.trunk:
+            self._by_trunk[call.trunk] -= 1
+        metrics.DIALER_ACTIVE.set(len(self.active))
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dialer step failed; continuing")
+                await asyncio.sleep(self.poll_s)
+
+    async def _step(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self.active) < self.limits.max_concurrent)
+        picked = next(((j, c) for j, c in self._parked if self._fits(c)), None)
+        if picked is not None:
+            self._parked.remove(picked)
+            await self._launch(*picked)
+            return
+        if len(self._parked) >= self.max_parked:
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), self.poll_s)
+                except asyncio.TimeoutError:
+                    pass
+            return
+        job = await self.service.queue.get(timeout=self.poll_s)
+        if job is None:
+            return
+        call = await self.service.store.get_call(job.call_id)
+        if call is None or call.status != CallStatus.QUEUED or call.attempt != job.attempt:
+            # a duplicate delivery, a canceled call, or a stale attempt: nothing to dial
+            await self.service.queue.ack(job)
+            return
+        if not self._fits(call):
+            self._parked.append((job, call))
+            return
+        await self._launch(job, call)
+
+    async def _launch(self, job: Job, call: Call) -> None:
+        await self.pacer.wait()
+        try:
+            call = await self.service.store.transition(
+                call.id, CallStatus.DIALING, expect_attempt=job.attempt, updates={"worker": self.worker_id},
+                data={"attempt": job.attempt, "worker": self.worker_id})
+        except (IllegalTransition, KeyError):
+            await self.service.queue.ack(job)  # someone else dialed it, or it was canceled
+            return
+        await self.service.queue.ack(job)
+        self.service.wake_webhooks()
+        task = asyncio.create_task(self._run(call), name=f"dial-{call.id}")
+        self._reserve(call, task)
+
+    async def _run(self, call: Call) -> None:
+        with bind_call(call.id):
+            try:
+                outcome = await self.place_call(call)
+            except asyncio.CancelledError:
+                if call.id not in self._canceling:
+                    await asyncio.shield(self._settle_safely(call, DialOutcome("failed", "worker stopped"),
+                                                             retry=False))
+                    await self._release(call)
+                    raise
+                outcome = DialOutcome("canceled", "canceled by request")
+            except Exception as exc:
+                log.exception("place_call failed")
+                outcome = DialOutcome("failed", f"dial error: {type(exc).__name__}: {exc}")
+            self._canceling.discard(call.id)
+            try:
+                await self._settle_safely(call, outcome)
+            finally:
+                await self._release(call)
+
+    async def _settle_safely(self, call: Call, outcome: DialOutcome, *, retry: bool = True) -> None:
+        try:
+            await self._settle(call, outcome, retry=retry)
+        except Exception:
+            log.exception("recording the dial outcome failed", outcome=outcome.status)
+
+    async def _settle(self, call: Call, outcome: DialOutcome, *, retry: bool = True) -> None:
+        """Record how an attempt ended: a retry, or the final status."""
+        metrics.DIAL_OUTCOMES.labels(outcome=outcome.status).inc()
+        current = await self.service.store.get_call(call.id)
+        if current is None or current.status in TERMINAL:
+            return  # the transport already recorded the end (or it was canceled meanwhile)
+        if outcome.sip_call_id and not current.sip_call_id:
+            await self.service.store.update_call(call.id, sip_call_id=outcome.sip_call_id)
+        policy = self.policy_for(current)
+        if (retry and outcome.status in policy.retry_on and current.attempt <= policy.max_retries
+                and current.status != CallStatus.IN_PROGRESS):
+            due = utcnow() + timedelta(seconds=policy.delay(current.attempt))
+            updated = await self.service.store.requeue(call.id, outcome=outcome.status,
+                                                       reason=outcome.reason or outcome.status, due_at=due)
+            await self.service.queue.put(call.id, attempt=updated.attempt, due_at=due)
+            log.info("dial attempt failed; retry scheduled", outcome=outcome.status, attempt=current.attempt,
+                     retry_at=due.isoformat())
+            return
+        target = outcome.status
+        if target == "completed" and current.status != CallStatus.IN_PROGRESS:
+            await self.service.transition(call.id, CallStatus.IN_PROGRESS, reason="answer reported at the end")
+        if target in ("busy", "no_answer") and current.status == CallStatus.IN_PROGRESS:
+            target = "failed"
+        await self.service.finish(call.id, target, outcome.reason or target)
+
+    def policy_for(self, call: Call) -> RetryPolicy:
+        """Per-request values over the agent's `retry:` block over the dialer default."""
+        policy = self.retry
+        agent_retry = self.service.agent_retry(call.agent)
+        if agent_retry:
+            try:
+                policy = RetryPolicy.from_mapping(agent_retry, policy)
+            except ValueError as exc:
+                log.warning("agent retry policy ignored", agent=call.agent, error=str(exc))
+        overrides: dict[str, Any] = {}
+        if call.max_retries is not None:
+            overrides["max_retries"] = call.max_retries
+        if call.retry_backoff_s is not None:
+            overrides["backoff_s"] = call.retry_backoff_s
+        return RetryPolicy.from_mapping(overrides, policy) if overrides else policy
+
+    # --- cancellation ---------------------------------------------------------------------------
+
+    def _on_cancel(self, call_id: str) -> None:
+        task = self.active.get(call_id)
+        if task is not None and not task.done():
+            self._canceling.add(call_id)
+            task.cancel()
+
+    async def _watch_cancels(self) -> None:
+        """Calls canceled by another process (an API replica) are hung up here too; every `sweep_s`
+        queued calls whose job never reached the queue (it was down) are queued again."""
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self.sweep_s
+        while True:
+            await asyncio.sleep(self.cancel_check_s)
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + self.sweep_s
+                try:
+                    if await self.sweep():
+                        log.warning("queued calls without a queue job were queued again")
+                except Exception:
+                    log.exception("queue sweep failed")
+            for call_id in list(self.active):
+                try:
+                    call = await self.service.store.get_call(call_id)
+                except Exception:
+                    log.exception("cancel check failed")
+                    break
+                if call is not None and call.status == CallStatus.CANCELED:
+                    self._on_cancel(call_id)

@@ -1,0 +1,340 @@
+"""`CallsService`: the one object the API, the CLI and the SIP gateway use for calls.
+
+    service = await CallsService.open(settings, agents=registry)        # migrates, starts webhooks
+    call = await service.create_call(to_number="+15551234567", agent="receptionist")
+    dialer = await service.start_dialer(gateway.place_call)              # outbound: worker / `parley up`
+    await service.transition(call.id, "ringing"); await service.transition(call.id, "in_progress")
+    await service.add_transcript(call.id, "agent", "Hello!")
+    await service.finish(call.id, "completed", "caller hung up")
+    await service.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from parley.calls import export, metrics
+from parley.calls.queue import CallQueue, make_queue
+from parley.calls.records import Call, CallDetail, TranscriptEntry
+from parley.calls.states import TERMINAL, CallStatus, IllegalTransition, parse_status
+from parley.calls.store import CallNotFound, Store
+from parley.calls.webhooks import RetryTiming, WebhookSender
+from parley.logging import get_logger
+
+if TYPE_CHECKING:
+    from parley.agents import AgentRegistry
+    from parley.calls.dialer import Dialer, DialerLimits, PlaceCall, RetryPolicy
+    from parley.settings import Settings
+
+log = get_logger(__name__)
+
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+ROLES = ("agent", "caller", "system", "tool")
+
+
+class CallRequestError(ValueError):
+    """A bad value in a call request; `field` names it (the API answers 422 with it)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def normalise_e164(value: str, field: str) -> str:
+    """`value` without spaces, dots, dashes and brackets, checked as E.164 (`+` and 2–15 digits)."""
+    cleaned = re.sub(r"[\s().-]", "", value or "")
+    if not E164.match(cleaned):
+        raise CallRequestError(field, f"{value!r} is not an E.164 number like +14155550123")
+    return cleaned
+
+
+class CallsService:
+    """Store + queue + webhook sender (+ an optional dialer) behind one facade."""
+
+    def __init__(self, settings: Settings, store: Store, queue: CallQueue, *,
+                 agents: AgentRegistry | None = None, webhooks: WebhookSender | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.agents = agents
+        self.webhooks = webhooks
+        self.dialer: Dialer | None = None
+        self._cancel_listeners: list[Callable[[str], None]] = []
+        store.webhook_url_for = self.webhook_url_for
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        agents: AgentRegistry | None = None,
+        store: Store | None = None,
+        queue: CallQueue | None = None,
+        migrate: bool = True,
+        send_webhooks: bool = True,
+        webhook_timing: RetryTiming | None = None,
+        webhook_poll_s: float = 1.0,
+    ) -> CallsService:
+        """Connect the store (migrating it), the queue (Redis when `REDIS_URL` is set) and start the
+        webhook sender."""
+        store = store or Store.from_url(settings.effective_database_url)
+        if migrate:
+            await store.upgrade()
+        queue = queue or make_queue(settings, store)
+        await queue.start()
+        sender = None
+        if send_webhooks:
+            sender = WebhookSender(store, settings.webhook_secret.get_secret_value(), timing=webhook_timing,
+                                   poll_s=webhook_poll_s)
+            await sender.start()
+        return cls(settings, store, queue, agents=agents, webhooks=sender)
+
+    async def close(self) -> None:
+        """Stop the dialer (live calls are hung up), the webhook sender, the queue and the store."""
+        if self.dialer is not None:
+            await self.dialer.stop()
+            self.dialer = None
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+        await self.queue.close()
+        await self.store.close()
+
+    # --- agents -----------------------------------------------------------------------------------
+
+    def _agent_spec(self, name: str) -> Any:
+        if self.agents is None:
+            return None
+        try:
+            return self.agents.get(name).spec
+        except KeyError:
+            return None
+
+    def agent_key(self, name: str | None) -> str:
+        """The agent's key (file stem) for `name`, the default agent when None; CallRequestError if unknown."""
+        name = name or self.settings.default_agent
+        if self.agents is None:
+            return name
+        try:
+            return self.agents.get(name).key
+        except KeyError as exc:
+            raise CallRequestError("agent", str(exc.args[0])) from None
+
+    def agent_max_concurrent(self, agent: str) -> int | None:
+        spec = self._agent_spec(agent)
+        return spec.max_concurrent_calls if spec else None
+
+    def agent_retry(self, agent: str) -> dict[str, Any]:
+        spec = self._agent_spec(agent)
+        return dict(spec.retry) if spec else {}
+
+    def webhook_url_for(self, call: Call) -> str | None:
+        """The call's own webhook URL, else its agent's, else `WEBHOOK_URL`."""
+        if call.webhook_url:
+            return call.webhook_url
+        spec = self._agent_spec(call.agent)
+        if spec is not None and spec.webhook_url:
+            return str(spec.webhook_url)
+        return self.settings.webhook_url or None
+
+    # --- creating and changing calls ----------------------------------------------------------------
+
+    async def create_call(
+        self,
+        *,
+        to_number: str,
+        from_number: str | None = None,
+        agent: str | None = None,
+        direction: str = "outbound",
+        caller_name: str | None = None,
+        llm_prompt: str | None = None,
+        greeting: str | None = None,
+        variables: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        schedule_at: datetime | None = None,
+        max_retries: int | None = None,
+        retry_backoff_s: float | None = None,
+        webhook_url: str | None = None,
+        trunk: str | None = None,
+        status: str | None = None,
+        sip_call_id: str | None = None,
+    ) -> Call:
+        """Record a call. Outbound calls start `queued` and get a dial job (due at `schedule_at`);
+        inbound ones start `ringing` (or `in_progress`). Raises `CallRequestError` naming a bad field."""
+        if direction not in ("outbound", "inbound"):
+            raise CallRequestError("direction", "must be outbound or inbound")
+        agent_key = self.agent_key(agent)
+        if direction == "outbound":
+            to_number = normalise_e164(to_number, "to_number")
+            default_from = self.settings.sip_trunk_number or self.settings.twilio_phone_number or None
+            from_number = normalise_e164(from_number, "from_number") if from_number else default_from
+            initial = CallStatus.QUEUED
+        else:
+            initial = CallStatus.RINGING
+        if status is not None:
+            initial = parse_status(status)
+        if max_retries is not None and not 0 <= max_retries <= 20:
+            raise CallRequestError("max_retries", "must be between 0 and 20")
+        if schedule_at is not None and schedule_at.tzinfo is None:
+            schedule_at = schedule_at.replace(tzinfo=timezone.utc)
+        values = {
+            "direction": direction, "status": initial.value, "agent": agent_key, "to_number": to_number,
+            "from_number": from_number, "caller_name": caller_name, "llm_prompt": llm_prompt,
+            "greeting": greeting, "variables": dict(variables or {}), "meta": dict(metadata or {}),
+            "schedule_at": schedule_at, "max_retries": max_retries, "retry_backoff_s": retry_backoff_s,
+            "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id,
+        }
+        call = await self.store.add_call(values)
+        self.wake_webhooks()
+        if call.status == CallStatus.QUEUED:
+            try:
+                await self.queue.put(call.id, attempt=call.attempt, due_at=schedule_at)
+            except Exception:
+                # the call is stored as queued; the dialer's sweep queues it once the queue is back
+                log.exception("queue unavailable; call stored and will be queued by the dialer's sweep",
+                              call_id=call.id)
+        log.info("call created", call_id=call.id, direction=direction, agent=agent_key, status=call.status)
+        return call
+
+    async def transition(self, call_id: str, status: str, *, reason: str | None = None,
+                         sip_call_id: str | None = None, data: dict[str, Any] | None = None) -> Call:
+        """Change a call's status (`IllegalTransition` if the state machine forbids it; `CallNotFound`)."""
+        updates = {"sip_call_id": sip_call_id} if sip_call_id else None
+        call = await self.store.transition(call_id, status, reason=reason, updates=updates, data=data)
+        self.wake_webhooks()
+        if call.status in TERMINAL:
+            await self._ended(call)
+        return call
+
+    async def finish(self, call_id: str, status: str = "completed", reason: str | None = None) -> Call:
+        """End a call in a final status, write its conversation file and send `call.ended`/`call.failed`."""
+        if parse_status(status) not in TERMINAL:
+            raise ValueError(f"finish needs a final status ({', '.join(sorted(TERMINAL))}), not {status!r}")
+        return await self.transition(call_id, status, reason=reason)
+
+    async def cancel(self, call_id: str, reason: str = "canceled by request") -> Call:
+        """Cancel a queued or live call. Live calls are hung up by the dialer or gateway holding them."""
+        call = await self.store.transition(call_id, CallStatus.CANCELED, reason=reason)
+        self.wake_webhooks()
+        try:
+            await self.queue.cancel(call_id)
+        except Exception:
+            log.exception("could not drop the queue job; the dialer will skip it", call_id=call_id)
+        for listener in list(self._cancel_listeners):
+            try:
+                listener(call_id)
+            except Exception:
+                log.exception("cancel listener failed", call_id=call_id)
+        await self._ended(call)
+        return call
+
+    async def add_transcript(self, call_id: str, role: str, text: str, *, at: datetime | None = None,
+                             metadata: dict[str, Any] | None = None) -> None:
+        """Append an utterance (`role`: agent, caller, system or tool)."""
+        if role not in ROLES:
+            raise ValueError(f"transcript role must be one of {', '.join(ROLES)}, not {role!r}")
+        await self.store.add_transcript(call_id, role, text, at=at, metadata=metadata)
+
+    async def add_event(self, call_id: str, type_: str, data: dict[str, Any] | None = None) -> None:
+        """Append a timeline event (dtmf, transfer, tool call, interruption, inbound webhook …)."""
+        await self.store.add_event(call_id, type_, data)
+
+    async def update(self, call_id: str, **fields: Any) -> Call:
+        """Set sip_call_id, trunk, recording_path, worker, metadata (as `meta`) or variables."""
+        return await self.store.update_call(call_id, **fields)
+
+    async def set_recording(self, call_id: str, path: Path) -> Call:
+        """Remember where the call's recording file is."""
+        return await self.store.update_call(call_id, recording_path=str(path))
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    async def get(self, call_id: str) -> CallDetail | None:
+        return await self.store.get_detail(call_id)
+
+    async def get_call(self, call_id: str) -> Call | None:
+        return await self.store.get_call(call_id)
+
+    async def transcript(self, call_id: str) -> list[TranscriptEntry]:
+        return await self.store.transcript(call_id)
+
+    async def list_calls(self, **filters: Any) -> tuple[list[Call], int | None]:
+        return await self.store.list_calls(**filters)
+
+    # --- dialer, webhooks, cancellation --------------------------------------------------------------
+
+    async def start_dialer(self, place_call: PlaceCall, *, limits: DialerLimits | None = None,
+                           retry: RetryPolicy | None = None, **options: Any) -> Dialer:
+        """Start dialing queued calls through `place_call` (one dialer per service). Limits default to
+        `NUM_AGENTS` concurrent calls and `MAX_CALLS_PER_SECOND`; `close()` stops it."""
+        from parley.calls.dialer import Dialer, DialerLimits
+
+        if self.dialer is not None:
+            raise RuntimeError("a dialer is already running for this service")
+        limits = limits or DialerLimits(max_concurrent=self.settings.num_agents,
+                                        calls_per_second=self.settings.max_calls_per_second)
+        self.dialer = Dialer(self, place_call, limits=limits, retry=retry, **options)
+        await self.dialer.start()
+        return self.dialer
+
+    def add_cancel_listener(self, listener: Callable[[str], None]) -> None:
+        """`listener(call_id)` runs when a call is canceled (the gateway hangs up live calls with it)."""
+        self._cancel_listeners.append(listener)
+
+    def remove_cancel_listener(self, listener: Callable[[str], None]) -> None:
+        if listener in self._cancel_listeners:
+            self._cancel_listeners.remove(listener)
+
+    def wake_webhooks(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.wake()
+
+    async def fail_stale_calls(self, *, direction: str | None = None, worker: str | None = None,
+                               reason: str = "worker stopped during the call") -> int:
+        """Mark calls left active by a dead process as failed (the gateway calls this for inbound calls)."""
+        from parley.calls.states import ACTIVE
+
+        n = 0
+        for call in await self.store.calls_in({s.value for s in ACTIVE}, worker=worker):
+            if direction and call.direction != direction:
+                continue
+            try:
+                await self.finish(call.id, CallStatus.FAILED, reason)
+                n += 1
+            except IllegalTransition:
+                continue
+        return n
+
+    async def _ended(self, call: Call) -> None:
+        try:
+            detail = await self.store.get_detail(call.id)
+            if detail is not None:
+                await asyncio.to_thread(export.write_conversation, self.settings.data_dir, detail)
+        except Exception:
+            log.exception("could not write the conversation file", call_id=call.id)
+
+    # --- health and metrics ---------------------------------------------------------------------------
+
+    async def health_db(self) -> str:
+        return await self.store.ping()
+
+    async def health_queue(self) -> str:
+        return await self.queue.health()
+
+    async def refresh_metrics(self) -> None:
+        """Update the gauges that mirror stored state (called before each scrape)."""
+        counts = await self.store.counts_by_status()
+        try:
+            depth: int | None = await self.queue.depth()
+        except Exception:
+            depth = None
+        pending = (await self.store.webhook_counts()).get("pending", 0)
+        metrics.set_call_counts(counts, depth, pending)
+
+
+__all__ = ["CallNotFound", "CallRequestError", "CallsService", "IllegalTransition", "normalise_e164"]

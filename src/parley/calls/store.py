@@ -1,0 +1,382 @@
+"""The calls repository (SQLAlchemy 2, async). Each public method is one transaction, so a status change,
+its timeline entry and its webhook events are stored together or not at all (the outbox pattern)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from parley.calls import db
+from parley.calls.models import CallRow, EventRow, TranscriptRow, WebhookRow, utcnow
+from parley.calls.records import Call, CallDetail, CallEvent, TranscriptEntry
+from parley.calls.states import (
+    INITIAL, TERMINAL, CallStatus, IllegalTransition, check_transition, parse_status,
+)
+from parley.calls.webhooks import build_body, event_for
+
+#: Given a call, the webhook URL its events go to (None = no webhooks).
+UrlResolver = Callable[[Call], str | None]
+
+#: Timestamps set when a call enters a status.
+_STAMPS = {CallStatus.DIALING: "dialed_at", CallStatus.IN_PROGRESS: "answered_at"}
+
+
+class CallNotFound(KeyError):
+    """No call with that id."""
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"no call with id {call_id!r}")
+        self.call_id = call_id
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A claimed webhook delivery."""
+
+    id: int
+    call_id: str
+    event: str
+    url: str
+    body: str
+    attempts: int
+
+
+class Store:
+    """Async repository over calls, transcripts, timelines and the webhook outbox."""
+
+    def __init__(self, engine: AsyncEngine, *, webhook_url_for: UrlResolver | None = None) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.webhook_url_for: UrlResolver = webhook_url_for or (lambda call: call.webhook_url)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Store:
+        """A store on `url` (see `parley.calls.db.normalise_url`)."""
+        return cls(db.create_engine(url), **kwargs)
+
+    @property
+    def backend(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.engine.dialect.name
+
+    async def upgrade(self) -> None:
+        """Apply the migrations (idempotent)."""
+        await db.upgrade(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session inside one committed-or-rolled-back transaction."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> str:
+        """Health: a round trip to the database."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return f"{self.backend} ok"
+
+    # --- calls --------------------------------------------------------------------------------
+
+    async def add_call(self, values: dict[str, Any]) -> Call:
+        """Insert a call (with its first timeline entry and webhook event). `values` are CallRow fields."""
+        status = parse_status(values.get("status", CallStatus.QUEUED))
+        if status not in INITIAL:
+            raise ValueError(f"a new call starts as one of {', '.join(sorted(INITIAL))}, not {status}")
+        now = utcnow()
+        values = {"id": str(uuid.uuid4()), "attempt": 1, "variables": {}, "meta": {}, **values,
+                  "status": status.value, "created_at": now, "updated_at": now}
+        if status == CallStatus.IN_PROGRESS:
+            values.setdefault("answered_at", now)
+        async with self.transaction() as s:
+            row = CallRow(**values)
+            s.add(row)
+            await s.flush()
+            call = Call.from_row(row)
+            s.add(EventRow(call_id=call.id, type="status", at=now, data={"to": status.value}))
+            await self._outbox(s, call, event_for(None, status), [])
+        return call
+
+    async def transition(
+        self,
+        call_id: str,
+        target: str,
+        *,
+        reason: str | None = None,
+        updates: dict[str, Any] | None = None,
+        expect_attempt: int | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Call:
+        """Move a call to `target`; raises `IllegalTransition` (logged) if the state machine forbids it,
+        `CallNotFound` if there is no such call. `expect_attempt` makes it a compare-and-set on the attempt."""
+        target_status = parse_status(target)
+        async with self.transaction() as s:
+            row = await self._lock(s, call_id)
+            current = row.status
+            check_transition(call_id, current, target_status)
+            if expect_attempt is not None and row.attempt != expect_attempt:
+                raise IllegalTransition(call_id, f"{current}", f"{target_status} (attempt {expect_attempt}, "
+                                        f"record at {row.attempt})")
+            now = utcnow()
+            row.status = target_status.value
+            row.updated_at = now
+            stamp = _STAMPS.get(target_status)
+            if stamp:
+                setattr(row, stamp, now)
+            if target_status in TERMINAL:
+                row.ended_at = now
+                row.end_reason = reason or target_status.value
+            for key, value in (updates or {}).items():
+                setattr(row, key, value)
+            event = {"from": current, "to": target_status.value, **({"reason": reason} if reason else {}),
+                     **(data or {})}
+            s.add(EventRow(call_id=call_id, type="status", at=now, data=event))
+            await s.flush()
+            call = Call.from_row(row)
+            name = event_for(current, target_status)
+            transcript = await self._transcript(s, call_id) if target_status in TERMINAL else []
+            await self._outbox(s, call, name, transcript)
+        return call
+
+    async def requeue(self, call_id: str, *, outcome: str, reason: str, due_at: datetime) -> Call:
+        """After a failed attempt with retries left: back to `queued` with the next attempt number."""
+        async with self.transaction() as s:
+            row = await self._lock(s, call_id)
+            current = row.status
+            check_transition(call_id, current, CallStatus.QUEUED)
+            now = utcnow()
+            s.add(EventRow(call_id=call_id, type="attempt_failed", at=now,
+                           data={"attempt": row.attempt, "outcome": outcome, "reason": reason,
+                                 "retry_at": due_at.isoformat()}))
+            row.status = CallStatus.QUEUED.value
+            row.attempt += 1
+            row.schedule_at = due_at
+            row.updated_at = now
+            row.dialed_at = None
+            row.worker = None
+            s.add(EventRow(call_id=call_id, type="status", at=now,
+                           data={"from": current, "to": "queued", "reason": f"retry after {outcome}",
+                                 "attempt": row.attempt}))
+            await s.flush()
+            return Call.from_row(row)
+
+    async def update_call(self, call_id: str, **fields: Any) -> Call:
+        """Set plain fields (sip_call_id, trunk, recording_path, worker, metadata …) without a status change."""
+        allowed = {"sip_call_id", "trunk", "recording_path", "worker", "meta", "variables", "from_number"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
+        async with self.transaction() as s:
+            row = await self._lock(s, call_id)
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
+            await s.flush()
+            return Call.from_row(row)
+
+    async def add_transcript(self, call_id: str, role: str, text_: str, *, at: datetime | None = None,
+                             metadata: dict[str, Any] | None = None) -> None:
+        """Append one utterance to a call's transcript."""
+        async with self.transaction() as s:
+            await self._exists(s, call_id)
+            s.add(TranscriptRow(call_id=call_id, role=role, text=text_, at=at or utcnow(), meta=metadata or {}))
+
+    async def add_event(self, call_id: str, type_: str, data: dict[str, Any] | None = None,
+                        *, at: datetime | None = None) -> None:
+        """Append an entry to a call's timeline."""
+        async with self.transaction() as s:
+            await self._exists(s, call_id)
+            s.add(EventRow(call_id=call_id, type=type_, at=at or utcnow(), data=data or {}))
+
+    async def get_call(self, call_id: str) -> Call | None:
+        async with self.sessions() as s:
+            row = (await s.execute(select(CallRow).where(CallRow.id == call_id))).scalar_one_or_none()
+            return Call.from_row(row) if row else None
+
+    async def get_by_sip_call_id(self, sip_call_id: str) -> Call | None:
+        async with self.sessions() as s:
+            row = (await s.execute(select(CallRow).where(CallRow.sip_call_id == sip_call_id)
+                                   .order_by(CallRow.seq.desc()).limit(1))).scalar_one_or_none()
+            return Call.from_row(row) if row else None
+
+    async def get_detail(self, call_id: str) -> CallDetail | None:
+        """A call with timeline and transcript, or None."""
+        async with self.sessions() as s:
+            row = (await s.execute(select(CallRow).where(CallRow.id == call_id))).scalar_one_or_none()
+            if row is None:
+                return None
+            events = (await s.execute(select(EventRow).where(EventRow.call_id == call_id)
+                                      .order_by(EventRow.id))).scalars()
+            return CallDetail(Call.from_row(row), [CallEvent.from_row(e) for e in events],
+                              await self._transcript(s, call_id))
+
+    async def transcript(self, call_id: str) -> list[TranscriptEntry]:
+        async with self.sessions() as s:
+            await self._exists(s, call_id)
+            return await self._transcript(s, call_id)
+
+    async def list_calls(
+        self,
+        *,
+        status: str | None = None,
+        agent: str | None = None,
+        direction: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Call], int | None]:
+        """Newest first. Returns the page and the cursor (a `seq`) of the next page, or None."""
+        q = select(CallRow).order_by(CallRow.seq.desc()).limit(limit + 1)
+        if status:
+            q = q.where(CallRow.status == status)
+        if agent:
+            q = q.where(CallRow.agent == agent)
+        if direction:
+            q = q.where(CallRow.direction == direction)
+        if since:
+            q = q.where(CallRow.created_at >= since)
+        if until:
+            q = q.where(CallRow.created_at < until)
+        if before_seq is not None:
+            q = q.where(CallRow.seq < before_seq)
+        async with self.sessions() as s:
+            rows = list((await s.execute(q)).scalars())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [Call.from_row(r) for r in rows], (rows[-1].seq if more and rows else None)
+
+    async def iter_calls(self, *, since: datetime | None = None, until: datetime | None = None,
+                         batch: int = 500) -> AsyncIterator[Call]:
+        """Every call created in [since, until), oldest first, fetched in batches."""
+        last = 0
+        while True:
+            q = select(CallRow).where(CallRow.seq > last).order_by(CallRow.seq).limit(batch)
+            if since:
+                q = q.where(CallRow.created_at >= since)
+            if until:
+                q = q.where(CallRow.created_at < until)
+            async with self.sessions() as s:
+                rows = list((await s.execute(q)).scalars())
+            if not rows:
+                return
+            for r in rows:
+                yield Call.from_row(r)
+            last = rows[-1].seq
+
+    async def count_calls(self, *, since: datetime | None = None, until: datetime | None = None) -> int:
+        q = select(func.count()).select_from(CallRow)
+        if since:
+            q = q.where(CallRow.created_at >= since)
+        if until:
+            q = q.where(CallRow.created_at < until)
+        async with self.sessions() as s:
+            return int((await s.execute(q)).scalar_one())
+
+    async def counts_by_status(self) -> dict[str, int]:
+        async with self.sessions() as s:
+            rows = await s.execute(select(CallRow.status, func.count()).group_by(CallRow.status))
+            return {status: int(n) for status, n in rows}
+
+    async def calls_in(self, statuses: set[str], *, worker: str | None = None) -> list[Call]:
+        """Calls currently in one of `statuses` (optionally owned by `worker`), oldest first."""
+        q = select(CallRow).where(CallRow.status.in_(sorted(statuses))).order_by(CallRow.seq)
+        if worker is not None:
+            q = q.where(CallRow.worker == worker)
+        async with self.sessions() as s:
+            return [Call.from_row(r) for r in (await s.execute(q)).scalars()]
+
+    # --- webhook outbox -----------------------------------------------------------------------
+
+    async def claim_webhooks(self, *, lease_s: float = 60.0, limit: int = 50) -> list[OutboxItem]:
+        """The oldest pending event of each call that is due, leased to this caller for `lease_s`."""
+        now = utcnow()
+        heads = (select(func.min(WebhookRow.id)).where(WebhookRow.status == "pending")
+                 .group_by(WebhookRow.call_id))
+        q = (select(WebhookRow).where(WebhookRow.id.in_(heads), WebhookRow.next_attempt_at <= now,
+                                      (WebhookRow.locked_until.is_(None)) | (WebhookRow.locked_until < now))
+             .order_by(WebhookRow.id).limit(limit))
+        out: list[OutboxItem] = []
+        async with self.transaction() as s:
+            for row in (await s.execute(q)).scalars():
+                claimed = await s.execute(
+                    update(WebhookRow)
+                    .where(WebhookRow.id == row.id, WebhookRow.status == "pending",
+                           (WebhookRow.locked_until.is_(None)) | (WebhookRow.locked_until < now))
+                    .values(locked_until=now + timedelta(seconds=lease_s))
+                    .execution_options(synchronize_session=False)
+                )
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    out.append(OutboxItem(row.id, row.call_id, row.event, row.url, row.body, row.attempts))
+        return out
+
+    async def webhook_done(self, item_id: int) -> None:
+        async with self.transaction() as s:
+            await s.execute(update(WebhookRow).where(WebhookRow.id == item_id).values(
+                status="delivered", delivered_at=utcnow(), attempts=WebhookRow.attempts + 1,
+                locked_until=None, last_error=None))
+
+    async def webhook_failed(self, item_id: int, error: str, retry_at: datetime | None) -> None:
+        """Record a failed attempt; `retry_at=None` gives up (status `dead`)."""
+        values: dict[str, Any] = {"attempts": WebhookRow.attempts + 1, "locked_until": None,
+                                  "last_error": error[:2000]}
+        if retry_at is None:
+            values["status"] = "dead"
+        else:
+            values["next_attempt_at"] = retry_at
+        async with self.transaction() as s:
+            await s.execute(update(WebhookRow).where(WebhookRow.id == item_id).values(**values))
+
+    async def webhook_counts(self) -> dict[str, int]:
+        async with self.sessions() as s:
+            rows = await s.execute(select(WebhookRow.status, func.count()).group_by(WebhookRow.status))
+            return {status: int(n) for status, n in rows}
+
+    async def webhooks_for(self, call_id: str) -> list[dict[str, Any]]:
+        """Every outbox row of a call, in order (for inspection and tests)."""
+        async with self.sessions() as s:
+            rows = (await s.execute(select(WebhookRow).where(WebhookRow.call_id == call_id)
+                                    .order_by(WebhookRow.id))).scalars()
+            return [{"id": r.id, "event": r.event, "status": r.status, "attempts": r.attempts,
+                     "url": r.url, "last_error": r.last_error} for r in rows]
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    async def _lock(self, s: AsyncSession, call_id: str) -> CallRow:
+        row = (await s.execute(select(CallRow).where(CallRow.id == call_id).with_for_update())
+               ).scalar_one_or_none()
+        if row is None:
+            raise CallNotFound(call_id)
+        return row
+
+    async def _exists(self, s: AsyncSession, call_id: str) -> None:
+        found = (await s.execute(select(CallRow.seq).where(CallRow.id == call_id))).scalar_one_or_none()
+        if found is None:
+            raise CallNotFound(call_id)
+
+    async def _transcript(self, s: AsyncSession, call_id: str) -> list[TranscriptEntry]:
+        rows = (await s.execute(select(TranscriptRow).where(TranscriptRow.call_id == call_id)
+                                .order_by(TranscriptRow.id))).scalars()
+        return [TranscriptEntry.from_row(r) for r in rows]
+
+    async def _outbox(self, s: AsyncSession, call: Call, event: str | None,
+                      transcript: list[TranscriptEntry]) -> None:
+        if not event:
+            return
+        url = self.webhook_url_for(call)
+        if not url:
+            return
+        s.add(WebhookRow(call_id=call.id, event=event, url=url, body=build_body(event, call, transcript),
+                         status="pending", attempts=0, next_attempt_at=utcnow()))

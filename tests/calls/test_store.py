@@ -1,0 +1,159 @@
+"""The store on a SQLite file and on real PostgreSQL: records, the state machine, timelines, transcripts,
+pagination, and the outbox written in the same transaction as the status change."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from parley.calls.models import utcnow
+from parley.calls.states import IllegalTransition
+from parley.calls.store import CallNotFound, Store
+
+
+def _outbound(**extra):  # type: ignore[no-untyped-def]
+    return {"direction": "outbound", "status": "queued", "agent": "receptionist", "to_number": "+15551230001",
+            "variables": {"name": "Ada"}, "meta": {"crm_id": 7}, **extra}
+
+
+async def test_migrations_create_tables_in_the_database(store: Store, db_url: str) -> None:
+    async with store.engine.connect() as conn:
+        if store.backend == "postgresql":
+            schema = db_url.rsplit("%3D", 1)[1]
+            rows = await conn.execute(text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema})
+        else:
+            rows = await conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
+        tables = {r[0] for r in rows}
+    assert {"calls", "transcript_entries", "call_events", "webhook_outbox", "queue_jobs",
+            "alembic_version"} <= tables
+    await store.upgrade()  # applying again is harmless
+
+
+async def test_call_lifecycle_records_timestamps_timeline_and_transcript(store: Store) -> None:
+    call = await store.add_call(_outbound(caller_name="Ada", trunk="main"))
+    assert call.status == "queued" and call.attempt == 1 and call.created_at.tzinfo is not None
+    dialing = await store.transition(call.id, "dialing", expect_attempt=1)
+    assert dialing.dialed_at is not None
+    await store.transition(call.id, "ringing", updates={"sip_call_id": "abc@host"})
+    answered = await store.transition(call.id, "in_progress")
+    assert answered.answered_at is not None and answered.sip_call_id == "abc@host"
+    await store.add_transcript(call.id, "agent", "Hello, this is Ava.")
+    await store.add_transcript(call.id, "caller", "Hi Ava!", metadata={"confidence": 0.9})
+    await store.add_event(call.id, "dtmf", {"digits": "12"})
+    ended = await store.transition(call.id, "completed", reason="caller hung up")
+    assert ended.ended_at is not None and ended.end_reason == "caller hung up"
+    assert ended.duration_s is not None and ended.duration_s >= 0
+
+    detail = await store.get_detail(call.id)
+    assert detail is not None
+    assert [t.text for t in detail.transcript] == ["Hello, this is Ava.", "Hi Ava!"]
+    assert detail.transcript[1].metadata == {"confidence": 0.9}
+    statuses = [e.data.get("to") for e in detail.timeline if e.type == "status"]
+    assert statuses == ["queued", "dialing", "ringing", "in_progress", "completed"]
+    assert any(e.type == "dtmf" and e.data == {"digits": "12"} for e in detail.timeline)
+    assert detail.call.variables == {"name": "Ada"} and detail.call.metadata == {"crm_id": 7}
+
+
+async def test_illegal_transitions_are_refused_and_change_nothing(store: Store, caplog) -> None:  # type: ignore[no-untyped-def]
+    call = await store.add_call(_outbound())
+    with pytest.raises(IllegalTransition, match="cannot go from queued to completed"):
+        await store.transition(call.id, "completed")
+    await store.transition(call.id, "canceled")
+    with pytest.raises(IllegalTransition, match="canceled"):
+        await store.transition(call.id, "dialing")
+    again = await store.get_call(call.id)
+    assert again is not None and again.status == "canceled"
+    with pytest.raises(CallNotFound):
+        await store.transition("no-such-call", "dialing")
+    with pytest.raises(ValueError, match="unknown status 'flying'"):
+        await store.transition(call.id, "flying")
+
+
+async def test_compare_and_set_on_attempt(store: Store) -> None:
+    call = await store.add_call(_outbound())
+    with pytest.raises(IllegalTransition):
+        await store.transition(call.id, "dialing", expect_attempt=2)
+    await store.transition(call.id, "dialing", expect_attempt=1)
+    with pytest.raises(IllegalTransition):  # a second delivery of the same job cannot dial again
+        await store.transition(call.id, "dialing", expect_attempt=1)
+
+
+async def test_requeue_after_failed_attempt(store: Store) -> None:
+    call = await store.add_call(_outbound())
+    await store.transition(call.id, "dialing")
+    due = utcnow() + timedelta(seconds=30)
+    again = await store.requeue(call.id, outcome="busy", reason="486 Busy Here", due_at=due)
+    assert again.status == "queued" and again.attempt == 2 and again.schedule_at == due
+    detail = await store.get_detail(call.id)
+    assert detail is not None
+    failed = [e for e in detail.timeline if e.type == "attempt_failed"]
+    assert failed and failed[0].data["outcome"] == "busy" and failed[0].data["attempt"] == 1
+
+
+async def test_list_filters_and_cursor_pagination(store: Store) -> None:
+    ids = []
+    for i in range(7):
+        c = await store.add_call(_outbound(to_number=f"+1555000000{i}", agent="receptionist" if i % 2 else "german_assistant"))
+        ids.append(c.id)
+    inbound = await store.add_call({"direction": "inbound", "status": "ringing", "agent": "receptionist",
+                                    "from_number": "+4930111"})
+    await store.transition(ids[0], "canceled")
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = await store.list_calls(direction="outbound", limit=3, before_seq=cursor)
+        seen += [c.id for c in page]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))  # newest first, every call exactly once
+    german, _ = await store.list_calls(agent="german_assistant")
+    assert {c.id for c in german} == {ids[0], ids[2], ids[4], ids[6]}
+    canceled, _ = await store.list_calls(status="canceled")
+    assert [c.id for c in canceled] == [ids[0]]
+    inb, _ = await store.list_calls(direction="inbound")
+    assert [c.id for c in inb] == [inbound.id]
+    future, _ = await store.list_calls(since=utcnow() + timedelta(minutes=1))
+    assert future == []
+    assert (await store.counts_by_status()) == {"queued": 6, "canceled": 1, "ringing": 1}
+
+
+async def test_outbox_rows_come_with_the_status_change(store: Store) -> None:
+    store.webhook_url_for = lambda call: "http://127.0.0.1:9/hook"
+    call = await store.add_call(_outbound())
+    await store.transition(call.id, "dialing")
+    await store.transition(call.id, "ringing")
+    await store.transition(call.id, "in_progress")
+    await store.add_transcript(call.id, "agent", "Bye now.")
+    await store.transition(call.id, "completed", reason="agent ended the call")
+    rows = await store.webhooks_for(call.id)
+    assert [r["event"] for r in rows] == ["call.queued", "call.ringing", "call.answered", "call.ended"]
+    claimed = await store.claim_webhooks()
+    assert [c.event for c in claimed] == ["call.queued"]  # only the head of each call's line
+    assert await store.claim_webhooks() == []  # leased
+    await store.webhook_done(claimed[0].id)
+    nxt = await store.claim_webhooks()
+    assert [c.event for c in nxt] == ["call.ringing"]  # the next in line once the first is delivered
+    ended = json.loads(next(r for r in await _bodies(store, call.id) if '"call.ended"' in r))
+    assert ended["end_reason"] == "agent ended the call"
+    assert [t["text"] for t in ended["transcript"]] == ["Bye now."]
+    assert ended["call"]["status"] == "completed"
+
+
+async def _bodies(store: Store, call_id: str) -> list[str]:
+    from sqlalchemy import select
+
+    from parley.calls.models import WebhookRow
+
+    async with store.sessions() as s:
+        return list((await s.execute(select(WebhookRow.body).where(WebhookRow.call_id == call_id))).scalars())
+
+
+async def test_no_webhook_url_means_no_outbox_rows(store: Store) -> None:
+    call = await store.add_call(_outbound())
+    await store.transition(call.id, "canceled")
+    assert await store.webhooks_for(call.id) == []
