@@ -1,0 +1,912 @@
+"""`Conversation`: one call's turn-taking, barge-in, speech output, tools and life cycle.
+
+It reads caller audio and DTMF from a `MediaChannel`, finds the caller's turns with the VAD
+(`SpeechSegmenter`), sends each utterance to the STT, streams the LLM's reply sentence by sentence into the
+TTS and the TTS audio into the channel, and reports everything as events. It knows nothing of the
+transport and stores nothing itself.
+
+Time is the channel's media clock: inbound frames are continuous, and every timer (idle reminders, maximum
+duration, false-interruption timeout) runs off their timestamps, so a file channel may run faster than
+real time. Per frame the work is constant (resample, VAD windows, a few comparisons); provider work runs in
+tasks, CPU-heavy parts off the loop inside the providers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+import soxr
+
+from parley.agents.spec import AgentSpec, ToolSpec
+from parley.engine import tools as toolbox
+from parley.engine.channel import AudioFrame, DtmfEvent, MediaChannel
+from parley.engine.events import (
+    ConversationEnded,
+    ConversationStarted,
+    DtmfReceived,
+    EventSink,
+    Interruption,
+    ProviderFailed,
+    ToolInvoked,
+    TranscriptEntry,
+    TurnMetrics,
+    emitter,
+)
+from parley.engine.playout import SentenceSpan, SpeechTrack
+from parley.engine.turns import SegmentEvent, SpeechSegmenter
+from parley.logging import get_logger
+from parley.media.resample import Resampler
+from parley.providers.base import LLM, STT, TTS, VAD, Message, ProviderError, ToolCall
+from parley.providers.text import SentenceBuffer
+
+log = get_logger(__name__)
+
+PREROLL_MS = 300  # audio kept from before the VAD onset, so the first syllable reaches the STT
+MAX_TOOL_ROUNDS = 4
+MAX_PROVIDER_FAILURES = 3
+_WORD = re.compile(r"[\w']+(?:-[\w']+)*")
+
+
+@dataclass
+class _Marks:
+    """Latency marks of one turn (wall clock from `t0`, the end-of-turn decision)."""
+
+    turn: int
+    speech_end: float | None
+    end_of_turn: float | None
+    t0: float = field(default_factory=time.perf_counter)
+    stt_final: float | None = None
+    llm_first: float | None = None
+    tts_first: float | None = None
+    frame_out: float | None = None
+    voice_to_voice_ms: float | None = None
+    emitted: bool = False
+
+    def ms(self, at: float | None) -> float | None:
+        return None if at is None else round((at - self.t0) * 1000.0, 2)
+
+    def event(self) -> TurnMetrics:
+        return TurnMetrics(
+            turn=self.turn,
+            speech_end=self.speech_end,
+            end_of_turn=self.end_of_turn,
+            stt_final_ms=self.ms(self.stt_final),
+            llm_first_token_ms=self.ms(self.llm_first),
+            tts_first_audio_ms=self.ms(self.tts_first),
+            first_frame_out_ms=self.ms(self.frame_out),
+            voice_to_voice_ms=self.voice_to_voice_ms,
+        )
+
+
+@dataclass
+class _Utterance:
+    """A finished caller utterance (or DTMF key) and its recognition."""
+
+    start: float
+    end: float
+    marks: _Marks
+    future: asyncio.Future[str]
+    overlapped: bool  # decided once recognised (the agent was talking, or an interruption is pending)
+    interrupted: bool = False  # this utterance stopped the agent
+    kind: Literal["pending", "turn", "dropped"] = "pending"
+    consumed: bool = False
+    failed: bool = False
+
+
+@dataclass
+class _Speech:
+    """One agent utterance being produced and played."""
+
+    kind: str
+    interruptible: bool
+    sample_rate: int
+    marks: _Marks | None = None
+    task: asyncio.Task[None] | None = None
+    children: set[asyncio.Task[Any]] = field(default_factory=set)
+    track: SpeechTrack = field(init=False)
+    said_before: list[str] = field(default_factory=list)  # text of earlier rounds / before a resume
+    llm_done: bool = True
+    calls: list[ToolCall] = field(default_factory=list)
+    cancelled: bool = False
+    started: bool = False
+    first_out: float | None = None  # media time of the first frame written
+
+    def __post_init__(self) -> None:
+        self.track = SpeechTrack(self.sample_rate)
+
+
+@dataclass
+class _Interrupted:
+    """An agent utterance the caller cut off, until we know whether the caller really took the turn."""
+
+    speech: _Speech
+    t: float
+    heard: str
+    heard_sentences: list[str]
+    unheard: list[str]
+    utterance: _Utterance | None = None
+
+
+class Conversation:
+    """One conversation over one `MediaChannel`. Create it, then `await run()`; it returns the end reason.
+
+    Providers: `stt`, `llm` and `tts` may be shared between conversations; `vad` must be this call's own.
+    `on_event` receives every event (`parley.engine.events`): a non-blocking callable or an asyncio.Queue.
+    """
+
+    def __init__(
+        self,
+        agent: AgentSpec,
+        channel: MediaChannel,
+        *,
+        stt: STT,
+        llm: LLM,
+        tts: TTS,
+        vad: VAD,
+        system_prompt: str = "",
+        greeting: str = "",
+        direction: str = "inbound",
+        first_speaker: Literal["agent", "caller"] | None = None,
+        on_event: EventSink | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.agent = agent
+        self.channel = channel
+        self.stt, self.llm, self.tts, self.vad = stt, llm, tts, vad
+        self.greeting = greeting
+        self.direction = direction
+        self.first_speaker = first_speaker or agent.first_speaker
+        self._emit = emitter(on_event)
+        self._http = http
+        self._own_http = http is None
+        self.history: list[Message] = [Message("system", system_prompt)] if system_prompt else []
+        self._tools = {t.name: t for t in agent.tools}
+        self._tool_defs = toolbox.definitions(agent.tools) or None
+
+        rate = channel.sample_rate
+        self._rate = rate
+        self._to_stt = Resampler(rate, stt.sample_rate)
+        # soxr's HQ stream hands out audio in ~100 ms bursts: fine for the STT, too late for turn-taking.
+        # The VAD path uses the quick (cubic) converter, which returns every frame at once.
+        self._to_vad = (
+            None if vad.sample_rate == rate
+            else soxr.ResampleStream(rate, vad.sample_rate, 1, dtype="int16", quality="QQ")
+        )
+        self._vad_window = vad.window_samples
+        self._vad_window_ms = vad.window_samples * 1000.0 / vad.sample_rate
+        self._vad_buf = np.zeros(0, dtype=np.int16)
+        threshold = getattr(agent.components.vad, "threshold", 0.5)
+        self.segmenter = SpeechSegmenter(
+            threshold=threshold,
+            min_speech_ms=agent.turn.min_speech_ms,
+            end_silence_ms=agent.turn.end_of_turn_silence_ms,
+        )
+        self._backchannels = {" ".join(_WORD.findall(b.lower())) for b in agent.interruption.backchannels}
+        self._barge_in_ms = max(agent.interruption.min_speech_ms, agent.turn.min_speech_ms)
+
+        self._stream: Any = None
+        self._preroll: deque[np.ndarray] = deque()
+        self._preroll_samples = 0
+        self._preroll_max = stt.sample_rate * PREROLL_MS // 1000
+        self._seg_buf: list[np.ndarray] | None = None
+        self._pushing = False
+        self._seg_overlap = False
+        self._seg_interrupted = False
+
+        self._now = 0.0
+        self._turn = 0
+        self._utts: list[_Utterance] = []
+        self._unresolved: deque[_Utterance] = deque()
+        self._speech: _Speech | None = None
+        self._interrupted: _Interrupted | None = None
+        self._deferred_reply = False
+        self._out_cursor = 0
+        self._idle_since = 0.0
+        self._reminders = 0
+        self._failures = 0
+        self._ending: str | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- public -------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """True while anything is in progress: caller speech, recognition, a reply, queued audio."""
+        return bool(
+            self.segmenter.in_speech
+            or self._speech is not None
+            or self._unresolved
+            or any(not u.consumed and u.kind == "turn" for u in self._utts)
+            or self._interrupted is not None
+            or self._closing is not None
+            or self.channel.output_queued_ms > 0
+        )
+
+    @property
+    def now(self) -> float:
+        """Media seconds since the call started (end of the last frame received)."""
+        return self._now
+
+    async def run(self) -> str:
+        """Converse until the call ends; returns the end reason."""
+        self._emit(ConversationStarted(self.agent.name, self.direction, self._rate, self.first_speaker))
+        if self._own_http:
+            self._http = httpx.AsyncClient()
+        self._stream = self.stt.stream()
+        if self.first_speaker == "agent" and self.greeting.strip():
+            self._start_canned([self.greeting], "greeting", self.agent.allow_interruptions)
+        try:
+            async for item in self.channel.inbound():
+                if isinstance(item, DtmfEvent):
+                    self._on_dtmf(item)
+                else:
+                    await self._on_audio(item)
+                if self.channel.closed:
+                    break
+        finally:
+            reason = await self._shutdown()
+        return reason
+
+    # --- audio in -------------------------------------------------------------------------------
+
+    async def _on_audio(self, frame: AudioFrame) -> None:
+        pcm = frame.pcm
+        now = frame.timestamp + pcm.size / self._rate
+        self._now = now
+        stt_pcm = self._to_stt.process(pcm)
+        vad_pcm = pcm if self._to_vad is None else self._to_vad.resample_chunk(pcm)
+        buf = np.concatenate((self._vad_buf, vad_pcm)) if self._vad_buf.size else vad_pcm
+        w = self._vad_window
+        n = buf.size // w
+        to_push: list[np.ndarray] = []
+        end_of_turn = False
+        for i in range(n):
+            prob = self.vad.probability(buf[i * w : (i + 1) * w])
+            t_end = now - (buf.size - (i + 1) * w) / self.vad.sample_rate
+            event = self.segmenter.update(prob, t_end, self._vad_window_ms)
+            if event is None:
+                continue
+            if event is SegmentEvent.ONSET:
+                self._seg_buf = list(self._preroll)
+                self._seg_overlap = self._agent_active()
+            elif event is SegmentEvent.CONFIRMED:
+                if self._seg_buf is None:
+                    self._seg_buf = list(self._preroll)
+                    self._seg_overlap = self._agent_active()
+                to_push.extend(self._seg_buf)
+                self._seg_buf = None
+                self._pushing = True
+                self._on_confirmed()
+            elif event is SegmentEvent.DISCARDED:
+                self._seg_buf = None
+            elif event is SegmentEvent.END_OF_TURN:
+                end_of_turn = True
+        self._vad_buf = buf[n * w :].copy() if n else buf.copy()
+
+        if self._pushing:
+            to_push.append(stt_pcm)
+        elif self._seg_buf is not None:
+            self._seg_buf.append(stt_pcm)
+        if not self._pushing or end_of_turn:
+            self._preroll.append(stt_pcm)
+            self._preroll_samples += stt_pcm.size
+            while self._preroll and self._preroll_samples - self._preroll[0].size >= self._preroll_max:
+                self._preroll_samples -= self._preroll.popleft().size
+        for chunk in to_push:
+            if chunk.size:
+                await self._stream.push(chunk)
+
+        if self.segmenter.in_speech and self.segmenter.segment and self.segmenter.segment.confirmed:
+            if self._agent_active():
+                self._seg_overlap = True
+                if self.segmenter.speech_ms >= self._barge_in_ms and self._may_interrupt():
+                    self._barge_in()
+                    self._seg_interrupted = True
+        if end_of_turn:
+            self._pushing = False
+            self._end_of_turn()
+        self._check_timers()
+
+    def _on_confirmed(self) -> None:
+        """Real caller speech started: reset idle; a reply still being prepared gives way."""
+        self._reminders = 0
+        self._seg_interrupted = False
+        sp = self._speech
+        if sp is not None and not sp.started and sp.kind in ("reply", "apology") and self._may_interrupt():
+            self._barge_in()
+            self._seg_interrupted = True
+
+    def _end_of_turn(self) -> None:
+        seg = self.segmenter.ended
+        assert seg is not None
+        self._turn += 1
+        marks = _Marks(self._turn, seg.last_voiced, self._now)
+        overlapped = self._seg_overlap or self._interrupted is not None or bool(self._unresolved)
+        utt = _Utterance(seg.start, seg.last_voiced, marks, asyncio.get_running_loop().create_future(),
+                         overlapped=overlapped, interrupted=self._seg_interrupted)
+        self._seg_overlap = self._seg_interrupted = False
+        if utt.interrupted and self._interrupted is not None:
+            self._interrupted.utterance = utt
+        self._utts.append(utt)
+        self._spawn(self._transcribe(utt))
+        if overlapped:
+            self._unresolved.append(utt)
+        else:
+            utt.kind = "turn"
+            self._start_reply(marks)
+
+    async def _transcribe(self, utt: _Utterance) -> None:
+        text = ""
+        try:
+            result = await self._stream.end_utterance()
+            text = " ".join(result.text.split())
+        except ProviderError as exc:
+            utt.failed = True
+            self._provider_failed("stt", exc)
+        except Exception as exc:  # noqa: BLE001 - a broken engine must not end the call
+            log.exception("stt failed")
+            utt.failed = True
+            self._provider_failed("stt", ProviderError(getattr(self.stt, "name", "stt"), str(exc)))
+        finally:
+            utt.marks.stt_final = time.perf_counter()
+            if not utt.future.done():
+                utt.future.set_result(text)
+        if text:
+            self._emit(TranscriptEntry("user", text, round(utt.start, 3), round(utt.end, 3), turn=utt.marks.turn))
+        while self._unresolved and self._unresolved[0].future.done():
+            self._resolve(self._unresolved.popleft())
+
+    def _resolve(self, utt: _Utterance) -> None:
+        """Decide what an utterance said over the agent means: a real turn, a backchannel, or noise."""
+        text = utt.future.result()
+        trivial = not text or (self.agent.interruption.ignore_backchannels and self._is_backchannel(text))
+        if self._ending:
+            utt.kind = "dropped"
+            return
+        if trivial and not utt.failed:
+            utt.kind = "dropped"
+            if utt in self._utts:
+                self._utts.remove(utt)
+            intr = self._interrupted
+            if intr is not None and intr.utterance is utt:
+                if self.agent.interruption.resume_false_interruptions:
+                    self._resume(caller_text=text)
+                else:
+                    self._commit_interrupted()
+            elif self._speech is not None:
+                self._emit(Interruption("ignored", round(self._now, 3), caller_text=text))
+            return
+        utt.kind = "turn"
+        if self._interrupted is not None:
+            self._commit_interrupted()
+            self._start_reply(utt.marks)
+        elif self._speech is not None:
+            if self._may_interrupt():
+                self._barge_in()
+                self._commit_interrupted()
+                self._start_reply(utt.marks)
+            else:
+                self._deferred_reply = True
+        else:
+            self._start_reply(utt.marks)
+
+    def _is_backchannel(self, text: str) -> bool:
+        words = _WORD.findall(text.lower())
+        if not words:
+            return False
+        return " ".join(words) in self._backchannels or all(w in self._backchannels for w in words)
+
+    def _on_dtmf(self, event: DtmfEvent) -> None:
+        self._emit(DtmfReceived(event.digit, round(event.timestamp, 3)))
+        if self._ending:
+            return
+        self._reminders = 0
+        self._turn += 1
+        marks = _Marks(self._turn, None, self._now)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future.set_result(f"DTMF: {event.digit}")
+        utt = _Utterance(event.timestamp, event.timestamp, marks, future, overlapped=False, kind="turn")
+        self._utts.append(utt)
+        if self._speech is not None and not self._may_interrupt():
+            self._deferred_reply = True
+            return
+        if self._speech is not None:
+            self._barge_in()
+        if self._interrupted is not None:
+            self._commit_interrupted()
+        self._start_reply(marks)
+
+    # --- interruption ---------------------------------------------------------------------------
+
+    def _agent_active(self) -> bool:
+        return self._speech is not None or self.channel.output_queued_ms > 0
+
+    def _may_interrupt(self) -> bool:
+        sp = self._speech
+        return self.agent.allow_interruptions and sp is not None and sp.interruptible and not self._ending
+
+    def _barge_in(self) -> None:
+        """Stop the agent now: drop queued audio, cancel its LLM/TTS work, remember what was heard."""
+        sp = self._speech
+        assert sp is not None
+        self.channel.clear_output()
+        played = self.channel.played_samples
+        self._out_cursor = played
+        heard, _ = sp.track.heard(played)
+        heard_sentences = [s.text for s in sp.track.spans if s.complete and played >= s.end]
+        unheard = sp.track.unheard(played)
+        self._cancel(sp)
+        if sp.started:
+            self._emit(Interruption("barge_in", round(self._now, 3), heard_text=heard))
+        self._interrupted = _Interrupted(sp, self._now, heard, heard_sentences, unheard)
+
+    def _commit_interrupted(self) -> None:
+        """The caller really took the turn: keep only what they heard of the agent's words."""
+        intr = self._interrupted
+        if intr is None:
+            return
+        self._interrupted = None
+        sp = intr.speech
+        if sp.started:
+            heard = " ".join([*sp.said_before, intr.heard]).strip()
+            if intr.heard:
+                self.history.append(Message("assistant", intr.heard))
+            self._emit(TranscriptEntry("agent", heard, round(intr.t if sp.first_out is None else sp.first_out, 3), round(intr.t, 3),
+                                       interrupted=True, turn=sp.marks.turn if sp.marks else self._turn))
+        self._finish_marks(sp)
+
+    def _resume(self, caller_text: str = "") -> None:
+        """A false interruption: continue the interrupted reply (or restart one that had not spoken yet)."""
+        intr = self._interrupted
+        assert intr is not None
+        self._interrupted = None
+        sp = intr.speech
+        self._emit(Interruption("resumed", round(self._now, 3), heard_text=intr.heard, caller_text=caller_text))
+        if not sp.started:
+            self._start_reply(sp.marks)
+            return
+        new = _Speech(sp.kind if sp.kind != "reply" else "resume", True, self._rate, marks=sp.marks)
+        new.said_before = [*sp.said_before, *intr.heard_sentences]
+        new.calls = list(sp.calls) if sp.llm_done else []
+        new.started = True
+        new.first_out = sp.first_out
+        self._launch(new, self._resume_body(new, intr.unheard))
+
+    def _cancel(self, sp: _Speech) -> None:
+        sp.cancelled = True
+        for child in sp.children:
+            child.cancel()
+        if sp.task is not None and sp.task is not asyncio.current_task():
+            sp.task.cancel()
+        if self._speech is sp:
+            self._speech = None
+
+    # --- timers -----------------------------------------------------------------------------------
+
+    def _check_timers(self) -> None:
+        if self._ending:
+            return
+        now = self._now
+        if now >= self.agent.max_duration_s:
+            self._end("max_duration")
+            return
+        intr = self._interrupted
+        timeout = self.agent.interruption.false_interruption_timeout_ms / 1000.0
+        if (
+            intr is not None
+            and now - intr.t >= timeout
+            and not self.segmenter.in_speech
+            and (intr.utterance is None or not intr.utterance.future.done())
+            and self.agent.interruption.resume_false_interruptions
+        ):
+            self._resume()  # its utterance, once recognised, is judged against the resumed speech
+            return
+        if self.busy:
+            self._idle_since = now
+            return
+        idle = self.agent.idle
+        if now - self._idle_since >= idle.reminder_after_s:
+            if self._reminders < idle.max_reminders and idle.reminders:
+                text = idle.reminders[self._reminders % len(idle.reminders)]
+                self._reminders += 1
+                self._start_canned([text], "reminder", self.agent.allow_interruptions)
+            else:
+                self._end("idle", idle.hangup_message)
+
+    # --- speaking ----------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _launch(self, sp: _Speech, body: Any) -> None:
+        if self._speech is not None:
+            self.channel.clear_output()
+            self._out_cursor = self.channel.played_samples
+            self._cancel(self._speech)
+        self._speech = sp
+        sp.task = self._spawn(self._speech_main(sp, body))
+
+    def _start_reply(self, marks: _Marks | None) -> None:
+        if self._ending:
+            return
+        self._deferred_reply = False
+        sp = _Speech("reply", True, self._rate, marks=marks)
+        self._launch(sp, self._reply_body(sp))
+
+    def _start_canned(self, sentences: list[str], kind: str, interruptible: bool) -> None:
+        sp = _Speech(kind, interruptible, self._rate)
+        self._launch(sp, self._canned_body(sp, sentences))
+
+    async def _speech_main(self, sp: _Speech, body: Any) -> None:
+        try:
+            await body
+        except asyncio.CancelledError:
+            if not sp.cancelled:
+                raise
+            return
+        except Exception:  # noqa: BLE001 - an engine bug must not end the call
+            log.exception("agent speech failed", kind=sp.kind)
+        finally:
+            for child in sp.children:
+                child.cancel()
+        if self._speech is sp:
+            self._speech = None
+            self._idle_since = self._now
+            if self._deferred_reply and not self._ending:
+                self._start_reply(None)
+
+    async def _canned_body(self, sp: _Speech, sentences: list[str]) -> None:
+        try:
+            await self._say(sp, sentences)
+        except ProviderError as exc:
+            self._provider_failed(self._component(exc), exc)
+            return
+        await self._played(sp)
+        self.history.append(Message("assistant", " ".join(sentences)))
+        self._finish(sp)
+
+    async def _resume_body(self, sp: _Speech, sentences: list[str]) -> None:
+        await self._say(sp, sentences)
+        spoken = " ".join(sentences)
+        await self._played(sp)
+        text = " ".join([*sp.said_before, spoken]).strip()
+        if sp.calls:
+            self.history.append(Message("assistant", text, tool_calls=sp.calls))
+            if await self._run_tools(sp, sp.calls):
+                return
+        elif text:
+            self.history.append(Message("assistant", text))
+        self._finish(sp)
+
+    async def _reply_body(self, sp: _Speech) -> None:
+        try:
+            text = await self._collect_user_text()
+        except ProviderError:
+            await self._apologise(sp)
+            return
+        if text is None:
+            self._finish_marks(sp)
+            return
+        try:
+            for _round in range(MAX_TOOL_ROUNDS):
+                sp.track = SpeechTrack(self._rate)
+                said, calls = await self._llm_round(sp)
+                if not calls:
+                    break
+                self.history.append(Message("assistant", said, tool_calls=calls))
+                sp.said_before.append(said)
+                sp.track = SpeechTrack(self._rate)
+                if await self._run_tools(sp, calls):
+                    return
+                sp.calls = []
+        except ProviderError as exc:
+            self._provider_failed(self._component(exc), exc)
+            await self._apologise(sp)
+            return
+        self._failures = 0
+        await self._played(sp)
+        if said:
+            self.history.append(Message("assistant", said))
+        self._finish(sp)
+
+    async def _collect_user_text(self) -> str | None:
+        """The caller's words since the last reply (None when there is nothing to answer)."""
+        pending = [u for u in self._utts if u.kind == "turn" and not u.consumed]
+        texts = [await asyncio.shield(u.future) for u in pending]
+        for u in pending:
+            u.consumed = True
+        self._utts = [u for u in self._utts if not u.consumed and u.kind != "dropped"]
+        text = " ".join(t for t in texts if t).strip()
+        if not text:
+            if any(u.failed for u in pending):
+                raise ProviderError(getattr(self.stt, "name", "stt"), "recognition failed")
+            # nothing new: answer only a caller message left unanswered (a reply restarted after a false alarm)
+            return "" if self.history and self.history[-1].role == "user" else None
+        if self.history and self.history[-1].role == "user":
+            last = self.history[-1]
+            if last.content.startswith("DTMF:") and text.startswith("DTMF:"):
+                last.content = "DTMF: " + last.content[5:].strip() + text[5:].strip()
+            else:
+                last.content = f"{last.content} {text}".strip()
+        else:
+            self.history.append(Message("user", text))
+        return text
+
+    async def _llm_round(self, sp: _Speech) -> tuple[str, list[ToolCall]]:
+        """Stream one LLM answer into the TTS; returns (text said, tool calls) once all audio is written."""
+        queue: asyncio.Queue[str | None | BaseException] = asyncio.Queue()
+        calls: list[ToolCall] = []
+        sp.llm_done = False
+        marks = sp.marks
+
+        async def produce() -> None:
+            splitter = SentenceBuffer()
+            stream = self.llm.chat(list(self.history), self._tool_defs)
+            try:
+                async for chunk in stream:
+                    if marks is not None and marks.llm_first is None:
+                        marks.llm_first = time.perf_counter()
+                    if chunk.text:
+                        for sentence in splitter.push(chunk.text):
+                            sp.track.pending.append(sentence)
+                            queue.put_nowait(sentence)
+                    if chunk.tool_call is not None:
+                        calls.append(chunk.tool_call)
+                        if chunk.tool_call.name in ("end_call", "transfer_call"):
+                            sp.interruptible = False
+                rest = splitter.flush()
+                if rest:
+                    sp.track.pending.append(rest)
+                    queue.put_nowait(rest)
+                sp.llm_done = True
+                sp.calls = calls
+                queue.put_nowait(None)
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+                queue.put_nowait(exc)
+            finally:
+                closer = getattr(stream, "aclose", None)
+                if closer is not None:
+                    try:
+                        await closer()
+                    except RuntimeError:  # still running: it is being cancelled right now
+                        pass
+
+        producer = asyncio.ensure_future(produce())
+        sp.children.add(producer)
+        said: list[str] = []
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    if isinstance(item, ProviderError):
+                        raise item
+                    raise ProviderError(getattr(self.llm, "name", "llm"), f"{type(item).__name__}: {item}")
+                sp.track.pending.remove(item)
+                await self._say_sentence(sp, item)
+                said.append(item)
+        finally:
+            if not producer.done():
+                producer.cancel()
+        if not said:
+            closing = [self._tools[c.name].message for c in calls if c.name in self._tools]
+            lines = [m for m in closing if m]
+            if lines:
+                await self._say(sp, lines)
+                said.extend(lines)
+        return " ".join(said), calls
+
+    async def _say(self, sp: _Speech, sentences: list[str]) -> None:
+        sp.track.pending.extend(sentences)
+        for sentence in sentences:
+            sp.track.pending.remove(sentence)
+            await self._say_sentence(sp, sentence)
+
+    async def _say_sentence(self, sp: _Speech, text: str) -> None:
+        """Synthesise one sentence and queue its audio, keeping track of its place in the output."""
+        if sp.cancelled:
+            raise asyncio.CancelledError
+        span = sp.track.begin(text, self._out_cursor)
+        resampler = Resampler(self.tts.sample_rate, self._rate)
+        stream = self.tts.synthesize(text)
+        try:
+            async for chunk in stream:
+                if sp.marks is not None and sp.marks.tts_first is None:
+                    sp.marks.tts_first = time.perf_counter()
+                await self._write(sp, span, resampler.process(chunk))
+        finally:
+            closer = getattr(stream, "aclose", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except RuntimeError:
+                    pass
+        await self._write(sp, span, resampler.flush())
+        span.complete = True
+
+    async def _write(self, sp: _Speech, span: SentenceSpan, pcm: np.ndarray) -> None:
+        if sp.cancelled:
+            raise asyncio.CancelledError
+        if pcm.size == 0:
+            return
+        if not sp.started:
+            sp.started = True
+            sp.first_out = self._now
+            marks = sp.marks
+            if marks is not None and marks.frame_out is None:
+                marks.frame_out = time.perf_counter()
+                if marks.speech_end is not None:
+                    marks.voice_to_voice_ms = round((self._now - marks.speech_end) * 1000.0, 1)
+                self._finish_marks(sp)
+        self._out_cursor += pcm.size
+        span.end = self._out_cursor
+        await self.channel.write(pcm)
+
+    async def _played(self, sp: _Speech) -> None:
+        """Wait until this speech's last sample has been played out."""
+        if sp.started:
+            await self.channel.drain()
+
+    def _finish(self, sp: _Speech) -> None:
+        """A speech played to its end: report it."""
+        self._finish_marks(sp)
+        if not sp.started:
+            return
+        text = " ".join([*sp.said_before, sp.track.written_text]).strip()
+        self._emit(TranscriptEntry("agent", text, round(self._now if sp.first_out is None else sp.first_out, 3), round(self._now, 3),
+                                   turn=sp.marks.turn if sp.marks else self._turn))
+
+    def _finish_marks(self, sp: _Speech) -> None:
+        marks = sp.marks
+        if marks is not None and not marks.emitted:
+            marks.emitted = True
+            self._emit(marks.event())
+
+    async def _apologise(self, sp: _Speech) -> None:
+        self._failures += 1
+        sp.track = SpeechTrack(self._rate)
+        if self._failures >= MAX_PROVIDER_FAILURES:
+            self._finish_marks(sp)
+            self._end("provider_error", self.agent.apology)
+            return
+        sp.interruptible = True
+        try:
+            await self._say(sp, [self.agent.apology])
+        except ProviderError as exc:
+            log.warning("cannot say the apology", error=str(exc))
+            self._finish_marks(sp)
+            return
+        self.history.append(Message("assistant", self.agent.apology))
+        await self._played(sp)
+        self._finish(sp)
+
+    def _component(self, exc: ProviderError) -> str:
+        if exc.provider == getattr(self.tts, "name", None):
+            return "tts"
+        if exc.provider == getattr(self.llm, "name", None):
+            return "llm"
+        return exc.provider
+
+    def _provider_failed(self, component: str, exc: ProviderError) -> None:
+        log.warning("provider failed", component=component, error=str(exc))
+        self._emit(ProviderFailed(component, str(exc), self._failures + 1, round(self._now, 3)))
+
+    # --- tools -------------------------------------------------------------------------------------
+
+    async def _run_tools(self, sp: _Speech, calls: list[ToolCall]) -> bool:
+        """Run the tool calls of one LLM round; True when the call is over (hung up or transferred)."""
+        for call in calls:
+            spec = self._tools.get(call.name)
+            ok, result, over = True, "done", False
+            if call.name == "end_call":
+                await self._played(sp)
+                self._finish(sp)
+                self._ending = self._ending or "agent_ended"
+                result, over = "call ended", True
+            elif call.name == "transfer_call":
+                await self._played(sp)
+                target = str(call.arguments.get("target") or (spec.target if spec else "") or "")
+                if not target:
+                    ok, result = False, "error: no transfer target given or configured"
+                else:
+                    ok = await self.channel.transfer(target)
+                    result = f"transferred to {target}" if ok else f"error: transfer to {target} failed"
+                    if ok:
+                        self._finish(sp)
+                        self._ending = self._ending or "transferred"
+                        over = True
+            elif call.name == "send_dtmf":
+                try:
+                    digits = toolbox.dtmf_digits(call.arguments)
+                except ValueError as exc:
+                    ok, result = False, f"error: {exc}"
+                else:
+                    await self._played(sp)
+                    await self.channel.send_dtmf(digits)
+                    result = f"sent {digits}"
+            elif spec is not None and spec.type == "http":
+                ok, result = await self._http_tool(spec, call.arguments)
+            else:
+                ok, result = False, f"error: unknown tool {call.name!r}"
+            self._emit(ToolInvoked(call.name, call.arguments, result, ok, round(self._now, 3)))
+            self.history.append(Message("tool", result, tool_call_id=call.id, name=call.name))
+            if over:
+                await self.channel.hangup(self._ending or "agent_ended")
+                return True
+        return False
+
+    async def _http_tool(self, spec: ToolSpec, arguments: dict[str, Any]) -> tuple[bool, str]:
+        assert self._http is not None
+        return await toolbox.call_http_tool(spec, arguments, self._http)
+
+    # --- ending ------------------------------------------------------------------------------------
+
+    def _end(self, reason: str, message: str | None = None) -> None:
+        """End the call: say `message` (if any) to its last frame, then hang up."""
+        if self._ending:
+            return
+        self._ending = reason
+        if self._speech is not None:
+            self._speech.interruptible = True
+            self.channel.clear_output()
+            self._out_cursor = self.channel.played_samples
+            self._cancel(self._speech)
+        self._interrupted = None
+        self._closing = self._spawn(self._close(reason, message))
+
+    async def _close(self, reason: str, message: str | None) -> None:
+        if message:
+            sp = _Speech("closing", False, self._rate)
+            self._speech = sp
+            try:
+                await self._say(sp, [message])
+                await self._played(sp)
+                self.history.append(Message("assistant", message))
+                self._finish(sp)
+                self._speech = None
+            except ProviderError as exc:
+                log.warning("cannot say the closing line", error=str(exc))
+        await self.channel.hangup(reason)
+
+    async def _shutdown(self) -> str:
+        reason = self._ending or self.channel.end_reason or "channel_closed"
+        if self._speech is not None and self._speech.started and not self._speech.cancelled:
+            played = self.channel.played_samples
+            heard, _ = self._speech.track.heard(played)
+            text = " ".join([*self._speech.said_before, heard]).strip()
+            if text:
+                self._emit(TranscriptEntry("agent", text, round(self._now if self._speech.first_out is None else self._speech.first_out, 3),
+                                           round(self._now, 3), interrupted=True, turn=self._turn))
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        for task in list(self._tasks):
+            if task is not current:
+                try:
+                    await task
+                except BaseException:  # noqa: BLE001 - cancelled or failed; we are closing anyway
+                    pass
+        if not self.channel.closed:
+            await self.channel.hangup(reason)
+        if self._stream is not None:
+            try:
+                await self._stream.close()
+            except Exception:  # noqa: BLE001
+                log.warning("stt stream close failed")
+        if self._own_http and self._http is not None:
+            await self._http.aclose()
+        self._emit(ConversationEnded(reason, round(self._now, 3), self._turn))
+        return reason

@@ -1,0 +1,150 @@
+"""Build conversations for an agent, and run one over a recording (the file front).
+
+`Engines.build(agent, settings)` creates the agent's STT, LLM and TTS once (they are shared by all its
+conversations; the VAD is made per call). `Engines.conversation(channel, …)` renders the agent's prompt
+and greeting and returns a ready `Conversation`. `talk_file(…)` runs a whole conversation over a WAV
+recording and returns what happened: transcript, latency marks, the agent's audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from parley.engine.conversation import Conversation
+from parley.engine.events import Event, EventSink, TranscriptEntry, TurnMetrics, emitter
+from parley.engine.file_channel import FileChannel
+from parley.providers.base import LLM, STT, TTS, VAD
+from parley.providers.factory import build_llm, build_stt, build_tts, build_vad
+
+if TYPE_CHECKING:
+    import httpx
+
+    from parley.agents.loader import Agent
+    from parley.settings import Settings
+
+
+@dataclass
+class Engines:
+    """An agent's providers, built once."""
+
+    agent: Agent
+    settings: Settings
+    stt: STT
+    llm: LLM
+    tts: TTS
+
+    @classmethod
+    def build(cls, agent: Agent, settings: Settings) -> Engines:
+        """Create the providers named in the agent's `components` (raises `ValueError`/`ProviderError`)."""
+        c = agent.spec.components
+        return cls(
+            agent=agent,
+            settings=settings,
+            stt=build_stt(c.stt, settings),
+            llm=build_llm(c.llm, settings, agent=agent.spec),
+            tts=build_tts(c.tts, settings),
+        )
+
+    def vad(self, sample_rate: int | None = None) -> VAD:
+        """A fresh VAD for one call, at the channel's `sample_rate` when the VAD supports it (no resampling)."""
+        spec = self.agent.spec.components.vad
+        if sample_rate and "sample_rate" not in spec.options:
+            try:
+                return build_vad(type(spec).model_validate({**spec.model_dump(), "sample_rate": sample_rate}),
+                                 self.settings)
+            except ValueError:
+                pass
+        return build_vad(spec, self.settings)
+
+    async def warm(self) -> None:
+        """Load models now (those providers that offer `warm()`), so the first call does not wait."""
+        for provider in (self.stt, self.llm, self.tts):
+            warm = getattr(provider, "warm", None)
+            if warm is not None:
+                await warm()
+
+    def conversation(
+        self,
+        channel: Any,
+        *,
+        direction: Literal["inbound", "outbound"] = "inbound",
+        variables: dict[str, Any] | None = None,
+        first_speaker: Literal["agent", "caller"] | None = None,
+        on_event: EventSink | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> Conversation:
+        """A new conversation on `channel` with the agent's rendered prompt and greeting."""
+        return Conversation(
+            self.agent.spec,
+            channel,
+            stt=self.stt,
+            llm=self.llm,
+            tts=self.tts,
+            vad=self.vad(channel.sample_rate),
+            system_prompt=self.agent.system_prompt(direction, variables),
+            greeting=self.agent.greeting(direction, variables),
+            direction=direction,
+            first_speaker=first_speaker,
+            on_event=on_event,
+            http=http,
+        )
+
+
+@dataclass
+class FileTalk:
+    """The outcome of `talk_file`."""
+
+    reason: str
+    sample_rate: int
+    audio: np.ndarray  # the agent's audio, leading/trailing silence cut
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def transcript(self) -> list[TranscriptEntry]:
+        return [e for e in self.events if isinstance(e, TranscriptEntry)]
+
+    @property
+    def metrics(self) -> list[TurnMetrics]:
+        return [e for e in self.events if isinstance(e, TurnMetrics)]
+
+    def said(self, role: str) -> str:
+        """Everything `role` (`user` or `agent`) said, joined."""
+        return " ".join(e.text for e in self.transcript if e.role == role)
+
+
+async def talk_file(
+    engines: Engines,
+    pcm: np.ndarray,
+    sample_rate: int,
+    *,
+    speed: float = 1.0,
+    first_speaker: Literal["agent", "caller"] = "caller",
+    tail_s: float = 30.0,
+    on_event: EventSink | None = None,
+) -> FileTalk:
+    """Run one conversation over a recording of the caller; ends once the agent has answered it all."""
+    channel = FileChannel(pcm, sample_rate, speed=speed, tail_s=tail_s)
+    events: list[Event] = []
+    forward = emitter(on_event)
+
+    def collect(event: Event) -> None:
+        events.append(event)
+        forward(event)
+
+    conversation = engines.conversation(channel, first_speaker=first_speaker, on_event=collect)
+    runner = asyncio.ensure_future(conversation.run())
+    input_end = channel.input_frames * channel.frame_s
+    try:
+        while not runner.done():
+            await asyncio.wait({runner}, timeout=channel.frame_s / channel.speed)
+            if channel.clock() > input_end + 2 * channel.frame_s and not conversation.busy and not channel.closed:
+                await channel.hangup("completed")
+        reason = await runner
+    finally:
+        if not runner.done():
+            runner.cancel()
+    return FileTalk(reason, sample_rate, channel.agent_audio(), events)

@@ -1,0 +1,222 @@
+"""Fast, deterministic stand-ins for the speech providers, for the engine's timing tests.
+
+They implement the provider protocols of `parley.providers.base` (they are not our code paths): the
+caller "speaks" in tones, `ToneSTT` names each utterance by its pitch, `ToneTTS` answers every sentence
+with a tone whose length follows the text, `ScriptLLM` streams scripted replies. Each records what was
+started, finished and cancelled so tests can check that barge-in really stopped the work in flight.
+The real offline engines are exercised in test_offline.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from parley.agents.spec import AgentSpec
+from parley.providers.base import LLMChunk, Message, ProviderError, ToolCall, ToolDefinition, Transcript
+
+RATE_16K = 16000
+
+
+def tone(freq: float, seconds: float, rate: int, amplitude: int = 8000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+class CallerAudio:
+    """A caller recording built from tones placed on a timeline (mono int16 at `rate`)."""
+
+    def __init__(self, seconds: float, rate: int = 8000) -> None:
+        self.rate = rate
+        self.pcm = np.zeros(int(seconds * rate), dtype=np.int16)
+
+    def say(self, freq: float, start: float, seconds: float) -> CallerAudio:
+        a = int(start * self.rate)
+        chunk = tone(freq, seconds, self.rate)
+        self.pcm[a : a + chunk.size] = chunk[: self.pcm.size - a]
+        return self
+
+
+class EnergyVAD:
+    """Speech = a 20 ms window louder than -36 dBFS."""
+
+    name = "energy"
+    sample_rate = RATE_16K
+    window_samples = 320
+
+    def probability(self, window: np.ndarray) -> float:
+        rms = float(np.sqrt(np.mean(window.astype(np.float32) ** 2)))
+        return 1.0 if rms > 500 else 0.0
+
+    def reset(self) -> None:
+        pass
+
+
+class ToneSTT:
+    """Recognises an utterance by its dominant pitch: `vocabulary` maps Hz -> words ("" = no words)."""
+
+    name = "tone-stt"
+    sample_rate = RATE_16K
+
+    def __init__(self, vocabulary: dict[float, str], *, delay_s: float = 0.0, fail: bool = False) -> None:
+        self.vocabulary = vocabulary
+        self.delay_s = delay_s
+        self.fail = fail
+        self.finals: list[str] = []
+
+    def stream(self, *, language: str | None = None) -> _ToneStream:
+        return _ToneStream(self)
+
+    def recognise(self, pcm: np.ndarray) -> str:
+        if pcm.size < 160:
+            return ""
+        spectrum = np.abs(np.fft.rfft(pcm.astype(np.float32)))
+        freq = float(np.argmax(spectrum)) * RATE_16K / pcm.size
+        best = min(self.vocabulary, key=lambda f: abs(f - freq), default=None)
+        if best is None or abs(best - freq) > 25:
+            return ""
+        return self.vocabulary[best]
+
+    async def transcribe(self, pcm: np.ndarray, sample_rate: int, *, language: str | None = None) -> Transcript:
+        return Transcript(self.recognise(pcm), True)
+
+
+class _ToneStream:
+    def __init__(self, stt: ToneSTT) -> None:
+        self.stt = stt
+        self.chunks: list[np.ndarray] = []
+
+    async def push(self, pcm: np.ndarray) -> None:
+        self.chunks.append(pcm)
+
+    async def end_utterance(self) -> Transcript:
+        pcm = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
+        self.chunks = []
+        if self.stt.delay_s:
+            await asyncio.sleep(self.stt.delay_s)
+        if self.stt.fail:
+            raise ProviderError("tone-stt", "recogniser down")
+        text = self.stt.recognise(pcm)
+        self.stt.finals.append(text)
+        return Transcript(text, True)
+
+    async def interim(self) -> AsyncIterator[Transcript]:
+        return
+        yield
+
+    async def close(self) -> None:
+        self.chunks = []
+
+
+class ToneTTS:
+    """Speaks every sentence as a 600 Hz tone of `seconds_per_char` per character, in 100 ms chunks."""
+
+    name = "tone-tts"
+    sample_rate = RATE_16K
+
+    def __init__(self, *, seconds_per_char: float = 0.05, chunk_delay_s: float = 0.0, fail: bool = False) -> None:
+        self.seconds_per_char = seconds_per_char
+        self.chunk_delay_s = chunk_delay_s
+        self.fail = fail
+        self.started: list[str] = []
+        self.finished: list[str] = []
+        self.cancelled: list[str] = []
+
+    def samples_for(self, text: str) -> int:
+        return int(len(text) * self.seconds_per_char * self.sample_rate)
+
+    async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+        if self.fail:
+            raise ProviderError("tone-tts", "voice server down")
+        self.started.append(text)
+        audio = tone(600, self.samples_for(text) / self.sample_rate, self.sample_rate, amplitude=10000)
+        step = self.sample_rate // 10
+        done = False
+        try:
+            for i in range(0, audio.size, step):
+                if self.chunk_delay_s:
+                    await asyncio.sleep(self.chunk_delay_s)
+                yield audio[i : i + step]
+            done = True
+            self.finished.append(text)
+        finally:
+            if not done:
+                self.cancelled.append(text)
+
+
+Reply = str | tuple[str, list[ToolCall]]
+
+
+def call(name: str, **arguments: Any) -> ToolCall:
+    return ToolCall(id=f"call_{uuid.uuid4().hex[:8]}", name=name, arguments=arguments)
+
+
+@dataclass
+class ScriptLLM:
+    """Answers each user turn with the next scripted reply (text, optionally with tool calls).
+
+    `respond` may be given instead: a function of the messages returning a reply. Words are streamed
+    with `word_delay_s` between them; `failures` makes the next N requests raise `ProviderError`."""
+
+    replies: list[Reply] = field(default_factory=list)
+    respond: Callable[[list[Message]], Reply | None] | None = None
+    word_delay_s: float = 0.0
+    failures: int = 0
+    name: str = "script-llm"
+    requests: list[list[Message]] = field(default_factory=list)
+    cancelled: int = 0
+    completed: int = 0
+
+    async def chat(self, messages: list[Message], tools: list[ToolDefinition] | None = None) -> AsyncIterator[LLMChunk]:
+        self.requests.append([Message(m.role, m.content, list(m.tool_calls), m.tool_call_id, m.name) for m in messages])
+        if self.failures:
+            self.failures -= 1
+            raise ProviderError(self.name, "model server down")
+        reply: Reply | None
+        if self.respond is not None:
+            reply = self.respond(messages)
+        elif messages and messages[-1].role == "user" and self.replies:
+            reply = self.replies.pop(0)
+        else:
+            reply = None
+        if reply is None:
+            return
+        text, calls = (reply, []) if isinstance(reply, str) else reply
+        done = False
+        try:
+            for word in re.findall(r"\S+\s*", text):
+                yield LLMChunk(text=word)
+                await asyncio.sleep(self.word_delay_s)
+            for c in calls:
+                yield LLMChunk(tool_call=c)
+            done = True
+            self.completed += 1
+        finally:
+            if not done:
+                self.cancelled += 1
+
+
+def agent_spec(**overrides: Any) -> AgentSpec:
+    """An agent for engine tests (components are named but the tests pass their own providers)."""
+    base: dict[str, Any] = {
+        "name": "Test agent",
+        "first_speaker": "caller",
+        "turn": {"end_of_turn_silence_ms": 400, "min_speech_ms": 100},
+        "interruption": {"min_speech_ms": 200, "false_interruption_timeout_ms": 1500},
+        "idle": {"reminder_after_s": 30, "max_reminders": 1},
+        "max_duration_s": 600,
+        "tools": [{"name": "end_call"}, {"name": "transfer_call", "target": "sip:desk@127.0.0.1"},
+                  {"name": "send_dtmf"}],
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return AgentSpec.model_validate(base)
