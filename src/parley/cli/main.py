@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "parley.cli.agents_cmd",
     "parley.cli.api_cmd",
     "parley.cli.tasks_cmd",
+    "parley.cli.calls_cmd", "parley.cli.db_cmd",
 ]
 
 app = typer.Typer(
