@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from .standins.azure_stt_server import AzureSTTStandIn
 from .standins.azure_tts_server import AzureTTSStandIn
 from .standins.openai_server import OpenAIStandIn
 
@@ -44,6 +45,23 @@ def azure_tts_server(_azure_tts_server: AzureTTSStandIn) -> AzureTTSStandIn:
     """The Azure Speech TTS REST stand-in, state cleared."""
     _azure_tts_server.reset()
     return _azure_tts_server
+
+
+@pytest.fixture(scope="module")
+def _azure_stt_server() -> Iterator[AzureSTTStandIn]:
+    server = AzureSTTStandIn(key=SPEECH_KEY)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def azure_stt_server(_azure_stt_server: AzureSTTStandIn) -> AzureSTTStandIn:
+    """The Azure Speech recognition WebSocket stand-in (the real SDK connects to `.endpoint`), state cleared."""
+    _azure_stt_server.phrases.clear()
+    _azure_stt_server.sessions.clear()
+    _azure_stt_server.reject_with = None
+    return _azure_stt_server
 
 
 @pytest.fixture

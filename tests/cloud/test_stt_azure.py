@@ -1,5 +1,6 @@
-"""Azure Speech STT through the official SDK: mapping of SDK values to our results, a real SDK session
-that cannot connect (error in words, offline), and a `live` test against Azure when a key is set."""
+"""Azure Speech STT through the official SDK: against the recognition stand-in (interim and final results,
+phrase hints, phone rate, bad key), mapping of SDK values to our results, a session that cannot connect,
+and a `live` test against Azure when a key is set."""
 
 from __future__ import annotations
 
@@ -19,6 +20,80 @@ from parley.providers.factory import build_stt
 from parley.providers.stt.azure import AzureSTT, confidence_from_json, error_from_cancellation, to_transcript
 
 from ..conftest import free_port
+
+
+def _german(tmp_path, text: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """German speech at 16 kHz from espeak-ng."""
+    from ..conftest import synth_espeak
+
+    pcm, _ = read_wav(synth_espeak(text, tmp_path / f"de-{abs(hash(text))}.wav", rate=16000, voice="de"))
+    return pcm
+
+
+async def _feed(stream, pcm: np.ndarray, frame: int) -> None:  # type: ignore[no-untyped-def]
+    for start in range(0, len(pcm), frame):
+        await stream.push(pcm[start:start + frame])
+        await asyncio.sleep(0)
+
+
+async def test_interim_and_final_results_arrive_through_the_sdk(settings, azure_stt_server, tmp_path) -> None:
+    keyed = settings.model_copy(update={"azure_speech_key": type(settings.azure_speech_key)("speech-test")})
+    spec = STTSpec(provider="azure", language="de-DE", phrases=["Parley", "Katja"], endpoint=azure_stt_server.endpoint)
+    stt = build_stt(spec, keyed)
+    speech = _german(tmp_path, "Guten Tag, ich möchte einen Termin vereinbaren")
+    silence = np.zeros(16000, np.int16)
+    azure_stt_server.phrases.extend(["Guten Tag, ich möchte einen Termin vereinbaren.", "Danke."])
+    stream = stt.stream()
+    interims = []
+
+    async def watch() -> None:
+        async for item in stream.interim():
+            interims.append(item)
+
+    watcher = asyncio.create_task(watch())
+    await _feed(stream, np.concatenate([silence[:4000], speech, silence]), 320)
+    first = await stream.end_utterance()
+    assert first.text == "Guten Tag, ich möchte einen Termin vereinbaren." and first.is_final
+    assert first.confidence == pytest.approx(0.91) and first.language == "de-DE"
+    speech_s = len(speech) / 16000
+    assert 0.1 <= first.start <= 0.4, "offsets count from the start of the stream (0.25 s of silence first)"
+    assert 0.25 + speech_s - 0.8 < first.end <= 0.25 + speech_s + 0.1
+    assert len(interims) >= 3 and not any(t.is_final for t in interims)
+    assert interims[0].text == "guten" and interims[-1].text.startswith("guten tag, ich möchte")
+    assert [t.end for t in interims] == sorted(t.end for t in interims), "hypotheses grow while the caller speaks"
+
+    await _feed(stream, np.concatenate([speech[:8000], silence]), 320)
+    second = await stream.end_utterance()
+    assert second.text == "Danke." and second.start > first.end
+    await stream.close()
+    await asyncio.wait_for(watcher, 5)  # interim() ends when the stream stops
+    session = azure_stt_server.sessions[0]
+    assert session["language"] == "de-DE" and session["phrases_hint"] == ["Parley", "Katja"]
+    assert session["rate"] == 16000
+
+
+async def test_phone_rate_and_whole_utterance_transcription(settings, azure_stt_server, tmp_path) -> None:
+    keyed = settings.model_copy(update={"azure_speech_key": type(settings.azure_speech_key)("speech-test")})
+    stt = build_stt(STTSpec(provider="azure", language="de-DE", sample_rate=8000,
+                            endpoint=azure_stt_server.endpoint), keyed)
+    assert stt.sample_rate == 8000
+    azure_stt_server.phrases.append("Ich rufe wegen meiner Rechnung an.")
+    speech16 = _german(tmp_path, "Ich rufe wegen meiner Rechnung an")
+    result = await stt.transcribe(speech16, 16000)  # resampled to the provider's 8 kHz
+    assert result.text == "Ich rufe wegen meiner Rechnung an." and result.is_final
+    assert azure_stt_server.sessions[0]["rate"] == 8000
+
+
+async def test_rejected_key_is_a_clear_non_retryable_error(settings, azure_stt_server) -> None:
+    wrong = settings.model_copy(update={"azure_speech_key": type(settings.azure_speech_key)("wrong")})
+    stream = build_stt(STTSpec(provider="azure", language="de-DE", endpoint=azure_stt_server.endpoint), wrong).stream()
+    with pytest.raises(ProviderError) as info:
+        for _ in range(150):
+            await stream.push(np.zeros(320, np.int16))
+            await asyncio.sleep(0.02)
+        await stream.end_utterance()
+    await stream.close()
+    assert "AZURE_SPEECH_KEY" in str(info.value) and info.value.retryable is False
 
 
 def test_ticks_become_seconds_and_detailed_json_gives_confidence() -> None:
