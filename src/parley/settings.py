@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     rtp_port_min: int = Field(20000, ge=1024, le=65535)
     rtp_port_max: int = Field(30000, ge=1024, le=65535)
 
+    ring_timeout_s: float = Field(45.0, gt=0, le=600, description="Outbound: give up ringing after this long.")
+    incoming_call_webhook_url: str = Field(
+        "", description="Asked before answering an inbound call: may choose agent/variables or reject."
+    )
+    incoming_call_webhook_timeout_s: float = Field(2.0, gt=0, le=30)
+
     # --- SIP trunk (original project names) ----------------------------------------------------
     sip_trunk_host: str = ""
     sip_trunk_port: int = Field(5060, ge=1, le=65535)

@@ -76,8 +76,13 @@ class Engines:
         first_speaker: Literal["agent", "caller"] | None = None,
         on_event: EventSink | None = None,
         http: httpx.AsyncClient | None = None,
+        system_prompt: str | None = None,
+        greeting: str | None = None,
     ) -> Conversation:
-        """A new conversation on `channel` with the agent's rendered prompt and greeting."""
+        """A new conversation on `channel` with the agent's rendered prompt and greeting.
+
+        `system_prompt` / `greeting` replace the agent's for this call (an API request's `llm_prompt` and
+        `greeting`); they are used as given, not rendered as templates."""
         return Conversation(
             self.agent.spec,
             channel,
@@ -85,8 +90,8 @@ class Engines:
             llm=self.llm,
             tts=self.tts,
             vad=self.vad(channel.sample_rate),
-            system_prompt=self.agent.system_prompt(direction, variables),
-            greeting=self.agent.greeting(direction, variables),
+            system_prompt=system_prompt if system_prompt is not None else self.agent.system_prompt(direction, variables),
+            greeting=greeting if greeting is not None else self.agent.greeting(direction, variables),
             direction=direction,
             first_speaker=first_speaker,
             on_event=on_event,

@@ -1,0 +1,91 @@
+"""`/api/trunks` and `/api/dispatch-rules`: the same management as `parley trunk …`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from parley.api.errors import ApiError
+from parley.api.routers.calls import service_of
+from parley.telephony.admin import trunk_status
+from parley.telephony.store import TelephonyStore
+from parley.telephony.trunks import DispatchRule, Trunk
+
+router = APIRouter(tags=["trunks"])
+
+
+def _store(request: Request) -> TelephonyStore:
+    return TelephonyStore(service_of(request).store)
+
+
+async def _reload(request: Request) -> None:
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is not None:
+        await gateway.reload()
+
+
+def _same_name(path_name: str, body_name: str) -> None:
+    if path_name != body_name:
+        raise ApiError(422, "validation_error", f"name: body says {body_name!r} but the URL says {path_name!r}",
+                       [{"field": "name", "message": "must match the URL"}])
+
+
+@router.get("/api/trunks", summary="List trunks (passwords masked)")
+async def list_trunks(request: Request) -> dict[str, Any]:
+    return {"trunks": [t.public_dict() for t in await _store(request).trunks()]}
+
+
+@router.put("/api/trunks/{name}", summary="Create or replace a trunk")
+async def put_trunk(name: str, trunk: Trunk, request: Request) -> dict[str, Any]:
+    _same_name(name, trunk.name)
+    changed = await _store(request).put(trunk)
+    await _reload(request)
+    return {"trunk": trunk.public_dict(), "changed": changed}
+
+
+@router.get("/api/trunks/{name}/status", summary="Reachability, active calls and last error of a trunk")
+async def get_trunk_status(name: str, request: Request) -> dict[str, Any]:
+    trunk = await _store(request).get_trunk(name)
+    if trunk is None:
+        raise ApiError(404, "not_found", f"unknown trunk {name!r}")
+    gateway = getattr(request.app.state, "gateway", None)
+    status = await trunk_status(service_of(request).store, trunk, gateway.endpoint if gateway else None)
+    if gateway is not None and name in gateway.trunk_state:
+        live = gateway.trunk_state[name]
+        status["registered"] = live.registered
+        if live.last_error:
+            status["last_error"] = live.last_error
+    return status
+
+
+@router.delete("/api/trunks/{name}", summary="Delete a trunk")
+async def delete_trunk(name: str, request: Request) -> dict[str, Any]:
+    if not await _store(request).delete("trunk", name):
+        raise ApiError(404, "not_found", f"unknown trunk {name!r}")
+    await _reload(request)
+    return {"deleted": name}
+
+
+@router.get("/api/dispatch-rules", summary="List dispatch rules")
+async def list_rules(request: Request) -> dict[str, Any]:
+    return {"dispatch_rules": [r.model_dump(mode="json") for r in await _store(request).rules()]}
+
+
+@router.put("/api/dispatch-rules/{name}", summary="Create or replace a dispatch rule")
+async def put_rule(name: str, rule: DispatchRule, request: Request) -> dict[str, Any]:
+    _same_name(name, rule.name)
+    if rule.agent not in request.app.state.agents:
+        raise ApiError(422, "validation_error", f"agent: unknown agent {rule.agent!r}",
+                       [{"field": "agent", "message": "unknown agent"}])
+    changed = await _store(request).put(rule)
+    await _reload(request)
+    return {"dispatch_rule": rule.model_dump(mode="json"), "changed": changed}
+
+
+@router.delete("/api/dispatch-rules/{name}", summary="Delete a dispatch rule")
+async def delete_rule(name: str, request: Request) -> dict[str, Any]:
+    if not await _store(request).delete("rule", name):
+        raise ApiError(404, "not_found", f"unknown dispatch rule {name!r}")
+    await _reload(request)
+    return {"deleted": name}

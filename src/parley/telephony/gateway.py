@@ -1,0 +1,467 @@
+"""The SIP gateway: joins the SIP endpoint, the conversation engine and the calls service.
+
+Inbound: INVITE → trunk authentication (address or digest, else 403) → numbers the trunk carries (404)
+→ dispatch rule (404) → optional incoming-call webhook (may pick agent/variables or reject) → capacity
+(486 per trunk, 503 overall) → answer → `Conversation` over a `SipChannel` → BYE from either side.
+Outbound: `place_call(call)` for the dialer: INVITE through the trunk with digest auth, progress on the
+timeline, busy / no-answer / rejected mapped to outcomes, then the same conversation.
+
+Every refused INVITE is logged with the reason in words (source address, called number, closest trunk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from parley.agents import Agent, AgentRegistry
+from parley.calls.dialer import DialOutcome
+from parley.calls.records import Call as CallRecord
+from parley.calls.service import CallsService
+from parley.engine.session import Engines
+from parley.logging import bind_call, get_logger
+from parley.settings import Settings
+from parley.sip.auth import Credentials
+from parley.sip.call import Call as SipCall
+from parley.sip.call import IncomingCall
+from parley.sip.endpoint import SipEndpoint
+from parley.sip.errors import CallFailed
+from parley.telephony.admission import Refusal, Route, TrunkMatch, check_number, match_trunk, route
+from parley.telephony.event_writer import CallEventWriter
+from parley.telephony.recording import Recorder
+from parley.telephony.sip_channel import SipChannel
+from parley.telephony.store import TelephonyStore
+from parley.telephony.trunks import Trunk
+
+log = get_logger(__name__)
+
+BUSY = {486, 600}
+NO_ANSWER = {408, 480, 487}
+REASONS_403 = "credentials rejected, check username/password or the provider's IP access list"
+
+
+def describe_failure(code: int, reason: str, trunk: str | None) -> str:
+    """A SIP failure in words, with the usual cause when there is one."""
+    where = f"trunk {trunk!r}" if trunk else "the far end"
+    hint = {
+        401: "authentication required: set the trunk's username/password",
+        403: REASONS_403 + " (some providers want the SIP username, not the number, in From: see from_user)",
+        404: "the number does not exist or the trunk does not route it",
+        407: "proxy authentication required: set the trunk's username/password",
+        408: "no answer in time",
+        480: "the callee is temporarily unavailable",
+        484: "the number is incomplete: dial E.164 (+country…)",
+        486: "busy",
+        488: "no common codec (we offer PCMU, PCMA, G.722)",
+        503: "the trunk is unavailable or over capacity",
+    }.get(code, "")
+    return f"{code} {reason} from {where}" + (f": {hint}" if hint else "")
+
+
+@dataclass
+class LiveCall:
+    """A call this gateway is running."""
+
+    record_id: str
+    sip: SipCall | None
+    trunk: str | None
+    agent: str
+    direction: str
+    task: asyncio.Task[Any] | None = None
+
+
+@dataclass
+class TrunkState:
+    """What `parley trunk status` shows for one trunk."""
+
+    last_error: str | None = None
+    last_error_at: float | None = None
+    options_rtt_ms: float | None = None
+    registered: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Gateway:
+    """Runs phone calls: inbound from the SIP endpoint, outbound for the dialer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        agents: AgentRegistry,
+        calls: CallsService,
+        *,
+        endpoint: SipEndpoint | None = None,
+        loopback_fallback: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.agents = agents
+        self.calls = calls
+        self.telephony = TelephonyStore(calls.store)
+        self.endpoint = endpoint or SipEndpoint(
+            host=settings.sip_host,
+            port=settings.sip_port,
+            transports=("udp", "tcp") if settings.sip_transport == "both" else (settings.sip_transport,),
+            public_host=settings.sip_public_host or None,
+            rtp_port_range=(settings.rtp_port_min, settings.rtp_port_max),
+        )
+        self.loopback_fallback = loopback_fallback
+        self.live: dict[str, LiveCall] = {}
+        self.trunk_state: dict[str, TrunkState] = {}
+        self._engines: dict[str, Engines] = {}
+        self._trunks: list[Trunk] = []
+        self._rules: list[Any] = []
+        self._http: httpx.AsyncClient | None = None
+        self._registrations: list[Any] = []
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load trunks, start the SIP endpoint and any trunk registrations; warm the default agent."""
+        await self.reload()
+        self._http = httpx.AsyncClient()
+        self.endpoint.on_incoming = self._on_incoming
+        await self.endpoint.start()
+        self.calls.add_cancel_listener(self._on_cancel)
+        failed = await self.calls.fail_stale_calls(direction="inbound")
+        if failed:
+            log.warning("marked inbound calls left by a stopped process as failed", count=failed)
+        for trunk in self._trunks:
+            if trunk.outbound and trunk.outbound.registration:
+                await self._register(trunk)
+        if not [t for t in self._trunks if t.inbound]:
+            log.warning("no inbound trunk configured: accepting SIP calls from loopback only, "
+                        "answered by the default agent", agent=self.settings.default_agent,
+                        sip=f"{self.settings.sip_host}:{self.endpoint.port}")
+
+    async def warm(self, agent_name: str | None = None) -> None:
+        """Build and load the engines of an agent (the default one) before the first call."""
+        engines = await self.engines(self.agents.get(agent_name or self.settings.default_agent))
+        await engines.warm()
+
+    async def close(self) -> None:
+        """Hang up live calls, stop registrations and the endpoint."""
+        self.calls.remove_cancel_listener(self._on_cancel)
+        for live in list(self.live.values()):
+            if live.sip is not None and not live.sip.ended:
+                await live.sip.hangup()
+        tasks = [lc.task for lc in self.live.values() if lc.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        for reg in self._registrations:
+            stop = getattr(reg, "stop", None)
+            if stop is not None:
+                await stop()
+        await self.endpoint.close()
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def reload(self) -> None:
+        """Re-read trunks and dispatch rules from the store."""
+        self._trunks = await self.telephony.trunks()
+        self._rules = await self.telephony.rules()
+
+    async def engines(self, agent: Agent) -> Engines:
+        """The agent's providers, built once per process (off the event loop: models load here)."""
+        if agent.key not in self._engines:
+            self._engines[agent.key] = await asyncio.to_thread(Engines.build, agent, self.settings)
+        return self._engines[agent.key]
+
+    async def _register(self, trunk: Trunk) -> None:
+        out = trunk.outbound
+        assert out is not None and out.username and out.password
+        registrar = f"sip:{out.host}:{out.port}"
+        aor = f"sip:{out.username}@{out.host}"
+        creds = Credentials(out.username, out.password.get_secret_value())
+        try:
+            reg = self.endpoint.registration(registrar, aor, creds, expires=out.register_expires)
+            await reg.start()
+            self._registrations.append(reg)
+            self.state(trunk.name).registered = True
+        except Exception as exc:
+            self._trunk_error(trunk.name, f"REGISTER failed: {exc}")
+            self.state(trunk.name).registered = False
+
+    def state(self, trunk: str) -> TrunkState:
+        return self.trunk_state.setdefault(trunk, TrunkState())
+
+    def _trunk_error(self, trunk: str | None, message: str) -> None:
+        if trunk is None:
+            return
+        st = self.state(trunk)
+        st.last_error = message
+        st.last_error_at = time.time()
+
+    def active_counts(self) -> tuple[int, Counter[str]]:
+        """Live calls overall and per trunk."""
+        per_trunk: Counter[str] = Counter(lc.trunk for lc in self.live.values() if lc.trunk)
+        return len(self.live), per_trunk
+
+    # --- inbound ---------------------------------------------------------------------------------
+
+    async def _refuse(self, inc: IncomingCall, refusal: Refusal) -> None:
+        log.warning("inbound call refused", code=refusal.code, reason=refusal.reason,
+                    source=f"{inc.source_address[0]}:{inc.source_address[1]}", called=inc.called_number,
+                    caller=inc.caller_number, sip_call_id=inc.call_id)
+        self._trunk_error(refusal.trunk, f"refused inbound call: {refusal.reason}")
+        phrase = {403: "Forbidden", 404: "Not Found", 486: "Busy Here", 503: "Service Unavailable"}
+        headers = {"Retry-After": "5"} if refusal.code == 503 else None
+        await inc.reject(refusal.code, phrase.get(refusal.code), headers=headers)
+
+    async def _authenticate(self, inc: IncomingCall) -> Trunk | None | Refusal:
+        """The trunk the INVITE came through; None for the no-trunk loopback mode; or a refusal.
+
+        Returns the sentinel `False`-like `Refusal(0, …)` when a 401 challenge was sent (wait for the retry)."""
+        source_ip = inc.source_address[0]
+        match = match_trunk(self._trunks, source_ip, loopback_fallback=self.loopback_fallback)
+        if isinstance(match, Refusal):
+            return match
+        if not match.challenge:
+            return match.trunk
+        users = {t.inbound.username: t for t in match.challenge if t.inbound and t.inbound.username}
+
+        def lookup(username: str) -> str | None:
+            trunk = users.get(username)
+            if trunk is None or trunk.inbound is None or trunk.inbound.password is None:
+                return None
+            return trunk.inbound.password.get_secret_value()
+
+        realm = match.challenge[0].inbound.realm if match.challenge[0].inbound else "parley"
+        username = await inc.check_auth(realm, lookup)
+        if username is None:
+            if inc.is_final:  # 403 already sent for wrong credentials
+                names = ", ".join(repr(t.name) for t in match.challenge)
+                log.warning("inbound call refused", code=403, source=source_ip, called=inc.called_number,
+                            reason=f"digest credentials from {source_ip} rejected (trunks {names}); "
+                                   "check the caller's username/password")
+                for t in match.challenge:
+                    self._trunk_error(t.name, f"digest credentials from {source_ip} rejected")
+            return Refusal(0, "challenged")
+        return users[username]
+
+    async def _on_incoming(self, inc: IncomingCall) -> None:
+        trunk = await self._authenticate(inc)
+        if isinstance(trunk, Refusal):
+            if trunk.code:
+                await self._refuse(inc, trunk)
+            return
+        called = inc.called_number
+        refusal = check_number(trunk, called)
+        if refusal:
+            await self._refuse(inc, refusal)
+            return
+        trunk_name = trunk.name if trunk else None
+        decision = route(self._rules, called, trunk_name, self.settings.default_agent)
+        if isinstance(decision, Refusal):
+            await self._refuse(inc, decision)
+            return
+        decision = await self._ask_webhook(inc, trunk_name, decision)
+        if isinstance(decision, Refusal):
+            await self._refuse(inc, decision)
+            return
+        try:
+            agent = self.agents.get(decision.agent)
+        except KeyError as exc:
+            await self._refuse(inc, Refusal(404, f"dispatch chose agent {decision.agent!r}: {exc.args[0]}",
+                                            trunk_name))
+            return
+        capacity = self._capacity_refusal(trunk, agent)
+        if capacity:
+            await self._refuse(inc, capacity)
+            return
+        record = await self.calls.create_call(
+            to_number=called, from_number=inc.caller_number or None, agent=agent.key, direction="inbound",
+            caller_name=inc.from_display_name, variables=decision.variables, trunk=trunk_name,
+            sip_call_id=inc.call_id,
+        )
+        live = LiveCall(record.id, None, trunk_name, agent.key, "inbound", asyncio.current_task())
+        self.live[record.id] = live
+        try:
+            with bind_call(record.id, direction="inbound"):
+                await self.calls.add_event(record.id, "sip.invite", {
+                    "source": f"{inc.source_address[0]}:{inc.source_address[1]}", "called": called,
+                    "caller": inc.caller_number, "trunk": trunk_name, "rule": decision.rule,
+                })
+                try:
+                    sip = await inc.accept()
+                except CallFailed as exc:
+                    await self.calls.finish(record.id, "failed", describe_failure(exc.code, exc.reason, trunk_name))
+                    return
+                live.sip = sip
+                await self.calls.transition(record.id, "in_progress")
+                await self._converse(record.id, sip, agent, "inbound", decision.variables, None, None)
+        finally:
+            self.live.pop(record.id, None)
+
+    def _capacity_refusal(self, trunk: Trunk | None, agent: Agent) -> Refusal | None:
+        total, per_trunk = self.active_counts()
+        if trunk and trunk.inbound and trunk.inbound.max_concurrent_calls is not None:
+            if per_trunk[trunk.name] >= trunk.inbound.max_concurrent_calls:
+                return Refusal(486, f"trunk {trunk.name!r} is at its cap of "
+                                    f"{trunk.inbound.max_concurrent_calls} concurrent calls", trunk.name)
+        cap = agent.spec.max_concurrent_calls
+        if cap is not None and sum(1 for lc in self.live.values() if lc.agent == agent.key) >= cap:
+            return Refusal(486, f"agent {agent.key!r} is at its cap of {cap} concurrent calls")
+        if total >= self.settings.num_agents:
+            return Refusal(503, f"all {self.settings.num_agents} conversation slots are busy (NUM_AGENTS)")
+        return None
+
+    async def _ask_webhook(self, inc: IncomingCall, trunk: str | None, decision: Route) -> Route | Refusal:
+        """Let the incoming-call webhook choose the agent and variables, or reject; on timeout the rule decides."""
+        url = self.settings.incoming_call_webhook_url
+        if not url or self._http is None:
+            return decision
+        body = {"type": "call.incoming", "from": inc.caller_number, "to": inc.called_number, "trunk": trunk,
+                "source": inc.source_address[0], "sip_call_id": inc.call_id, "agent": decision.agent,
+                "caller_name": inc.from_display_name}
+        try:
+            resp = await self._http.post(url, json=body, timeout=self.settings.incoming_call_webhook_timeout_s)
+            resp.raise_for_status()
+            answer = resp.json()
+        except Exception as exc:
+            log.warning("incoming-call webhook gave no usable answer; the dispatch rule decides",
+                        url=url, error=str(exc) or type(exc).__name__)
+            return decision
+        if not isinstance(answer, dict):
+            return decision
+        if answer.get("action") == "reject":
+            code = answer.get("code", 603)
+            code = code if isinstance(code, int) and 400 <= code <= 699 else 603
+            return Refusal(code, f"rejected by the incoming-call webhook: {answer.get('reason', 'no reason')}", trunk)
+        variables = {**decision.variables, **(answer.get("variables") or {})}
+        return Route(agent=str(answer.get("agent") or decision.agent), rule="webhook", variables=variables)
+
+    # --- outbound --------------------------------------------------------------------------------
+
+    def outbound_trunk(self, name: str | None) -> Trunk | None:
+        """The named outbound trunk, else the first one with an outbound side."""
+        candidates = [t for t in self._trunks if t.outbound]
+        if name:
+            return next((t for t in candidates if t.name == name), None)
+        return candidates[0] if candidates else None
+
+    async def place_call(self, record: CallRecord) -> DialOutcome:
+        """The dialer's `place_call`: dial, converse, and report how it ended."""
+        await self.reload()
+        trunk = self.outbound_trunk(record.trunk)
+        if trunk is None or trunk.outbound is None:
+            why = (f"no outbound trunk named {record.trunk!r}" if record.trunk
+                   else "no outbound trunk configured: add one with `parley trunk ensure`")
+            return DialOutcome("failed", why)
+        out = trunk.outbound
+        try:
+            agent = self.agents.get(record.agent)
+        except KeyError as exc:
+            return DialOutcome("failed", str(exc.args[0]))
+        host = self.endpoint.public_host
+        from_user = out.from_user_part() if out.from_user == "username" or not record.from_number \
+            else record.from_number
+        creds = Credentials(out.username, out.password.get_secret_value()) if out.username and out.password \
+            else None
+        live = LiveCall(record.id, None, trunk.name, agent.key, "outbound", asyncio.current_task())
+        self.live[record.id] = live
+        try:
+            with bind_call(record.id, direction="outbound"):
+                return await self._dial(record, trunk, agent, f"sip:{from_user}@{host}", creds, live)
+        finally:
+            self.live.pop(record.id, None)
+
+    async def _dial(self, record: CallRecord, trunk: Trunk, agent: Agent, from_: str,
+                    creds: Credentials | None, live: LiveCall) -> DialOutcome:
+        out = trunk.outbound
+        assert out is not None
+        uri = out.uri_for(record.to_number or "")
+        outgoing = await self.endpoint.invite(
+            uri, from_=from_, auth=creds, headers=dict(out.headers), display_name=record.caller_name,
+            timeout=self.settings.ring_timeout_s, transport=out.transport if out.transport != "tls" else None,
+        )
+        await self.calls.update(record.id, sip_call_id=outgoing.call_id, trunk=trunk.name)
+        ringing = False
+        try:
+            async for progress in outgoing:
+                if progress.final:
+                    break
+                await self.calls.add_event(record.id, "sip.progress", {"code": progress.code,
+                                                                       "reason": progress.reason})
+                if progress.code in (180, 183) and not ringing:
+                    ringing = True
+                    await self.calls.transition(record.id, "ringing")
+            sip = await outgoing.answered()
+        except asyncio.CancelledError:
+            if not outgoing.done:
+                await outgoing.cancel()
+            raise
+        except CallFailed as exc:
+            text = describe_failure(exc.code, exc.reason, trunk.name)
+            if exc.code in (401, 403, 407):
+                self._trunk_error(trunk.name, text)
+            status = "busy" if exc.code in BUSY else "no_answer" if exc.code in NO_ANSWER else "failed"
+            return DialOutcome(status, text, outgoing.call_id)
+        live.sip = sip
+        try:
+            if not ringing:
+                await self.calls.transition(record.id, "ringing")
+            await self.calls.transition(record.id, "in_progress")
+            reason = await self._converse(record.id, sip, agent, "outbound", dict(record.variables or {}),
+                                          record.llm_prompt, record.greeting, caller_name=record.caller_name)
+        except asyncio.CancelledError:
+            await sip.hangup()
+            raise
+        return DialOutcome("completed", reason, outgoing.call_id)
+
+    def _on_cancel(self, call_id: str) -> None:
+        live = self.live.get(call_id)
+        if live and live.task is not None and live.direction == "inbound" and live.sip is not None:
+            asyncio.ensure_future(live.sip.hangup())
+
+    # --- the conversation ------------------------------------------------------------------------
+
+    async def _converse(self, call_id: str, sip: SipCall, agent: Agent, direction: Literal["inbound", "outbound"],
+                        variables: dict[str, Any], llm_prompt: str | None, greeting: str | None,
+                        caller_name: str | None = None) -> str:
+        """Run the agent on an answered call until it ends; store everything; returns the end reason."""
+        if caller_name:
+            variables = {"caller_name": caller_name, **variables}
+        recorder = None
+        if agent.spec.recording:
+            path = Path(self.settings.data_dir) / "recordings" / f"{call_id}.wav"
+            recorder = Recorder(path, sip.rtp.sample_rate)
+        channel = SipChannel(sip, recorder)
+        writer = CallEventWriter(self.calls, call_id)
+        reason = "failed"
+        status = "completed"
+        try:
+            engines = await self.engines(agent)
+            conversation = engines.conversation(
+                channel, direction=direction, variables=variables, on_event=writer,
+                system_prompt=llm_prompt or None, greeting=greeting,
+            )
+            max_s = agent.spec.max_duration_s
+            try:
+                reason = await asyncio.wait_for(conversation.run(), timeout=max_s + 30)
+            except asyncio.TimeoutError:
+                reason = "max_duration"
+                await channel.hangup(reason)
+        except asyncio.CancelledError:
+            reason, status = "canceled", "canceled"
+            raise
+        except Exception as exc:
+            log.exception("conversation failed", call_id=call_id)
+            reason, status = f"conversation error: {exc}", "failed"
+        finally:
+            if not sip.ended:
+                await sip.hangup()
+            await writer.close()
+            if recorder is not None:
+                await self.calls.set_recording(call_id, recorder.close())
+            if status != "canceled" or direction == "inbound":
+                final = await self.calls.get_call(call_id)
+                if final is not None and final.status not in ("completed", "failed", "canceled", "busy",
+                                                               "no_answer"):
+                    await self.calls.finish(call_id, status, reason)
+        return reason
