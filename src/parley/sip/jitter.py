@@ -48,6 +48,7 @@ class JitterBuffer:
         self.sample_rate = sample_rate
         self.target = target_ms / 1000.0
         self.max_delay = max_ms / 1000.0
+        self._audio_count = 0  # audio (not gap) entries in _packets
         self._packets: dict[int, Any] = {}  # ext seq -> payload given to decode (None: non-audio gap)
         self._next: int | None = None
         self._playing = False
@@ -66,7 +67,7 @@ class JitterBuffer:
 
     # -- input ------------------------------------------------------------------------------
     def push(self, ext_seq: int, payload: Any, arrival: float) -> str:
-        """Store one audio payload (anything `decode` takes, not None); "ok", "duplicate" or "late" (already played past: dropped)."""
+        """Store one audio payload (anything `decode` takes); "ok", "duplicate" or "late" (dropped)."""
         return self._store(ext_seq, payload, arrival)
 
     def push_gap(self, ext_seq: int, arrival: float) -> str:
@@ -84,12 +85,13 @@ class JitterBuffer:
         if not self._packets and not self._playing:
             self._prefetch_since = arrival
         self._packets[ext_seq] = payload
+        if payload is not None:
+            self._audio_count += 1
         self._trim()
         return "ok"
 
     def _buffered_seconds(self) -> float:
-        audio = sum(1 for p in self._packets.values() if p is not None)
-        return audio * self._packet_samples / self.sample_rate
+        return self._audio_count * self._packet_samples / self.sample_rate
 
     def _trim(self) -> None:
         if self._buffered_seconds() <= self.max_delay:
@@ -98,6 +100,7 @@ class JitterBuffer:
         for seq in sorted(self._packets)[: max(0, len(self._packets) - keep)]:
             if self._packets.pop(seq) is not None:
                 self.overflow_dropped += 1
+                self._audio_count -= 1
         if self._playing and self._packets:
             self._next = min(self._packets)
 
@@ -143,6 +146,7 @@ class JitterBuffer:
                 self._next += 1
                 if payload is None:
                     continue
+                self._audio_count -= 1
                 try:
                     pcm = self._decode(payload)
                 except Exception:  # noqa: BLE001  # a payload the codec rejects is concealed like a loss

@@ -1,7 +1,7 @@
 """RTP packets (RFC 3550 §5.1): parse and serialise.
 
     pkt = RtpPacket(payload_type=0, sequence=1, timestamp=160, ssrc=0x1234, payload=b"...", marker=True)
-    data = pkt.serialize()
+    data = pkt.serialize()         # or rtp_bytes(pt, seq, ts, ssrc, payload, marker) for plain packets
     pkt = parse_rtp(data)          # RtpError on anything that is not a well-formed RTP v2 packet
     is_rtcp(data)                  # True for RTCP (PT 200..206 in the second byte, RFC 5761 §4)
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-__all__ = ["RTP_VERSION", "RtpError", "RtpPacket", "is_rtcp", "parse_rtp", "seq_diff"]
+__all__ = ["RTP_VERSION", "RtpError", "RtpPacket", "is_rtcp", "parse_rtp", "rtp_bytes", "seq_diff"]
 
 RTP_VERSION = 2
 _HEADER = struct.Struct("!BBHII")
@@ -66,12 +66,24 @@ class RtpPacket:
         return b"".join(parts)
 
 
+def rtp_bytes(
+    payload_type: int, sequence: int, timestamp: int, ssrc: int, payload: bytes, marker: bool
+) -> bytes:
+    """The wire form of a plain packet (no CSRC, extension or padding): the sender's fast path."""
+    return (
+        _HEADER.pack(0x80, (0x80 | payload_type) if marker else payload_type, sequence, timestamp, ssrc)
+        + payload
+    )
+
+
 def parse_rtp(data: bytes | bytearray | memoryview) -> RtpPacket:
     """Parse one RTP packet; raise RtpError with the reason when it is malformed."""
     data = bytes(data)
     if len(data) < 12:
         raise RtpError(f"too short for an RTP header: {len(data)} octets")
     b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+    if b0 == 0x80:  # the common case: no padding, extension or CSRCs
+        return RtpPacket(b1 & 0x7F, seq, ts, ssrc, data[12:], bool(b1 & 0x80))
     if b0 >> 6 != RTP_VERSION:
         raise RtpError(f"RTP version {b0 >> 6}, expected 2")
     cc = b0 & 0x0F

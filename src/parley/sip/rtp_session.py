@@ -79,7 +79,7 @@ from parley.sip.rtcp import (
     ntp_now,
     parse_rtcp,
 )
-from parley.sip.rtp import RtpError, RtpPacket, is_rtcp, parse_rtp
+from parley.sip.rtp import RtpError, RtpPacket, is_rtcp, parse_rtp, rtp_bytes
 
 __all__ = ["DIRECTIONS", "RtpSession", "RtpSessionError", "RtpStats"]
 
@@ -296,7 +296,7 @@ class RtpSession:
         )
         self._sent_since_report = False
         self._last_sent_ts = 0
-        self._last_sent_wall = 0.0
+        self._last_sent_at = 0.0
         self._max_lateness = 0.0
         self._last_rtcp: RtcpReport | None = None
         self._last_rtcp_sent: RtcpReport | None = None
@@ -695,11 +695,9 @@ class RtpSession:
         assert self._rtp_transport is not None and self._remote is not None
         seq = self._seq
         self._seq = (seq + 1) & 0xFFFF
-        pkt = RtpPacket(
-            payload_type=pt, sequence=seq, timestamp=ts, ssrc=self.ssrc, payload=payload, marker=marker
-        )
-        self._rtp_transport.sendto(pkt.serialize(), self._remote)
-        lateness = time.monotonic() - deadline
+        self._rtp_transport.sendto(rtp_bytes(pt, seq, ts, self.ssrc, payload, marker), self._remote)
+        now = time.monotonic()
+        lateness = now - deadline
         self._max_lateness = max(self._max_lateness, lateness)
         if lateness * 2000 > self.ptime_ms:
             self._n["late_sends"] += 1
@@ -709,7 +707,7 @@ class RtpSession:
             self._n["dtmf_packets_sent"] += 1
         self._sent_since_report = True
         self._last_sent_ts = ts
-        self._last_sent_wall = time.time()
+        self._last_sent_at = now
 
     # -- RTCP -----------------------------------------------------------------------------
     async def _rtcp_loop(self) -> None:
@@ -730,7 +728,7 @@ class RtpSession:
             wall = time.time()
             # RTP timestamp that corresponds to `wall` on our sending clock
             rtp_ts = (
-                self._last_sent_ts + int((wall - self._last_sent_wall) * self._codec.clock_rate)
+                self._last_sent_ts + int((now - self._last_sent_at) * self._codec.clock_rate)
             ) & 0xFFFFFFFF
             report = SenderReport(
                 self.ssrc, ntp_now(wall), rtp_ts, self._n["packets_sent"], self._n["bytes_sent"], blocks
