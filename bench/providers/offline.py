@@ -93,8 +93,10 @@ async def bench_stt(tmp: Path, repeat: int) -> None:
                     audio += len(pcm) / 16000
                     errors.append(wer(ref, got.text))
             n = repeat * len(clips)
-            print(f"STT {name:12s} {engine:6s} phone path: RTF {spent / audio:.2f}, "
-                  f"{spent / n * 1000:.0f} ms per utterance, WER {np.mean(errors) * 100:.0f} %")
+            print(
+                f"STT {name:12s} {engine:6s} phone path: RTF {spent / audio:.2f}, "
+                f"{spent / n * 1000:.0f} ms per utterance, WER {np.mean(errors) * 100:.0f} %"
+            )
 
 
 async def bench_turn_latency(tmp: Path, repeat: int) -> None:
@@ -118,8 +120,10 @@ async def bench_turn_latency(tmp: Path, repeat: int) -> None:
             await stream.end_utterance()
             waits.append(time.perf_counter() - t)
             await stream.close()
-        print(f"whisper end-of-turn → final transcript, speculative={speculative!s:5s}: "
-              f"median {np.median(waits) * 1000:.0f} ms")
+        print(
+            f"whisper end-of-turn → final transcript, speculative={speculative!s:5s}: "
+            f"median {np.median(waits) * 1000:.0f} ms"
+        )
 
 
 async def bench_tts(repeat: int) -> None:
@@ -136,7 +140,9 @@ async def bench_tts(repeat: int) -> None:
                 n += len(chunk)
             spent += time.perf_counter() - t
             audio += n / tts.sample_rate
-        print(f"TTS {tts.name:7s}: RTF {spent / audio:.3f}, first audio after {np.median(first) * 1000:.0f} ms")
+        print(
+            f"TTS {tts.name:7s}: RTF {spent / audio:.3f}, first audio after {np.median(first) * 1000:.0f} ms"
+        )
 
 
 def bench_vad(tmp: Path) -> None:

@@ -40,4 +40,3 @@ def whisper_stt(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
 def receptionist() -> AgentSpec:
     """The shipped default agent."""
     return AgentSpec.model_validate(yaml.safe_load((ROOT / "agents" / "receptionist.yaml").read_text()))
-

@@ -44,8 +44,10 @@ def test_half_written_folder_without_marker_is_not_used(tmp_path: Path) -> None:
 
 def test_concurrent_callers_get_one_complete_model(tmp_path: Path) -> None:
     results: list[Path] = []
-    threads = [threading.Thread(target=lambda: results.append(models.ensure_model(models.WHISPER_BASE, tmp_path)))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: results.append(models.ensure_model(models.WHISPER_BASE, tmp_path)))
+        for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -69,7 +71,10 @@ def test_corrupt_package_part_is_refused(tmp_path: Path) -> None:
 
 def test_missing_package_names_the_install_command(tmp_path: Path) -> None:
     missing = models.SplitModel(
-        name="x", files={"a": [("no_such_package_here", "a")]}, expected={"a": (1, "0")}, install_hint="pip install x"
+        name="x",
+        files={"a": [("no_such_package_here", "a")]},
+        expected={"a": (1, "0")},
+        install_hint="pip install x",
     )
     with pytest.raises(ProviderError, match="no_such_package_here is not installed.*pip install x"):
         models.ensure_model(missing, tmp_path)

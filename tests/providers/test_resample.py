@@ -22,7 +22,9 @@ def peak_hz(pcm: np.ndarray, rate: int) -> float:
     return float(np.argmax(spectrum) * rate / len(pcm))
 
 
-@pytest.mark.parametrize("src,dst", [(8000, 16000), (16000, 8000), (22050, 8000), (24000, 16000), (8000, 22050)])
+@pytest.mark.parametrize(
+    "src,dst", [(8000, 16000), (16000, 8000), (22050, 8000), (24000, 16000), (8000, 22050)]
+)
 def test_one_shot_keeps_length_ratio_and_pitch(src: int, dst: int) -> None:
     out = resample(tone(440, src), src, dst)
     assert out.dtype == np.int16

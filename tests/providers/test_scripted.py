@@ -28,14 +28,25 @@ async def _reply(llm, *user: str, tools: list[ToolDefinition] | None = None) -> 
 @pytest.mark.parametrize(
     "heard,expected",
     [
-        ("i wood like to buk an apointment for tuesday", "Sure, I can book that for Tuesday. May I have your name, please?"),
-        ("I would like to work on appointment for Tuesday.", "Sure, I can book that for Tuesday. May I have your name, please?"),
+        (
+            "i wood like to buk an apointment for tuesday",
+            "Sure, I can book that for Tuesday. May I have your name, please?",
+        ),
+        (
+            "I would like to work on appointment for Tuesday.",
+            "Sure, I can book that for Tuesday. May I have your name, please?",
+        ),
         ("I'd like to make an appointment", "Sure, I can book that. May I have your name, please?"),
-        ("what time do you open", "We're open Monday to Friday, from nine in the morning to five in the afternoon."),
+        (
+            "what time do you open",
+            "We're open Monday to Friday, from nine in the morning to five in the afternoon.",
+        ),
         ("I want to cancel my appointment on Friday", "No problem. Which day was your appointment?"),
     ],
 )
-async def test_noisy_recognitions_land_on_the_right_intent(llm: ScriptedLLM, heard: str, expected: str) -> None:
+async def test_noisy_recognitions_land_on_the_right_intent(
+    llm: ScriptedLLM, heard: str, expected: str
+) -> None:
     chunks, text = await _reply(llm, heard)
     assert text == expected
     assert len(chunks) == len(expected.split())  # streamed word by word
@@ -53,14 +64,21 @@ async def test_transfer_and_offered_tools(llm: ScriptedLLM) -> None:
     chunks, text = await _reply(llm, "could you put me through to a human please")
     call = chunks[-1].tool_call
     assert text == "Of course, I'll transfer you now."
-    assert call is not None and call.name == "transfer_call" and call.arguments == {"target": "sip:frontdesk@127.0.0.1"}
+    assert (
+        call is not None
+        and call.name == "transfer_call"
+        and call.arguments == {"target": "sip:frontdesk@127.0.0.1"}
+    )
     only_end = [ToolDefinition("end_call", "", {"type": "object", "properties": {}})]
     chunks, _ = await _reply(llm, "could you put me through to a human please", tools=only_end)
     assert not any(c.tool_call for c in chunks)  # transfer_call not offered on this call
 
 
 async def test_fallback_for_unrelated_or_empty_speech(llm: ScriptedLLM) -> None:
-    fallback = "Sorry, I didn't catch that. You can book an appointment, ask our opening hours, or speak to a person."
+    fallback = (
+        "Sorry, I didn't catch that. You can book an appointment, ask our opening hours, "
+        "or speak to a person."
+    )
     for heard in ("the weather is nice", "hello", "yes", ""):
         assert (await _reply(llm, heard))[1] == fallback
 
@@ -74,15 +92,20 @@ async def test_dtmf_digits(receptionist: AgentSpec, settings, llm: ScriptedLLM) 
     chunks, text = await _reply(llm, "DTMF: 0")
     assert text == "Of course, I'll transfer you now." and chunks[-1].tool_call.name == "transfer_call"  # type: ignore[union-attr]
     assert (await _reply(llm, "DTMF: 7"))[1].startswith("Sorry, I didn't catch that.")
-    menu = build_llm(LLMSpec(provider="scripted", dtmf={1: "book_appointment", 9: "goodbye"}), settings,
-                     agent=receptionist)
+    menu = build_llm(
+        LLMSpec(provider="scripted", dtmf={1: "book_appointment", 9: "goodbye"}), settings, agent=receptionist
+    )
     assert (await _reply(menu, "DTMF: 1"))[1] == "Sure, I can book that. May I have your name, please?"
     chunks, _ = await _reply(menu, "dtmf 9")
     assert chunks[-1].tool_call.name == "end_call"  # type: ignore[union-attr]
 
 
 async def test_no_reply_unless_the_caller_spoke_last(llm: ScriptedLLM) -> None:
-    messages = [Message("user", "goodbye"), Message("assistant", "Goodbye!"), Message("tool", "ok", tool_call_id="x")]
+    messages = [
+        Message("user", "goodbye"),
+        Message("assistant", "Goodbye!"),
+        Message("tool", "ok", tool_call_id="x"),
+    ]
     assert [c async for c in llm.chat(messages)] == []
     assert [c async for c in llm.chat([Message("system", "You are Ava.")])] == []
 

@@ -44,8 +44,10 @@ def test_stereo_is_mixed_down() -> None:
 
 def test_sox_written_file_is_read(tmp_path: Path) -> None:
     path = tmp_path / "tone.wav"
-    subprocess.run(["sox", "-n", "-r", "16000", "-b", "16", "-c", "1", str(path), "synth", "0.5", "sine", "440"],
-                   check=True)
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-b", "16", "-c", "1", str(path), "synth", "0.5", "sine", "440"],
+        check=True,
+    )
     pcm, rate = read_wav(path)
     assert rate == 16000 and len(pcm) == 8000 and np.abs(pcm).max() > 10000
 
@@ -70,8 +72,24 @@ def test_bad_files_raise_clear_errors(data: bytes, message: str) -> None:
 
 def test_float_wav_and_length_limit(tmp_path: Path) -> None:
     path = tmp_path / "float.wav"
-    subprocess.run(["sox", "-n", "-r", "16000", "-e", "floating-point", "-b", "32", str(path),
-                    "synth", "0.1", "sine", "440"], check=True)
+    subprocess.run(
+        [
+            "sox",
+            "-n",
+            "-r",
+            "16000",
+            "-e",
+            "floating-point",
+            "-b",
+            "32",
+            str(path),
+            "synth",
+            "0.1",
+            "sine",
+            "440",
+        ],
+        check=True,
+    )
     with pytest.raises(AudioFormatError, match="32-bit float"):
         read_wav(path)
     long = wav_bytes(np.zeros(8000 * 5, np.int16), 8000)

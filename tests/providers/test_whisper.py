@@ -53,7 +53,9 @@ async def test_no_words_invented_on_silence_or_noise(whisper_stt: WhisperSTT) ->
         assert (await whisper_stt.transcribe(pcm, 16000)).text == ""
 
 
-async def test_piper_speech_over_the_phone_is_word_perfect_and_off_the_loop(whisper_stt: WhisperSTT, phone_speech) -> None:  # type: ignore[no-untyped-def]
+async def test_piper_speech_over_the_phone_is_word_perfect_and_off_the_loop(
+    whisper_stt: WhisperSTT, phone_speech
+) -> None:  # type: ignore[no-untyped-def]
     pcm = phone_speech(SENTENCE, "piper")
     await whisper_stt.warm()
     gaps: list[float] = []

@@ -41,7 +41,8 @@ def resample(pcm: Pcm | bytes, from_rate: int, to_rate: int) -> Pcm:
         return arr
     if arr.size == 0:
         return _EMPTY.copy()
-    return soxr.resample(arr, from_rate, to_rate, quality="HQ")
+    out: Pcm = soxr.resample(arr, from_rate, to_rate, quality="HQ")
+    return out
 
 
 class Resampler:
@@ -56,7 +57,9 @@ class Resampler:
         self.from_rate = from_rate
         self.to_rate = to_rate
         self._stream = (
-            None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, 1, dtype="int16", quality="HQ")
+            None
+            if from_rate == to_rate
+            else soxr.ResampleStream(from_rate, to_rate, 1, dtype="int16", quality="HQ")
         )
         self._flushed = False
 
@@ -69,7 +72,8 @@ class Resampler:
             return arr
         if arr.size == 0:
             return _EMPTY.copy()
-        return self._stream.resample_chunk(arr)
+        out: Pcm = self._stream.resample_chunk(arr)
+        return out
 
     def flush(self) -> Pcm:
         """End of stream: the samples still held in the filter."""
@@ -78,4 +82,5 @@ class Resampler:
         self._flushed = True
         if self._stream is None:
             return _EMPTY.copy()
-        return self._stream.resample_chunk(_EMPTY, last=True)
+        tail: Pcm = self._stream.resample_chunk(_EMPTY, last=True)
+        return tail

@@ -25,7 +25,9 @@ class AudioFormatError(ValueError):
     """The audio is not a WAV we can use; the message says why."""
 
 
-def read_wav(source: str | Path | bytes | bytearray | BinaryIO, *, max_seconds: float | None = None) -> tuple[Pcm, int]:
+def read_wav(
+    source: str | Path | bytes | bytearray | BinaryIO, *, max_seconds: float | None = None
+) -> tuple[Pcm, int]:
     """Decode a mono (or stereo, down-mixed) 16-bit PCM WAV into `(int16 samples, sample rate)`."""
     if isinstance(source, (bytes, bytearray)):
         if not source:
@@ -51,7 +53,9 @@ def read_wav(source: str | Path | bytes | bytearray | BinaryIO, *, max_seconds: 
             if channels not in (1, 2):
                 raise AudioFormatError(f"unsupported channel count {channels}; mono or stereo is required")
             if not MIN_RATE <= rate <= MAX_RATE:
-                raise AudioFormatError(f"unsupported sample rate {rate} Hz; {MIN_RATE}–{MAX_RATE} Hz is required")
+                raise AudioFormatError(
+                    f"unsupported sample rate {rate} Hz; {MIN_RATE}–{MAX_RATE} Hz is required"
+                )
             if max_seconds is not None and frames > max_seconds * rate:
                 raise AudioFormatError(
                     f"audio is too long: {frames / rate:.1f} s; at most {max_seconds:g} s is accepted"
@@ -78,7 +82,13 @@ def _explain(message: str) -> str:
         return "not a WAV file (no RIFF/WAVE header)"
     if "unknown format" in message:
         code = message.rsplit(":", 1)[-1].strip()
-        kinds = {"3": "32-bit float", "6": "A-law", "7": "μ-law", "65534": "WAVE_FORMAT_EXTENSIBLE", "85": "MP3"}
+        kinds = {
+            "3": "32-bit float",
+            "6": "A-law",
+            "7": "μ-law",
+            "65534": "WAVE_FORMAT_EXTENSIBLE",
+            "85": "MP3",
+        }
         kind = kinds.get(code, f"format code {code}")
         return f"unsupported WAV encoding ({kind}); 16-bit PCM is required"
     if "fmt chunk" in message or "data chunk" in message:

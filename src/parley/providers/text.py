@@ -11,10 +11,51 @@ import re
 #: Lower-cased words that end with a dot without ending the sentence.
 ABBREVIATIONS = frozenset(
     {
-        "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e", "no", "nr",
-        "approx", "dept", "inc", "ltd", "co", "corp", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
-        "sep", "sept", "oct", "nov", "dec", "mon", "tue", "wed", "thu", "fri", "sat", "sun", "z.b", "bzw",
-        "ca", "usw", "nr", "tel",
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "mt",
+        "vs",
+        "etc",
+        "e.g",
+        "i.e",
+        "no",
+        "nr",
+        "approx",
+        "dept",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+        "sat",
+        "sun",
+        "z.b",
+        "bzw",
+        "ca",
+        "usw",
+        "tel",
     }
 )
 
@@ -98,8 +139,8 @@ class SentenceBuffer:
         if not cuts:
             return []
         bounds = [0, *cuts]
-        sentences = [self._text[a:b].strip() for a, b in zip(bounds, bounds[1:])]
-        rest = self._text[cuts[-1]:].lstrip()
+        sentences = [self._text[a:b].strip() for a, b in zip(bounds, bounds[1:], strict=False)]
+        rest = self._text[cuts[-1] :].lstrip()
         ready = _merge_short([s for s in sentences if s], self._min_chars)
         if self._min_chars and ready and len(ready[-1]) < self._min_chars:
             rest = f"{ready.pop()} {rest}"  # too short alone: join it with what follows

@@ -122,8 +122,14 @@ class ScriptedLLM:
 
     name = "scripted"
 
-    def __init__(self, agent: AgentSpec, *, min_score: float = MIN_SCORE, dtmf: dict[str, str] | None = None,
-                 word_delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        agent: AgentSpec,
+        *,
+        min_score: float = MIN_SCORE,
+        dtmf: dict[str, str] | None = None,
+        word_delay_s: float = 0.0,
+    ) -> None:
         self.agent = agent
         self.matcher = IntentMatcher(agent.intents, min_score=min_score)
         self._env = SandboxedEnvironment(autoescape=False)
@@ -195,7 +201,9 @@ def _call(name: str, arguments: dict[str, Any]) -> ToolCall:
 def create(spec: ComponentSpec, *, settings: Settings, agent: AgentSpec | None = None) -> ScriptedLLM:
     """Factory used by the registry: needs `agent=`; options `min_score` (0–100), `dtmf` (digit → intent)."""
     if agent is None:
-        raise ValueError("the scripted LLM needs the agent's intents: build_llm(spec, settings, agent=agent_spec)")
+        raise ValueError(
+            "the scripted LLM needs the agent's intents: build_llm(spec, settings, agent=agent_spec)"
+        )
     opts = spec.options
     unknown = set(opts) - {"min_score", "dtmf", "word_delay_s"}
     if unknown:
@@ -206,5 +214,9 @@ def create(spec: ComponentSpec, *, settings: Settings, agent: AgentSpec | None =
     dtmf = opts.get("dtmf") or {}
     if not isinstance(dtmf, dict):
         raise ValueError("scripted dtmf option must map digits to intent names")
-    return ScriptedLLM(agent, min_score=min_score, dtmf={str(k): str(v) for k, v in dtmf.items()},
-                       word_delay_s=float(opts.get("word_delay_s", 0.0)))
+    return ScriptedLLM(
+        agent,
+        min_score=min_score,
+        dtmf={str(k): str(v) for k, v in dtmf.items()},
+        word_delay_s=float(opts.get("word_delay_s", 0.0)),
+    )

@@ -71,7 +71,9 @@ def resolve_model(value: str | None) -> str:
     path = Path(value).expanduser()
     if path.is_dir():
         if not (path / "model.bin").is_file():
-            raise ValueError(f"whisper model folder {path} has no model.bin (a CTranslate2 Whisper model is needed)")
+            raise ValueError(
+                f"whisper model folder {path} has no model.bin (a CTranslate2 Whisper model is needed)"
+            )
         return str(path.resolve())
     if value in _size_names():
         return value
@@ -110,8 +112,8 @@ def load_model(model: str, data_dir: Path, threads: int, workers: int = 1) -> Wh
         except Exception as exc:  # download failures, broken folders
             raise ProviderError(
                 "whisper",
-                f"cannot load model {model!r}: {exc}. Use a model folder, or leave WHISPER_MODEL empty for the "
-                "bundled Whisper base",
+                f"cannot load model {model!r}: {exc}. Use a model folder, or leave WHISPER_MODEL empty "
+                "for the bundled Whisper base",
                 retryable=False,
             ) from exc
         _models[key] = loaded
@@ -248,7 +250,11 @@ class WhisperStream:
         pcm = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
         early, self._early = self._early, None
         self._chunks, self._peak, self._quiet = [], 0.0, 0
-        result = await early if early is not None else await asyncio.to_thread(self._stt.decode, pcm, self._language)
+        result = (
+            await early
+            if early is not None
+            else await asyncio.to_thread(self._stt.decode, pcm, self._language)
+        )
         start = self._offset
         self._offset += len(pcm) / SAMPLE_RATE
         return Transcript(

@@ -31,7 +31,9 @@ def program() -> str:
     """Path of espeak-ng, or `ProviderError` saying how to install it."""
     path = shutil.which(PROGRAM)
     if path is None:
-        raise ProviderError("espeak", "espeak-ng is not installed (apt-get install espeak-ng)", retryable=False)
+        raise ProviderError(
+            "espeak", "espeak-ng is not installed (apt-get install espeak-ng)", retryable=False
+        )
     return path
 
 
@@ -43,7 +45,9 @@ def known_voices() -> frozenset[str]:
     for line in out.splitlines()[1:]:
         cols = line.split()
         if len(cols) >= 5:
-            names.update({cols[1].lower(), cols[3].lower(), cols[4].lower(), cols[4].rsplit("/", 1)[-1].lower()})
+            names.update(
+                {cols[1].lower(), cols[3].lower(), cols[4].lower(), cols[4].rsplit("/", 1)[-1].lower()}
+            )
     return frozenset(names)
 
 
@@ -72,8 +76,11 @@ class EspeakTTS:
         if not text.strip():
             return
         proc = await asyncio.create_subprocess_exec(
-            self._program, *self._args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            self._program,
+            *self._args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         assert proc.stdin and proc.stdout and proc.stderr
         try:

@@ -46,8 +46,14 @@ class PiperTTS:
 
     name = "piper"
 
-    def __init__(self, *, voice: str | None = None, speed: float = 1.0, noise_scale: float | None = None,
-                 volume: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        voice: str | None = None,
+        speed: float = 1.0,
+        noise_scale: float | None = None,
+        volume: float = 1.0,
+    ) -> None:
         if not 0.25 <= speed <= 4.0:
             raise ValueError(f"piper speed must be between 0.25 and 4, got {speed}")
         if not 0.0 < volume <= 2.0:

@@ -50,8 +50,9 @@ def shared_session() -> Any:
             options.intra_op_num_threads = 1
             options.inter_op_num_threads = 1
             try:
-                _session = ort.InferenceSession(model_path(), sess_options=options,
-                                                providers=["CPUExecutionProvider"])
+                _session = ort.InferenceSession(
+                    model_path(), sess_options=options, providers=["CPUExecutionProvider"]
+                )
             except Exception as exc:
                 raise ProviderError("silero", f"cannot load the VAD model: {exc}", retryable=False) from exc
         return _session
