@@ -97,6 +97,9 @@ async def load(pairs: int, seconds: float) -> None:
     await asyncio.gather(*(agent(s) for s in sessions))
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     rss1 = rss_kib()
+    for s in sessions:
+        s.set_direction("recvonly")  # stop sending, then let what is in flight arrive
+    await asyncio.sleep(0.5)
     stats = [s.stats() for s in sessions]
     for s in sessions:
         await s.close()

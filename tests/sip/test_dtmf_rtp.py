@@ -212,5 +212,18 @@ def test_bad_sip_info_bodies_raise_dtmf_error(ctype: str, body: str, message: st
         parse_dtmf_info(ctype, body)
 
 
-def test_tone_helper_is_int16() -> None:
-    assert tone(1000, 0.02).dtype == np.int16
+async def test_an_async_dtmf_handler_is_run(sessions) -> None:
+    a = await sessions()
+    b = await sessions()
+    a.set_remote("127.0.0.1", b.local_port)
+    got: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(digit: str) -> None:
+        got.append(digit)
+        done.set()
+
+    b.on_dtmf = handler
+    await a.send_dtmf("7", duration_ms=40)
+    await asyncio.wait_for(done.wait(), 2)
+    assert got == ["7"]

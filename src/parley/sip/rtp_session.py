@@ -1,19 +1,27 @@
 """One RTP media session: paced sender, jitter-buffered receiver, RTCP, RFC 4733 DTMF, symmetric RTP.
 
-    s = RtpSession("127.0.0.1", port_range=(20000, 30000), codec=get_codec("PCMU"), telephone_event_pt=101)
-    await s.start()                      # binds an even UDP port in the range (or `port=`), RTCP on +1
+    s = RtpSession(bind_host, port_range=(20000, 30000), codec=get_codec("PCMU"), telephone_event_pt=101,
+                   ptime_ms=20, port=None, *, send_silence=True, jitter_target_ms=60, jitter_max_ms=300,
+                   rtcp_interval=5.0, cname=None)
+    await s.start()                      # binds an even RTP port in [lo, hi) (or exactly `port=`), RTCP on +1;
+                                         # OSError naming the range when no pair is free
     s.local_port                         # for our SDP
-    s.set_remote("203.0.113.5", 40000)   # from the peer's SDP (c= / m=); "0.0.0.0" means none yet
-    s.set_codec(get_codec("PCMA"), 101)  # after (re-)negotiation
+    s.set_remote("203.0.113.5", 40000)   # from the peer's SDP (c= / m=); "0.0.0.0" or port 0 means none
+    s.set_codec(get_codec("PCMA"), 101)  # after (re-)negotiation; same codec again is a no-op
     s.set_direction("sendrecv")          # "sendrecv" | "sendonly" | "recvonly" | "inactive" (OUR direction)
-    pcm = await s.read_frame()           # one ptime of int16 PCM at codec.sample_rate; None once closed
-    s.write(pcm)                         # queue int16 PCM at codec.sample_rate for sending
+    pcm = await s.read_frame()           # one ptime of int16 PCM at s.sample_rate; None once closed
+    s.write(pcm)                         # queue int16 mono PCM at s.sample_rate for sending
     s.clear_output() -> int              # barge-in: drop queued audio now; returns samples dropped
-    s.output_queued_ms                   # audio still queued
+    s.output_queued_ms                   # audio still queued (float ms)
     await s.send_dtmf("123#", duration_ms=100)
-    s.on_dtmf = lambda digit: ...        # called for each received digit (RFC 4733), once per key press
-    s.stats() -> RtpStats
+    s.on_dtmf = lambda digit: ...        # called once per received key press (an async one runs as a task)
+    s.stats() -> RtpStats                # counters, see RtpStats
+    s.sample_rate, s.frame_samples       # 8000/160 (G.711) or 16000/320 (G.722) at 20 ms
+    s.codec, s.telephone_event_pt, s.remote, s.direction, s.closed
     await s.close()
+
+Bad arguments raise ValueError (RtpSessionError for calls in the wrong state); received garbage
+never raises. `read_frame` has one consumer; `write` may be called from anywhere on the loop.
 
 Receiving. `read_frame` runs on the consumer's own drift-free clock: the n-th call returns at
 start + n * ptime with exactly one frame, whatever arrived — decoded audio, loss concealment, or
@@ -25,7 +33,9 @@ is 8 kHz G.711, telephone-event or comfort noise, non-empty); anything else is c
 `stats().invalid` and dropped, never raised. The first valid packet latches the media destination
 onto its real source address (symmetric RTP, so audio goes where the peer's RTP really comes from,
 not where its SDP said); a different source takes over only after the latched one has been silent
-for 1 s, or after `set_remote` is called again (re-INVITE).
+for 1 s, or after `set_remote` is called with a different address (re-INVITE). The peer may use
+another ptime than ours (30 ms packets are cut into 20 ms frames). RTCP arriving on the RTP port
+(rtcp-mux, RFC 5761) is understood too.
 
 Sending. All sessions with the same ptime share one pacer task per event loop that ticks on a
 drift-free monotonic schedule; each tick sends at most one packet per session: a pending DTMF event
@@ -39,8 +49,10 @@ direction does not send, while there is no remote address, and while DTMF is bei
 of each packet against its slot is measured (`late_sends` counts packets over half a ptime late).
 
 DTMF. `send_dtmf` queues RFC 4733 events (updates every ptime, end packet three times, 60 ms pause
-between digits) and returns when the last end packet is sent; it raises RtpSessionError when no
-telephone-event payload type was negotiated or the session closes first.
+between digits) and returns when the last end packet is sent. While nothing can be sent (no remote
+address, or a direction that does not send, e.g. on hold) the digits wait. It raises
+RtpSessionError when no telephone-event payload type was negotiated or the session closes first, and
+DtmfError (a ValueError) naming a character that is not 0-9 * # A-D before sending anything.
 
 RTCP. A compound SR (if we sent since the last report) or RR, plus SDES CNAME, goes to the peer's
 RTCP address (latched like RTP; else the SDP port + 1) every `rtcp_interval` s randomised to
@@ -51,6 +63,7 @@ is the latest one from the peer (loss and jitter it measured on our stream, roun
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ipaddress
 import os
 import random
@@ -245,7 +258,8 @@ class RtpSession:
         self.rtcp_interval = rtcp_interval
         self._jitter_target_ms = jitter_target_ms
         self._jitter_max_ms = jitter_max_ms
-        self.on_dtmf: Callable[[str], None] | None = None
+        self.on_dtmf: Callable[[str], Any] | None = None
+        self._handler_tasks: set[asyncio.Future[Any]] = set()
 
         self.ssrc = random.getrandbits(32)
         self.cname = cname or f"parley-{os.getpid()}-{self.ssrc:08x}@{bind_host}"
@@ -534,9 +548,18 @@ class RtpSession:
             return
         if digit is not None and self.on_dtmf is not None:
             try:
-                self.on_dtmf(digit)
+                result = self.on_dtmf(digit)
+                if inspect.isawaitable(result):  # an async handler runs as its own task
+                    task = asyncio.ensure_future(result)
+                    self._handler_tasks.add(task)
+                    task.add_done_callback(self._handler_done)
             except Exception:
                 log.exception("rtp.on_dtmf_failed", digit=digit)
+
+    def _handler_done(self, task: asyncio.Future[Any]) -> None:
+        self._handler_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("rtp.on_dtmf_failed", error=repr(task.exception()))
 
     def _new_jitter_buffer(self) -> None:
         for name in _JB_COUNTERS:
