@@ -7,7 +7,6 @@ import asyncio
 import itertools
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from parley.sip.dtmf import (
