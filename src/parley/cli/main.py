@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "parley.cli.api_cmd",
     "parley.cli.tasks_cmd",
     "parley.cli.calls_cmd", "parley.cli.db_cmd",
+    "parley.cli.talk_cmd",
 ]
 
 app = typer.Typer(

@@ -231,6 +231,18 @@ class Conversation:
         )
 
     @property
+    def thinking(self) -> bool:
+        """True while the agent is working on an answer with nothing left to play (STT, LLM or TTS pending)."""
+        if self.channel.output_queued_ms > 0 or self.segmenter.in_speech:
+            return False
+        return bool(
+            self._speech is not None
+            or self._unresolved
+            or any(not u.consumed and u.kind == "turn" for u in self._utts)
+            or self._closing is not None
+        )
+
+    @property
     def now(self) -> float:
         """Media seconds since the call started (end of the last frame received)."""
         return self._now
@@ -747,8 +759,9 @@ class Conversation:
             marks = sp.marks
             if marks is not None and marks.frame_out is None:
                 marks.frame_out = time.perf_counter()
-                if marks.speech_end is not None:
-                    marks.voice_to_voice_ms = round((self._now - marks.speech_end) * 1000.0, 1)
+                if marks.speech_end is not None and marks.end_of_turn is not None:
+                    waited = (marks.end_of_turn - marks.speech_end) * 1000.0
+                    marks.voice_to_voice_ms = round(waited + (marks.frame_out - marks.t0) * 1000.0, 1)
                 self._finish_marks(sp)
         self._out_cursor += pcm.size
         span.end = self._out_cursor

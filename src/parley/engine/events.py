@@ -55,8 +55,8 @@ class TurnMetrics(Event):
 
     `speech_end`/`end_of_turn` are media seconds (the caller's last voiced audio; the VAD's end-of-turn
     decision). The `*_ms` marks are wall-clock milliseconds after the end-of-turn decision; None when the
-    step did not happen (e.g. no LLM for a canned line). `voice_to_voice_ms` is media time from the end of
-    the caller's speech to the first reply frame written to the channel."""
+    step did not happen (e.g. no LLM for a canned line). `voice_to_voice_ms` is what the caller waits from
+    the end of their speech to the first reply frame: the end-of-turn silence plus `first_frame_out_ms`."""
 
     type: ClassVar[str] = "turn_metrics"
     turn: int

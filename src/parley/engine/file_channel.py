@@ -3,14 +3,16 @@
 The caller's audio is played into the conversation frame by frame, then silence for up to `tail_s`; the
 agent's audio is recorded on the same timeline, so the output is exactly what a caller would have heard
 and when. Time is media time driven by the frames: `speed=1` paces frames in real time, `speed=4` four
-times faster (provider work then looks four times slower on the media clock). Used by `parley talk`,
+times faster (provider work then looks four times slower on the media clock). With `hold`, once the
+caller's recording has ended the media clock stands still while `hold()` is true (the file front holds
+it while the agent is thinking and has nothing to play), so a slow machine cannot run out the tail. Used by `parley talk`,
 `POST /api/voice-pipeline`, the tests and the benchmark.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import numpy as np
 
@@ -30,6 +32,8 @@ class FileChannel:
         tail_s: float = 30.0,
         dtmf: Iterable[tuple[float, str]] = (),
         transfer_result: bool = True,
+        hold: Callable[[], bool] | None = None,
+        max_hold_s: float = 120.0,
     ) -> None:
         if pcm.dtype != np.int16 or pcm.ndim != 1:
             raise ValueError(f"expected mono int16 PCM, got dtype {pcm.dtype} shape {pcm.shape}")
@@ -51,6 +55,8 @@ class FileChannel:
         self._closed = False
         self._end_reason: str | None = None
         self._transfer_result = transfer_result
+        self._hold = hold
+        self._max_hold_s = max_hold_s
         self.input_done = asyncio.Event()
         self.sent_dtmf: list[str] = []
         self.transfers: list[str] = []
@@ -70,6 +76,7 @@ class FileChannel:
         step = self.frame_s / self.speed
         dtmf = list(self._dtmf)
         fs = self.frame_samples
+        held = 0.0
         while not self._closed and self._frame < self.total_frames:
             i = self._frame
             delay = start + i * step - loop.time()
@@ -79,6 +86,10 @@ class FileChannel:
                 await asyncio.sleep(0)
             if self._closed:
                 break
+            if i >= self.input_frames and self._hold is not None and held < self._max_hold_s and self._hold():
+                start += step  # the recording waits for the agent: media time stands still
+                held += step
+                continue
             out = self._playout.pull(fs)
             if out is not None:
                 self._output[i * fs : (i + 1) * fs] = out

@@ -132,7 +132,8 @@ async def talk_file(
     on_event: EventSink | None = None,
 ) -> FileTalk:
     """Run one conversation over a recording of the caller; ends once the agent has answered it all."""
-    channel = FileChannel(pcm, sample_rate, speed=speed, tail_s=tail_s)
+    thinking = [lambda: False]
+    channel = FileChannel(pcm, sample_rate, speed=speed, tail_s=tail_s, hold=lambda: thinking[0]())
     events: list[Event] = []
     forward = emitter(on_event)
 
@@ -141,6 +142,7 @@ async def talk_file(
         forward(event)
 
     conversation = engines.conversation(channel, first_speaker=first_speaker, on_event=collect)
+    thinking[0] = lambda: conversation.thinking
     runner = asyncio.ensure_future(conversation.run())
     input_end = channel.input_frames * channel.frame_s
     try:

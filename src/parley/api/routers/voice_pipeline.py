@@ -1,0 +1,108 @@
+"""`POST /api/voice-pipeline`: a WAV question in, the agent's spoken answer out.
+
+The upload runs through a real `Conversation` over the file channel (VAD, STT, LLM, TTS — the same engine
+as a phone call), faster than real time. Answers `audio/wav` by default (the original project's
+behaviour) or, with `?format=json`, the transcript, reply text, base64 WAV and latency marks. Each
+agent's providers are built once and kept in `app.state.voice_engines`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any, Literal
+
+from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from parley.agents import AgentRegistry
+from parley.api.errors import ApiError
+from parley.engine.session import Engines, talk_file
+from parley.logging import get_logger
+from parley.media.wav import AudioFormatError, read_wav, wav_bytes
+from parley.providers.base import ProviderError
+
+log = get_logger(__name__)
+
+router = APIRouter(prefix="/api", tags=["voice"])
+
+MAX_SECONDS = 60.0
+MAX_BYTES = 24 * 1024 * 1024  # 60 s of 48 kHz stereo 16-bit is ~11.5 MB; room for headers and slack
+#: Media clock speed of the file conversation: replies come back faster than real time.
+SPEED = 4.0
+
+
+async def _engines(request: Request, name: str) -> Engines:
+    state = request.app.state
+    if not hasattr(state, "voice_engines"):
+        state.voice_engines = {}
+        state.voice_engines_lock = asyncio.Lock()
+    registry: AgentRegistry = state.agents
+    try:
+        agent = registry.get(name)
+    except KeyError as exc:
+        raise ApiError(404, "not_found", str(exc.args[0])) from None
+    async with state.voice_engines_lock:
+        engines = state.voice_engines.get(agent.key)
+        if engines is None:
+            try:
+                engines = Engines.build(agent, state.settings)
+                await engines.warm()
+            except (ValueError, ProviderError) as exc:
+                raise ApiError(503, "engine_unavailable", f"agent {agent.key!r}: {exc}") from None
+            state.voice_engines[agent.key] = engines
+    return engines
+
+
+@router.post(
+    "/voice-pipeline",
+    summary="Speak to an agent with a WAV file",
+    response_class=Response,
+    responses={
+        200: {"content": {"audio/wav": {}, "application/json": {}},
+              "description": "The agent's spoken reply (WAV), or JSON with `?format=json`."},
+        400: {"description": "Not a usable WAV file (the message says why)."},
+        413: {"description": "Audio longer than 60 s or file too large."},
+        422: {"description": "No speech recognised, or no reply."},
+    },
+)
+async def voice_pipeline(
+    request: Request,
+    file: UploadFile = File(..., description="Mono or stereo 16-bit PCM WAV, 8–48 kHz, at most 60 s."),
+    format: Literal["wav", "json"] = Query("wav", description="`wav` (audio reply) or `json`."),  # noqa: A002
+    agent: str | None = Query(None, description="Agent key or name; default: DEFAULT_AGENT."),
+) -> Response:
+    data = await file.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ApiError(413, "audio_too_long", f"file is larger than {MAX_BYTES // (1024 * 1024)} MB")
+    try:
+        pcm, rate = read_wav(data, max_seconds=MAX_SECONDS)
+    except AudioFormatError as exc:
+        status, code = (413, "audio_too_long") if "too long" in str(exc) else (400, "invalid_audio")
+        raise ApiError(status, code, f"{file.filename or 'upload'}: {exc}") from None
+    if rate > 48000:
+        raise ApiError(400, "invalid_audio", f"sample rate {rate} Hz is not supported; use 8000–48000 Hz")
+    engines = await _engines(request, agent or request.app.state.settings.default_agent)
+    result = await talk_file(engines, pcm, rate, speed=SPEED, tail_s=60.0)
+    user_text, reply_text = result.said("user"), result.said("agent")
+    if not user_text:
+        raise ApiError(422, "no_speech", "no speech was recognised in the audio")
+    if result.audio.size == 0:
+        raise ApiError(422, "no_reply", "the agent produced no spoken reply")
+    audio = wav_bytes(result.audio, rate)
+    if format == "wav":
+        return Response(audio, media_type="audio/wav",
+                        headers={"Content-Disposition": 'attachment; filename="reply.wav"'})
+    latency: dict[str, Any] = result.metrics[0].to_dict() if result.metrics else {}
+    latency.pop("type", None)
+    body = {
+        "agent": engines.agent.key,
+        "transcript": user_text,
+        "reply_text": reply_text,
+        "entries": [e.to_dict() for e in result.transcript],
+        "sample_rate": rate,
+        "audio_base64": base64.b64encode(audio).decode("ascii"),
+        "latency": latency,
+        "end_reason": result.reason,
+    }
+    return JSONResponse(body)
