@@ -17,6 +17,8 @@ COMMAND_MODULES = [
     "parley.cli.api_cmd",
     "parley.cli.tasks_cmd",
     "parley.cli.calls_cmd", "parley.cli.db_cmd",
+    "parley.cli.sip_cmd",
+    "parley.cli.up_cmd", "parley.cli.trunk_cmd",
     "parley.cli.talk_cmd",
 ]
 
