@@ -61,3 +61,17 @@ def test_webrtc_hears_speech_not_silence(phone_speech) -> None:  # type: ignore[
     # (it also calls hiss and noise speech: see docs/providers.md — a gate, not the decision)
     with pytest.raises(ValueError, match="aggressiveness"):
         WebRtcVAD(8000, aggressiveness=7)
+
+
+def test_silero_detectors_share_one_model() -> None:
+    def rss_mb() -> float:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+
+    SileroVAD(16000)  # the shared model is loaded
+    before = rss_mb()
+    detectors = [SileroVAD(16000, gate=False) for _ in range(100)]
+    window = (np.random.default_rng(2).standard_normal(512) * 3000).astype(np.int16)
+    for vad in detectors:
+        vad.probability(window)
+    assert rss_mb() - before < 30  # 100 calls' detectors; a private model each would take ~1 GB

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from parley.media.resample import resample
 from parley.providers.base import Message
 from parley.providers.factory import build_llm
 from parley.providers.stt.whisper import WhisperSTT
@@ -22,8 +23,8 @@ SENTENCE = "I would like to book an appointment for Tuesday"
 async def test_espeak_speech_over_the_phone_reaches_the_right_intent(  # type: ignore[no-untyped-def]
     whisper_stt: WhisperSTT, phone_speech, receptionist, settings
 ) -> None:
-    pcm = phone_speech(SENTENCE, "espeak")
-    result = await whisper_stt.transcribe(pcm, 16000)
+    pcm = resample(phone_speech(SENTENCE, "espeak"), 16000, 8000)
+    result = await whisper_stt.transcribe(pcm, 8000)  # 8 kHz in: resampled inside
     assert {"appointment", "tuesday"} <= words(result.text)
     llm = build_llm(receptionist.components.llm, settings, agent=receptionist)
     reply = "".join([c.text async for c in llm.chat([Message("user", result.text)])])
@@ -39,17 +40,16 @@ async def test_stream_decodes_utterance_by_utterance(whisper_stt: WhisperSTT, ph
     one = await stream.end_utterance()
     assert {"opening", "hours"} <= words(one.text)
     assert one.start == 0.0 and one.end == pytest.approx(len(first) / 16000)
-    await stream.push(np.zeros(16000, np.int16))
+    hiss = (np.random.default_rng(7).standard_normal(16000) * 600).astype(np.int16)  # line noise, no words
+    await stream.push(hiss)
     two = await stream.end_utterance()
     assert two.text == "" and two.start == pytest.approx(one.end)
     await stream.close()
 
 
 async def test_no_words_invented_on_silence_or_noise(whisper_stt: WhisperSTT) -> None:
-    rng = np.random.default_rng(7)
-    hiss = (rng.standard_normal(16000 * 2) * 600).astype(np.int16)
-    loud = (rng.standard_normal(16000) * 9000).astype(np.int16)
-    for pcm in (np.zeros(16000 * 2, np.int16), hiss, loud, np.zeros(100, np.int16)):
+    loud = (np.random.default_rng(7).standard_normal(16000) * 9000).astype(np.int16)
+    for pcm in (np.zeros(16000 * 2, np.int16), loud, np.zeros(100, np.int16)):
         assert (await whisper_stt.transcribe(pcm, 16000)).text == ""
 
 
@@ -77,15 +77,9 @@ async def test_piper_speech_over_the_phone_is_word_perfect_and_off_the_loop(
     await beat
     assert result.is_final and result.language == "en"
     assert {"would", "like", "book", "appointment", "tuesday"} <= words(result.text)
-    assert len(gaps) > 5 and max(gaps) < 0.25  # the loop kept ticking while Whisper decoded
-    assert elapsed < 15  # generous bound for a loaded 2-core machine (bench/ has the real figures)
-
-
-async def test_8khz_input_is_resampled(whisper_stt: WhisperSTT, phone_speech) -> None:  # type: ignore[no-untyped-def]
-    from parley.media.resample import resample
-
-    pcm = resample(phone_speech("Goodbye, that's all.", "piper"), 16000, 8000)
-    assert "goodbye" in words((await whisper_stt.transcribe(pcm, 8000)).text)
+    # the loop kept ticking while Whisper decoded (a blocked loop shows one gap as long as the decode)
+    assert len(gaps) > 5 and max(gaps) < elapsed / 2
+    assert elapsed < 30  # generous bound for a loaded 2-core machine (bench/ has the real figures)
 
 
 async def test_caller_resuming_after_a_pause_is_not_cut(whisper_stt: WhisperSTT, phone_speech) -> None:  # type: ignore[no-untyped-def]
