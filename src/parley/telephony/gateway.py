@@ -29,7 +29,7 @@ from parley.logging import bind_call, get_logger
 from parley.settings import Settings
 from parley.sip.auth import Credentials
 from parley.sip.call import Call as SipCall
-from parley.sip.call import IncomingCall
+from parley.sip.call import IncomingCall, Progress
 from parley.sip.endpoint import SipEndpoint
 from parley.sip.errors import CallFailed
 from parley.telephony.admission import Refusal, Route, TrunkMatch, check_number, match_trunk, route
@@ -382,16 +382,32 @@ class Gateway:
         )
         await self.calls.update(record.id, sip_call_id=outgoing.call_id, trunk=trunk.name)
         ringing = False
+        progress: asyncio.Queue[Progress] = asyncio.Queue()
+        for step in outgoing.history:
+            progress.put_nowait(step)
+        outgoing.on_progress = progress.put_nowait
+        answer = asyncio.ensure_future(outgoing.answered())
+
+        async def note(step: Progress) -> None:
+            nonlocal ringing
+            if step.code >= 200 and step.code not in (401, 407):
+                return  # the final answer comes through `answer`
+            await self.calls.add_event(record.id, "sip.progress", {"code": step.code, "reason": step.reason})
+            if step.code in (180, 183) and not ringing:
+                ringing = True
+                await self.calls.transition(record.id, "ringing")
+
         try:
-            async for progress in outgoing:
-                if progress.final:
+            while True:
+                step_task = asyncio.ensure_future(progress.get())
+                await asyncio.wait({step_task, answer}, return_when=asyncio.FIRST_COMPLETED)
+                if not step_task.done():
+                    step_task.cancel()
                     break
-                await self.calls.add_event(record.id, "sip.progress", {"code": progress.code,
-                                                                       "reason": progress.reason})
-                if progress.code in (180, 183) and not ringing:
-                    ringing = True
-                    await self.calls.transition(record.id, "ringing")
-            sip = await outgoing.answered()
+                await note(step_task.result())
+            while not progress.empty():
+                await note(progress.get_nowait())
+            sip = await answer
         except asyncio.CancelledError:
             if not outgoing.done:
                 await outgoing.cancel()
