@@ -263,6 +263,25 @@ async def test_media_latches_onto_the_real_source_address(sessions) -> None:
         p.close()
 
 
+async def test_a_new_source_takes_over_only_after_silence_and_three_packets_in_sequence(sessions) -> None:
+    s = await sessions()
+    old, new = await raw_peer(), await raw_peer()
+    dest = ("127.0.0.1", s.local_port)
+    old.send(pkt(1, level(1000), ssrc=1), dest)
+    await old.wait_for(lambda: len(old.received) >= 1)
+    await asyncio.sleep(1.1)  # the latched source has been quiet for more than a second
+    new.send(pkt(50, level(1000), ssrc=2), dest)
+    new.send(pkt(52, level(1000), ssrc=2), dest)  # not in sequence: probation starts again
+    new.send(pkt(53, level(1000), ssrc=2), dest)
+    await asyncio.sleep(0.05)
+    assert s.stats().remote == ("127.0.0.1", old.port)
+    new.send(pkt(54, level(1000), ssrc=2), dest)  # third in sequence
+    await new.wait_for(lambda: len(new.received) >= 2)
+    assert s.stats().remote == ("127.0.0.1", new.port)
+    old.close()
+    new.close()
+
+
 # -- sending ------------------------------------------------------------------------------------
 async def test_sender_paces_one_packet_per_20ms_with_continuous_sequence_and_timestamps(sessions) -> None:
     s = await sessions(send_silence=False)

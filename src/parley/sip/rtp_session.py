@@ -33,7 +33,8 @@ is 8 kHz G.711, telephone-event or comfort noise, non-empty); anything else is c
 `stats().invalid` and dropped, never raised. The first valid packet latches the media destination
 onto its real source address (symmetric RTP, so audio goes where the peer's RTP really comes from,
 not where its SDP said); a different source takes over only after the latched one has been silent
-for 1 s, or after `set_remote` is called with a different address (re-INVITE). The peer may use
+for 1 s and the new one has sent 3 packets in sequence, or after `set_remote` is called with a
+different address (re-INVITE). The peer may use
 another ptime than ours (30 ms packets are cut into 20 ms frames). RTCP arriving on the RTP port
 (rtcp-mux, RFC 5761) is understood too.
 
@@ -102,6 +103,7 @@ DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 PT_CN = 13
 _G711_PTS = (0, 8)
 _RELATCH_AFTER = 1.0
+_RELATCH_PACKETS = 3
 _MAX_STALL = 0.2
 _RESYNC_READ = 0.5
 _DTMF_PAUSE_MS = 60
@@ -199,9 +201,8 @@ class _Pacer:
             while self.sessions:
                 n += 1
                 deadline = t0 + n * period
-                delay = deadline - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                # always yield, even when behind: an overloaded pacer must not starve receivers
+                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
                 behind = time.monotonic() - deadline
                 if behind > _MAX_STALL:
                     skipped = int(behind / period)
@@ -276,6 +277,7 @@ class RtpSession:
         self._sdp_remote: tuple[str, int] | None = None
         self._remote: tuple[str, int] | None = None
         self._latched = False
+        self._candidate: tuple[tuple[str, int], int, int, int] | None = None  # addr, ssrc, seq, count
         self._last_rx_at = 0.0
         self._rtcp_remote: tuple[str, int] | None = None
         self._rtcp_latched = False
@@ -505,7 +507,7 @@ class RtpSession:
         if not (is_audio or pt == self._te_pt or pt == PT_CN) or (is_audio and not pkt.payload):
             self._n["invalid"] += 1
             return
-        if (addr != self._remote or not self._latched) and not self._latch(addr, now):
+        if (addr != self._remote or not self._latched) and not self._latch(addr, pkt, now):
             self._n["invalid"] += 1
             return
         self._last_rx_at = now
@@ -529,11 +531,29 @@ class RtpSession:
         if pt == self._te_pt and receiving:
             self._on_dtmf_packet(pkt)
 
-    def _latch(self, addr: tuple[str, int], now: float) -> bool:
-        if self._latched and now - self._last_rx_at < _RELATCH_AFTER:
-            return False  # someone else while the latched peer is still talking
-        if addr != self._remote:
+    def _latch(self, addr: tuple[str, int], pkt: RtpPacket, now: float) -> bool:
+        """Whether a packet from `addr` (not the latched source) is accepted, latching onto it if so."""
+        if self._latched:
+            if now - self._last_rx_at < _RELATCH_AFTER:
+                return False  # someone else while the latched peer is still talking
+            # the latched source went quiet: a new one must prove itself with a few packets in sequence
+            cand = self._candidate
+            if (
+                cand is not None
+                and cand[0] == addr
+                and cand[1] == pkt.ssrc
+                and cand[2] == (pkt.sequence - 1) & 0xFFFF
+            ):
+                self._candidate = (addr, pkt.ssrc, pkt.sequence, cand[3] + 1)
+            else:
+                self._candidate = (addr, pkt.ssrc, pkt.sequence, 1)
+            if self._candidate[3] < _RELATCH_PACKETS:
+                return False
+        self._candidate = None
+        if addr != self._sdp_remote and (self._sdp_remote is not None or self._latched):
             log.info("rtp.latched", local_port=self.local_port, sdp=self._sdp_remote, source=addr)
+        if addr != self._remote:
+            self._rtcp_latched = False
         self._remote = addr
         self._latched = True
         if not self._rtcp_latched:
