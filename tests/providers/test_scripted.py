@@ -96,6 +96,8 @@ async def test_dtmf_digits(receptionist: AgentSpec, settings, llm: ScriptedLLM) 
         LLMSpec(provider="scripted", dtmf={1: "book_appointment", 9: "goodbye"}), settings, agent=receptionist
     )
     assert (await _reply(menu, "DTMF: 1"))[1] == "Sure, I can book that. May I have your name, please?"
+    assert (await _reply(menu, "DTMF: 1 DTMF: 5"))[1].startswith("Sure, I can book that.")  # keys in a row
+    assert (await _reply(menu, "DTMF 1, please"))[1].startswith("Sorry")  # words are not keys
     chunks, _ = await _reply(menu, "dtmf 9")
     assert chunks[-1].tool_call.name == "end_call"  # type: ignore[union-attr]
 

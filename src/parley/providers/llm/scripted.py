@@ -5,8 +5,9 @@ against both with rapidfuzz, so recognition errors ("i wood like to buk an apoin
 Slot values (e.g. `day`) are captured from the caller's words, and the reply template is rendered with
 Jinja2 using the agent's `variables` plus the slots. `end_call: true` adds an `end_call` tool call
 after the reply, `transfer_to` a `transfer_call` with the target. Unmatched input gets the agent's
-`fallback_reply`. Touch-tones arrive as a user message "DTMF: 1" and are mapped through the `dtmf`
-option (digit → intent name); by default "0" reaches the first intent that transfers to a person.
+`fallback_reply`. Touch-tones arrive as a user message "DTMF: 1" (or "DTMF: 12", "DTMF: 1 DTMF: 2") and
+are mapped through the `dtmf` option (digits → intent name; the whole sequence first, else its first
+digit); by default "0" reaches the first intent that transfers to a person.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ EXTRA_KEYWORD = 5.0
 KEYWORD_SIMILARITY = 80.0
 SLOT_SIMILARITY = 85.0
 
-_DTMF = re.compile(r"^\s*\[?dtmf\]?\s*[:=]?\s*([0-9*#A-Da-d]+)\s*$", re.IGNORECASE)
+_DTMF = re.compile(r"^(?:\s*\[?dtmf\]?\s*[:=]?\s*[0-9*#A-D](?:[\s0-9*#A-D])*)+$", re.IGNORECASE)
+_DTMF_WORD = re.compile(r"\[?dtmf\]?\s*[:=]?", re.IGNORECASE)
 _WORDS = re.compile(r"\S+\s*")
 
 
@@ -158,9 +160,9 @@ class ScriptedLLM:
         if not messages or messages[-1].role != "user" or not users:
             return "", []
         last = users[-1].content
-        dtmf = _DTMF.match(last)
-        if dtmf:
-            intent = self._dtmf.get(dtmf.group(1).upper())
+        if _DTMF.match(last):
+            digits = "".join(_DTMF_WORD.sub("", last).split()).upper()
+            intent = self._dtmf.get(digits) or self._dtmf.get(digits[:1])
             match = Match(intent, 100.0 if intent else 0.0, {})
         else:
             match = self.matcher.match(last)
