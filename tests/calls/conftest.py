@@ -47,7 +47,7 @@ async def make_service(settings, agents) -> AsyncIterator[ServiceFactory]:  # ty
     async def make(**kwargs) -> CallsService:  # type: ignore[no-untyped-def]
         opts = {"agents": agents, "webhook_timing": RetryTiming(base_s=0.05, factor=2.0, max_attempts=6,
                                                                 timeout_s=5.0),
-                "webhook_poll_s": 0.05}
+                "webhook_poll_s": 1.0}
         opts.update(kwargs)
         s = kwargs.pop("settings_", None) or settings
         opts.pop("settings_", None)

@@ -287,7 +287,6 @@ class Dialer:
             await self.service.queue.ack(job)  # someone else dialed it, or it was canceled
             return
         await self.service.queue.ack(job)
-        self.service.wake_webhooks()
         task = asyncio.create_task(self._run(call), name=f"dial-{call.id}")
         self._reserve(call, task)
 

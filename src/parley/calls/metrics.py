@@ -7,6 +7,7 @@ stored state (calls by status, queue depth) are refreshed by `refresh()` right b
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -27,33 +28,28 @@ WEBHOOK_PENDING = Gauge("parley_webhook_pending", "Webhook events waiting in the
 
 _BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 TURN_LATENCY = Histogram("parley_turn_latency_seconds",
-                         "Per-turn latency by stage (see observe_turn).", ["stage"],
+                         "Per-turn latency: seconds from the end of the caller's turn to each step (see observe_turn).", ["stage"],
                          buckets=_BUCKETS, registry=REGISTRY)
 
-#: Stage name -> (start mark, end mark). Marks are seconds on one clock (e.g. time.monotonic()).
-TURN_STAGES: dict[str, tuple[str, str]] = {
-    "stt": ("end_of_speech", "stt_final"),
-    "llm_first_token": ("stt_final", "llm_first_token"),
-    "tts_first_audio": ("llm_first_token", "tts_first_audio"),
-    "response": ("end_of_speech", "first_audio_out"),
-    "interruption_stop": ("interruption", "playback_stopped"),
-}
+#: The engine's `TurnMetrics` marks (milliseconds after the end-of-turn decision, except
+#: `voice_to_voice_ms`: end of the caller's speech to the agent's first audio, media time).
+TURN_MARKS = ("stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_frame_out_ms",
+              "voice_to_voice_ms")
 
 
-def observe_turn(marks: Mapping[str, float]) -> dict[str, float]:
-    """Feed one turn's latency marks (seconds, same clock) into the histograms.
+def observe_turn(marks: Mapping[str, Any]) -> dict[str, float]:
+    """Feed one turn's latency marks into the histogram (label `stage` = mark name without `_ms`).
 
-    Recognised marks: `end_of_speech`, `stt_final`, `llm_first_token`, `tts_first_audio`,
-    `first_audio_out`, `interruption`, `playback_stopped`. Stages whose two marks are present are
-    observed; missing marks are skipped. Returns the observed stage durations.
+    `marks` is the engine's `TurnMetrics` event as a dict (`event.to_dict()`); marks that are None or
+    missing are skipped. Returns the observed values in seconds.
     """
     observed: dict[str, float] = {}
-    for stage, (start, end) in TURN_STAGES.items():
-        if start in marks and end in marks:
-            value = float(marks[end]) - float(marks[start])
-            if value >= 0:
-                TURN_LATENCY.labels(stage=stage).observe(value)
-                observed[stage] = value
+    for key in TURN_MARKS:
+        value = marks.get(key)
+        if isinstance(value, (int, float)) and value >= 0:
+            seconds = float(value) / 1000.0
+            TURN_LATENCY.labels(stage=key.removesuffix("_ms")).observe(seconds)
+            observed[key.removesuffix("_ms")] = seconds
     return observed
 
 

@@ -67,6 +67,7 @@ class CallsService:
         self.dialer: Dialer | None = None
         self._cancel_listeners: list[Callable[[str], None]] = []
         store.webhook_url_for = self.webhook_url_for
+        store.on_outbox = self.wake_webhooks
 
     @classmethod
     async def open(
@@ -190,7 +191,6 @@ class CallsService:
             "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id,
         }
         call = await self.store.add_call(values)
-        self.wake_webhooks()
         if call.status == CallStatus.QUEUED:
             try:
                 await self.queue.put(call.id, attempt=call.attempt, due_at=schedule_at)
@@ -206,7 +206,6 @@ class CallsService:
         """Change a call's status (`IllegalTransition` if the state machine forbids it; `CallNotFound`)."""
         updates = {"sip_call_id": sip_call_id} if sip_call_id else None
         call = await self.store.transition(call_id, status, reason=reason, updates=updates, data=data)
-        self.wake_webhooks()
         if call.status in TERMINAL:
             await self._ended(call)
         return call
@@ -220,7 +219,6 @@ class CallsService:
     async def cancel(self, call_id: str, reason: str = "canceled by request") -> Call:
         """Cancel a queued or live call. Live calls are hung up by the dialer or gateway holding them."""
         call = await self.store.transition(call_id, CallStatus.CANCELED, reason=reason)
-        self.wake_webhooks()
         try:
             await self.queue.cancel(call_id)
         except Exception:

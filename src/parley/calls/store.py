@@ -58,6 +58,8 @@ class Store:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.webhook_url_for: UrlResolver = webhook_url_for or (lambda call: call.webhook_url)
+        #: Called after a commit that added webhook events (the sender wakes up).
+        self.on_outbox: Callable[[], None] = lambda: None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Store:
@@ -106,7 +108,9 @@ class Store:
             await s.flush()
             call = Call.from_row(row)
             s.add(EventRow(call_id=call.id, type="status", at=now, data={"to": status.value}))
-            await self._outbox(s, call, event_for(None, status), [])
+            queued = await self._outbox(s, call, event_for(None, status), [])
+        if queued:
+            self.on_outbox()
         return call
 
     async def transition(
@@ -146,8 +150,12 @@ class Store:
             await s.flush()
             call = Call.from_row(row)
             name = event_for(current, target_status)
-            transcript = await self._transcript(s, call_id) if target_status in TERMINAL else []
-            await self._outbox(s, call, name, transcript)
+            queued = False
+            if name and self.webhook_url_for(call):
+                transcript = await self._transcript(s, call_id) if target_status in TERMINAL else []
+                queued = await self._outbox(s, call, name, transcript)
+        if queued:
+            self.on_outbox()
         return call
 
     async def requeue(self, call_id: str, *, outcome: str, reason: str, due_at: datetime) -> Call:
@@ -372,11 +380,12 @@ class Store:
         return [TranscriptEntry.from_row(r) for r in rows]
 
     async def _outbox(self, s: AsyncSession, call: Call, event: str | None,
-                      transcript: list[TranscriptEntry]) -> None:
+                      transcript: list[TranscriptEntry]) -> bool:
         if not event:
-            return
+            return False
         url = self.webhook_url_for(call)
         if not url:
-            return
+            return False
         s.add(WebhookRow(call_id=call.id, event=event, url=url, body=build_body(event, call, transcript),
                          status="pending", attempts=0, next_attempt_at=utcnow()))
+        return True

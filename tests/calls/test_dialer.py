@@ -1,0 +1,295 @@
+"""The dialer over a real store and queue, with `place_call` played by a test double that behaves like a
+phone network (this is the injection point the SIP gateway fills): it answers, is busy, or never answers,
+and records how many calls it was handling at once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter, defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from parley.agents import AgentRegistry
+from parley.calls import Call, CallsService, DialerLimits, DialOutcome, RetryPolicy
+from parley.calls.models import utcnow
+from parley.calls.queue.local import LocalQueue
+from parley.calls.queue.redis import RedisQueue
+from parley.calls.store import Store
+from tests.conftest import ROOT
+
+
+class Network:
+    """A fake far end for `place_call`: per-number scripted outcomes, concurrency bookkeeping."""
+
+    def __init__(self, service: CallsService, *, hold_s: tuple[float, float] = (0.0, 0.0),
+                 script: dict[str, list[str]] | None = None, hold_until: dict[str, int] | None = None) -> None:
+        self.service = service
+        self.hold_s = hold_s
+        self.hold_until = hold_until or {}
+        self.script = script or {}
+        self.dialed: Counter[str] = Counter()
+        self.starts: list[tuple[float, str]] = []
+        self.now = Counter[str]()
+        self.peak = Counter[str]()
+        self.hung_up: list[str] = []
+        self.release = asyncio.Event()
+
+    def _enter(self, keys: list[str]) -> None:
+        for k in keys:
+            self.now[k] += 1
+            self.peak[k] = max(self.peak[k], self.now[k])
+
+    async def _hold(self) -> None:
+        # On a loaded machine the store may launch calls slower than they end; while the expected peaks
+        # (`hold_until`) have not all been seen, calls stay up (at most 2 s) so the caps are really tested.
+        deadline = time.monotonic() + 2.0
+        while any(self.peak[k] < v for k, v in self.hold_until.items()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(random.uniform(*self.hold_s))
+
+    async def place_call(self, call: Call) -> DialOutcome:
+        keys = ["all", f"agent:{call.agent}", f"trunk:{call.trunk}"]
+        self._enter(keys)
+        self.dialed[call.id] += 1
+        self.starts.append((time.monotonic(), call.id))
+        try:
+            plan = self.script.get(call.to_number or "", [])
+            outcome = plan[call.attempt - 1] if call.attempt <= len(plan) else "completed"
+            if outcome == "hold":
+                await self.service.transition(call.id, "ringing")
+                await self.service.transition(call.id, "in_progress")
+                await self.release.wait()
+                return DialOutcome("completed", "far end hung up")
+            if outcome != "completed":
+                return DialOutcome(outcome, f"far end said {outcome}")
+            await self.service.transition(call.id, "ringing")
+            await self.service.transition(call.id, "in_progress", sip_call_id=f"{call.id}@net")
+            await self._hold()
+            await self.service.add_transcript(call.id, "agent", "Hello!")
+            return DialOutcome("completed", "far end hung up")
+        except asyncio.CancelledError:
+            self.hung_up.append(call.id)
+            raise
+        finally:
+            for k in keys:
+                self.now[k] -= 1
+
+
+async def wait_for(predicate, timeout: float = 20.0, step: float = 0.05):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(step)
+
+
+async def statuses(service: CallsService, ids: list[str]) -> dict[str, str]:
+    calls, _ = await service.list_calls(limit=500)  # one query, so polling does not load the store
+    by_id = {c.id: c.status for c in calls}
+    return {i: by_id[i] for i in ids}
+
+
+async def all_final(service: CallsService, ids: list[str]) -> bool:
+    final = {"completed", "failed", "busy", "no_answer", "canceled"}
+    return all(s in final for s in (await statuses(service, ids)).values())
+
+
+@pytest.mark.slow
+async def test_caps_hold_under_200_queued_calls(make_service) -> None:  # type: ignore[no-untyped-def]
+    service = await make_service()
+    ids = []
+    for i in range(200):
+        agent = "german_assistant" if i % 3 == 0 else "receptionist"
+        trunk = "trunk-a" if i % 2 == 0 else "trunk-b"
+        ids.append((await service.create_call(to_number=f"+1555{i:07d}", agent=agent, trunk=trunk)).id)
+    net = Network(service, hold_s=(0.005, 0.03),
+                  hold_until={"all": 8, "agent:german_assistant": 3, "trunk:trunk-a": 4})
+    limits = DialerLimits(max_concurrent=8, per_agent={"german_assistant": 3}, per_trunk={"trunk-a": 4},
+                          calls_per_second=1000)
+    await service.start_dialer(net.place_call, limits=limits, poll_s=0.05)
+    await wait_for(lambda: all_final(service, ids), timeout=90, step=0.25)
+
+    assert set((await statuses(service, ids)).values()) == {"completed"}
+    assert all(n == 1 for n in net.dialed.values()) and len(net.dialed) == 200
+    assert net.peak["all"] == 8, net.peak  # reached, never exceeded
+    assert net.peak["agent:german_assistant"] == 3, net.peak
+    assert net.peak["trunk:trunk-a"] == 4, net.peak
+    assert await service.queue.depth() == 0
+
+
+async def test_retry_policy_per_request(make_service) -> None:  # type: ignore[no-untyped-def]
+    service = await make_service()
+    net = Network(service, script={"+15550000001": ["busy", "no_answer", "completed"],
+                                   "+15550000002": ["no_answer", "no_answer", "no_answer"]})
+    eventually = await service.create_call(to_number="+15550000001", max_retries=2, retry_backoff_s=0.1)
+    never = await service.create_call(to_number="+15550000002", max_retries=1, retry_backoff_s=0.05)
+    await service.start_dialer(net.place_call, poll_s=0.05)
+    await wait_for(lambda: all_final(service, [eventually.id, never.id]))
+
+    ok = await service.get(eventually.id)
+    assert ok is not None and ok.call.status == "completed" and ok.call.attempt == 3
+    failed = [e.data for e in ok.timeline if e.type == "attempt_failed"]
+    assert [f["outcome"] for f in failed] == ["busy", "no_answer"]
+    starts = [t for t, cid in net.starts if cid == eventually.id]
+    assert starts[1] - starts[0] >= 0.09 and starts[2] - starts[1] >= 0.19  # 0.1 s, then doubled
+
+    gave_up = await service.get(never.id)
+    assert gave_up is not None and gave_up.call.status == "no_answer" and gave_up.call.attempt == 2
+    assert gave_up.call.end_reason == "far end said no_answer"
+    assert net.dialed[never.id] == 2
+
+
+async def test_retry_policy_from_the_agent(tmp_path: Path, settings, make_service) -> None:  # type: ignore[no-untyped-def]
+    agents_dir = tmp_path / "agents"
+    agents_dir.mkdir()
+    (agents_dir / "persistent.yaml").write_text(
+        "name: Persistent\nretry: {max_retries: 2, backoff_s: 0.05, retry_on: [busy]}\n")
+    agents = AgentRegistry.load(agents_dir, ROOT / "prompts")
+    service = await make_service(agents=agents)
+    net = Network(service, script={"+15550000003": ["busy", "busy", "busy"],
+                                   "+15550000004": ["failed"]})
+    busy = await service.create_call(to_number="+15550000003", agent="persistent")
+    failing = await service.create_call(to_number="+15550000004", agent="persistent")
+    await service.start_dialer(net.place_call, poll_s=0.05)
+    await wait_for(lambda: all_final(service, [busy.id, failing.id]))
+    b = await service.get_call(busy.id)
+    f = await service.get_call(failing.id)
+    assert b is not None and b.status == "busy" and b.attempt == 3 and net.dialed[busy.id] == 3
+    assert f is not None and f.status == "failed" and net.dialed[failing.id] == 1  # failed is not in retry_on
+
+
+def test_retry_policy_rejects_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="unknown retry key"):
+        RetryPolicy.from_mapping({"retries": 3})
+    with pytest.raises(ValueError, match="retry_on"):
+        RetryPolicy.from_mapping({"retry_on": ["completed"]})
+    assert RetryPolicy(backoff_s=2, multiplier=3, max_backoff_s=10).delay(3) == 10
+
+
+async def test_calls_per_second_limit(make_service) -> None:  # type: ignore[no-untyped-def]
+    service = await make_service()
+    ids = [(await service.create_call(to_number=f"+1555100{i:04d}")).id for i in range(8)]
+    net = Network(service)
+    await service.start_dialer(net.place_call, limits=DialerLimits(max_concurrent=8, calls_per_second=5),
+                               poll_s=0.05)
+    await wait_for(lambda: all_final(service, ids))
+    times = sorted(t for t, _ in net.starts)
+    assert times[-1] - times[0] >= 7 * 0.2 - 0.1  # 8 starts at 5/s span at least 1.4 s
+    for t in times:  # never more than 5 (+1 at the window edge) starts in any second
+        assert sum(1 for u in times if t <= u < t + 1.0) <= 6
+
+
+async def test_schedule_at_is_respected(make_service) -> None:  # type: ignore[no-untyped-def]
+    service = await make_service()
+    due = utcnow() + timedelta(seconds=0.8)
+    later = await service.create_call(to_number="+15550000010", schedule_at=due)
+    now = await service.create_call(to_number="+15550000011")
+    net = Network(service)
+    await service.start_dialer(net.place_call, poll_s=0.05)
+    await wait_for(lambda: all_final(service, [later.id, now.id]))
+    order = [cid for _, cid in net.starts]
+    assert order == [now.id, later.id]
+    dialed = await service.get_call(later.id)
+    assert dialed is not None and dialed.dialed_at is not None and dialed.dialed_at >= due
+
+
+async def test_cancel_queued_and_live_calls(make_service) -> None:  # type: ignore[no-untyped-def]
+    service = await make_service()
+    net = Network(service, script={"+15550000020": ["hold"]})
+    live = await service.create_call(to_number="+15550000020")
+    queued = await service.create_call(to_number="+15550000021", schedule_at=utcnow() + timedelta(seconds=1))
+    await service.start_dialer(net.place_call, poll_s=0.05)
+
+    async def answered() -> bool:
+        c = await service.get_call(live.id)
+        return c is not None and c.status == "in_progress"
+
+    await wait_for(answered)
+    await service.cancel(queued.id)
+    await service.cancel(live.id)
+    await wait_for(lambda: asyncio.sleep(0, result=live.id in net.hung_up))
+    await asyncio.sleep(1.3)  # past the queued call's schedule: it must not be dialed
+    assert queued.id not in net.dialed
+    s = await statuses(service, [live.id, queued.id])
+    assert s == {live.id: "canceled", queued.id: "canceled"}
+
+
+async def test_restart_recovers_stranded_calls(settings, agents, make_service) -> None:  # type: ignore[no-untyped-def]
+    first = await make_service()
+    stranded = await first.create_call(to_number="+15550000030", max_retries=1, retry_backoff_s=0.0)
+    await first.store.transition(stranded.id, "dialing", updates={"worker": "old"})  # died mid-dial
+    # a call committed while the queue was unreachable: stored as queued, never enqueued
+    orphan = await first.store.add_call({"direction": "outbound", "status": "queued", "agent": "receptionist",
+                                         "to_number": "+15550000031"})
+    await first.close()
+
+    second = await make_service()
+    net = Network(second)
+    await second.start_dialer(net.place_call, poll_s=0.05)
+    await wait_for(lambda: all_final(second, [stranded.id, orphan.id]))
+    s = await second.get(stranded.id)
+    assert s is not None and s.call.status == "completed" and s.call.attempt == 2
+    assert any(e.type == "attempt_failed" and "worker stopped" in e.data["reason"] for e in s.timeline)
+    assert net.dialed[orphan.id] == 1
+
+
+@pytest.mark.parametrize("kind", ["local", pytest.param("redis", marks=pytest.mark.redis)])
+async def test_redelivered_jobs_are_dialed_once(kind: str, settings, agents, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                request: pytest.FixtureRequest) -> None:
+    """Two workers share one store and queue with very short leases, so jobs waiting behind the caps are
+    delivered to both; each call must still be dialed exactly once. A third consumer takes a job and
+    dies without acknowledging it: the job is taken over and dialed once."""
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    deliveries: Counter[tuple[str, int]] = Counter()
+
+    def make_queue(name: str, store: Store):  # type: ignore[no-untyped-def]
+        if kind == "local":
+            q = LocalQueue(store, consumer=name, lease_s=0.05, poll_s=0.02, reclaim_on_start=False)
+        else:
+            q = RedisQueue(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"),
+                           consumer=name, claim_idle_s=0.05, poll_s=0.02)
+        get = q.get
+
+        async def counting_get(timeout: float):  # type: ignore[no-untyped-def]
+            job = await get(timeout)
+            if job is not None:
+                deliveries[(job.call_id, job.attempt)] += 1
+            return job
+
+        q.get = counting_get  # type: ignore[method-assign]
+        return q
+
+    services = []
+    for name in ("w1", "w2", "w-crash"):
+        store = Store.from_url(db_url)
+        await store.upgrade()
+        services.append(await CallsService.open(settings, agents=agents, store=store,
+                                                queue=make_queue(name, store), send_webhooks=False))
+    w1, w2, crasher = services
+    try:
+        crash_call = await w1.create_call(to_number="+15550009999")
+        taken = await crasher.queue.get(timeout=2)
+        assert taken is not None and taken.call_id == crash_call.id
+        await crasher.close()  # dies holding the job
+
+        ids = [crash_call.id] + [(await w1.create_call(to_number=f"+1555200{i:04d}")).id for i in range(24)]
+        net = Network(w1, hold_s=(0.05, 0.1))
+        limits = DialerLimits(max_concurrent=3, calls_per_second=1000)
+        await w1.start_dialer(net.place_call, limits=limits, poll_s=0.02, max_parked=4, worker_id="w1")
+        await w2.start_dialer(net.place_call, limits=limits, poll_s=0.02, max_parked=4, worker_id="w2")
+        await wait_for(lambda: all_final(w1, ids), timeout=60, step=0.1)
+
+        assert set((await statuses(w1, ids)).values()) == {"completed"}
+        assert dict(net.dialed) == {i: 1 for i in ids}
+        assert deliveries[(crash_call.id, 1)] >= 2  # the crashed consumer's job was delivered again
+        assert sum(deliveries.values()) > len(ids)  # redeliveries happened, yet nothing was dialed twice
+    finally:
+        for s in (w1, w2):
+            await s.close()
