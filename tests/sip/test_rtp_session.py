@@ -313,6 +313,25 @@ async def test_sender_paces_one_packet_per_20ms_with_continuous_sequence_and_tim
     assert (last.timestamp - pkts[-1].timestamp) & 0xFFFFFFFF >= 160 * 5
 
 
+async def test_after_an_event_loop_stall_missed_slots_are_skipped_not_sent_in_a_burst(sessions) -> None:
+    s = await sessions()
+    rx = await raw_peer()
+    s.set_remote("127.0.0.1", rx.port)
+    s.write(tone(1000, 2.0))
+    await rx.wait_for(lambda: len(rx.received) >= 3)
+    time.sleep(0.4)  # noqa: ASYNC251  -- a deliberate stall of the whole event loop
+    before = len(rx.received)
+    await rx.wait_for(lambda: len(rx.received) >= before + 5)
+    arrivals = [t for t, _, _ in rx.received[before:]]
+    assert arrivals[4] - arrivals[0] > 0.04  # paced again straight away, no burst of 20 packets
+    pkts = rx.rtp()
+    jump = next(
+        i for i in range(1, len(pkts)) if (pkts[i].timestamp - pkts[i - 1].timestamp) & 0xFFFFFFFF > 160
+    )
+    assert pkts[jump].marker and (pkts[jump].timestamp - pkts[jump - 1].timestamp) & 0xFFFFFFFF >= 160 * 10
+    assert s.stats().skipped_ticks >= 10
+
+
 async def test_clear_output_stops_the_audio_within_one_frame(sessions) -> None:
     s = await sessions()
     rx = await raw_peer()
