@@ -1,0 +1,86 @@
+"""`parley up` (what `make run` starts) answers a real softphone out of the box: baresip calls it with
+speech as its microphone, the offline agent answers, and both sides' records show the conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, free_port
+from tests.sip.test_baresip import baresip_config
+from tests.telephony.conftest import speech_energy_seconds
+
+pytestmark = [pytest.mark.sip, pytest.mark.slow]
+
+
+def _microphone(speech: Path, out: Path, lead_s: float, tail_s: float) -> Path:
+    subprocess.run(["sox", str(speech), "-r", "8000", "-c", "1", "-b", "16", str(out), "pad", str(lead_s),
+                    str(tail_s)], check=True)
+    return out
+
+
+async def test_parley_up_answers_baresip(tmp_path: Path, speech_wav) -> None:  # type: ignore[no-untyped-def]
+    sip_port, api_port = free_port(), free_port(kind=1)
+    env = {**os.environ, "SIP_PORT": str(sip_port), "API_PORT": str(api_port), "API_KEYS": "k",
+           "DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "INFO"}
+    server = subprocess.Popen([sys.executable, "-m", "parley.cli.main", "up"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", headers={"X-API-Key": "k"}) as api:
+            while True:
+                try:
+                    health = await api.get("/health")
+                    if health.status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"parley up did not start:\n{server.stdout.read() if server.stdout else ''}")
+                await asyncio.sleep(0.3)
+            assert {"db", "queue", "sip"} <= set(health.json()["services"])
+
+            conf = baresip_config(tmp_path, free_port())
+            speech = speech_wav("I would like to book an appointment for Tuesday.", engine="piper")
+            mic = _microphone(speech, conf / "caller.wav", lead_s=6.0, tail_s=7.0)
+            config = (conf / "config").read_text().replace(str(conf / "tone600.wav"), str(mic))
+            (conf / "config").write_text(config)
+            phone = await asyncio.create_subprocess_exec(
+                "timeout", "40", "baresip", "-f", str(conf), "-t", "25", "-e",
+                f"/dial sip:+4930123456@127.0.0.1:{sip_port}", cwd=str(conf),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            await phone.wait()
+
+            for _ in range(100):
+                calls = (await api.get("/api/calls")).json()["calls"]
+                if calls and calls[0]["status"] == "completed":
+                    break
+                await asyncio.sleep(0.2)
+            assert calls and calls[0]["status"] == "completed", calls
+            detail = (await api.get(f"/api/calls/{calls[0]['id']}")).json()
+            said = " ".join(t["text"] for t in detail["transcript"] if t["role"] == "caller").lower()
+            assert "appointment" in said and "tuesday" in said, detail["transcript"]
+            text = (await api.get(f"/api/calls/{calls[0]['id']}/transcript", params={"format": "text"})).text
+            assert "book" in text.lower()
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+    dumps = sorted(conf.glob("dump-*-dec.wav"))
+    assert dumps, "baresip recorded nothing"
+    with wave.open(str(dumps[-1])) as w:
+        heard = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        rate = w.getframerate()
+    assert speech_energy_seconds(heard, rate) > 4.0  # greeting + reply reached the softphone
