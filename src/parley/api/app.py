@@ -15,7 +15,7 @@ from parley.api.auth import KeyRing, require_api_key
 from parley.api.health import HealthCheck, router as health_router
 from parley.api.routers import agents as agents_router
 from parley.api.routers import calls as calls_router, metrics as metrics_router, webhook as webhook_router
-from parley.api.routers import voice_pipeline as voice_pipeline_router
+from parley.api.routers import trunks as trunks_router, voice_pipeline as voice_pipeline_router
 from parley.settings import Settings
 
 #: Runs inside the app's lifespan; may register health checks, routers and state on the app.
@@ -53,7 +53,8 @@ def create_app(
     app.include_router(health_router)
     protect = [Depends(require_api_key)]
     app.include_router(agents_router.router, dependencies=protect)
-    for r in (calls_router.router, webhook_router.router, metrics_router.router, voice_pipeline_router.router):
+    for r in (calls_router.router, webhook_router.router, metrics_router.router, voice_pipeline_router.router,
+              trunks_router.router):
         app.include_router(r, dependencies=protect)
     return app
 

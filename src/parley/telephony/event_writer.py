@@ -20,16 +20,6 @@ log = get_logger(__name__)
 _ROLE = {"user": "caller", "agent": "agent"}
 
 
-def turn_marks(event: TurnMetrics) -> dict[str, float]:
-    """The engine's per-turn marks as seconds after the end-of-turn decision (for `observe_turn`)."""
-    marks = {"end_of_speech": 0.0}
-    for name, value in (("stt_final", event.stt_final_ms), ("llm_first_token", event.llm_first_token_ms),
-                        ("tts_first_audio", event.tts_first_audio_ms), ("first_audio_out", event.first_frame_out_ms)):
-        if value is not None:
-            marks[name] = value / 1000.0
-    return marks
-
-
 class CallEventWriter:
     """Stores one call's conversation events through `CallsService`, in order."""
 
@@ -62,7 +52,7 @@ class CallEventWriter:
                 )
             return
         if isinstance(event, TurnMetrics):
-            metrics.observe_turn(turn_marks(event))
+            metrics.observe_turn(data)
         await self.calls.add_event(self.call_id, event.type, data)
 
     async def close(self) -> None:
