@@ -126,3 +126,21 @@ async def test_stt_hands_the_kept_utterance_to_the_offline_engine(cloud_settings
     assert stt.events[-1].failed == "openai" and stt.events[-1].next == "pocketsphinx"
     assert "upstream failure" in stt.events[-1].reason
     await stream.close()
+
+
+async def test_failovers_reach_the_listener_of_the_call_they_happen_in(cloud_settings, openai_server, receptionist) -> None:
+    from parley.providers.fallback import listen_in_context
+
+    llm = build_llm(chain_spec(fallback_cooldown_s=0), cloud_settings, agent=receptionist)  # shared by two calls
+    heard: dict[str, list[FailoverEvent]] = {"a": [], "b": []}
+
+    async def call(name: str, fail: bool) -> str:
+        listen_in_context(heard[name].append)
+        if fail:
+            openai_server.plan("chat", Reply(status=502))
+        return await reply(llm, "What are your opening hours?")
+
+    first = await asyncio.create_task(call("a", fail=True))
+    second = await asyncio.create_task(call("b", fail=False))
+    assert first.startswith("We're open") and second == "Hello from the stand-in. How can I help?"
+    assert [e.next for e in heard["a"]] == ["scripted"] and heard["b"] == []

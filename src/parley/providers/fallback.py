@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -22,7 +23,17 @@ import numpy as np
 
 from parley.logging import get_logger
 from parley.media.resample import Resampler
-from parley.providers.base import LLM, STT, TTS, LLMChunk, Message, Pcm, ProviderError, ToolDefinition, Transcript
+from parley.providers.base import (
+    LLM,
+    STT,
+    TTS,
+    LLMChunk,
+    Message,
+    Pcm,
+    ProviderError,
+    ToolDefinition,
+    Transcript,
+)
 from parley.providers.streaming import reason
 
 log = get_logger(__name__)
@@ -47,6 +58,19 @@ class FailoverEvent:
 
 
 Listener = Callable[[FailoverEvent], Any]
+
+#: The listener of the conversation running in the current task (providers are shared between calls, so a
+#: per-call listener travels with the asyncio context instead of being registered on the provider).
+context_listener: ContextVar[Listener | None] = ContextVar("parley_failover_listener", default=None)
+
+
+def listen_in_context(listener: Listener | None) -> Token[Listener | None]:
+    """Send failovers that happen in this task (and tasks it starts afterwards) to `listener`.
+
+    A conversation calls this at the start of its run with a function that puts the event on its
+    timeline; `context_listener.reset(token)` undoes it.
+    """
+    return context_listener.set(listener)
 
 
 def as_provider_error(name: str, exc: BaseException) -> ProviderError:
@@ -98,7 +122,8 @@ class _Chain(Generic[P]):
                               _name(next_provider) if next_provider is not None else None, time.time())
         self.events.append(event)
         log.warning("provider failover", kind=self.kind, failed=event.failed, reason=event.reason, next=event.next)
-        for listener in list(self.listeners):
+        in_context = context_listener.get()
+        for listener in [*self.listeners, *([in_context] if in_context is not None else [])]:
             try:
                 listener(event)
             except Exception as exc:  # noqa: BLE001 - a broken listener must not break the call
