@@ -418,6 +418,17 @@ async def test_rtcp_multiplexed_on_the_rtp_port_is_understood_and_answered_there
     peer.close()
 
 
+async def test_rtcp_goes_to_the_rtp_port_when_the_sdp_asks_for_rtcp_mux(sessions) -> None:
+    s = await sessions(rtcp_interval=0.1)
+    peer = await raw_peer()
+    s.set_remote("127.0.0.1", peer.port)
+    s.set_remote_rtcp("127.0.0.1", peer.port)  # a=rtcp-mux
+    await peer.wait_for(lambda: any(d[1] in (200, 201) for _, d, _ in peer.received))
+    with pytest.raises(ValueError, match="IP address"):
+        s.set_remote_rtcp("peer.example", 5)
+    peer.close()
+
+
 async def test_two_sessions_exchange_sender_reports_with_round_trip_time(sessions) -> None:
     a = await sessions(rtcp_interval=0.15)
     b = await sessions(rtcp_interval=0.15)

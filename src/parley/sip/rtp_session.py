@@ -7,6 +7,7 @@
                                          # OSError naming the range when no pair is free
     s.local_port                         # for our SDP
     s.set_remote("203.0.113.5", 40000)   # from the peer's SDP (c= / m=); "0.0.0.0" or port 0 means none
+    s.set_remote_rtcp(host, port)        # only for SDP a=rtcp:PORT or a=rtcp-mux (default: RTP port + 1)
     s.set_codec(get_codec("PCMA"), 101)  # after (re-)negotiation; same codec again is a no-op
     s.set_direction("sendrecv")          # "sendrecv" | "sendonly" | "recvonly" | "inactive" (OUR direction)
     pcm = await s.read_frame()           # one ptime of int16 PCM at s.sample_rate; None once closed
@@ -55,8 +56,8 @@ address, or a direction that does not send, e.g. on hold) the digits wait. It ra
 RtpSessionError when no telephone-event payload type was negotiated or the session closes first, and
 DtmfError (a ValueError) naming a character that is not 0-9 * # A-D before sending anything.
 
-RTCP. A compound SR (if we sent since the last report) or RR, plus SDES CNAME, goes to the peer's
-RTCP address (latched like RTP; else the SDP port + 1) every `rtcp_interval` s randomised to
+RTCP. A compound SR (if we sent since the last report) or RR, plus SDES CNAME, goes to where the
+peer's RTCP comes from (else its SDP a=rtcp / rtcp-mux address, else the RTP address + 1) every `rtcp_interval` s randomised to
 0.5-1.5x (RFC 3550 §6.2), and an RR/SR + BYE on close. Received SR/RR are parsed; `stats().last_rtcp`
 is the latest one from the peer (loss and jitter it measured on our stream, round-trip time).
 """
@@ -279,8 +280,8 @@ class RtpSession:
         self._latched = False
         self._candidate: tuple[tuple[str, int], int, int, int] | None = None  # addr, ssrc, seq, count
         self._last_rx_at = 0.0
-        self._rtcp_remote: tuple[str, int] | None = None
-        self._rtcp_latched = False
+        self._rtcp_source: tuple[str, int] | None = None  # where the peer's RTCP comes from (latched)
+        self._rtcp_sdp: tuple[str, int] | None = None  # a=rtcp / a=rtcp-mux address from the SDP
         self.direction = "sendrecv"
 
         self._out: deque[np.ndarray] = deque()
@@ -383,8 +384,18 @@ class RtpSession:
         self._sdp_remote = new
         self._remote = self._sdp_remote
         self._latched = False
-        self._rtcp_remote = (self._sdp_remote[0], port + 1) if self._sdp_remote else None
-        self._rtcp_latched = False
+        self._rtcp_source = None
+
+    def set_remote_rtcp(self, host: str, port: int) -> None:
+        """The peer's RTCP address when its SDP says so (a=rtcp:PORT, or its RTP port with a=rtcp-mux).
+        RTCP received from the peer still takes precedence (symmetric RTCP)."""
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"remote RTCP host must be an IP address, got {host!r}") from None
+        if not 1 <= port <= 65535:
+            raise ValueError(f"remote RTCP port out of range: {port}")
+        self._rtcp_sdp = (str(addr), port)
 
     def set_direction(self, direction: str) -> None:
         """Our media direction as negotiated: "sendrecv", "sendonly", "recvonly" or "inactive"."""
@@ -553,11 +564,9 @@ class RtpSession:
         if addr != self._sdp_remote and (self._sdp_remote is not None or self._latched):
             log.info("rtp.latched", local_port=self.local_port, sdp=self._sdp_remote, source=addr)
         if addr != self._remote:
-            self._rtcp_latched = False
+            self._rtcp_source = None
         self._remote = addr
         self._latched = True
-        if not self._rtcp_latched:
-            self._rtcp_remote = (addr[0], addr[1] + 1)
         return True
 
     def _on_dtmf_packet(self, pkt: RtpPacket) -> None:
@@ -762,7 +771,8 @@ class RtpSession:
                 log.debug("rtcp.send_failed", error=str(exc))
 
     def _send_rtcp(self, bye: bool = False) -> None:
-        if self._rtcp_transport is None or self._rtcp_remote is None:
+        dest = self._rtcp_destination()
+        if self._rtcp_transport is None or dest is None:
             return
         now = time.monotonic()
         blocks = [self._rx.report_block(now)] if self._rx.ssrc is not None else []
@@ -784,7 +794,7 @@ class RtpSession:
         packets: list[Any] = [report, SourceDescription([(self.ssrc, self.cname)])]
         if bye:
             packets.append(Bye([self.ssrc]))
-        self._rtcp_transport.sendto(build_compound(packets), self._rtcp_remote)
+        self._rtcp_transport.sendto(build_compound(packets), dest)
         self._n["rtcp_sent"] += 1
         block = blocks[0] if blocks else None
         self._last_rtcp_sent = RtcpReport(
@@ -798,6 +808,18 @@ class RtpSession:
             jitter_ms=block.jitter * 1000.0 / self._codec.clock_rate if block else None,
         )
 
+    def _rtcp_destination(self) -> tuple[str, int] | None:
+        """Where the peer's RTCP comes from; else its SDP a=rtcp (with rtcp-mux: wherever RTP goes,
+        latched); else the RTP address with port + 1."""
+        if self._rtcp_source is not None:
+            return self._rtcp_source
+        sdp = self._rtcp_sdp
+        if sdp is not None and sdp == self._sdp_remote:
+            return self._remote
+        if sdp is not None:
+            return sdp
+        return (self._remote[0], self._remote[1] + 1) if self._remote is not None else None
+
     def _on_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
         if self._closed:
             return
@@ -807,9 +829,8 @@ class RtpSession:
             self._n["invalid"] += 1
             return
         now = time.monotonic()
-        if not self._rtcp_latched and (self._remote is None or addr[0] == self._remote[0]):
-            self._rtcp_remote = addr
-            self._rtcp_latched = True
+        if self._rtcp_source is None and (self._remote is None or addr[0] == self._remote[0]):
+            self._rtcp_source = addr
         self._n["rtcp_received"] += 1
         for p in packets:
             if isinstance(p, (SenderReport, ReceiverReport)):
