@@ -229,3 +229,28 @@ def test_missing_key_for_the_official_api_is_a_clear_error(settings, monkeypatch
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     with pytest.raises(ProviderError, match="LLM_KEY_NOT_SET"):
         build_llm(spec(api_key_env="LLM_KEY_NOT_SET"), settings)
+
+
+def test_tool_calls_from_servers_that_send_them_whole() -> None:
+    """Ollama sends each call complete in one delta; some llama.cpp builds also leave out `index`."""
+    from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall, ChoiceDeltaToolCallFunction
+
+    from parley.providers.llm.openai import ToolCallAssembler
+
+    whole = ToolCallAssembler()
+    whole.add([ChoiceDeltaToolCall.model_validate(
+        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "end_call", "arguments": '{"reason": "done"}'}})])
+    assert [(c.id, c.name, c.arguments) for c in whole.complete("t")] == [("call_1", "end_call", {"reason": "done"})]
+
+    no_index = ToolCallAssembler()
+    for n, (name, args) in enumerate([("send_dtmf", '{"digits": "12"}'), ("end_call", "")]):
+        no_index.add([ChoiceDeltaToolCall.model_construct(
+            index=None, id=f"call_{n}", type="function",
+            function=ChoiceDeltaToolCallFunction(name=name, arguments=args))])
+    assert [(c.name, c.arguments) for c in no_index.complete("t")] == [("send_dtmf", {"digits": "12"}), ("end_call", {})]
+
+    broken = ToolCallAssembler()
+    broken.add([ChoiceDeltaToolCall.model_validate(
+        {"index": 0, "id": "c", "function": {"name": "send_dtmf", "arguments": '{"digits": '}})])
+    with pytest.raises(ProviderError, match="not JSON"):
+        broken.complete("t")

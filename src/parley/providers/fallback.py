@@ -342,6 +342,7 @@ class FallbackSTTStream:
                 try:
                     result = await self._chain._timed(self._inner.end_utterance(), self._provider)
                     self._chain.succeeded(self._provider)
+                    self._errors = []
                     return result
                 except Exception as exc:  # noqa: BLE001
                     await self._fail_over(exc)  # replays the utterance into the next provider

@@ -166,7 +166,7 @@ class OpenAICompatibleLLM:
         name: str = "openai",
         temperature: float | None = None,
         max_tokens: int | None = None,
-        first_token_timeout_s: float = 8.0,
+        first_token_timeout_s: float = 5.0,
         stream_timeout_s: float = 15.0,
         retries: int = 1,
         extra_body: dict[str, Any] | None = None,
@@ -272,7 +272,7 @@ def _tuning(spec: ComponentSpec) -> dict[str, Any]:
     return {
         "temperature": getattr(spec, "temperature", None) or o.get("temperature"),
         "max_tokens": getattr(spec, "max_tokens", None) or o.get("max_tokens"),
-        "first_token_timeout_s": float(o.get("first_token_timeout_s", o.get("timeout_s", 8.0))),
+        "first_token_timeout_s": float(o.get("first_token_timeout_s", o.get("timeout_s", 5.0))),
         "stream_timeout_s": float(o.get("stream_timeout_s", 15.0)),
         "retries": int(o.get("retries", 1)),
         "extra_body": o.get("extra_body"),
