@@ -1,0 +1,1 @@
+"""SIP load benchmarks driven by SIPp (see run.py)."""
