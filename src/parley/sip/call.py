@@ -559,6 +559,7 @@ class IncomingCall:
         else:
             local_sdp = build_answer(offer, neg, ep.media_address, rtp.local_port)
         dialog = Dialog.from_uas(self.request, self.local_tag, self.transport, ep._contact(self.transport))
+        dialog.flow = self.source
         call = Call(ep, dialog, rtp, neg, "inbound", local_sdp)
         self.call = call
         self.answered = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from parley.sip.message import Headers, SipRequest, SipResponse
 from parley.sip.uri import NameAddr, SipUri
@@ -26,6 +27,7 @@ class Dialog:
     remote_seq: int | None = None
     transport: str = "udp"
     contact: str = ""
+    flow: Any = None  # the transport Source the dialog was created from (TCP connection reuse)
 
     @property
     def id(self) -> tuple[str, str, str]:

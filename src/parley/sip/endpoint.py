@@ -177,7 +177,7 @@ class SipEndpoint:
 
     async def _target(self, req: SipRequest, dialog: Dialog | None, dest: SipUri | None) -> tuple[str, tuple[str, int]]:
         if dialog is not None:
-            flow = getattr(dialog, "flow", None)
+            flow = dialog.flow
             if flow is not None and flow.transport == "tcp" and not dialog.route_set and flow.conn and flow.conn.open:
                 return "tcp", flow.addr
             hop = dialog.next_hop(req)
@@ -418,9 +418,6 @@ class SipEndpoint:
             return
         if not incoming.is_final and not incoming.cancelled.is_set():
             incoming.tx.respond(incoming._respond(480, "Temporarily Unavailable"))
-        if incoming.call is not None:
-            flow = incoming.source
-            incoming.call.dialog.flow = flow  # type: ignore[attr-defined]
 
     # registration --------------------------------------------------------------------------------
     def registration(self, registrar: str, aor: str, credentials: Credentials | None = None,
