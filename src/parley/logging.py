@@ -53,7 +53,7 @@ def configure(level: str = "INFO", json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "httpx", "httpx2", "httpcore", "openai", "aiosqlite", "asyncio"):
+    for noisy in ("uvicorn.access", "httpx", "httpx2", "httpcore", "openai", "aiosqlite", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

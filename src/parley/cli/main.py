@@ -18,7 +18,7 @@ COMMAND_MODULES = [
     "parley.cli.tasks_cmd",
     "parley.cli.calls_cmd", "parley.cli.db_cmd",
     "parley.cli.sip_cmd",
-    "parley.cli.up_cmd", "parley.cli.trunk_cmd",
+    "parley.cli.up_cmd", "parley.cli.trunk_cmd", "parley.cli.doctor_cmd",
     "parley.cli.talk_cmd",
 ]
 

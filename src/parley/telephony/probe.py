@@ -75,7 +75,7 @@ async def register_check(endpoint: SipEndpoint, out: OutboundSide, timeout: floa
             _request(endpoint, "REGISTER", target, out.username, out.transport), credentials=creds, dest=target),
             timeout)
     except (TransactionTimeout, asyncio.TimeoutError, OSError) as exc:
-        return ProbeResult(False, f"no answer to REGISTER from {out.host}:{out.port}: {exc or 'timeout'}")
+        return ProbeResult(False, f"no answer to REGISTER from {out.host}:{out.port}: {str(exc) or 'no final response in time'}")
     rtt = (time.monotonic() - start) * 1000
     if 200 <= resp.status < 300:
         return ProbeResult(True, f"credentials accepted ({resp.status} {resp.reason})", rtt)
