@@ -84,12 +84,8 @@ class TextChat:
             except ValueError as exc:
                 return f"error: {exc}"
         if spec is not None and spec.type == "http":
-            client = self.http or httpx.AsyncClient()
-            try:
-                _ok, result = await toolbox.call_http_tool(spec, call.arguments, client)
-            finally:
-                if self.http is None:
-                    await client.aclose()
+            client = self.http or await toolbox.shared_client()
+            _ok, result = await toolbox.call_http_tool(spec, call.arguments, client)
             return result
         return f"error: unknown tool {call.name!r}"
 

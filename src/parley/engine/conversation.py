@@ -17,6 +17,7 @@ import asyncio
 import re
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -165,14 +166,13 @@ class Conversation:
         self.first_speaker = first_speaker or agent.first_speaker
         self._emit = emitter(on_event)
         self._http = http
-        self._own_http = http is None
         self.history: list[Message] = [Message("system", system_prompt)] if system_prompt else []
         self._tools = {t.name: t for t in agent.tools}
         self._tool_defs = toolbox.definitions(agent.tools) or None
 
         rate = channel.sample_rate
         self._rate = rate
-        self._to_stt = Resampler(rate, stt.sample_rate)
+        self._to_stt: Resampler | None = None  # made per utterance: silence is never resampled
         # soxr's HQ stream hands out audio in ~100 ms bursts: fine for the STT, too late for turn-taking.
         # The VAD path uses the quick (cubic) converter, which returns every frame at once.
         self._to_vad = (
@@ -194,7 +194,7 @@ class Conversation:
         self._stream: Any = None
         self._preroll: deque[np.ndarray] = deque()
         self._preroll_samples = 0
-        self._preroll_max = stt.sample_rate * PREROLL_MS // 1000
+        self._preroll_max = rate * PREROLL_MS // 1000
         self._seg_buf: list[np.ndarray] | None = None
         self._pushing = False
         self._seg_overlap = False
@@ -250,8 +250,6 @@ class Conversation:
     async def run(self) -> str:
         """Converse until the call ends; returns the end reason."""
         self._emit(ConversationStarted(self.agent.name, self.direction, self._rate, self.first_speaker))
-        if self._own_http:
-            self._http = httpx.AsyncClient()
         self._stream = self.stt.stream()
         if self.first_speaker == "agent" and self.greeting.strip():
             self._start_canned([self.greeting], "greeting", self.agent.allow_interruptions)
@@ -273,7 +271,6 @@ class Conversation:
         pcm = frame.pcm
         now = frame.timestamp + pcm.size / self._rate
         self._now = now
-        stt_pcm = self._to_stt.process(pcm)
         vad_pcm = pcm if self._to_vad is None else self._to_vad.resample_chunk(pcm)
         buf = np.concatenate((self._vad_buf, vad_pcm)) if self._vad_buf.size else vad_pcm
         w = self._vad_window
@@ -296,6 +293,7 @@ class Conversation:
                 to_push.extend(self._seg_buf)
                 self._seg_buf = None
                 self._pushing = True
+                self._to_stt = Resampler(self._rate, self.stt.sample_rate)
                 self._on_confirmed()
             elif event is SegmentEvent.DISCARDED:
                 self._seg_buf = None
@@ -304,15 +302,19 @@ class Conversation:
         self._vad_buf = buf[n * w :].copy() if n else buf.copy()
 
         if self._pushing:
-            to_push.append(stt_pcm)
+            to_push.append(pcm)
         elif self._seg_buf is not None:
-            self._seg_buf.append(stt_pcm)
+            self._seg_buf.append(pcm)
         if not self._pushing or end_of_turn:
-            self._preroll.append(stt_pcm)
-            self._preroll_samples += stt_pcm.size
+            self._preroll.append(pcm)
+            self._preroll_samples += pcm.size
             while self._preroll and self._preroll_samples - self._preroll[0].size >= self._preroll_max:
                 self._preroll_samples -= self._preroll.popleft().size
-        for chunk in to_push:
+        if to_push:
+            assert self._to_stt is not None
+            chunk = self._to_stt.process(to_push[0] if len(to_push) == 1 else np.concatenate(to_push))
+            if end_of_turn:
+                chunk = np.concatenate((chunk, self._to_stt.flush()))
             if chunk.size:
                 await self._stream.push(chunk)
 
@@ -490,7 +492,7 @@ class Conversation:
         new.calls = list(sp.calls) if sp.llm_done else []
         new.started = True
         new.first_out = sp.first_out
-        self._launch(new, self._resume_body(new, intr.unheard))
+        self._launch(new, lambda: self._resume_body(new, intr.unheard))
 
     def _cancel(self, sp: _Speech) -> None:
         sp.cancelled = True
@@ -541,7 +543,7 @@ class Conversation:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _launch(self, sp: _Speech, body: Any) -> None:
+    def _launch(self, sp: _Speech, body: Callable[[], Awaitable[None]]) -> None:
         if self._speech is not None:
             self.channel.clear_output()
             self._out_cursor = self.channel.played_samples
@@ -554,15 +556,15 @@ class Conversation:
             return
         self._deferred_reply = False
         sp = _Speech("reply", True, self._rate, marks=marks)
-        self._launch(sp, self._reply_body(sp))
+        self._launch(sp, lambda: self._reply_body(sp))
 
     def _start_canned(self, sentences: list[str], kind: str, interruptible: bool) -> None:
         sp = _Speech(kind, interruptible, self._rate)
-        self._launch(sp, self._canned_body(sp, sentences))
+        self._launch(sp, lambda: self._canned_body(sp, sentences))
 
-    async def _speech_main(self, sp: _Speech, body: Any) -> None:
+    async def _speech_main(self, sp: _Speech, body: Callable[[], Awaitable[None]]) -> None:
         try:
-            await body
+            await body()
         except asyncio.CancelledError:
             if not sp.cancelled:
                 raise
@@ -861,8 +863,8 @@ class Conversation:
         return False
 
     async def _http_tool(self, spec: ToolSpec, arguments: dict[str, Any]) -> tuple[bool, str]:
-        assert self._http is not None
-        return await toolbox.call_http_tool(spec, arguments, self._http)
+        client = self._http or await toolbox.shared_client()
+        return await toolbox.call_http_tool(spec, arguments, client)
 
     # --- ending ------------------------------------------------------------------------------------
 
@@ -919,7 +921,5 @@ class Conversation:
                 await self._stream.close()
             except Exception:  # noqa: BLE001
                 log.warning("stt stream close failed")
-        if self._own_http and self._http is not None:
-            await self._http.aclose()
         self._emit(ConversationEnded(reason, round(self._now, 3), self._turn))
         return reason

@@ -7,6 +7,7 @@ otherwise) and hand the response body back to the LLM as the tool result.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -74,6 +75,22 @@ async def call_http_tool(tool: ToolSpec, arguments: dict[str, Any], client: http
     if response.status_code >= 400:
         return False, f"error: {tool.name} answered HTTP {response.status_code}: {body}"
     return True, body
+
+
+_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+
+async def shared_client() -> httpx.AsyncClient:
+    """One HTTP client per event loop for every conversation's HTTP tools (made on first use; the TLS
+    context, ~0.1 s of CPU, is built in a thread so the loop never stalls)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        for old in [lp for lp in _clients if lp.is_closed()]:
+            del _clients[old]
+        context = await asyncio.to_thread(httpx.create_ssl_context)
+        client = _clients.setdefault(loop, httpx.AsyncClient(verify=context))
+    return client
 
 
 def dtmf_digits(arguments: dict[str, Any]) -> str:
