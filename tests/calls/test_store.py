@@ -58,7 +58,7 @@ async def test_call_lifecycle_records_timestamps_timeline_and_transcript(store: 
     assert detail.call.variables == {"name": "Ada"} and detail.call.metadata == {"crm_id": 7}
 
 
-async def test_illegal_transitions_are_refused_and_change_nothing(store: Store, caplog) -> None:  # type: ignore[no-untyped-def]
+async def test_illegal_transitions_are_refused_and_change_nothing(store: Store) -> None:
     call = await store.add_call(_outbound())
     with pytest.raises(IllegalTransition, match="cannot go from queued to completed"):
         await store.transition(call.id, "completed")
