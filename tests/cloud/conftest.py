@@ -61,6 +61,7 @@ def azure_stt_server(_azure_stt_server: AzureSTTStandIn) -> AzureSTTStandIn:
     _azure_stt_server.phrases.clear()
     _azure_stt_server.sessions.clear()
     _azure_stt_server.reject_with = None
+    _azure_stt_server.drop_after_s = None
     return _azure_stt_server
 
 

@@ -84,6 +84,37 @@ async def test_phone_rate_and_whole_utterance_transcription(settings, azure_stt_
     assert azure_stt_server.sessions[0]["rate"] == 8000
 
 
+async def test_utterance_ending_without_silence_is_finalised_at_once(settings, azure_stt_server, tmp_path) -> None:
+    keyed = settings.model_copy(update={"azure_speech_key": type(settings.azure_speech_key)("speech-test")})
+    stream = build_stt(STTSpec(provider="azure", language="de-DE", endpoint=azure_stt_server.endpoint), keyed).stream()
+    azure_stt_server.phrases.extend(["Eins.", "Zwei."])
+    speech = _german(tmp_path, "Guten Tag, ich möchte einen Termin")
+    await _feed(stream, speech, 320)  # the audio stops right after the words
+    started = time.monotonic()
+    first = await stream.end_utterance()
+    assert first.text == "Eins." and time.monotonic() - started < 2.5
+    await _feed(stream, np.concatenate([np.zeros(16000, np.int16), speech, np.zeros(16000, np.int16)]), 320)
+    second = await stream.end_utterance()
+    await stream.close()
+    # times are the caller's: the silence written to close the first phrase is not counted
+    assert second.text == "Zwei." and abs(second.start - (len(speech) / 16000 + 1.0)) < 0.35
+
+
+async def test_connection_dropped_mid_utterance_loses_no_words(settings, azure_stt_server, tmp_path) -> None:
+    keyed = settings.model_copy(update={"azure_speech_key": type(settings.azure_speech_key)("speech-test")})
+    stream = build_stt(STTSpec(provider="azure", language="de-DE", endpoint=azure_stt_server.endpoint), keyed).stream()
+    azure_stt_server.phrases.extend(["(lost with the connection)", "Guten Tag, ich möchte einen Termin."])
+    azure_stt_server.drop_after_s = 1.0  # the service goes away while the caller is talking
+    speech = _german(tmp_path, "Guten Tag, ich möchte einen Termin")
+    await _feed(stream, np.concatenate([speech, np.zeros(16000, np.int16)]), 320)
+    result = await stream.end_utterance()
+    await stream.close()
+    # the SDK reconnected and sent the unacknowledged audio again: the whole utterance was recognised
+    assert result.text == "Guten Tag, ich möchte einen Termin."
+    assert azure_stt_server.sessions[0].get("dropped") and len(azure_stt_server.sessions) == 2
+    assert azure_stt_server.sessions[1]["audio_seconds"] >= len(speech) / 16000
+
+
 async def test_rejected_key_is_a_clear_non_retryable_error(settings, azure_stt_server) -> None:
     wrong = settings.model_copy(update={"azure_speech_key": type(settings.azure_speech_key)("wrong")})
     stream = build_stt(STTSpec(provider="azure", language="de-DE", endpoint=azure_stt_server.endpoint), wrong).stream()

@@ -60,6 +60,7 @@ class AzureSTTStandIn:
         self.phrases: deque[str] = deque()
         self.sessions: list[dict[str, Any]] = []
         self.reject_with: int | None = None  # e.g. 401 to refuse the next handshakes
+        self.drop_after_s: float | None = None  # close the next connection after this much audio
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,6 +171,11 @@ class AzureSTTStandIn:
                 loud = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) > SPEECH_RMS if len(pcm) else False
                 samples += len(pcm)
                 record["audio_seconds"] = samples / rate
+                if self.drop_after_s is not None and samples / rate >= self.drop_after_s:
+                    self.drop_after_s = None
+                    record["dropped"] = True
+                    await ws.close(1011, "stand-in drops the connection")
+                    return
                 if loud:
                     last_voice = samples
                     if speech_start is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -157,7 +158,8 @@ class AzureSTTStream:
         self._changed = asyncio.Event()
         self._interims: asyncio.Queue[Transcript | None] = asyncio.Queue()
         self._closed = False
-        self._pushed = 0
+        self._pushed = 0  # samples written to the SDK, including nudge silence
+        self._nudges: list[tuple[float, float]] = []  # (stream seconds, seconds of silence we inserted)
 
     # SDK threads -> loop
     def _post(self, func: Any, *args: Any) -> None:
@@ -189,9 +191,22 @@ class AzureSTTStream:
         self._post(self._on_canceled, error)
 
     # loop side
+    def _caller_time(self, t: float) -> float:
+        """Stream time without the silence `end_utterance` inserted (the caller never said it)."""
+        shift = 0.0
+        for at, seconds in self._nudges:
+            if t >= at + seconds:
+                shift += seconds
+            elif t > at:
+                shift += t - at
+        return t - shift
+
     def _on_result(self, transcript: Transcript | None) -> None:
         if transcript is None:
             return
+        if self._nudges:
+            transcript = replace(transcript, start=self._caller_time(transcript.start),
+                                 end=self._caller_time(transcript.end))
         if transcript.is_final:
             self._hypothesis = None
             if transcript.text:
@@ -231,9 +246,18 @@ class AzureSTTStream:
         """Feed caller audio at the provider's `sample_rate`."""
         self._raise_error()
         await self._ensure_open()
-        data = np.asarray(pcm, dtype=np.int16).astype("<i2", copy=False).tobytes()
-        self._push.write(data)
-        self._pushed += len(data) // 2
+        self._write(np.asarray(pcm, dtype=np.int16))
+
+    def _write(self, pcm: np.ndarray) -> None:
+        self._push.write(pcm.astype("<i2", copy=False).tobytes())
+        self._pushed += len(pcm)
+
+    def _nudge(self) -> None:
+        """Write a little silence so Azure's segmentation closes the phrase now (and the SDK, if its
+        connection dropped, reconnects and resends the audio) instead of waiting for more caller audio."""
+        seconds = (self._stt.segmentation_silence_ms + 200) / 1000
+        self._nudges.append((self._pushed / self._stt.sample_rate, seconds))
+        self._write(np.zeros(int(seconds * self._stt.sample_rate), dtype=np.int16))
 
     async def _wait_change(self, timeout: float) -> None:
         self._changed.clear()
@@ -260,9 +284,13 @@ class AzureSTTStream:
             return Transcript("", True, language=self._language)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        nudged = False
         while True:
             self._raise_error()
             waited = loop.time() - started
+            if not nudged and self._hypothesis is not None and not self._stopped:
+                nudged = True
+                self._nudge()
             if self._hypothesis is None and (self._finals or waited >= self._stt.settle_s or self._stopped):
                 return self._take(False)
             if waited >= self._stt.final_timeout_s or self._stopped:
