@@ -17,7 +17,7 @@ install: $(STAMP)
 
 ## make run: install, then run the main job on offline defaults.
 run: install
-	$(BIN)/parley api
+	$(BIN)/parley up
 
 ## make test: install test needs (Debian packages when root), start Redis/PostgreSQL if needed, run pytest.
 test: install system-deps services

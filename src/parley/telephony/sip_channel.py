@@ -39,7 +39,12 @@ class SipChannel:
         self._recorder = recorder
         # Mirror of the RTP output queue, only to hand the recorder exactly the samples played.
         self._mirror = PlayoutBuffer(self.sample_rate) if recorder else None
-        call.on_dtmf = self._dtmf.put_nowait
+        # digits pressed before this channel existed are still in the call's queue: consume it from the start
+        self._dtmf_task = asyncio.create_task(self._collect_dtmf(), name=f"dtmf-{call.call_id}")
+
+    async def _collect_dtmf(self) -> None:
+        async for digit in self.call.dtmf_events():
+            self._dtmf.put_nowait(digit)
 
     # --- inbound ---------------------------------------------------------------------------
     async def inbound(self) -> AsyncIterator[InboundItem]:
