@@ -333,3 +333,15 @@ async def test_three_failed_turns_end_the_call_politely() -> None:
     last = run.said("agent")[-1]
     assert run.channel.hangups[0][0] >= last.end
     assert len(run.of(ProviderFailed)) == 3
+
+
+async def test_caller_who_goes_on_talking_gets_one_reply_to_everything() -> None:
+    # a pause longer than the end-of-turn silence, while the reply is still being prepared
+    audio = CallerAudio(6).say(300, 0.2, 0.8).say(400, 1.5, 0.7)
+    llm = ScriptLLM(respond=lambda m: "Alright." if m[-1].role == "user" else None)
+    run = await converse(audio, llm=llm, stt=ToneSTT(WORDS, delay_s=0.1))
+    assert [a.text for a in run.said("agent")] == ["Alright."]
+    assert roles(run.conversation.history) == [
+        ("user", "tell me about your opening hours wait stop please"), ("assistant", "Alright.")
+    ]
+    assert run.voiced(0, 1.5 + 0.7) == 0, "nothing was said while the caller was still talking"

@@ -1,0 +1,74 @@
+"""The engine's small parts on their own: speech segmentation, what-was-heard tracking, playout queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from parley.engine.channel import PlayoutBuffer
+from parley.engine.playout import SpeechTrack
+from parley.engine.turns import SegmentEvent, SpeechSegmenter
+
+
+def feed(seg: SpeechSegmenter, pattern: str, window_ms: float = 20.0) -> list[tuple[float, SegmentEvent]]:
+    """`pattern`: one character per window, `#` speech, `.` silence."""
+    out = []
+    for i, c in enumerate(pattern):
+        event = seg.update(1.0 if c == "#" else 0.0, (i + 1) * window_ms / 1000, window_ms)
+        if event is not None:
+            out.append((round((i + 1) * window_ms / 1000, 3), event))
+    return out
+
+
+def test_utterance_is_confirmed_then_ends_after_the_silence() -> None:
+    seg = SpeechSegmenter(min_speech_ms=100, end_silence_ms=200)
+    events = feed(seg, "..#####....." + "." * 10)
+    assert events == [(0.06, SegmentEvent.ONSET), (0.14, SegmentEvent.CONFIRMED), (0.34, SegmentEvent.END_OF_TURN)]
+    assert seg.ended is not None
+    assert seg.ended.start == pytest.approx(0.04) and seg.ended.last_voiced == pytest.approx(0.14)
+
+
+def test_click_shorter_than_min_speech_is_discarded() -> None:
+    seg = SpeechSegmenter(min_speech_ms=100, end_silence_ms=500)
+    assert feed(seg, "##" + "." * 30) == [(0.02, SegmentEvent.ONSET), (0.34, SegmentEvent.DISCARDED)]
+    assert not seg.in_speech
+
+
+def test_short_pause_inside_an_utterance_does_not_end_the_turn() -> None:
+    seg = SpeechSegmenter(min_speech_ms=60, end_silence_ms=200)
+    events = feed(seg, "#####" + "....." + "#####" + "." * 12)
+    assert [e for _, e in events] == [SegmentEvent.ONSET, SegmentEvent.CONFIRMED, SegmentEvent.END_OF_TURN]
+    assert seg.ended is not None and seg.ended.voiced_ms == 200
+
+
+def test_heard_text_follows_the_samples_played() -> None:
+    track = SpeechTrack(8000)
+    a = track.begin("Hello there.", 0)
+    a.end, a.complete = 8000, True
+    b = track.begin("We open at nine every weekday.", 8000)
+    b.end, b.complete = 24000, True
+    assert track.heard(4000) == ("Hello", False)
+    assert track.heard(8000) == ("Hello there.", False)
+    assert track.heard(16000) == ("Hello there. We open at nine", False)
+    assert track.heard(24000) == ("Hello there. We open at nine every weekday.", True)
+    assert track.unheard(16000) == ["We open at nine every weekday."]
+
+
+def test_playout_buffer_counts_played_samples_and_clears_at_once() -> None:
+    async def run() -> None:
+        buf = PlayoutBuffer(8000)
+        assert buf.pull(160) is None
+        buf.write(np.arange(1, 401, dtype=np.int16))
+        first = buf.pull(160)
+        assert first is not None and first[0] == 1 and buf.played_samples == 160
+        assert buf.queued_ms == 30.0
+        assert buf.clear() == 240
+        assert buf.pull(160) is None and buf.played_samples == 160
+        await asyncio.wait_for(buf.drain(), 0.1)
+        buf.write(np.ones(100, np.int16))
+        tail = buf.pull(160)
+        assert tail is not None and tail[:100].all() and not tail[100:].any() and buf.played_samples == 260
+
+    asyncio.run(run())
