@@ -133,3 +133,24 @@ async def test_over_capacity_is_busy_then_next_call_answered(phone_stack, tmp_pa
     assert busy.code == 0, str(busy)
     assert (await long_call).code == 0
     await _ok_call(stack, tmp_path)
+
+
+async def test_incoming_call_webhook_chooses_variables_or_rejects(phone_stack, webhook_receiver,
+                                                                  tmp_path: Path) -> None:
+    stack = await phone_stack(incoming_call_webhook_url=webhook_receiver.url, incoming_call_webhook_timeout_s=1.0)
+    webhook_receiver.answer = {"action": "reject", "code": 486, "reason": "closed today"}
+    rejected = await run_sipp(uac_scenario("PCMU", expect=486), f"127.0.0.1:{stack.sip_port}", tmp_path,
+                              port=_sipp_port(), extra=["-s", "+4930123456"], timeout=15)
+    assert rejected.code == 0, str(rejected)
+    asked = [e for e in webhook_receiver.events if e.get("type") == "call.incoming"]
+    assert asked and asked[0]["to"] == "+4930123456" and asked[0]["source"] == "127.0.0.1"
+
+    webhook_receiver.answer = {"variables": {"company_name": "Acme Clinic"}}
+    await _ok_call(stack, tmp_path)
+    call = await stack.wait_status((await stack.only_call()).id, {"completed"})
+    assert call.variables.get("company_name") == "Acme Clinic"
+
+    # a webhook that answers too late: the dispatch rule decides and the call is still answered
+    webhook_receiver.answer = {"action": "reject"}
+    webhook_receiver.delay_s = 2.0
+    await _ok_call(stack, tmp_path)
