@@ -1,5 +1,6 @@
-"""Kamailio (a real SIP proxy) in the path with Record-Route: SIPp calls through it, we answer,
-and our BYE must follow the route set back through the proxy (loose routing)."""
+"""Kamailio (a real SIP proxy) in the path with Record-Route, both directions: SIPp calls through
+it and we answer; we call SIPp through it as outbound proxy. Our BYE must follow the route set
+back through the proxy (loose routing)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ request_route {{
     }}
     if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
     record_route();
-    $du = "sip:127.0.0.1:{target}";
+    if ($rp == {port}) {{ $du = "sip:127.0.0.1:{target}"; }}
     t_relay();
 }}
 """
@@ -123,3 +124,26 @@ async def test_call_through_kamailio_record_route(endpoint, tmp_path: Path) -> N
     assert result.code == 0, str(result)
     assert calls and calls[0].dialog.route_set and f"127.0.0.1:{kport}" in calls[0].dialog.route_set[0]
     assert calls[0].end_reason == "local_bye"
+
+
+async def test_we_dial_through_kamailio_as_outbound_proxy(endpoint, tmp_path: Path) -> None:
+    from tests.sip.test_sipp_callee import assert_echo, echo_check
+
+    kport = free_port()
+    proc = await start_kamailio(tmp_path, kport, endpoint.port)
+    sport = free_port()
+    try:
+        scenario = Path(__file__).parent / "scenarios" / "uas_record_route.xml"
+        sipp = asyncio.ensure_future(run_sipp(scenario, None, tmp_path, sport, extra=["-rtp_echo"]))
+        await asyncio.sleep(0.3)
+        out = await endpoint.invite(f"sip:callee@127.0.0.1:{sport}", proxy=f"sip:127.0.0.1:{kport}", timeout=10)
+        call = await out.answered()
+        assert call.dialog.route_set and f"127.0.0.1:{kport}" in call.dialog.route_set[0]
+        pcm = await echo_check(call, 800.0)
+        await call.hangup()
+        result = await sipp
+    finally:
+        proc.terminate()
+        await proc.wait()
+    assert result.code == 0, str(result)
+    assert_echo(pcm, 800.0)
