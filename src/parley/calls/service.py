@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,8 @@ log = get_logger(__name__)
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 ROLES = ("agent", "caller", "system", "tool")
+#: Role names other parts use, mapped to ours (the engine says `user` for the caller).
+ROLE_ALIASES = {"user": "caller", "assistant": "agent"}
 
 
 class CallRequestError(ValueError):
@@ -233,7 +235,8 @@ class CallsService:
 
     async def add_transcript(self, call_id: str, role: str, text: str, *, at: datetime | None = None,
                              metadata: dict[str, Any] | None = None) -> None:
-        """Append an utterance (`role`: agent, caller, system or tool)."""
+        """Append an utterance (`role`: agent, caller, system or tool; `user`/`assistant` are accepted)."""
+        role = ROLE_ALIASES.get(role, role)
         if role not in ROLES:
             raise ValueError(f"transcript role must be one of {', '.join(ROLES)}, not {role!r}")
         await self.store.add_transcript(call_id, role, text, at=at, metadata=metadata)
@@ -241,6 +244,21 @@ class CallsService:
     async def add_event(self, call_id: str, type_: str, data: dict[str, Any] | None = None) -> None:
         """Append a timeline event (dtmf, transfer, tool call, interruption, inbound webhook …)."""
         await self.store.add_event(call_id, type_, data)
+
+    async def record_event(self, call_id: str, event: Mapping[str, Any]) -> None:
+        """Store one conversation event (the engine's `event.to_dict()`): `transcript` entries go to the
+        transcript, `turn_metrics` feed the latency histograms and the timeline, every other type
+        (dtmf, interruption, tool_call, provider_error, conversation_started/ended …) goes to the timeline."""
+        data = {k: v for k, v in event.items() if k != "type"}
+        kind = str(event.get("type") or "event")
+        if kind == "transcript":
+            meta = {k: data[k] for k in ("start", "end", "interrupted", "turn") if k in data}
+            await self.add_transcript(call_id, str(data.get("role", "caller")), str(data.get("text", "")),
+                                      metadata=meta)
+            return
+        if kind == "turn_metrics":
+            metrics.observe_turn(data)
+        await self.store.add_event(call_id, kind, data)
 
     async def update(self, call_id: str, **fields: Any) -> Call:
         """Set sip_call_id, trunk, recording_path, worker, metadata (as `meta`) or variables."""
