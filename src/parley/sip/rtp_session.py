@@ -24,11 +24,12 @@
 Bad arguments raise ValueError (RtpSessionError for calls in the wrong state); received garbage
 never raises. `read_frame` has one consumer; `write` may be called from anywhere on the loop.
 
-Receiving. `read_frame` runs on the consumer's own drift-free clock: the n-th call returns at
-start + n * ptime with exactly one frame, whatever arrived — decoded audio, loss concealment, or
+Receiving. `read_frame` is paced by the same drift-free clock as the sender: the n-th call returns
+n ticks (n * ptime) after the first with exactly one frame, whatever arrived — decoded audio, loss concealment, or
 silence when nothing arrives (before the first packet, on hold, during a peer's silence
 suppression), so the consumer's timeline (VAD, STT, recordings) keeps running. A consumer that falls
-more than 0.5 s behind is resynchronised instead of being handed a burst. Packets are validated
+more than 25 frames behind is resynchronised instead of being handed a burst. Before `start()` it
+raises RtpSessionError. Packets are validated
 (version 2, padding/CSRC/extension lengths, payload type = our codec, either G.711 law when our codec
 is 8 kHz G.711, telephone-event or comfort noise, non-empty); anything else is counted in
 `stats().invalid` and dropped, never raised. The first valid packet latches the media destination
@@ -106,7 +107,7 @@ _G711_PTS = (0, 8)
 _RELATCH_AFTER = 1.0
 _RELATCH_PACKETS = 3
 _MAX_STALL = 0.2
-_RESYNC_READ = 0.5
+_RESYNC_TICKS = 25
 _DTMF_PAUSE_MS = 60
 
 
@@ -170,9 +171,11 @@ class _Pacer:
         self.period = period
         self.sessions: dict[int, RtpSession] = {}
         self.task: asyncio.Task[None] | None = None
+        self.n = 0  # ticks so far (including skipped ones)
+        self._waiters: list[asyncio.Future[None]] = []
 
     @classmethod
-    def join(cls, session: RtpSession, ptime_ms: int) -> None:
+    def join(cls, session: RtpSession, ptime_ms: int) -> _Pacer:
         loop = asyncio.get_running_loop()
         key = (id(loop), ptime_ms)
         pacer = cls._instances.get(key)
@@ -183,6 +186,23 @@ class _Pacer:
             pacer.task = loop.create_task(pacer._run(), name=f"rtp-pacer-{ptime_ms}ms")
         else:
             pacer.sessions[id(session)] = session
+        return pacer
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def next_tick(self) -> asyncio.Future[None]:
+        """A future done after the next tick (one per waiter, so cancelling one waiter hurts no other)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        return fut
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     @classmethod
     def leave(cls, session: RtpSession, ptime_ms: int) -> None:
@@ -216,9 +236,12 @@ class _Pacer:
                         s._tick(deadline)
                     except Exception:  # one broken session must not stop the others' media
                         log.exception("rtp.tick_failed", port=s.local_port)
+                self.n = n
+                self._wake()  # readers (read_frame) run after this tick's packets are out
         finally:
             if _Pacer._instances.get(self.key) is self:
                 del _Pacer._instances[self.key]
+            self._wake()
 
 
 class RtpSession:
@@ -293,8 +316,8 @@ class RtpSession:
         self._dtmf_pause = 0
         self._dtmf_done: asyncio.Future[None] | None = None
 
-        self._play_t0: float | None = None
-        self._play_n = 0
+        self._pacer: _Pacer | None = None
+        self._read_tick: int | None = None
 
         self._n: dict[str, int] = dict.fromkeys(
             (
@@ -464,7 +487,7 @@ class RtpSession:
             )
             raise OSError(f"cannot bind an RTP/RTCP port pair on {self.bind_host} {where}: {last_error}")
         self._started = True
-        _Pacer.join(self, self.ptime_ms)
+        self._pacer = _Pacer.join(self, self.ptime_ms)
         if self.rtcp_interval > 0:
             self._rtcp_task = loop.create_task(self._rtcp_loop(), name=f"rtcp-{self.local_port}")
 
@@ -608,18 +631,16 @@ class RtpSession:
         """The next ptime of received audio (int16, codec.sample_rate), paced; None once closed."""
         if self._closed:
             return None
-        now = time.monotonic()
-        if self._play_t0 is None:
-            self._play_t0 = now
-            self._play_n = 0
-        self._play_n += 1
-        period = self.ptime_ms / 1000.0
-        deadline = self._play_t0 + self._play_n * period
-        delay = deadline - now
-        if delay < -_RESYNC_READ:
-            self._play_t0 = now - self._play_n * period
-        elif delay > 0:
-            await asyncio.sleep(delay)
+        pacer = self._pacer
+        if pacer is None:
+            raise RtpSessionError("RtpSession not started")
+        if self._read_tick is None:
+            self._read_tick = pacer.n
+        self._read_tick += 1
+        if pacer.n - self._read_tick > _RESYNC_TICKS:
+            self._read_tick = pacer.n  # the consumer fell far behind: no burst of stale frames
+        while pacer.n < self._read_tick and pacer.running:
+            await pacer.next_tick()
             if self._closed:
                 return None
         return self._jb.frame(time.monotonic())
