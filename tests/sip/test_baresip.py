@@ -22,13 +22,14 @@ from tests.sip.conftest import dominant_frequency, tone
 pytestmark = [pytest.mark.sip, pytest.mark.slow]
 
 
-def baresip_config(tmp_path: Path, sip_port: int, seconds: float = 3.0) -> Path:
+def baresip_config(tmp_path: Path, sip_port: int, seconds: float = 3.0, codec: str = "g711") -> Path:
     if not shutil.which("baresip"):
         pytest.skip("baresip is not installed (make test installs it)")
     conf = tmp_path / "baresip"
     conf.mkdir()
     mic = conf / "tone600.wav"
-    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(mic), "synth", str(seconds),
+    rate = "16000" if codec == "g722" else "8000"
+    subprocess.run(["sox", "-n", "-r", rate, "-c", "1", "-b", "16", str(mic), "synth", str(seconds),
                     "sine", "600", "vol", "0.5"], check=True)
     rtp_lo = free_port() & ~1
     (conf / "config").write_text(f"""poll_method epoll
@@ -39,7 +40,7 @@ audio_alert alsa,null
 rtp_ports {rtp_lo}-{rtp_lo + 40}
 net_interface 127.0.0.1
 module_path /usr/lib/baresip/modules
-module g711.so
+module {codec}.so
 module aufile.so
 module alsa.so
 module sndfile.so
@@ -50,18 +51,18 @@ module_app menu.so
     return conf
 
 
-def heard_by_baresip(conf: Path) -> np.ndarray:
+def heard_by_baresip(conf: Path) -> tuple[np.ndarray, int]:
     dumps = sorted(conf.glob("dump-*-dec.wav"))
     assert dumps, "baresip recorded nothing"
     with wave.open(str(dumps[-1])) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16), w.getframerate()
 
 
-def assert_tone(pcm: np.ndarray, freq: float, min_seconds: float = 1.0) -> None:
+def assert_tone(pcm: np.ndarray, freq: float, rate: int = 8000, min_seconds: float = 1.0) -> None:
     loud = np.abs(pcm) > 1000
-    assert loud.sum() > min_seconds * 8000 * 0.5, f"less than {min_seconds}s of audio"
+    assert loud.sum() > min_seconds * rate * 0.5, f"less than {min_seconds}s of audio"
     start = int(np.argmax(loud))
-    assert abs(dominant_frequency(pcm[start:start + 8000]) - freq) < 20
+    assert abs(dominant_frequency(pcm[start:start + rate], rate) - freq) < 20
 
 
 async def collect(call: Call, frames: list[np.ndarray]) -> None:
@@ -89,12 +90,13 @@ async def test_baresip_calls_us_two_way_audio(endpoint, tmp_path: Path) -> None:
     await proc.wait()
     assert calls and calls[0].end_reason == "remote_bye"  # baresip hangs up when its file ends
     assert_tone(np.concatenate(heard), 600)
-    assert_tone(heard_by_baresip(conf), 1000)
+    assert_tone(heard_by_baresip(conf)[0], 1000)
 
 
-async def test_we_call_baresip_two_way_audio(endpoint, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("codec", "rate"), [("g711", 8000), ("g722", 16000)])
+async def test_we_call_baresip_two_way_audio(endpoint, tmp_path: Path, codec: str, rate: int) -> None:
     port = free_port()
-    conf = baresip_config(tmp_path, port, seconds=6.0)
+    conf = baresip_config(tmp_path, port, seconds=6.0, codec=codec)
     proc = await asyncio.create_subprocess_exec(
         "timeout", "15", "baresip", "-f", str(conf), "-t", "10",
         cwd=str(conf), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
@@ -104,7 +106,8 @@ async def test_we_call_baresip_two_way_audio(endpoint, tmp_path: Path) -> None:
         out = await endpoint.invite(f"sip:baresip@127.0.0.1:{port}", from_="sip:+15550100@127.0.0.1",
                                     display_name="Parley", timeout=10)
         call = await out.answered()
-        call.rtp.write(tone(1000, 2.0))
+        assert call.negotiated.codec == ("G722" if codec == "g722" else "PCMU")
+        call.rtp.write(tone(1000, 2.0, rate=rate))
         heard: list[np.ndarray] = []
         collector = asyncio.ensure_future(collect(call, heard))
         await asyncio.sleep(2.2)
@@ -115,5 +118,6 @@ async def test_we_call_baresip_two_way_audio(endpoint, tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.terminate()
         await proc.wait()
-    assert_tone(np.concatenate(heard), 600)
-    assert_tone(heard_by_baresip(conf), 1000)
+    assert_tone(np.concatenate(heard), 600, rate)
+    pcm, recorded_rate = heard_by_baresip(conf)
+    assert_tone(pcm, 1000, recorded_rate)
