@@ -103,3 +103,17 @@ async def test_cancel_closes_the_connection(cloud_settings, azure_tts_server) ->
         await task
     hangup = await asyncio.to_thread(azure_tts_server.wait_hangup, "azure_tts", 3)
     assert hangup is not None and "azure_tts" not in azure_tts_server.completed
+
+
+async def test_one_voice_serves_a_phone_call_at_8khz(cloud_settings, azure_tts_server) -> None:
+    shared = build_tts(TTSSpec.model_validate({"provider": "azure", "voice": "de-DE-KatjaNeural",
+                                               "endpoint": azure_tts_server.base_url,
+                                               "fallbacks": [{"provider": "espeak", "voice": "de"}]}), cloud_settings)
+    assert shared.sample_rate == 24000
+    phone = shared.for_rate(8000)
+    assert phone.sample_rate == 8000 and shared.sample_rate == 24000
+    audio = await speak(phone, "Hallo, hier ist Parley.")
+    assert azure_tts_server.requests_of("azure_tts")[0]["rate"] == 8000 and rms(audio) > 500
+    azure_tts_server.plan("azure_tts", Reply(status=500), Reply(status=500))
+    fallback_audio = await speak(phone, "Hallo, hier ist Parley.")  # espeak at 22.05 kHz, resampled to 8 kHz
+    assert 0.8 < len(fallback_audio) / len(audio) < 1.6 and phone.events[-1].next == "espeak"

@@ -211,6 +211,16 @@ class FallbackTTS(_Chain[TTS]):
                          listeners=listeners)
         self.sample_rate = providers[0].sample_rate
 
+    def for_rate(self, sample_rate: int) -> FallbackTTS:
+        """The same chain with each provider that can (`for_rate`) producing `sample_rate` natively."""
+        members = [p.for_rate(sample_rate) if hasattr(p, "for_rate") else p for p in self.providers]
+        if all(m is p for m, p in zip(members, self.providers)) and sample_rate == self.sample_rate:
+            return self
+        other = FallbackTTS(members, first_timeout_s=self.first_timeout_s, cooldown_s=self.cooldown_s,
+                            listeners=self.listeners)
+        other.sample_rate = sample_rate if hasattr(self.providers[0], "for_rate") else self.sample_rate
+        return other
+
     async def _converted(self, provider: TTS, text: str) -> AsyncIterator[Pcm]:
         resampler = Resampler(provider.sample_rate, self.sample_rate)
         async with aclosing(provider.synthesize(text)) as chunks:  # type: ignore[type-var]

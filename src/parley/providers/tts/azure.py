@@ -7,6 +7,7 @@ resampled) and yielded chunk by chunk as Azure streams it, so playback starts be
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -93,6 +94,18 @@ class AzureTTS:
             "User-Agent": "parley",
         }
         self._client: httpx.AsyncClient | None = None
+
+    def for_rate(self, sample_rate: int) -> AzureTTS:
+        """The same voice producing PCM at `sample_rate` (e.g. a phone call's 8000), sharing connections.
+
+        Returns `self` when the rate already matches or Azure offers no raw format at that rate."""
+        if sample_rate == self.sample_rate or sample_rate not in OUTPUT_FORMATS:
+            return self
+        other = copy.copy(self)
+        other.sample_rate = sample_rate
+        other._headers = {**self._headers, "X-Microsoft-OutputFormat": OUTPUT_FORMATS[sample_rate]}
+        other._client = self._http()
+        return other
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None or self._client.is_closed:
