@@ -158,7 +158,7 @@ async def test_barge_in_cancel_closes_the_http_connection_at_once(cloud_settings
         await task
     hangup = await asyncio.to_thread(openai_server.wait_hangup, "chat", 3)
     assert hangup is not None, "the server must see the connection close"
-    assert 0 <= hangup.at - cancelled_at < 1.0
+    assert 0 <= hangup.at - cancelled_at < 2.0
     assert hangup.chunks_sent < 100 and "chat" not in openai_server.completed
 
 
