@@ -53,9 +53,10 @@ class JitterBuffer:
         self._next: int | None = None
         self._playing = False
         self._prefetch_since: float | None = None
-        self._carry = np.zeros(0, dtype=np.int16)
+        self._carry: np.ndarray = np.zeros(0, dtype=np.int16)
         self._last_pcm: np.ndarray | None = None
         self._conceal_run = 0
+        self._ramps: dict[tuple[int, int], np.ndarray] = {}
         self._packet_samples = frame_samples
         # counters
         self.played = 0
@@ -112,23 +113,30 @@ class JitterBuffer:
 
     def frame(self, now: float) -> np.ndarray:
         """The next frame of exactly `frame_samples` samples (audio, concealment or silence)."""
-        parts = [self._carry] if len(self._carry) else []
-        have = len(self._carry)
-        while have < self.frame_samples:
+        n = self.frame_samples
+        if not len(self._carry):
+            chunk = self._next_chunk(now)
+            if chunk is not None and len(chunk) == n:  # the common case: one packet per frame
+                return chunk
+            parts = [] if chunk is None else [chunk]
+            have = 0 if chunk is None else len(chunk)
+        else:
+            parts, have = [self._carry], len(self._carry)
+        while have < n:
             chunk = self._next_chunk(now)
             if chunk is None:
                 break
             parts.append(chunk)
             have += len(chunk)
-        if have < self.frame_samples:
+        if have < n:
             if self._playing:
                 self._playing = False  # underrun: wait for a new prefetch
                 self.underruns += 1
                 self._prefetch_since = None  # set again by the next packet stored
-            parts.append(self._conceal(self.frame_samples - have))
-        pcm = np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, np.int16))
-        self._carry = pcm[self.frame_samples :]
-        return pcm[: self.frame_samples].astype(np.int16, copy=False)
+            parts.append(self._conceal(n - have))
+        pcm = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self._carry = pcm[n:]
+        return pcm[:n]
 
     def _next_chunk(self, now: float) -> np.ndarray | None:
         """Decoded (or concealed) audio of the next packet, or None when nothing is due yet."""
@@ -170,12 +178,15 @@ class JitterBuffer:
         if last is None or self._conceal_run >= _MAX_CONCEAL:
             return np.zeros(n, dtype=np.int16)
         self._conceal_run += 1
-        reps = -(-n // len(last))
-        src = np.tile(last, reps)[:n].astype(np.float32)
-        g0 = _FADE ** (self._conceal_run - 1)
-        ramp = (
-            np.linspace(g0, g0 * _FADE, n, dtype=np.float32)
-            if self._conceal_run < _MAX_CONCEAL
-            else np.linspace(g0, 0.0, n, dtype=np.float32)
-        )
-        return (src * ramp).astype(np.int16)
+        src = last[:n] if len(last) >= n else np.tile(last, -(-n // len(last)))[:n]
+        return (src * self._ramp(n, self._conceal_run)).astype(np.int16)
+
+    def _ramp(self, n: int, run: int) -> np.ndarray:
+        """Gain across the `run`-th concealed chunk of `n` samples (cached: concealment is per frame)."""
+        ramp = self._ramps.get((n, run))
+        if ramp is None:
+            g0 = _FADE ** (run - 1)
+            g1 = g0 * _FADE if run < _MAX_CONCEAL else 0.0
+            ramp = np.linspace(g0, g1, n, dtype=np.float32)
+            self._ramps[(n, run)] = ramp
+        return ramp
