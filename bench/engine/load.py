@@ -41,6 +41,7 @@ RATE = 8000
 
 # --- instant providers (stand-ins so only the engine is measured) -------------------------------
 
+
 class InstantSTT:
     name = "instant-stt"
     sample_rate = 16000
@@ -48,7 +49,9 @@ class InstantSTT:
     def stream(self, *, language: str | None = None) -> InstantStream:
         return InstantStream()
 
-    async def transcribe(self, pcm: np.ndarray, sample_rate: int, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, pcm: np.ndarray, sample_rate: int, *, language: str | None = None
+    ) -> Transcript:
         return Transcript("what are your opening hours", True)
 
 
@@ -70,7 +73,9 @@ class InstantStream:
 class InstantLLM:
     name = "instant-llm"
 
-    async def chat(self, messages: list[Message], tools: list[ToolDefinition] | None = None) -> AsyncIterator[LLMChunk]:
+    async def chat(
+        self, messages: list[Message], tools: list[ToolDefinition] | None = None
+    ) -> AsyncIterator[LLMChunk]:
         yield LLMChunk(text="We are open from nine to five.")
 
 
@@ -116,11 +121,14 @@ def rss_mb() -> float:
 
 
 async def load(n: int, seconds: float, vad_name: str) -> dict[str, float]:
-    spec = AgentSpec.model_validate({
-        "name": "bench", "first_speaker": "caller",
-        "turn": {"end_of_turn_silence_ms": 500, "min_speech_ms": 150},
-        "idle": {"reminder_after_s": 60},
-    })
+    spec = AgentSpec.model_validate(
+        {
+            "name": "bench",
+            "first_speaker": "caller",
+            "turn": {"end_of_turn_silence_ms": 500, "min_speech_ms": 150},
+            "idle": {"reminder_after_s": 60},
+        }
+    )
     rng = random.Random(7)
     marks: list[float] = []
 
@@ -172,34 +180,49 @@ async def load(n: int, seconds: float, vad_name: str) -> dict[str, float]:
     }
 
 
-async def real_conversation() -> None:
-    from parley.agents import AgentRegistry
-    from parley.engine.session import Engines, talk_file
+def question_8k() -> tuple[np.ndarray, int]:
+    """The caller's question, spoken by espeak-ng and converted to 8 kHz with sox."""
     from parley.media.wav import read_wav
-    from parley.settings import Settings
 
-    root = Path(__file__).resolve().parents[2]
-    settings = Settings(_env_file=None, data_dir=Path(os.environ.get("DATA_DIR", root / "data")),  # type: ignore[call-arg]
-                        agents_dir=root / "agents", prompts_dir=root / "prompts")
-    engines = Engines.build(AgentRegistry.load(settings.agents_dir, settings.prompts_dir).get("receptionist"),
-                            settings)
-    await engines.warm()
     if not shutil.which("espeak-ng") or not shutil.which("sox"):
         raise SystemExit("espeak-ng and sox are needed for --real")
     with tempfile.TemporaryDirectory() as tmp:
         raw, wav = Path(tmp) / "raw.wav", Path(tmp) / "q8.wav"
-        subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), "I would like to book an appointment for Tuesday"],
-                       check=True)
+        subprocess.run(
+            ["espeak-ng", "-s", "150", "-w", str(raw), "I would like to book an appointment for Tuesday"],
+            check=True,
+        )
         subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(wav)], check=True)
-        pcm, rate = read_wav(wav)
+        return read_wav(wav)
+
+
+async def real_conversation() -> None:
+    from parley.agents import AgentRegistry
+    from parley.engine.session import Engines, talk_file
+    from parley.settings import Settings
+
+    root = Path(__file__).resolve().parents[2]
+    settings = Settings(
+        _env_file=None,
+        data_dir=Path(os.environ.get("DATA_DIR", root / "data")),  # type: ignore[call-arg]
+        agents_dir=root / "agents",
+        prompts_dir=root / "prompts",
+    )
+    engines = Engines.build(
+        AgentRegistry.load(settings.agents_dir, settings.prompts_dir).get("receptionist"), settings
+    )
+    await engines.warm()
+    pcm, rate = await asyncio.to_thread(question_8k)
     for attempt in range(3):
         result = await talk_file(engines, pcm, rate, speed=1.0)
         m = result.metrics[0]
         print(f"real #{attempt + 1}: heard {result.said('user')!r} -> {result.said('agent')!r}")
-        print(f"  end-of-turn silence {(m.end_of_turn - m.speech_end) * 1000:.0f} ms; after it: "
-              f"STT final {m.stt_final_ms:.0f} ms, LLM first token {m.llm_first_token_ms:.0f} ms, "
-              f"TTS first audio {m.tts_first_audio_ms:.0f} ms, first frame out {m.first_frame_out_ms:.0f} ms; "
-              f"voice-to-voice {m.voice_to_voice_ms:.0f} ms")
+        print(
+            f"  end-of-turn silence {(m.end_of_turn - m.speech_end) * 1000:.0f} ms; after it: "
+            f"STT final {m.stt_final_ms:.0f} ms, LLM first token {m.llm_first_token_ms:.0f} ms, "
+            f"TTS first audio {m.tts_first_audio_ms:.0f} ms, first frame out {m.first_frame_out_ms:.0f} ms; "
+            f"voice-to-voice {m.voice_to_voice_ms:.0f} ms"
+        )
 
 
 def main() -> None:
@@ -207,15 +230,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[10, 50, 100, 200])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--vad", choices=["energy", "silero"], default="energy")
-    parser.add_argument("--real", action="store_true", help="also one conversation with the real offline engines")
+    parser.add_argument(
+        "--real", action="store_true", help="also one conversation with the real offline engines"
+    )
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}, vad: {args.vad}")
-    print(f"{'N':>4} {'turns':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU %':>6} {'CPU %/conv':>10} "
-          f"{'RSS MB/conv':>11}")
+    print(
+        f"{'N':>4} {'turns':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU %':>6} {'CPU %/conv':>10} "
+        f"{'RSS MB/conv':>11}"
+    )
     for n in args.n:
         r = asyncio.run(load(n, args.seconds, args.vad))
-        print(f"{n:>4} {r['turns']:>6} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.2f} "
-              f"{r['cpu_pct_total']:>6.1f} {r['cpu_pct_per_conv']:>10.3f} {r['rss_mb_per_conv']:>11.3f}")
+        print(
+            f"{n:>4} {r['turns']:>6} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.2f} "
+            f"{r['cpu_pct_total']:>6.1f} {r['cpu_pct_per_conv']:>10.3f} {r['rss_mb_per_conv']:>11.3f}"
+        )
     print(f"peak RSS of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if args.real:
         asyncio.run(real_conversation())

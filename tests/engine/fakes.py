@@ -83,7 +83,9 @@ class ToneSTT:
             return ""
         return self.vocabulary[best]
 
-    async def transcribe(self, pcm: np.ndarray, sample_rate: int, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, pcm: np.ndarray, sample_rate: int, *, language: str | None = None
+    ) -> Transcript:
         return Transcript(self.recognise(pcm), True)
 
 
@@ -120,7 +122,9 @@ class ToneTTS:
     name = "tone-tts"
     sample_rate = RATE_16K
 
-    def __init__(self, *, seconds_per_char: float = 0.05, chunk_delay_s: float = 0.0, fail: bool = False) -> None:
+    def __init__(
+        self, *, seconds_per_char: float = 0.05, chunk_delay_s: float = 0.0, fail: bool = False
+    ) -> None:
         self.seconds_per_char = seconds_per_char
         self.chunk_delay_s = chunk_delay_s
         self.fail = fail
@@ -173,8 +177,12 @@ class ScriptLLM:
     cancelled: int = 0
     completed: int = 0
 
-    async def chat(self, messages: list[Message], tools: list[ToolDefinition] | None = None) -> AsyncIterator[LLMChunk]:
-        self.requests.append([Message(m.role, m.content, list(m.tool_calls), m.tool_call_id, m.name) for m in messages])
+    async def chat(
+        self, messages: list[Message], tools: list[ToolDefinition] | None = None
+    ) -> AsyncIterator[LLMChunk]:
+        self.requests.append(
+            [Message(m.role, m.content, list(m.tool_calls), m.tool_call_id, m.name) for m in messages]
+        )
         if self.failures:
             self.failures -= 1
             raise ProviderError(self.name, "model server down")
@@ -211,8 +219,11 @@ def agent_spec(**overrides: Any) -> AgentSpec:
         "interruption": {"min_speech_ms": 200, "false_interruption_timeout_ms": 1500},
         "idle": {"reminder_after_s": 30, "max_reminders": 1},
         "max_duration_s": 600,
-        "tools": [{"name": "end_call"}, {"name": "transfer_call", "target": "sip:desk@127.0.0.1"},
-                  {"name": "send_dtmf"}],
+        "tools": [
+            {"name": "end_call"},
+            {"name": "transfer_call", "target": "sip:desk@127.0.0.1"},
+            {"name": "send_dtmf"},
+        ],
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):

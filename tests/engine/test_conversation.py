@@ -11,7 +11,7 @@ import json
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -31,7 +31,13 @@ from parley.engine.file_channel import FileChannel
 from tests.engine.fakes import CallerAudio, EnergyVAD, ScriptLLM, ToneSTT, ToneTTS, agent_spec, call
 
 RATE = 8000  # a telephone path: 8 kHz channel, 16 kHz STT/VAD, 16 kHz TTS resampled down
-WORDS = {300: "tell me about your opening hours", 400: "wait stop please", 500: "", 450: "mm-hm", 350: "goodbye"}
+WORDS = {
+    300: "tell me about your opening hours",
+    400: "wait stop please",
+    500: "",
+    450: "mm-hm",
+    350: "goodbye",
+}
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,8 +77,15 @@ async def converse(
     channel = FileChannel(audio.pcm, audio.rate, speed=speed, tail_s=tail_s, dtmf=dtmf)
     events: list[Event] = []
     conversation = Conversation(
-        agent_spec(**spec), channel, stt=stt or ToneSTT(WORDS), llm=llm, tts=tts or ToneTTS(), vad=EnergyVAD(),
-        system_prompt="You are a test agent.", greeting=greeting, on_event=events.append,
+        agent_spec(**spec),
+        channel,
+        stt=stt or ToneSTT(WORDS),
+        llm=llm,
+        tts=tts or ToneTTS(),
+        vad=EnergyVAD(),
+        system_prompt="You are a test agent.",
+        greeting=greeting,
+        on_event=events.append,
     )
     reason = await conversation.run()
     return Run(conversation, channel, events, reason)
@@ -95,16 +108,26 @@ async def test_caller_first_turn_gets_a_reply_with_latency_marks() -> None:
     assert [a.text for a in agent] == ["We are open from nine to five."]
     # the reply starts after the end-of-turn silence (400 ms) and sounds for its full length
     assert 1.85 <= agent[0].start <= 2.2
-    assert run.voiced(agent[0].start, agent[0].end + 0.05) == pytest.approx(len(agent[0].text) * 0.05, abs=0.02)
+    assert run.voiced(agent[0].start, agent[0].end + 0.05) == pytest.approx(
+        len(agent[0].text) * 0.05, abs=0.02
+    )
     (marks,) = run.of(TurnMetrics)
     assert marks.speech_end == pytest.approx(1.5, abs=0.05)
     assert marks.end_of_turn == pytest.approx(1.9, abs=0.06)
-    for mark in (marks.stt_final_ms, marks.llm_first_token_ms, marks.tts_first_audio_ms, marks.first_frame_out_ms):
+    for mark in (
+        marks.stt_final_ms,
+        marks.llm_first_token_ms,
+        marks.tts_first_audio_ms,
+        marks.first_frame_out_ms,
+    ):
         assert mark is not None and 0 <= mark < 1000
-    assert marks.stt_final_ms <= marks.llm_first_token_ms <= marks.tts_first_audio_ms <= marks.first_frame_out_ms
+    assert (
+        marks.stt_final_ms <= marks.llm_first_token_ms <= marks.tts_first_audio_ms <= marks.first_frame_out_ms
+    )
     assert 400 <= marks.voice_to_voice_ms <= 800
     assert roles(run.conversation.history) == [
-        ("user", "tell me about your opening hours"), ("assistant", "We are open from nine to five.")
+        ("user", "tell me about your opening hours"),
+        ("assistant", "We are open from nine to five."),
     ]
     assert run.reason == "input_ended"
     assert run.of(ConversationEnded)[0].reason == "input_ended"
@@ -112,7 +135,9 @@ async def test_caller_first_turn_gets_a_reply_with_latency_marks() -> None:
 
 async def test_agent_first_greets_before_the_caller_speaks() -> None:
     audio = CallerAudio(6).say(300, 2.5, 1.0)
-    run = await converse(audio, llm=ScriptLLM(["Nine to five."]), first_speaker="agent", greeting="Hello, welcome.")
+    run = await converse(
+        audio, llm=ScriptLLM(["Nine to five."]), first_speaker="agent", greeting="Hello, welcome."
+    )
     greeting = run.said("agent")[0]
     assert greeting.text == "Hello, welcome." and greeting.start < 0.1
     assert run.voiced(0, 0.5) > 0.4
@@ -121,8 +146,10 @@ async def test_agent_first_greets_before_the_caller_speaks() -> None:
 
 
 async def test_barge_in_stops_output_cancels_work_and_keeps_only_heard_text() -> None:
-    reply = ("Our opening hours are quite simple to remember. We open at nine every weekday morning. "
-             "We close at five in the afternoon. On Saturdays we open at ten and close at two.")
+    reply = (
+        "Our opening hours are quite simple to remember. We open at nine every weekday morning. "
+        "We close at five in the afternoon. On Saturdays we open at ten and close at two."
+    )
     audio = CallerAudio(6).say(300, 0.2, 1.0).say(400, 2.6, 0.8)
     llm = ScriptLLM([reply, "Sorry, go ahead."], word_delay_s=0.02)  # still streaming when cut off
     tts = ToneTTS(chunk_delay_s=0.02)  # about real-time synthesis: a sentence is always in flight
@@ -162,7 +189,10 @@ async def test_false_interruption_resumes_the_reply() -> None:
     assert kinds == ["barge_in", "resumed"]
     agent = run.said("agent")
     assert [a.text for a in agent] == [reply] and not agent[0].interrupted
-    assert roles(run.conversation.history) == [("user", "tell me about your opening hours"), ("assistant", reply)]
+    assert roles(run.conversation.history) == [
+        ("user", "tell me about your opening hours"),
+        ("assistant", reply),
+    ]
     resumed = run.of(Interruption)[1]
     assert run.voiced(resumed.t, resumed.t + 0.5) > 0.3, "the agent speaks again after the false alarm"
     assert len(llm.requests) == 1
@@ -195,9 +225,18 @@ async def test_allow_interruptions_false_plays_the_whole_reply_then_answers() ->
 async def test_idle_reminders_then_hangup_message_played_to_the_end() -> None:
     audio = CallerAudio(1)
     run = await converse(
-        audio, llm=ScriptLLM(), speed=10, tail_s=20, first_speaker="agent", greeting="Hello.",
-        idle={"reminder_after_s": 1.0, "reminders": ["Still there?"], "max_reminders": 2,
-              "hangup_message": "Bye for now."},
+        audio,
+        llm=ScriptLLM(),
+        speed=10,
+        tail_s=20,
+        first_speaker="agent",
+        greeting="Hello.",
+        idle={
+            "reminder_after_s": 1.0,
+            "reminders": ["Still there?"],
+            "max_reminders": 2,
+            "hangup_message": "Bye for now.",
+        },
     )
     texts = [a.text for a in run.said("agent")]
     assert texts == ["Hello.", "Still there?", "Still there?", "Bye for now."]
@@ -228,7 +267,7 @@ async def test_end_call_plays_goodbye_to_the_last_frame_even_if_the_caller_talks
     hung_at = run.channel.hangups[0][0]
     expected = sum(len(s) for s in ["Thanks for calling.", "Goodbye!"]) * 0.05
     assert run.voiced(0, hung_at + 1) == pytest.approx(expected, abs=0.03)
-    assert run.channel.output()[int(hung_at * RATE):].any() == False  # noqa: E712 - nothing after the hangup
+    assert not run.channel.output()[int(hung_at * RATE) :].any(), "nothing is played after the hangup"
     assert [t.name for t in run.of(ToolInvoked)] == ["end_call"]
 
 
@@ -253,9 +292,9 @@ async def test_dtmf_key_reaches_the_llm_as_a_user_message() -> None:
 
 
 class _SlotsHandler(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _SlotsHandler.received.append(body)
         payload = json.dumps({"day": body.get("day"), "slots": ["10:00", "14:30"]}).encode()
@@ -285,8 +324,13 @@ async def test_http_tool_result_is_fed_back_to_the_llm() -> None:
 
     try:
         audio = CallerAudio(6).say(300, 0.2, 0.8)
-        tool = {"name": "check_slots", "type": "http", "url": url, "timeout_s": 2,
-                "parameters": {"type": "object", "properties": {"day": {"type": "string"}}}}
+        tool = {
+            "name": "check_slots",
+            "type": "http",
+            "url": url,
+            "timeout_s": 2,
+            "parameters": {"type": "object", "properties": {"day": {"type": "string"}}},
+        }
         run = await converse(audio, llm=ScriptLLM(respond=respond), tools=[tool])
     finally:
         server.shutdown()
@@ -305,8 +349,13 @@ async def test_http_tool_failure_is_reported_to_the_llm_in_words() -> None:
         return "Sorry, I can't see the calendar." if last.content.startswith("error:") else "Unexpected."
 
     audio = CallerAudio(5).say(300, 0.2, 0.8)
-    tool = {"name": "check_slots", "type": "http", "url": "http://127.0.0.1:9/none", "timeout_s": 1,
-            "parameters": {"type": "object", "properties": {}}}
+    tool = {
+        "name": "check_slots",
+        "type": "http",
+        "url": "http://127.0.0.1:9/none",
+        "timeout_s": 1,
+        "parameters": {"type": "object", "properties": {}},
+    }
     run = await converse(audio, llm=ScriptLLM(respond=respond), tools=[tool])
     (invoked,) = run.of(ToolInvoked)
     assert not invoked.ok and invoked.result.startswith("error: check_slots could not be reached")
@@ -342,6 +391,7 @@ async def test_caller_who_goes_on_talking_gets_one_reply_to_everything() -> None
     run = await converse(audio, llm=llm, stt=ToneSTT(WORDS, delay_s=0.1))
     assert [a.text for a in run.said("agent")] == ["Alright."]
     assert roles(run.conversation.history) == [
-        ("user", "tell me about your opening hours wait stop please"), ("assistant", "Alright.")
+        ("user", "tell me about your opening hours wait stop please"),
+        ("assistant", "Alright."),
     ]
     assert run.voiced(0, 1.5 + 0.7) == 0, "nothing was said while the caller was still talking"

@@ -33,7 +33,9 @@ def speech_seconds(pcm: np.ndarray, rate: int) -> float:
 
 @pytest.mark.parametrize("voice", ["espeak", "piper"])
 async def test_booking_question_over_8khz_gets_the_booking_answer(
-    voice: str, speech_wav, receptionist: Engines  # type: ignore[no-untyped-def]
+    voice: str,
+    speech_wav,
+    receptionist: Engines,  # type: ignore[no-untyped-def]
 ) -> None:
     pcm, rate = read_wav(speech_wav(QUESTION, engine=voice, rate=8000))
     assert rate == 8000
@@ -57,12 +59,18 @@ async def test_booking_question_over_8khz_gets_the_booking_answer(
 @pytest.fixture
 def api(offline_settings: Settings, receptionist: Engines) -> httpx.AsyncClient:
     app = create_app(offline_settings, agents=None, api_keys=["test-key"])
-    app.state.voice_engines = {"receptionist": receptionist}  # built by the fixture already (same as 1st call)
+    app.state.voice_engines = {
+        "receptionist": receptionist
+    }  # built by the fixture already (same as 1st call)
     import asyncio
 
     app.state.voice_engines_lock = asyncio.Lock()
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1",
-                             headers={"X-API-Key": "test-key"}, timeout=120)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://127.0.0.1",
+        headers={"X-API-Key": "test-key"},
+        timeout=120,
+    )
 
 
 async def test_voice_pipeline_answers_a_wav_with_a_wav(api: httpx.AsyncClient, speech_wav) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +90,10 @@ async def test_voice_pipeline_answers_a_wav_with_a_wav(api: httpx.AsyncClient, s
     assert body["reply_text"] == "Sure, I can book that for Tuesday. May I have your name, please?"
     reply_pcm, reply_rate = read_wav(base64.b64decode(body["audio_base64"]))
     assert reply_rate == 16000 and speech_seconds(reply_pcm, reply_rate) > 1.5
-    assert body["latency"]["stt_final_ms"] > 0 and body["latency"]["first_frame_out_ms"] >= body["latency"]["stt_final_ms"]
+    assert (
+        body["latency"]["stt_final_ms"] > 0
+        and body["latency"]["first_frame_out_ms"] >= body["latency"]["stt_final_ms"]
+    )
 
 
 async def test_voice_pipeline_rejects_bad_audio_with_reasons(api: httpx.AsyncClient) -> None:
@@ -116,7 +127,10 @@ async def test_voice_pipeline_rejects_bad_audio_with_reasons(api: httpx.AsyncCli
 
 
 def test_parley_talk_prints_transcript_and_writes_the_reply(
-    speech_wav, offline_settings: Settings, receptionist: Engines, tmp_path: Path,  # type: ignore[no-untyped-def]
+    speech_wav,
+    offline_settings: Settings,
+    receptionist: Engines,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from parley.cli.main import app
@@ -127,8 +141,9 @@ def test_parley_talk_prints_transcript_and_writes_the_reply(
     question = speech_wav("What are your opening hours?", engine="piper", rate=8000)
     out = tmp_path / "reply.wav"
     runner = CliRunner()
-    result = runner.invoke(app, ["talk", "--agent", "receptionist", "--in", str(question), "--out", str(out),
-                                 "--speed", "4"])
+    result = runner.invoke(
+        app, ["talk", "--agent", "receptionist", "--in", str(question), "--out", str(out), "--speed", "4"]
+    )
     assert result.exit_code == 0, result.output
     assert "opening hours" in result.output.lower()
     assert "We're open Monday to Friday" in result.output
@@ -140,19 +155,25 @@ def test_parley_talk_prints_transcript_and_writes_the_reply(
     bad.write_bytes(b"RIFF....nope")
     result = runner.invoke(app, ["talk", "--agent", "receptionist", "--in", str(bad), "--out", str(out)])
     assert result.exit_code == 1
-    assert "not a WAV file" in result.output or "broken WAV" in result.output or "invalid WAV" in result.output
+    assert (
+        "not a WAV file" in result.output or "broken WAV" in result.output or "invalid WAV" in result.output
+    )
     result = runner.invoke(app, ["talk", "--agent", "nobody", "--in", str(question)])
     assert result.exit_code == 1 and "unknown agent 'nobody'" in result.output
 
 
-def test_parley_chat_types_turns_with_the_scripted_agent(offline_settings: Settings,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parley_chat_types_turns_with_the_scripted_agent(
+    offline_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from parley.cli.main import app
 
     monkeypatch.setenv("AGENTS_DIR", str(offline_settings.agents_dir))
     monkeypatch.setenv("PROMPTS_DIR", str(offline_settings.prompts_dir))
-    result = CliRunner().invoke(app, ["chat", "--agent", "receptionist"],
-                                input="can I book an appointment for friday\nthat's all, goodbye\n")
+    result = CliRunner().invoke(
+        app,
+        ["chat", "--agent", "receptionist"],
+        input="can I book an appointment for friday\nthat's all, goodbye\n",
+    )
     assert result.exit_code == 0, result.output
     assert "Parley Dental" in result.output  # the greeting
     assert "Sure, I can book that for Friday." in result.output

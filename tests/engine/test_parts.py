@@ -25,7 +25,11 @@ def feed(seg: SpeechSegmenter, pattern: str, window_ms: float = 20.0) -> list[tu
 def test_utterance_is_confirmed_then_ends_after_the_silence() -> None:
     seg = SpeechSegmenter(min_speech_ms=100, end_silence_ms=200)
     events = feed(seg, "..#####....." + "." * 10)
-    assert events == [(0.06, SegmentEvent.ONSET), (0.14, SegmentEvent.CONFIRMED), (0.34, SegmentEvent.END_OF_TURN)]
+    assert events == [
+        (0.06, SegmentEvent.ONSET),
+        (0.14, SegmentEvent.CONFIRMED),
+        (0.34, SegmentEvent.END_OF_TURN),
+    ]
     assert seg.ended is not None
     assert seg.ended.start == pytest.approx(0.04) and seg.ended.last_voiced == pytest.approx(0.14)
 

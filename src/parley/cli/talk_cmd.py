@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from parley.cli.common import console, fail, settings
 
 
-def _agent(name: Optional[str]):  # type: ignore[no-untyped-def]  # noqa: UP007
+def _agent(name: str | None):  # type: ignore[no-untyped-def]
     from parley.agents import AgentError, AgentRegistry
 
     s = settings()
@@ -27,11 +26,20 @@ def _agent(name: Optional[str]):  # type: ignore[no-untyped-def]  # noqa: UP007
 
 
 def talk(
-    agent: Optional[str] = typer.Option(None, "--agent", "-a", help="Agent key or name (default: DEFAULT_AGENT)."),  # noqa: UP007
+    agent: str | None = typer.Option(
+        None, "--agent", "-a", help="Agent key or name (default: DEFAULT_AGENT)."
+    ),
     input_path: Path = typer.Option(..., "--in", "-i", help="The caller's question: a 16-bit PCM WAV file."),
-    output_path: Path = typer.Option(Path("reply.wav"), "--out", "-o", help="Where to write the agent's reply."),
-    speed: float = typer.Option(1.0, "--speed", min=0.25, max=20.0,
-                                help="Media clock speed: 1 = real time (honest latency), 4 = four times faster."),
+    output_path: Path = typer.Option(
+        Path("reply.wav"), "--out", "-o", help="Where to write the agent's reply."
+    ),
+    speed: float = typer.Option(
+        1.0,
+        "--speed",
+        min=0.25,
+        max=20.0,
+        help="Media clock speed: 1 = real time (honest latency), 4 = four times faster.",
+    ),
     greet: bool = typer.Option(False, "--greet", help="Let the agent say its greeting first."),
     as_json: bool = typer.Option(False, "--json", help="Print the events as JSON lines."),
 ) -> None:
@@ -57,25 +65,34 @@ def talk(
         elif isinstance(event, TranscriptEntry):
             cut = " [interrupted]" if event.interrupted else ""
             who = "caller" if event.role == "user" else "agent "
-            console.print(f"[dim]{event.start:6.2f}–{event.end:6.2f}[/] [bold]{who}[/] {event.text}{cut}",
-                          highlight=False)
+            console.print(
+                f"[dim]{event.start:6.2f}–{event.end:6.2f}[/] [bold]{who}[/] {event.text}{cut}",
+                highlight=False,
+            )
         elif isinstance(event, TurnMetrics):
             marks = ", ".join(
                 f"{label} {value:.0f} ms"
                 for label, value in (
-                    ("stt final", event.stt_final_ms), ("llm first token", event.llm_first_token_ms),
-                    ("tts first audio", event.tts_first_audio_ms), ("first frame out", event.first_frame_out_ms),
+                    ("stt final", event.stt_final_ms),
+                    ("llm first token", event.llm_first_token_ms),
+                    ("tts first audio", event.tts_first_audio_ms),
+                    ("first frame out", event.first_frame_out_ms),
                 )
                 if value is not None
             )
-            v2v = f"; voice-to-voice {event.voice_to_voice_ms:.0f} ms" if event.voice_to_voice_ms is not None else ""
+            v2v = (
+                f"; voice-to-voice {event.voice_to_voice_ms:.0f} ms"
+                if event.voice_to_voice_ms is not None
+                else ""
+            )
             console.print(f"[dim]  turn {event.turn}: after end of turn: {marks}{v2v}[/]", highlight=False)
 
     async def run():  # type: ignore[no-untyped-def]
         engines = Engines.build(chosen, s)
         await engines.warm()
-        return await talk_file(engines, pcm, rate, speed=speed, first_speaker="agent" if greet else "caller",
-                               on_event=show)
+        return await talk_file(
+            engines, pcm, rate, speed=speed, first_speaker="agent" if greet else "caller", on_event=show
+        )
 
     try:
         result = asyncio.run(run())
@@ -94,8 +111,12 @@ def talk(
 
 
 def chat(
-    agent: Optional[str] = typer.Option(None, "--agent", "-a", help="Agent key or name (default: DEFAULT_AGENT)."),  # noqa: UP007
-    direction: str = typer.Option("inbound", "--direction", help="inbound or outbound (prompt and greeting)."),
+    agent: str | None = typer.Option(
+        None, "--agent", "-a", help="Agent key or name (default: DEFAULT_AGENT)."
+    ),
+    direction: str = typer.Option(
+        "inbound", "--direction", help="inbound or outbound (prompt and greeting)."
+    ),
 ) -> None:
     """Chat with an agent by typing (its LLM, prompt and tools; no audio). Empty line or Ctrl-D ends."""
     from parley.engine.chat import TextChat
@@ -107,8 +128,12 @@ def chat(
     s, chosen = _agent(agent)
     try:
         llm = build_llm(chosen.spec.components.llm, s, agent=chosen.spec)
-        session = TextChat(chosen.spec, llm, system_prompt=chosen.system_prompt(direction),  # type: ignore[arg-type]
-                           greeting=chosen.greeting(direction))  # type: ignore[arg-type]
+        session = TextChat(
+            chosen.spec,
+            llm,
+            system_prompt=chosen.system_prompt(direction),  # type: ignore[arg-type]
+            greeting=chosen.greeting(direction),
+        )  # type: ignore[arg-type]
     except (ValueError, ProviderError) as exc:
         fail(f"agent {chosen.key!r}: {exc}")
     if len(session.history) and session.history[-1].role == "assistant":

@@ -30,8 +30,15 @@ class ChatReply:
 class TextChat:
     """Typed conversation with an agent's LLM."""
 
-    def __init__(self, agent: AgentSpec, llm: LLM, *, system_prompt: str = "", greeting: str = "",
-                 http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        agent: AgentSpec,
+        llm: LLM,
+        *,
+        system_prompt: str = "",
+        greeting: str = "",
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
         self.agent = agent
         self.llm = llm
         self.http = http

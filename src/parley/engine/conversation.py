@@ -176,7 +176,8 @@ class Conversation:
         # soxr's HQ stream hands out audio in ~100 ms bursts: fine for the STT, too late for turn-taking.
         # The VAD path uses the quick (cubic) converter, which returns every frame at once.
         self._to_vad = (
-            None if vad.sample_rate == rate
+            None
+            if vad.sample_rate == rate
             else soxr.ResampleStream(rate, vad.sample_rate, 1, dtype="int16", quality="QQ")
         )
         self._vad_window = vad.window_samples
@@ -318,12 +319,12 @@ class Conversation:
             if chunk.size:
                 await self._stream.push(chunk)
 
-        if self.segmenter.in_speech and self.segmenter.segment and self.segmenter.segment.confirmed:
-            if self._agent_active():
-                self._seg_overlap = True
-                if self.segmenter.speech_ms >= self._barge_in_ms and self._may_interrupt():
-                    self._barge_in()
-                    self._seg_interrupted = True
+        segment = self.segmenter.segment
+        if segment is not None and segment.confirmed and self._agent_active():
+            self._seg_overlap = True
+            if segment.voiced_ms >= self._barge_in_ms and self._may_interrupt():
+                self._barge_in()
+                self._seg_interrupted = True
         if end_of_turn:
             self._pushing = False
             self._end_of_turn()
@@ -344,8 +345,14 @@ class Conversation:
         self._turn += 1
         marks = _Marks(self._turn, seg.last_voiced, self._now)
         overlapped = self._seg_overlap or self._interrupted is not None or bool(self._unresolved)
-        utt = _Utterance(seg.start, seg.last_voiced, marks, asyncio.get_running_loop().create_future(),
-                         overlapped=overlapped, interrupted=self._seg_interrupted)
+        utt = _Utterance(
+            seg.start,
+            seg.last_voiced,
+            marks,
+            asyncio.get_running_loop().create_future(),
+            overlapped=overlapped,
+            interrupted=self._seg_interrupted,
+        )
         self._seg_overlap = self._seg_interrupted = False
         if utt.interrupted and self._interrupted is not None:
             self._interrupted.utterance = utt
@@ -365,7 +372,7 @@ class Conversation:
         except ProviderError as exc:
             utt.failed = True
             self._provider_failed("stt", exc)
-        except Exception as exc:  # noqa: BLE001 - a broken engine must not end the call
+        except Exception as exc:
             log.exception("stt failed")
             utt.failed = True
             self._provider_failed("stt", ProviderError(getattr(self.stt, "name", "stt"), str(exc)))
@@ -374,7 +381,9 @@ class Conversation:
             if not utt.future.done():
                 utt.future.set_result(text)
         if text:
-            self._emit(TranscriptEntry("user", text, round(utt.start, 3), round(utt.end, 3), turn=utt.marks.turn))
+            self._emit(
+                TranscriptEntry("user", text, round(utt.start, 3), round(utt.end, 3), turn=utt.marks.turn)
+            )
         while self._unresolved and self._unresolved[0].future.done():
             self._resolve(self._unresolved.popleft())
 
@@ -473,8 +482,16 @@ class Conversation:
             heard = " ".join([*sp.said_before, intr.heard]).strip()
             if intr.heard:
                 self.history.append(Message("assistant", intr.heard))
-            self._emit(TranscriptEntry("agent", heard, round(intr.t if sp.first_out is None else sp.first_out, 3), round(intr.t, 3),
-                                       interrupted=True, turn=sp.marks.turn if sp.marks else self._turn))
+            self._emit(
+                TranscriptEntry(
+                    "agent",
+                    heard,
+                    round(intr.t if sp.first_out is None else sp.first_out, 3),
+                    round(intr.t, 3),
+                    interrupted=True,
+                    turn=sp.marks.turn if sp.marks else self._turn,
+                )
+            )
         self._finish_marks(sp)
 
     def _resume(self, caller_text: str = "") -> None:
@@ -483,7 +500,9 @@ class Conversation:
         assert intr is not None
         self._interrupted = None
         sp = intr.speech
-        self._emit(Interruption("resumed", round(self._now, 3), heard_text=intr.heard, caller_text=caller_text))
+        self._emit(
+            Interruption("resumed", round(self._now, 3), heard_text=intr.heard, caller_text=caller_text)
+        )
         if not sp.started:
             self._start_reply(sp.marks)
             return
@@ -569,7 +588,7 @@ class Conversation:
             if not sp.cancelled:
                 raise
             return
-        except Exception:  # noqa: BLE001 - an engine bug must not end the call
+        except Exception:
             log.exception("agent speech failed", kind=sp.kind)
         finally:
             for child in sp.children:
@@ -780,8 +799,15 @@ class Conversation:
         if not sp.started:
             return
         text = " ".join([*sp.said_before, sp.track.written_text]).strip()
-        self._emit(TranscriptEntry("agent", text, round(self._now if sp.first_out is None else sp.first_out, 3), round(self._now, 3),
-                                   turn=sp.marks.turn if sp.marks else self._turn))
+        self._emit(
+            TranscriptEntry(
+                "agent",
+                text,
+                round(self._now if sp.first_out is None else sp.first_out, 3),
+                round(self._now, 3),
+                turn=sp.marks.turn if sp.marks else self._turn,
+            )
+        )
 
     def _finish_marks(self, sp: _Speech) -> None:
         marks = sp.marks
@@ -902,18 +928,23 @@ class Conversation:
             heard, _ = self._speech.track.heard(played)
             text = " ".join([*self._speech.said_before, heard]).strip()
             if text:
-                self._emit(TranscriptEntry("agent", text, round(self._now if self._speech.first_out is None else self._speech.first_out, 3),
-                                           round(self._now, 3), interrupted=True, turn=self._turn))
+                self._emit(
+                    TranscriptEntry(
+                        "agent",
+                        text,
+                        round(self._now if self._speech.first_out is None else self._speech.first_out, 3),
+                        round(self._now, 3),
+                        interrupted=True,
+                        turn=self._turn,
+                    )
+                )
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
-        for task in list(self._tasks):
-            if task is not current:
-                try:
-                    await task
-                except BaseException:  # noqa: BLE001 - cancelled or failed; we are closing anyway
-                    pass
+        pending = [t for t in self._tasks if t is not current]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)  # cancelled or failed: we are closing
         if not self.channel.closed:
             await self.channel.hangup(reason)
         if self._stream is not None:

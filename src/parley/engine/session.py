@@ -54,8 +54,10 @@ class Engines:
         spec = self.agent.spec.components.vad
         if sample_rate and "sample_rate" not in spec.options:
             try:
-                return build_vad(type(spec).model_validate({**spec.model_dump(), "sample_rate": sample_rate}),
-                                 self.settings)
+                return build_vad(
+                    type(spec).model_validate({**spec.model_dump(), "sample_rate": sample_rate}),
+                    self.settings,
+                )
             except ValueError:
                 pass
         return build_vad(spec, self.settings)
@@ -90,7 +92,9 @@ class Engines:
             llm=self.llm,
             tts=self.tts,
             vad=self.vad(channel.sample_rate),
-            system_prompt=system_prompt if system_prompt is not None else self.agent.system_prompt(direction, variables),
+            system_prompt=system_prompt
+            if system_prompt is not None
+            else self.agent.system_prompt(direction, variables),
             greeting=greeting if greeting is not None else self.agent.greeting(direction, variables),
             direction=direction,
             first_speaker=first_speaker,
@@ -148,7 +152,11 @@ async def talk_file(
     try:
         while not runner.done():
             await asyncio.wait({runner}, timeout=channel.frame_s / channel.speed)
-            if channel.clock() > input_end + 2 * channel.frame_s and not conversation.busy and not channel.closed:
+            if (
+                channel.clock() > input_end + 2 * channel.frame_s
+                and not conversation.busy
+                and not channel.closed
+            ):
                 await channel.hangup("completed")
         reason = await runner
     finally:

@@ -23,7 +23,9 @@ _BUILTIN_PARAMETERS: dict[str, dict[str, Any]] = {
     "end_call": {"type": "object", "properties": {}},
     "transfer_call": {
         "type": "object",
-        "properties": {"target": {"type": "string", "description": "Phone number or SIP URI to transfer to."}},
+        "properties": {
+            "target": {"type": "string", "description": "Phone number or SIP URI to transfer to."}
+        },
     },
     "send_dtmf": {
         "type": "object",
@@ -54,7 +56,9 @@ def definitions(tools: list[ToolSpec]) -> list[ToolDefinition]:
     return out
 
 
-async def call_http_tool(tool: ToolSpec, arguments: dict[str, Any], client: httpx.AsyncClient) -> tuple[bool, str]:
+async def call_http_tool(
+    tool: ToolSpec, arguments: dict[str, Any], client: httpx.AsyncClient
+) -> tuple[bool, str]:
     """Run an HTTP tool: (ok, result text for the LLM). Failures are reported in words, never raised."""
     assert tool.url is not None
     try:

@@ -59,8 +59,10 @@ async def _engines(request: Request, name: str) -> Engines:
     summary="Speak to an agent with a WAV file",
     response_class=Response,
     responses={
-        200: {"content": {"audio/wav": {}, "application/json": {}},
-              "description": "The agent's spoken reply (WAV), or JSON with `?format=json`."},
+        200: {
+            "content": {"audio/wav": {}, "application/json": {}},
+            "description": "The agent's spoken reply (WAV), or JSON with `?format=json`.",
+        },
         400: {"description": "Not a usable WAV file (the message says why)."},
         413: {"description": "Audio longer than 60 s or file too large."},
         422: {"description": "No speech recognised, or no reply."},
@@ -69,7 +71,7 @@ async def _engines(request: Request, name: str) -> Engines:
 async def voice_pipeline(
     request: Request,
     file: UploadFile = File(..., description="Mono or stereo 16-bit PCM WAV, 8–48 kHz, at most 60 s."),
-    format: Literal["wav", "json"] = Query("wav", description="`wav` (audio reply) or `json`."),  # noqa: A002
+    format: Literal["wav", "json"] = Query("wav", description="`wav` (audio reply) or `json`."),
     agent: str | None = Query(None, description="Agent key or name; default: DEFAULT_AGENT."),
 ) -> Response:
     data = await file.read(MAX_BYTES + 1)
@@ -91,8 +93,9 @@ async def voice_pipeline(
         raise ApiError(422, "no_reply", "the agent produced no spoken reply")
     audio = wav_bytes(result.audio, rate)
     if format == "wav":
-        return Response(audio, media_type="audio/wav",
-                        headers={"Content-Disposition": 'attachment; filename="reply.wav"'})
+        return Response(
+            audio, media_type="audio/wav", headers={"Content-Disposition": 'attachment; filename="reply.wav"'}
+        )
     latency: dict[str, Any] = result.metrics[0].to_dict() if result.metrics else {}
     latency.pop("type", None)
     body = {
