@@ -174,6 +174,19 @@ def test_reception_stats_count_loss_duplicates_reordering_and_wrap() -> None:
     assert rs.report_block(now=0.0).fraction_lost == 0  # nothing new since the last report
 
 
+def test_reception_stats_restart_after_two_packets_in_sequence_past_a_big_jump() -> None:
+    rs = ReceptionStats(clock_rate=8000)
+    rs.reset(ssrc=5, seq=10)
+    assert [rs.update(s, None, 0.0) for s in (10, 11, 30000, 30001, 30002)] == [
+        "new",
+        "new",
+        "jump",
+        "restart",
+        "new",
+    ]
+    assert rs.expected == 2 and rs.lost == 0
+
+
 def test_reception_jitter_follows_rfc3550_estimator() -> None:
     rs = ReceptionStats(clock_rate=8000)
     rs.reset(ssrc=1, seq=0)

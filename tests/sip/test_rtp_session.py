@@ -211,6 +211,22 @@ async def test_reordered_duplicated_and_lost_packets(sessions) -> None:
     peer.close()
 
 
+async def test_a_sender_that_restarts_its_sequence_numbers_keeps_being_heard(sessions) -> None:
+    s = await sessions()
+    peer = await raw_peer()
+    dest = ("127.0.0.1", s.local_port)
+    for seq in range(100, 106):
+        peer.send(pkt(seq, level(1000)), dest)
+    first = await read_frames(s, 10)
+    for seq in range(40000, 40010):  # same SSRC, numbering starts over far away (e.g. after a re-INVITE)
+        peer.send(pkt(seq, level(5000)), dest)
+    later = await read_frames(s, 12)
+    assert max(int(np.median(f)) for f in first) > 900
+    assert sum(1 for f in later if abs(int(np.median(f)) - 5000) < 250) >= 8  # the first one is dropped
+    st = s.stats()
+    assert st.late == 0 and st.invalid == 1
+
+
 async def test_garbage_is_counted_and_dropped_and_audio_keeps_flowing(sessions) -> None:
     s = await sessions(telephone_event_pt=101)
     peer = await raw_peer()

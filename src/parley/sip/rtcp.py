@@ -3,7 +3,7 @@
     packets = parse_rtcp(data)            # list of SenderReport / ReceiverReport / SourceDescription / Bye
     data = build_compound([sr_or_rr, SourceDescription([(ssrc, cname)])])
     stats = ReceptionStats(clock_rate=8000)
-    kind = stats.update(seq, rtp_timestamp, arrival_monotonic)   # "new" | "duplicate" | "reordered" | "jump"
+    kind = stats.update(seq, rtp_timestamp, arrival_monotonic)   # "new" | "duplicate" | "reordered" | "jump" | "restart"
     block = stats.report_block(ssrc, now)  # ReportBlock for our next SR/RR (fraction lost since the last one)
 
 Unknown RTCP packet types inside a compound packet (APP, feedback, XR) are skipped; malformed data
@@ -310,7 +310,8 @@ class ReceptionStats:
         return max(0, self.expected - self.received) if self.ssrc is not None else 0
 
     def update(self, seq: int, timestamp: int | None, arrival: float) -> str:
-        """Account one packet: "new", "reordered", "duplicate" or "jump" (a big jump, dropped)."""
+        """Account one packet: "new", "reordered", "duplicate", "jump" (a big jump: drop it) or "restart"
+        (a second packet in sequence after a jump: the sender restarted its numbering; start over)."""
         udelta = (seq - self._max_seq) & 0xFFFF
         ext = self.extend(seq)
         if ext in self._seen_set:
@@ -327,7 +328,9 @@ class ReceptionStats:
                 self._init_seq(seq)  # two in a row: the sender restarted its sequence
                 self.received = 0
                 self._expected_prior = self._received_prior = 0
+                self._last_transit = None
                 ext = self.extended_max
+                kind = "restart"
             else:
                 self._bad_seq = (seq + 1) & 0xFFFF
                 return "jump"

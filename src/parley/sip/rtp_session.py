@@ -550,10 +550,13 @@ class RtpSession:
             rx.reset(pkt.ssrc, pkt.sequence)
             self._new_jitter_buffer()
         kind = rx.update(pkt.sequence, pkt.timestamp if is_audio else None, now)
-        if kind in ("duplicate", "jump"):
-            if kind == "jump":
-                self._n["invalid"] += 1
+        if kind == "duplicate":
             return
+        if kind == "jump":
+            self._n["invalid"] += 1
+            return
+        if kind == "restart":
+            self._new_jitter_buffer()
         self._n["packets_received"] += 1
         self._n["bytes_received"] += len(pkt.payload)
         ext = rx.extend(pkt.sequence)
