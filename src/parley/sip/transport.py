@@ -131,23 +131,37 @@ class TransportLayer:
         self.stats = {"received": 0, "malformed": 0, "sent": 0}
 
     async def start(self) -> None:
+        """Bind UDP and TCP on the same port; with port 0, retry until one number is free for both."""
+        requested = self.port
+        for attempt in range(20):
+            try:
+                await self._bind(requested)
+                return
+            except OSError:
+                await self.close()
+                self.port = requested
+                if requested != 0 or attempt == 19:
+                    raise
+
+    async def _bind(self, port: int) -> None:
         loop = asyncio.get_running_loop()
         if "udp" in self.transports:
-            _, proto = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(self.host, self.port))
+            _, proto = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(self.host, port))
             self._udp = proto
             assert proto.transport is not None
-            self.port = proto.transport.get_extra_info("sockname")[1]
+            port = proto.transport.get_extra_info("sockname")[1]
         if "tcp" in self.transports:
-            self._tcp_server = await asyncio.start_server(
-                self._accept, self.host, self.port, reuse_address=True
-            )
-            self.port = self._tcp_server.sockets[0].getsockname()[1]
+            self._tcp_server = await asyncio.start_server(self._accept, self.host, port, reuse_address=True)
+            port = self._tcp_server.sockets[0].getsockname()[1]
+        self.port = port
 
     async def close(self) -> None:
         if self._udp and self._udp.transport:
             self._udp.transport.close()
+        self._udp = None
         if self._tcp_server:
             self._tcp_server.close()
+        self._tcp_server = None
         for conn in list(self._conns.values()):
             conn.close()
         self._conns.clear()
