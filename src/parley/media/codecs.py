@@ -51,10 +51,6 @@ class Codec(Protocol):
         """RTP timestamp increment for one frame of `ptime_ms`."""
         ...
 
-    def samples_in(self, payload_len: int) -> int:
-        """Audio samples carried by a payload of `payload_len` bytes."""
-        ...
-
     def new(self) -> Codec:
         """A codec of the same kind with fresh coder state."""
         ...
@@ -72,10 +68,6 @@ class _BaseCodec:
 
     def timestamp_step(self, ptime_ms: int = 20) -> int:
         return self.clock_rate * ptime_ms // 1000
-
-    def samples_in(self, payload_len: int) -> int:
-        """Audio samples carried by a payload of `payload_len` bytes."""
-        return payload_len * self.sample_rate // self.clock_rate
 
     def new(self) -> Codec:
         return self  # type: ignore[return-value]  # stateless
@@ -134,9 +126,6 @@ class G722Codec(_BaseCodec):
 
     def decode(self, payload: bytes) -> np.ndarray:
         return np.frombuffer(self._dec.decode(bytes(payload)), dtype=np.int16).copy()
-
-    def samples_in(self, payload_len: int) -> int:
-        return payload_len * 2
 
     def new(self) -> Codec:
         return G722Codec()
