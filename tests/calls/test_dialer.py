@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from redis.exceptions import RedisError
 
 from parley.agents import AgentRegistry
 from parley.calls import Call, CallsService, DialerLimits, DialOutcome, RetryPolicy
@@ -301,3 +302,33 @@ async def test_redelivered_jobs_are_dialed_once(kind: str, settings, agents, tmp
     finally:
         for s in (w1, w2):
             await s.close()
+
+
+@pytest.mark.redis
+async def test_calls_accepted_while_redis_is_down_are_dialed_later(settings, agents, redis_url, redis_prefix,  # type: ignore[no-untyped-def]
+                                                                   tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}"
+    down = RedisQueue(f"redis://127.0.0.1:{free_port(kind=1)}/0", prefix=redis_prefix)
+    store = Store.from_url(db_url)
+    api = await CallsService.open(settings, agents=agents, store=store, queue=down, send_webhooks=False)
+    try:
+        call = await api.create_call(to_number="+15550000040")  # accepted although the queue is down
+        assert call.status == "queued"
+        with pytest.raises(RedisError):
+            await api.health_queue()
+    finally:
+        await api.close()
+
+    store = Store.from_url(db_url)
+    worker = await CallsService.open(settings, agents=agents, store=store, send_webhooks=False,
+                                     queue=RedisQueue(redis_url, prefix=redis_prefix, poll_s=0.05))
+    try:
+        net = Network(worker)
+        await worker.start_dialer(net.place_call, poll_s=0.05)
+        await wait_for(lambda: all_final(worker, [call.id]))
+        assert net.dialed[call.id] == 1
+        assert (await worker.health_queue()).startswith("redis, ")
+    finally:
+        await worker.close()

@@ -3,7 +3,6 @@ Ordering, schedule_at, cancel, a consumer crashing mid-job, a process restart, i
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta

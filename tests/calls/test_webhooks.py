@@ -30,7 +30,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 ok_sig = verify(SECRET, self.headers["X-Parley-Timestamp"], body,
                                 self.headers.get("X-Parley-Signature", ""))

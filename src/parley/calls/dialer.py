@@ -216,10 +216,8 @@ class Dialer:
         cap = self.agent_cap(call.agent)
         if cap is not None and self._by_agent.get(call.agent, 0) >= cap:
             return False
-        if call.trunk and call.trunk in self.limits.per_trunk:
-            if self._by_trunk.get(call.trunk, 0) >= self.limits.per_trunk[call.trunk]:
-                return False
-        return True
+        trunk_cap = self.limits.per_trunk.get(call.trunk) if call.trunk else None
+        return trunk_cap is None or self._by_trunk.get(call.trunk or "", 0) < trunk_cap
 
     def _reserve(self, call: Call, task: asyncio.Task[None]) -> None:
         self.active[call.id] = task
@@ -261,7 +259,7 @@ class Dialer:
             async with self._changed:
                 try:
                     await asyncio.wait_for(self._changed.wait(), self.poll_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             return
         job = await self.service.queue.get(timeout=self.poll_s)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,7 +184,7 @@ class CallsService:
         if max_retries is not None and not 0 <= max_retries <= 20:
             raise CallRequestError("max_retries", "must be between 0 and 20")
         if schedule_at is not None and schedule_at.tzinfo is None:
-            schedule_at = schedule_at.replace(tzinfo=timezone.utc)
+            schedule_at = schedule_at.replace(tzinfo=UTC)
         values = {
             "direction": direction, "status": initial.value, "agent": agent_key, "to_number": to_number,
             "from_number": from_number, "caller_name": caller_name, "llm_prompt": llm_prompt,
@@ -347,7 +347,7 @@ class CallsService:
         counts = await self.store.counts_by_status()
         try:
             depth: int | None = await self.queue.depth()
-        except Exception:
+        except Exception:  # noqa: BLE001 - an unreachable queue must not break the scrape
             depth = None
         pending = (await self.store.webhook_counts()).get("pending", 0)
         metrics.set_call_counts(counts, depth, pending)

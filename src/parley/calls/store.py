@@ -17,7 +17,12 @@ from parley.calls import db
 from parley.calls.models import CallRow, EventRow, TranscriptRow, WebhookRow, utcnow
 from parley.calls.records import Call, CallDetail, CallEvent, TranscriptEntry
 from parley.calls.states import (
-    INITIAL, TERMINAL, CallStatus, IllegalTransition, check_transition, parse_status,
+    INITIAL,
+    TERMINAL,
+    CallStatus,
+    IllegalTransition,
+    check_transition,
+    parse_status,
 )
 from parley.calls.webhooks import build_body, event_for
 

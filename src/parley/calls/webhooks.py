@@ -149,7 +149,7 @@ class WebhookSender:
                 continue
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
 

@@ -6,9 +6,9 @@ import asyncio
 import json
 import re
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,12 +27,12 @@ def parse_when(value: str, option: str) -> datetime:
     text = value.strip()
     m = _RELATIVE.match(text)
     if m:
-        return datetime.now(timezone.utc) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        return datetime.now(UTC) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         fail(f"{option} {value!r}: use an ISO date/time (2026-11-24, 2026-11-24T08:00) or an age (24h, 7d)")
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _open_store():  # type: ignore[no-untyped-def]
@@ -46,7 +46,7 @@ def _run(coro: Any) -> Any:
 
     try:
         return asyncio.run(coro)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - one readable line, whatever the driver raised
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         fail(f"calls database {mask_url(settings().effective_database_url)}: {type(exc).__name__}"
              + (f": {first}" if first else ""))
@@ -54,10 +54,10 @@ def _run(coro: Any) -> Any:
 
 @calls_app.command("list")
 def list_calls(
-    status: Optional[str] = typer.Option(None, "--status", help="queued, dialing, … completed, failed …"),  # noqa: UP007
-    agent: Optional[str] = typer.Option(None, "--agent"),  # noqa: UP007
-    direction: Optional[str] = typer.Option(None, "--direction", help="inbound or outbound"),  # noqa: UP007
-    since: Optional[str] = typer.Option(None, "--since", help="ISO time or age (24h, 7d)."),  # noqa: UP007
+    status: str | None = typer.Option(None, "--status", help="queued, dialing, … completed, failed …"),
+    agent: str | None = typer.Option(None, "--agent"),
+    direction: str | None = typer.Option(None, "--direction", help="inbound or outbound"),
+    since: str | None = typer.Option(None, "--since", help="ISO time or age (24h, 7d)."),
     limit: int = typer.Option(20, "--limit", min=1, max=1000),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table."),
 ) -> None:
@@ -119,9 +119,9 @@ def show(call_id: str = typer.Argument(..., help="The call id.")) -> None:
 @calls_app.command("export")
 def export(
     since: str = typer.Option(..., "--since", help="ISO date/time or age (24h, 7d)."),
-    until: Optional[str] = typer.Option(None, "--until", help="ISO date/time or age; default now."),  # noqa: UP007
+    until: str | None = typer.Option(None, "--until", help="ISO date/time or age; default now."),
     fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl or csv."),
-    output: Optional[Path] = typer.Option(  # noqa: UP007
+    output: Path | None = typer.Option(
         None, "--output", "-o", help="File to write (default calls-<since>.<format>); '-' = stdout."),
     transcripts: bool = typer.Option(False, "--transcripts", help="jsonl: include each call's transcript."),
 ) -> None:

@@ -36,7 +36,7 @@ def upgrade() -> None:
 
     try:
         before, after = asyncio.run(run())
-    except Exception as exc:  # one readable line, whatever the driver raised
+    except Exception as exc:  # noqa: BLE001 - one readable line, whatever the driver raised
         fail(f"cannot upgrade {mask_url(url)}: {_describe(exc)}")
     if before == after:
         console.print(f"database {mask_url(url)} is up to date (revision {after})", highlight=False)
@@ -61,7 +61,7 @@ def current() -> None:
 
     try:
         rev = asyncio.run(run())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - one readable line, whatever the driver raised
         fail(f"cannot read {mask_url(url)}: {_describe(exc)}")
     console.print(f"{mask_url(url)}: revision {rev or 'none (run parley db upgrade)'}; "
                   f"newest {db.head_revision()}", highlight=False)

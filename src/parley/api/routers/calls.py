@@ -174,7 +174,7 @@ async def cancel_call(call_id: str, request: Request) -> dict[str, Any]:
 @router.get("/api/calls/{call_id}/transcript", summary="A call's transcript as JSON or text",
             response_model=None)
 async def get_transcript(
-    call_id: str, request: Request, format: Literal["json", "text"] = Query("json"),  # noqa: A002
+    call_id: str, request: Request, format: Literal["json", "text"] = Query("json"),
 ) -> dict[str, Any] | PlainTextResponse:
     try:
         entries = await service_of(request).transcript(call_id)

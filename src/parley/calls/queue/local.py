@@ -70,7 +70,7 @@ class LocalQueue(CallQueue):
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _take(self) -> tuple[Job | None, datetime | None]:

@@ -17,14 +17,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from parley.calls.models import utcnow
 from parley.calls.queue.base import CallQueue, Job
 from parley.calls.queue.local import default_consumer
+from parley.logging import get_logger
+
+log = get_logger(__name__)
 
 _MOVE_DUE = """
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
@@ -56,6 +59,7 @@ class RedisQueue(CallQueue):
         self.delayed = f"{prefix}queue:delayed"
         self._redis: aioredis.Redis | None = None
         self._move = None
+        self._group_ready = False
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -64,13 +68,22 @@ class RedisQueue(CallQueue):
         return self._redis
 
     async def start(self) -> None:
-        self._redis = aioredis.Redis.from_url(self.url, decode_responses=True)
+        """Connect. An unreachable Redis is logged, not raised: the service starts, `/health` shows the
+        reason, and calls accepted meanwhile stay `queued` in the store until the dialer's sweep queues them."""
+        self._redis = aioredis.Redis.from_url(self.url, decode_responses=True, socket_connect_timeout=3)
+        self._move = self._redis.register_script(_MOVE_DUE)
         try:
-            await self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            await self._ensure_group()
+        except RedisError as exc:
+            log.warning("redis queue not reachable yet", error=str(exc) or type(exc).__name__)
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        self._move = self._redis.register_script(_MOVE_DUE)
+        self._group_ready = True
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -111,8 +124,20 @@ class RedisQueue(CallQueue):
                 return None
 
     async def _take(self, block_ms: int) -> Job | None:
+        try:
+            return await self._take_once(block_ms)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._group_ready = False  # Redis lost its data (restart without persistence): start over
+            await self._ensure_group()
+            return None
+
+    async def _take_once(self, block_ms: int) -> Job | None:
         """Reclaim a dead consumer's job, else move due scheduled jobs and read a new one."""
         r = self.redis
+        if not self._group_ready:
+            await self._ensure_group()
         _, claimed, *_ = await r.xautoclaim(self.stream, self.group, self.consumer,
                                             min_idle_time=int(self.claim_idle_s * 1000), start_id="0-0",
                                             count=1)
@@ -126,7 +151,7 @@ class RedisQueue(CallQueue):
         for entry_id, fields in entries:
             data = json.loads(fields["job"])
             job = Job(data["call_id"], int(data["attempt"]),
-                      datetime.fromtimestamp(float(data["due"]), timezone.utc), entry_id)
+                      datetime.fromtimestamp(float(data["due"]), UTC), entry_id)
             if await r.exists(self._canceled(job.call_id)):
                 await self.ack(job)
                 continue
