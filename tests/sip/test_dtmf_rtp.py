@@ -8,6 +8,8 @@ import itertools
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parley.sip.dtmf import (
     DtmfError,
@@ -226,3 +228,25 @@ async def test_an_async_dtmf_handler_is_run(sessions) -> None:
     await a.send_dtmf("7", duration_ms=40)
     await asyncio.wait_for(done.wait(), 2)
     assert got == ["7"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["application/dtmf-relay", "application/dtmf", "text/plain"]), st.text(max_size=60))
+def test_any_info_body_either_gives_one_digit_or_raises_dtmf_error(ctype: str, body: str) -> None:
+    try:
+        info = parse_dtmf_info(ctype, body)
+    except DtmfError:
+        return
+    assert len(info.digit) == 1 and info.digit in "0123456789*#ABCD"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=8))
+def test_any_telephone_event_payload_either_parses_or_raises_dtmf_error(payload: bytes) -> None:
+    rx = DtmfReceiver()
+    try:
+        digit = rx.feed(1, 0, payload)
+    except DtmfError:
+        assert len(payload) < 4
+        return
+    assert digit is None or digit in "0123456789*#ABCD"
