@@ -52,14 +52,15 @@ direction does not send, while there is no remote address, and while DTMF is bei
 of each packet against its slot is measured (`late_sends` counts packets over half a ptime late).
 
 DTMF. `send_dtmf` queues RFC 4733 events (updates every ptime, end packet three times, 60 ms pause
-between digits) and returns when the last end packet is sent. While nothing can be sent (no remote
+between digits) and returns after the last digit's end packets and pause. While nothing can be sent (no remote
 address, or a direction that does not send, e.g. on hold) the digits wait. It raises
 RtpSessionError when no telephone-event payload type was negotiated or the session closes first, and
 DtmfError (a ValueError) naming a character that is not 0-9 * # A-D before sending anything.
 
 RTCP. A compound SR (if we sent since the last report) or RR, plus SDES CNAME, goes to where the
 peer's RTCP comes from (else its SDP a=rtcp / rtcp-mux address, else the RTP address + 1) every `rtcp_interval` s randomised to
-0.5-1.5x (RFC 3550 §6.2), and an RR/SR + BYE on close. Received SR/RR are parsed; `stats().last_rtcp`
+0.5-1.5x (RFC 3550 §6.2; `rtcp_interval=0` turns the periodic reports off), and an RR/SR + BYE
+on close. Received SR/RR are parsed; `stats().last_rtcp`
 is the latest one from the peer (loss and jitter it measured on our stream, round-trip time).
 """
 
@@ -675,7 +676,7 @@ class RtpSession:
         return self._out_samples * 1000.0 / self._codec.sample_rate
 
     async def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
-        """Send digits as RFC 4733 events; returns once the last end packet is out."""
+        """Send digits as RFC 4733 events; returns once the last one (and its pause) is out."""
         if self._te_pt is None:
             raise RtpSessionError("telephone-event was not negotiated; cannot send RFC 4733 DTMF")
         if not self._started or self._closed:
