@@ -113,6 +113,7 @@ class _Speech:
     children: set[asyncio.Task[Any]] = field(default_factory=set)
     track: SpeechTrack = field(init=False)
     said_before: list[str] = field(default_factory=list)  # text of earlier rounds / before a resume
+    unsaved: list[str] = field(default_factory=list)  # the part of said_before not yet in the history
     llm_done: bool = True
     calls: list[ToolCall] = field(default_factory=list)
     cancelled: bool = False
@@ -208,6 +209,7 @@ class Conversation:
         self._speech: _Speech | None = None
         self._interrupted: _Interrupted | None = None
         self._deferred_reply = False
+        self._deferred_marks: _Marks | None = None
         self._out_cursor = 0
         self._idle_since = 0.0
         self._reminders = 0
@@ -418,6 +420,7 @@ class Conversation:
                 self._start_reply(utt.marks)
             else:
                 self._deferred_reply = True
+                self._deferred_marks = utt.marks
         else:
             self._start_reply(utt.marks)
 
@@ -440,6 +443,7 @@ class Conversation:
         self._utts.append(utt)
         if self._speech is not None and not self._may_interrupt():
             self._deferred_reply = True
+            self._deferred_marks = marks
             return
         if self._speech is not None:
             self._barge_in()
@@ -480,8 +484,9 @@ class Conversation:
         sp = intr.speech
         if sp.started:
             heard = " ".join([*sp.said_before, intr.heard]).strip()
-            if intr.heard:
-                self.history.append(Message("assistant", intr.heard))
+            kept = " ".join([*sp.unsaved, intr.heard]).strip()
+            if kept:
+                self.history.append(Message("assistant", kept))
             self._emit(
                 TranscriptEntry(
                     "agent",
@@ -508,6 +513,7 @@ class Conversation:
             return
         new = _Speech(sp.kind if sp.kind != "reply" else "resume", True, self._rate, marks=sp.marks)
         new.said_before = [*sp.said_before, *intr.heard_sentences]
+        new.unsaved = [*sp.unsaved, *intr.heard_sentences]
         new.calls = list(sp.calls) if sp.llm_done else []
         new.started = True
         new.first_out = sp.first_out
@@ -574,6 +580,7 @@ class Conversation:
         if self._ending:
             return
         self._deferred_reply = False
+        self._deferred_marks = None
         sp = _Speech("reply", True, self._rate, marks=marks)
         self._launch(sp, lambda: self._reply_body(sp))
 
@@ -597,7 +604,7 @@ class Conversation:
             self._speech = None
             self._idle_since = self._now
             if self._deferred_reply and not self._ending:
-                self._start_reply(None)
+                self._start_reply(self._deferred_marks)
 
     async def _canned_body(self, sp: _Speech, sentences: list[str]) -> None:
         try:
@@ -613,7 +620,7 @@ class Conversation:
         await self._say(sp, sentences)
         spoken = " ".join(sentences)
         await self._played(sp)
-        text = " ".join([*sp.said_before, spoken]).strip()
+        text = " ".join([*sp.unsaved, spoken]).strip()
         if sp.calls:
             self.history.append(Message("assistant", text, tool_calls=sp.calls))
             if await self._run_tools(sp, sp.calls):
