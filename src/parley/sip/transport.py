@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,6 +22,8 @@ from parley.sip.message import (
 from parley.sip.uri import Via
 
 log = get_logger(__name__)
+
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 @dataclass
@@ -149,6 +152,11 @@ class TransportLayer:
             _, proto = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(self.host, port))
             self._udp = proto
             assert proto.transport is not None
+            sock = proto.transport.get_extra_info("socket")
+            try:  # absorb bursts while the loop is busy (the kernel caps this at net.core.rmem_max)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+            except OSError:
+                pass
             port = proto.transport.get_extra_info("sockname")[1]
         if "tcp" in self.transports:
             self._tcp_server = await asyncio.start_server(self._accept, self.host, port, reuse_address=True)
