@@ -7,7 +7,7 @@ import os
 import socket
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from parley.calls.models import JobRow, utcnow
@@ -36,8 +36,11 @@ class LocalQueue(CallQueue):
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
-        if self.reclaim_on_start:
-            async with self.store.transaction() as s:
+        """Drop finished rows (a done job means its call already left `queued`) and, with
+        `reclaim_on_start`, hand back the jobs a previous run had leased."""
+        async with self.store.transaction() as s:
+            await s.execute(delete(JobRow).where(JobRow.state.in_(("done", "canceled"))))
+            if self.reclaim_on_start:
                 await s.execute(update(JobRow).where(JobRow.state == "leased")
                                 .values(state="ready", lease_owner=None, lease_until=None))
 
