@@ -84,17 +84,19 @@ async def bench_stt(tmp: Path, repeat: int) -> None:
         clips = [(s, speech(s, engine, tmp)) for s in SENTENCES]
         for name, stt in (("whisper", whisper), ("pocketsphinx", sphinx)):
             await stt.transcribe(clips[0][1], 16000)  # warm
-            spent, audio, errors = 0.0, 0.0, []
+            spent, cpu, audio, errors = 0.0, 0.0, 0.0, []
             for _ in range(repeat):
                 for ref, pcm in clips:
-                    t = time.perf_counter()
+                    t, cpu0 = time.perf_counter(), time.process_time()
                     got = await stt.transcribe(pcm, 16000)
                     spent += time.perf_counter() - t
+                    cpu += time.process_time() - cpu0
                     audio += len(pcm) / 16000
                     errors.append(wer(ref, got.text))
             n = repeat * len(clips)
             print(
-                f"STT {name:12s} {engine:6s} phone path: RTF {spent / audio:.2f}, "
+                f"STT {name:12s} {engine:6s} phone path: RTF {spent / audio:.2f} "
+                f"(CPU-s per audio-s {cpu / audio:.2f}), "
                 f"{spent / n * 1000:.0f} ms per utterance, WER {np.mean(errors) * 100:.0f} %"
             )
 
@@ -130,18 +132,20 @@ async def bench_tts(repeat: int) -> None:
     text = "Sure, I can book that for Tuesday. May I have your name, please? Thank you for calling."
     for tts in (PiperTTS(), EspeakTTS()):
         [c async for c in tts.synthesize("Warm up.")]
-        spent, audio, first = 0.0, 0.0, []
+        spent, cpu, audio, first = 0.0, 0.0, 0.0, []
         for _ in range(repeat):
-            t = time.perf_counter()
+            t, cpu0 = time.perf_counter(), time.process_time()
             n = 0
             async for chunk in tts.synthesize(text):
                 if n == 0:
                     first.append(time.perf_counter() - t)
                 n += len(chunk)
             spent += time.perf_counter() - t
+            cpu += time.process_time() - cpu0
             audio += n / tts.sample_rate
         print(
-            f"TTS {tts.name:7s}: RTF {spent / audio:.3f}, first audio after {np.median(first) * 1000:.0f} ms"
+            f"TTS {tts.name:7s}: RTF {spent / audio:.3f} (CPU-s per audio-s {cpu / audio:.3f}; espeak-ng's "
+            f"own process not counted), first audio after {np.median(first) * 1000:.0f} ms"
         )
 
 
