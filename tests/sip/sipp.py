@@ -300,3 +300,29 @@ def refer(cseq: int, target: str) -> str:
   </send>
 """
     )
+
+
+def out_of_dialog(method: str, expect: int, check: str = "") -> str:
+    """One out-of-dialog request (OPTIONS keep-alive, an unsupported method…) and its final status."""
+    action = ""
+    if check:
+        action = (f'    <action>\n      <ereg regexp="{check}" search_in="msg" check_it="true" '
+                  f'assign_to="seen_{method}"/>\n    </action>\n')
+    use = f"      X-Seen: [$seen_{method}]\n" if check else ""
+    return f"""  <send retrans="500">
+    <![CDATA[
+
+      {method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: <sip:4711@[local_ip]:[local_port]>;tag=[pid]{method}[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 {method}
+      Max-Forwards: 70
+{use}      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="{expect}">
+{action}  </recv>
+"""

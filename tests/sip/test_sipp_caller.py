@@ -13,7 +13,7 @@ from parley.sip.call import Call, IncomingCall
 from tests.conftest import free_port
 from tests.sip.conftest import dominant_frequency, rms, tone
 from tests.sip.sipp import (
-    cancel_scenario, info_dtmf, play_pcap, refer, reinvite, retransmit_scenario, rtp_stream, run_sipp, uac_scenario,
+    _HEAD, cancel_scenario, info_dtmf, out_of_dialog, play_pcap, refer, reinvite, retransmit_scenario, rtp_stream, run_sipp, uac_scenario,
 )
 
 pytestmark = [pytest.mark.sip]
@@ -234,3 +234,10 @@ async def test_garbage_gets_400_or_is_dropped_and_a_good_call_still_works(endpoi
     result = await run_sipp(uac_scenario("PCMU", pause_ms=200), target(endpoint), tmp_path, free_port())
     assert result.code == 0, str(result)
     assert answered and endpoint.transport.stats["malformed"] >= 4
+
+
+async def test_options_ping_and_unsupported_methods(endpoint, tmp_path: Path) -> None:
+    scenario = (_HEAD.format(name="pings") + out_of_dialog("OPTIONS", 200, check="Allow:.*INVITE.*REFER")
+                + out_of_dialog("PUBLISH", 405, check="Allow:") + out_of_dialog("BYE", 481) + "</scenario>\n")
+    result = await run_sipp(scenario, target(endpoint), tmp_path, free_port())
+    assert result.code == 0, str(result)
