@@ -332,3 +332,17 @@ async def test_calls_accepted_while_redis_is_down_are_dialed_later(settings, age
         assert (await worker.health_queue()).startswith("redis, ")
     finally:
         await worker.close()
+
+
+async def test_trunk_chosen_by_the_transport_gets_its_caps_and_rate(make_service) -> None:  # type: ignore[no-untyped-def]
+    service = await make_service()
+    ids = [(await service.create_call(to_number=f"+1555300{i:04d}")).id for i in range(6)]  # no trunk named
+    net = Network(service, hold_s=(0.1, 0.15))
+    limits = DialerLimits(max_concurrent=8, per_trunk={"carrier": 2}, per_trunk_cps={"carrier": 5},
+                          calls_per_second=1000)
+    await service.start_dialer(net.place_call, limits=limits, poll_s=0.05,
+                               trunk_of=lambda call: call.trunk or "carrier")
+    await wait_for(lambda: all_final(service, ids))
+    assert net.peak["all"] <= 2
+    times = sorted(t for t, _ in net.starts)
+    assert times[-1] - times[0] >= 5 * 0.2 - 0.1

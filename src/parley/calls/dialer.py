@@ -93,12 +93,14 @@ class RetryPolicy:
 @dataclass
 class DialerLimits:
     """Concurrency caps and the dialing rate. `per_agent` caps come from agents' `max_concurrent_calls`
-    unless given here; `per_trunk` from the trunks' outbound `max_concurrent_calls`."""
+    unless given here; `per_trunk` / `per_trunk_cps` from the trunks' outbound `max_concurrent_calls` /
+    `max_calls_per_second` (the gateway passes them)."""
 
     max_concurrent: int = 4
     per_trunk: dict[str, int] = field(default_factory=dict)
     per_agent: dict[str, int] = field(default_factory=dict)
     calls_per_second: float = 10.0
+    per_trunk_cps: dict[str, float] = field(default_factory=dict)
 
 
 class Pacer:
@@ -138,6 +140,7 @@ class Dialer:
         cancel_check_s: float = 1.0,
         sweep_s: float = 30.0,
         max_parked: int | None = None,
+        trunk_of: Callable[[Call], str | None] | None = None,
     ) -> None:
         self.service = service
         self.place_call = place_call
@@ -149,6 +152,11 @@ class Dialer:
         self.sweep_s = sweep_s
         self.max_parked = max_parked if max_parked is not None else max(8, self.limits.max_concurrent)
         self.pacer = Pacer(self.limits.calls_per_second)
+        self.trunk_pacers = {t: Pacer(r) for t, r in self.limits.per_trunk_cps.items()}
+        #: The trunk a call will use (caps are counted per trunk): `call.trunk` unless the transport
+        #: chooses (e.g. its default outbound trunk for calls that name none).
+        self.trunk_of: Callable[[Call], str | None] = trunk_of or (lambda call: call.trunk)
+        self._trunk_by_call: dict[str, str | None] = {}
         self.active: dict[str, asyncio.Task[None]] = {}
         self._by_trunk: dict[str, int] = {}
         self._by_agent: dict[str, int] = {}
@@ -216,21 +224,24 @@ class Dialer:
         cap = self.agent_cap(call.agent)
         if cap is not None and self._by_agent.get(call.agent, 0) >= cap:
             return False
-        trunk_cap = self.limits.per_trunk.get(call.trunk) if call.trunk else None
-        return trunk_cap is None or self._by_trunk.get(call.trunk or "", 0) < trunk_cap
+        trunk = self.trunk_of(call)
+        trunk_cap = self.limits.per_trunk.get(trunk) if trunk else None
+        return trunk_cap is None or self._by_trunk.get(trunk or "", 0) < trunk_cap
 
     def _reserve(self, call: Call, task: asyncio.Task[None]) -> None:
         self.active[call.id] = task
         self._by_agent[call.agent] = self._by_agent.get(call.agent, 0) + 1
-        if call.trunk:
-            self._by_trunk[call.trunk] = self._by_trunk.get(call.trunk, 0) + 1
+        trunk = self._trunk_by_call[call.id] = self.trunk_of(call)
+        if trunk:
+            self._by_trunk[trunk] = self._by_trunk.get(trunk, 0) + 1
         metrics.DIALER_ACTIVE.set(len(self.active))
 
     async def _release(self, call: Call) -> None:
         self.active.pop(call.id, None)
         self._by_agent[call.agent] -= 1
-        if call.trunk:
-            self._by_trunk[call.trunk] -= 1
+        trunk = self._trunk_by_call.pop(call.id, None)
+        if trunk:
+            self._by_trunk[trunk] -= 1
         metrics.DIALER_ACTIVE.set(len(self.active))
         async with self._changed:
             self._changed.notify_all()
@@ -277,6 +288,9 @@ class Dialer:
 
     async def _launch(self, job: Job, call: Call) -> None:
         await self.pacer.wait()
+        trunk = self.trunk_of(call)
+        if trunk in self.trunk_pacers:
+            await self.trunk_pacers[trunk].wait()
         try:
             call = await self.service.store.transition(
                 call.id, CallStatus.DIALING, expect_attempt=job.attempt, updates={"worker": self.worker_id},
