@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast
 
 import typer
 
 from parley.cli.common import console, fail, settings
 
+if TYPE_CHECKING:
+    from parley.agents.loader import Agent
+    from parley.settings import Settings
 
-def _agent(name: str | None):  # type: ignore[no-untyped-def]
+
+def _agent(name: str | None) -> tuple[Settings, Agent]:
     from parley.agents import AgentError, AgentRegistry
 
     s = settings()
@@ -45,7 +50,7 @@ def talk(
 ) -> None:
     """Run a real conversation over a WAV file; print the transcript and latency marks; write the reply WAV."""
     from parley.engine.events import TranscriptEntry, TurnMetrics
-    from parley.engine.session import Engines, talk_file
+    from parley.engine.session import Engines, FileTalk, talk_file
     from parley.media.wav import AudioFormatError, read_wav, write_wav
     from parley.providers.base import ProviderError
 
@@ -87,7 +92,7 @@ def talk(
             )
             console.print(f"[dim]  turn {event.turn}: after end of turn: {marks}{v2v}[/]", highlight=False)
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run() -> FileTalk:
         engines = Engines.build(chosen, s)
         await engines.warm()
         return await talk_file(
@@ -131,9 +136,9 @@ def chat(
         session = TextChat(
             chosen.spec,
             llm,
-            system_prompt=chosen.system_prompt(direction),  # type: ignore[arg-type]
-            greeting=chosen.greeting(direction),
-        )  # type: ignore[arg-type]
+            system_prompt=chosen.system_prompt(cast(Literal["inbound", "outbound"], direction)),
+            greeting=chosen.greeting(cast(Literal["inbound", "outbound"], direction)),
+        )
     except (ValueError, ProviderError) as exc:
         fail(f"agent {chosen.key!r}: {exc}")
     if len(session.history) and session.history[-1].role == "assistant":

@@ -125,7 +125,7 @@ class ConversationEnded(Event):
     turns: int
 
 
-EventSink = Callable[[Event], Any] | asyncio.Queue  # a non-blocking callable, or a queue (put_nowait)
+EventSink = Callable[[Event], Any] | asyncio.Queue[Event]  # a non-blocking callable, or a queue (put_nowait)
 
 
 def emitter(sink: EventSink | None) -> Callable[[Event], None]:

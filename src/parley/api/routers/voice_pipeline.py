@@ -43,7 +43,7 @@ async def _engines(request: Request, name: str) -> Engines:
     except KeyError as exc:
         raise ApiError(404, "not_found", str(exc.args[0])) from None
     async with state.voice_engines_lock:
-        engines = state.voice_engines.get(agent.key)
+        engines: Engines | None = state.voice_engines.get(agent.key)
         if engines is None:
             try:
                 engines = Engines.build(agent, state.settings)
