@@ -4,7 +4,8 @@ with RTP both ways. Prints a JSON report.
     .venv/bin/python -m bench.sip.run [--rates 50,100,150,200] [--calls 200] [--hold 12]
 
 (a) For each rate, SIPp's built-in `uac` places rate*8 calls (INVITE, ACK, 1 s, BYE) against
-    bench/sip/server.py; a rate passes when SIPp reports 0 failed calls.
+    bench/sip/server.py (every call gets a real RtpSession sending silence; no echo loop);
+    a rate passes when SIPp reports 0 failed calls.
 (b) SIPp places --calls calls that each stream a looped μ-law tone (rtp_stream) for --hold
     seconds while the server echoes every frame back; we read the server's RTP totals (loss,
     send lateness) and sample its CPU and RSS while all calls are up.
@@ -47,9 +48,10 @@ def rss_mb(pid: int) -> float:
     return int(m.group(1)) / 1024 if m else 0.0
 
 
-async def start_server(port: int, stats: Path) -> asyncio.subprocess.Process:
+async def start_server(port: int, stats: Path, echo: bool = True) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(HERE / "server.py"), "--port", str(port), "--stats", str(stats),
+        *([] if echo else ["--no-echo"]),
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
@@ -83,7 +85,7 @@ async def call_rate(rates: list[int], tmp: Path) -> list[dict]:
     for rate in rates:
         port = free_port()
         stats = tmp / f"rate-{rate}.json"
-        server = await start_server(port, stats)
+        server = await start_server(port, stats, echo=False)
         calls = rate * 8
         cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
         code, out = await sipp(["-sn", "uac", f"127.0.0.1:{port}", "-r", str(rate), "-m", str(calls), "-d", "1000",
@@ -95,6 +97,7 @@ async def call_rate(rates: list[int], tmp: Path) -> list[dict]:
             "rate_cps": rate, "calls": calls, "successful": cumulative(out, "Successful call"),
             "failed": cumulative(out, "Failed call"), "sipp_exit": code, "server_answered": totals["calls"],
             "server_cpu_percent": round(cpu * 100, 1), "server_rss_mb": round(rss, 1),
+            "server_max_active": totals["max_active"], "sip_datagrams_received": totals["sip"]["received"],
         })
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     return results

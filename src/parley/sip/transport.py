@@ -38,21 +38,48 @@ class Source:
 Handler = Callable[[SipRequest | SipResponse, Source], None]
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, layer: "TransportLayer") -> None:
+class _UdpSocket:
+    """The SIP UDP socket. Unlike an asyncio datagram transport, which reads one datagram per
+    event-loop iteration, each readiness callback drains up to `BURST` datagrams, so signalling
+    keeps up while the loop is busy with media."""
+
+    BURST = 256
+
+    def __init__(self, layer: "TransportLayer", sock: socket.socket) -> None:
         self.layer = layer
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if not data.strip(b"\r\n\x00 "):
-            return  # keep-alive
-        self.layer._received(data, Source("udp", (addr[0], addr[1])), stream=False)
+    def _readable(self) -> None:
+        for _ in range(self.BURST):
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP errors surface here; keep listening
+                log.debug("sip.udp_error", error=str(exc))
+                continue
+            if not data.strip(b"\r\n\x00 "):
+                continue  # keep-alive
+            self.layer._received(data, Source("udp", (addr[0], addr[1])), stream=False)
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("sip.udp_error", error=str(exc))
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            task = self.loop.create_task(self.loop.sock_sendto(self.sock, data, addr))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        except OSError as exc:
+            log.info("sip.udp_send_failed", peer=addr, error=str(exc))
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
 class TcpConnection:
@@ -127,7 +154,7 @@ class TransportLayer:
         self.transports = tuple(t.lower() for t in transports)
         self.handler = handler
         self.public_host = public_host or host
-        self._udp: _Udp | None = None
+        self._udp: _UdpSocket | None = None
         self._tcp_server: asyncio.base_events.Server | None = None
         self._conns: dict[tuple[str, int], TcpConnection] = {}
         self._connecting: dict[tuple[str, int], asyncio.Future[TcpConnection]] = {}
@@ -147,25 +174,28 @@ class TransportLayer:
                     raise
 
     async def _bind(self, port: int) -> None:
-        loop = asyncio.get_running_loop()
         if "udp" in self.transports:
-            _, proto = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(self.host, port))
-            self._udp = proto
-            assert proto.transport is not None
-            sock = proto.transport.get_extra_info("socket")
-            try:  # absorb bursts while the loop is busy (the kernel caps this at net.core.rmem_max)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+            sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.setblocking(False)
+                try:  # absorb bursts while the loop is busy (the kernel caps this at net.core.rmem_max)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+                except OSError:
+                    pass
+                sock.bind((self.host, port))
             except OSError:
-                pass
-            port = proto.transport.get_extra_info("sockname")[1]
+                sock.close()
+                raise
+            self._udp = _UdpSocket(self, sock)
+            port = self._udp.port
         if "tcp" in self.transports:
             self._tcp_server = await asyncio.start_server(self._accept, self.host, port, reuse_address=True)
             port = self._tcp_server.sockets[0].getsockname()[1]
         self.port = port
 
     async def close(self) -> None:
-        if self._udp and self._udp.transport:
-            self._udp.transport.close()
+        if self._udp is not None:
+            self._udp.close()
         self._udp = None
         if self._tcp_server:
             self._tcp_server.close()
@@ -251,8 +281,8 @@ class TransportLayer:
             payload = "\r\n".join(out).encode()
             if source.conn is not None:
                 source.conn.send(payload)
-            elif self._udp and self._udp.transport:
-                self._udp.transport.sendto(payload, top.response_address())
+            elif self._udp is not None:
+                self._udp.sendto(payload, top.response_address())
         except Exception:
             return
 
@@ -267,9 +297,9 @@ class TransportLayer:
         """Send bytes to addr: UDP from our listening socket, TCP on an existing or new connection."""
         self.stats["sent"] += 1
         if transport == "udp":
-            if not (self._udp and self._udp.transport):
+            if self._udp is None:
                 raise ConnectionError("UDP transport is not running")
-            self._udp.transport.sendto(data, addr)
+            self._udp.sendto(data, addr)
             return
         conn = await self._connection(addr)
         conn.send(data)
@@ -284,8 +314,8 @@ class TransportLayer:
             return
         addr = via.response_address()
         if via.transport == "UDP":
-            if self._udp and self._udp.transport:
-                self._udp.transport.sendto(data, addr)
+            if self._udp is not None:
+                self._udp.sendto(data, addr)
             return
         conn = self._conns.get(addr)
         if conn is not None and conn.open:
