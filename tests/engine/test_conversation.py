@@ -395,3 +395,16 @@ async def test_caller_who_goes_on_talking_gets_one_reply_to_everything() -> None
         ("assistant", "Alright."),
     ]
     assert run.voiced(0, 1.5 + 0.7) == 0, "nothing was said while the caller was still talking"
+
+
+async def test_short_backchannel_over_the_agent_does_not_stop_it() -> None:
+    reply = "We open at nine every weekday morning. We close at five in the afternoon."
+    audio = CallerAudio(7).say(300, 0.2, 1.0).say(450, 2.4, 0.15)  # a quick "mm-hm"
+    llm = ScriptLLM([reply, "unexpected"])
+    run = await converse(audio, llm=llm)
+    assert [e.kind for e in run.of(Interruption)] == ["ignored"]
+    (said,) = run.said("agent")
+    assert said.text == reply and not said.interrupted
+    spoken_chars = len(reply) - 1  # two sentences, each a tone of 50 ms per character
+    assert run.voiced(said.start, said.end + 0.05) == pytest.approx(spoken_chars * 0.05, abs=0.02)
+    assert len(llm.requests) == 1
