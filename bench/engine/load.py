@@ -189,7 +189,16 @@ def question_8k() -> tuple[np.ndarray, int]:
     with tempfile.TemporaryDirectory() as tmp:
         raw, wav = Path(tmp) / "raw.wav", Path(tmp) / "q8.wav"
         subprocess.run(
-            ["espeak-ng", "-s", "150", "-w", str(raw), "I would like to book an appointment for Tuesday"],
+            [
+                "espeak-ng",
+                "-v",
+                "en-us",
+                "-s",
+                "150",
+                "-w",
+                str(raw),
+                "I would like to book an appointment for Tuesday",
+            ],
             check=True,
         )
         subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(wav)], check=True)
