@@ -165,7 +165,10 @@ async def test_two_sessions_carry_digits_end_to_end(sessions) -> None:
     b.on_dtmf = got.append
     reader = asyncio.create_task(read_frames(b, 60))
     await a.send_dtmf("0123456789*#ABCD", duration_ms=40)
-    await asyncio.sleep(0.1)
+    for _ in range(100):
+        if len(got) == 16:
+            break
+        await asyncio.sleep(0.02)
     assert "".join(got) == "0123456789*#ABCD"
     reader.cancel()
 

@@ -72,6 +72,7 @@ import ipaddress
 import os
 import random
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,11 +166,15 @@ class _Protocol(asyncio.DatagramProtocol):
 class _Pacer:
     """One drift-free ticker per (event loop, ptime) that drives every session's sender."""
 
-    _instances: ClassVar[dict[tuple[int, int], _Pacer]] = {}
+    _instances: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Pacer]]] = (
+        weakref.WeakKeyDictionary()
+    )
 
-    def __init__(self, key: tuple[int, int], period: float) -> None:
-        self.key = key
-        self.period = period
+    def __init__(self, loop: asyncio.AbstractEventLoop, ptime_ms: int) -> None:
+        self.loop_pacers = cls_pacers = _Pacer._instances.setdefault(loop, {})
+        self.ptime_ms = ptime_ms
+        cls_pacers[ptime_ms] = self
+        self.period = ptime_ms / 1000.0
         self.sessions: dict[int, RtpSession] = {}
         self.task: asyncio.Task[None] | None = None
         self.n = 0  # ticks so far (including skipped ones)
@@ -178,11 +183,9 @@ class _Pacer:
     @classmethod
     def join(cls, session: RtpSession, ptime_ms: int) -> _Pacer:
         loop = asyncio.get_running_loop()
-        key = (id(loop), ptime_ms)
-        pacer = cls._instances.get(key)
+        pacer = cls._instances.get(loop, {}).get(ptime_ms)
         if pacer is None or pacer.task is None or pacer.task.done():
-            pacer = cls(key, ptime_ms / 1000.0)
-            cls._instances[key] = pacer
+            pacer = cls(loop, ptime_ms)
             pacer.sessions[id(session)] = session
             pacer.task = loop.create_task(pacer._run(), name=f"rtp-pacer-{ptime_ms}ms")
         else:
@@ -205,15 +208,8 @@ class _Pacer:
             if not fut.done():
                 fut.set_result(None)
 
-    @classmethod
-    def leave(cls, session: RtpSession, ptime_ms: int) -> None:
-        try:
-            loop_id = id(asyncio.get_running_loop())
-        except RuntimeError:
-            return
-        pacer = cls._instances.get((loop_id, ptime_ms))
-        if pacer is not None:
-            pacer.sessions.pop(id(session), None)
+    def leave(self, session: RtpSession) -> None:
+        self.sessions.pop(id(session), None)
 
     async def _run(self) -> None:
         period = self.period
@@ -240,8 +236,8 @@ class _Pacer:
                 self.n = n
                 self._wake()  # readers (read_frame) run after this tick's packets are out
         finally:
-            if _Pacer._instances.get(self.key) is self:
-                del _Pacer._instances[self.key]
+            if self.loop_pacers.get(self.ptime_ms) is self:
+                del self.loop_pacers[self.ptime_ms]
             self._wake()
 
 
@@ -497,7 +493,8 @@ class RtpSession:
         if self._closed:
             return
         self._closed = True
-        _Pacer.leave(self, self.ptime_ms)
+        if self._pacer is not None:
+            self._pacer.leave(self)
         if self._rtcp_task is not None:
             self._rtcp_task.cancel()
             try:
