@@ -3,6 +3,7 @@ receptionist, piper and silero — via the engine, `POST /api/voice-pipeline` an
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import wave
@@ -62,8 +63,6 @@ def api(offline_settings: Settings, receptionist: Engines) -> httpx.AsyncClient:
     app.state.voice_engines = {
         "receptionist": receptionist
     }  # built by the fixture already (same as 1st call)
-    import asyncio
-
     app.state.voice_engines_lock = asyncio.Lock()
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
@@ -75,7 +74,11 @@ def api(offline_settings: Settings, receptionist: Engines) -> httpx.AsyncClient:
 
 async def test_voice_pipeline_answers_a_wav_with_a_wav(api: httpx.AsyncClient, speech_wav) -> None:  # type: ignore[no-untyped-def]
     data = speech_wav(QUESTION, engine="piper", rate=16000).read_bytes()
-    response = await api.post("/api/voice-pipeline", files={"file": ("q.wav", data, "audio/wav")})
+    # two callers at once: the WAV answer and the JSON answer
+    response, as_json = await asyncio.gather(
+        api.post("/api/voice-pipeline", files={"file": ("q.wav", data, "audio/wav")}),
+        api.post("/api/voice-pipeline?format=json", files={"file": ("q.wav", data, "audio/wav")}),
+    )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "audio/wav"
     with wave.open(io.BytesIO(response.content)) as wav:
@@ -83,9 +86,8 @@ async def test_voice_pipeline_answers_a_wav_with_a_wav(api: httpx.AsyncClient, s
     pcm, rate = read_wav(response.content)
     assert speech_seconds(pcm, rate) > 1.5
 
-    response = await api.post("/api/voice-pipeline?format=json", files={"file": ("q.wav", data, "audio/wav")})
-    assert response.status_code == 200, response.text
-    body = response.json()
+    assert as_json.status_code == 200, as_json.text
+    body = as_json.json()
     assert "appointment" in body["transcript"].lower()
     assert body["reply_text"] == "Sure, I can book that for Tuesday. May I have your name, please?"
     reply_pcm, reply_rate = read_wav(base64.b64decode(body["audio_base64"]))
