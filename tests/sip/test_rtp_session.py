@@ -177,6 +177,27 @@ async def test_a_1khz_tone_crosses_between_two_sessions_at_1khz_and_full_energy(
     assert st.codec == codec_name
 
 
+async def test_codec_change_mid_call_keeps_the_audio_flowing(sessions) -> None:
+    a = await sessions()
+    b = await sessions()
+    a.set_remote("127.0.0.1", b.local_port)
+    b.set_remote("127.0.0.1", a.local_port)
+    a.write(tone(1000, 1.0))
+    before = await read_frames(b, 15)
+    a.set_codec(get_codec("PCMA"), 101)  # re-INVITE changed the codec; queued 8 kHz audio stays queued
+    b.set_codec(get_codec("PCMA"), 101)
+    assert a.output_queued_ms > 500
+    after = await read_frames(b, 20)
+    assert sum(1 for f in before + after if rms(f) > 4000) >= 25
+    st = b.stats()
+    assert st.codec == "PCMA" and st.invalid == 0
+    b.set_codec(get_codec("PCMA"), 101)  # the same again (hold/resume): nothing changes
+    a.set_codec(get_codec("G722"), 101)  # another audio rate: queued 8 kHz audio cannot be sent any more
+    assert a.output_queued_ms == 0 and a.sample_rate == 16000 and a.frame_samples == 320
+    with pytest.raises(ValueError, match="dynamic"):
+        a.set_codec(get_codec("PCMU"), 0)
+
+
 async def test_output_of_a_sipp_pcap_is_bit_exact_after_reframing(sessions) -> None:
     """SIPp's sample capture (PCMA, 30 ms packets) comes out as exact 20 ms frames."""
     packets = pcap_rtp_payloads(SIPP_PCAP)[:20]  # 600 ms of audio
