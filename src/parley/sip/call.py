@@ -22,6 +22,7 @@ from parley.sip.transaction import T1, T2, ServerTransaction, new_tag
 from parley.sip.uri import NameAddr, SipUri
 
 if TYPE_CHECKING:
+    from parley.sip.auth import Credentials
     from parley.sip.endpoint import SipEndpoint
     from parley.sip.rtp_session import RtpSession
     from parley.sip.transport import Source
@@ -71,6 +72,7 @@ class Call:
         self._retransmit_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.last_ack: bytes | None = None
+        self.credentials: Credentials | None = None  # used again if the peer challenges our BYE
         rtp.on_dtmf = lambda digit: self._dtmf(digit, "rfc4733")
 
     # identity --------------------------------------------------------------------------------
@@ -143,7 +145,7 @@ class Call:
         self._end("local_bye")
         req = self.dialog.create_request("BYE")
         try:
-            await self.endpoint.request(req, dialog=self.dialog, credentials=self.endpoint._credentials_for(self))
+            await self.endpoint.request(req, dialog=self.dialog, credentials=self.credentials)
         except Exception as exc:
             log.info("sip.bye_failed", call_id=self.call_id, error=str(exc))
 
@@ -220,8 +222,9 @@ class Call:
         self.confirmed.set()
 
     # in-dialog requests --------------------------------------------------------------------------
-    def handle_request(self, request: SipRequest, tx: ServerTransaction) -> None:
-        if request.method == "ACK":
+    def handle_request(self, request: SipRequest, tx: ServerTransaction | None) -> None:
+        """An in-dialog request (ACK comes without a transaction)."""
+        if request.method == "ACK" or tx is None:
             self._ack_received(request)
             return
         if not self.dialog.check_remote_cseq(request):

@@ -135,10 +135,6 @@ class SipEndpoint:
     def _forget_call(self, call: Call) -> None:
         self.calls.pop(call.dialog.id, None)
 
-    @staticmethod
-    def _credentials_for(call: Call) -> Credentials | None:
-        return getattr(call, "credentials", None)
-
     async def _new_rtp(self, neg: Negotiated):  # type: ignore[no-untyped-def]
         from parley.media.codecs import get_codec
         from parley.sip.rtp_session import RtpSession
@@ -327,7 +323,7 @@ class SipEndpoint:
                 return
             call = self._dialog_call(req)
             if call is not None:
-                call.handle_request(req, None)  # type: ignore[arg-type]
+                call.handle_request(req, None)
             return
         tx = self.transactions.match_request(req)
         if tx is not None:
@@ -369,7 +365,7 @@ class SipEndpoint:
             return
         tx.respond(self._response(cancel, 200))
         if invite_tx.state == "proceeding":
-            incoming = getattr(invite_tx, "incoming", None)
+            incoming = invite_tx.incoming
             if incoming is not None:
                 incoming.cancelled.set()
                 invite_tx.respond(incoming._respond(487))
@@ -402,7 +398,7 @@ class SipEndpoint:
             tx.respond(self._response(req, 480, "Temporarily Unavailable (no handler)", to_tag=new_tag()))
             return
         incoming = IncomingCall(self, req, tx, source, offer)
-        tx.incoming = incoming  # type: ignore[attr-defined]
+        tx.incoming = incoming
         self._spawn(self._run_handler(incoming))
 
     async def _run_handler(self, incoming: IncomingCall) -> None:
@@ -584,7 +580,7 @@ class _Dialer:
         assert self.local_sdp is not None
         call = Call(self.ep, dialog, self.rtp, neg or Negotiated(self.codecs[0], 0, 8000, 101, 20, "sendrecv", None),
                     "outbound", self.local_sdp)
-        call.credentials = self.auth  # type: ignore[attr-defined]
+        call.credentials = self.auth
         self.call = call
         self.ep._register_call(call)
         ack = dialog.create_request("ACK", cseq=self.invite.cseq[0])

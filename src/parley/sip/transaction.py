@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from parley.logging import get_logger
 from parley.sip.message import Headers, SipRequest, SipResponse
@@ -180,7 +180,7 @@ class ServerTransaction:
         self.key = server_key(request)
         self.acked = asyncio.Event()
         self._interval = T1
-        self.on_cancel: Callable[[], None] | None = None
+        self.incoming: Any = None  # the IncomingCall of an INVITE, for CANCEL
         manager.server[self.key] = self
         if self.method == "INVITE":
             self.timers.start("L", 64 * T1 * 6, self._terminate)  # safety net for a TU that never answers
