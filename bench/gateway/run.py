@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import re
 import shutil
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,12 @@ def cpu_seconds(pid: int | str = "self") -> float:
 def rss_mb(pid: int | str = "self") -> float:
     m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(m.group(1)) / 1024 if m else 0.0
+
+
+def schedstat() -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for a CPU) of this process's main (event-loop) thread."""
+    run_ns, wait_ns, _ = Path(f"/proc/self/task/{os.getpid()}/schedstat").read_text().split()
+    return int(run_ns) / 1e9, int(wait_ns) / 1e9
 
 
 def loadavg() -> float:
@@ -224,7 +232,7 @@ class Stack:
     async def start(cls, tmp: Path, agents_dir: Path, default_agent: str, num_agents: int) -> Stack:
         settings = Settings(_env_file=None, data_dir=tmp, agents_dir=agents_dir,  # type: ignore[call-arg]
                             prompts_dir=ROOT / "prompts", default_agent=default_agent, num_agents=num_agents,
-                            sip_transport="udp", redis_url="", database_url="")
+                            sip_transport="udp", redis_url="", database_url=await DATABASE.url())
         agents = AgentRegistry.load(agents_dir, settings.prompts_dir)
         calls = await CallsService.open(settings, agents=agents)
         store_ops = time_store(calls.store)
@@ -256,6 +264,20 @@ class Stack:
         self.rtp.append({"id": record_id, **{k: getattr(s, k) for k in RTP_FIELDS},
                          "max_send_lateness_ms": s.max_send_lateness_ms, "jitter_ms": s.jitter_ms})
 
+    def stuck_report(self, limit: int = 3) -> dict[str, Any]:
+        """What the calls still live in the gateway are doing: SIP state and where their task waits."""
+        lives = list(self.gateway.live.values())
+        stacks = []
+        for live in lives[:limit]:
+            task = live.task
+            frames = task.get_stack(limit=40) if task is not None and not task.done() else []
+            stacks.append({"record": live.record_id, "sip_ended": live.sip.ended if live.sip else None,
+                           "sip_end_reason": live.sip.end_reason if live.sip else None,
+                           "task_waits_in": [f"{f.f_code.co_filename.split('/src/')[-1]}:{f.f_lineno} "
+                                             f"{f.f_code.co_name}" for f in frames]})
+        return {"live": len(lives), "sip_ended": sum(1 for lc in lives if lc.sip is not None and lc.sip.ended),
+                "no_sip_yet": sum(1 for lc in lives if lc.sip is None), "examples": stacks}
+
     async def wait_idle(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
         while self.gateway.live and time.monotonic() < deadline:
@@ -267,6 +289,43 @@ class Stack:
             self._watch.cancel()
         await self.gateway.close()
         await self.calls.close()
+
+
+class Database:
+    """SQLite in the data dir (default), or `--postgres URL`: a fresh schema per stack, dropped at exit."""
+
+    def __init__(self) -> None:
+        self.postgres: str | None = None
+        self.schemas: list[str] = []
+
+    async def url(self) -> str:
+        if not self.postgres:
+            return ""
+        import asyncpg
+
+        schema = f"bench_gw_{os.getpid()}_{len(self.schemas)}"
+        conn = await asyncpg.connect(self.postgres.replace("postgresql+asyncpg://", "postgres://"))
+        try:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+        finally:
+            await conn.close()
+        self.schemas.append(schema)
+        return f"{self.postgres}?options=-csearch_path%3D{schema}"
+
+    async def drop(self) -> None:
+        if not self.postgres or not self.schemas:
+            return
+        import asyncpg
+
+        conn = await asyncpg.connect(self.postgres.replace("postgresql+asyncpg://", "postgres://"))
+        try:
+            for schema in self.schemas:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+DATABASE = Database()
 
 
 def time_store(store: Any) -> list[tuple[str, float]]:
@@ -298,6 +357,34 @@ def store_summary(ops: list[tuple[str, float]], seconds: float, calls: int) -> d
             "db_ops_per_s": round(len(ops) / max(seconds, 0.001), 1),
             "db_op_ms_p50": pct(all_ms, 50), "db_op_ms_p99": pct(all_ms, 99),
             "db_add_call_ms_p50": pct(add, 50), "db_add_call_ms_p99": pct(add, 99)}
+
+
+class LogTally(logging.Handler):
+    """Counts WARNING+ log lines of the gateway by message, keeping one full example of each."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.msg if isinstance(record.msg, dict) else {"event": record.getMessage()}
+        key = f"{record.levelname} {msg.get('event', '')}"[:160]
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if key not in self.examples:
+            example = dict(msg)
+            if record.exc_info:
+                example["exc"] = "".join(traceback.format_exception(*record.exc_info))[-1500:]
+            self.examples[key] = str(example)[:2000]
+
+    def take(self) -> dict[str, Any]:
+        out = {"counts": dict(self.counts), "examples": dict(self.examples)}
+        self.counts.clear()
+        self.examples.clear()
+        return out
+
+
+TALLY = LogTally()
 
 
 async def loop_lag(stop: asyncio.Event, out: list[float]) -> None:
@@ -339,6 +426,7 @@ async def load_step(n: int, rate: float, hold: float, ulaw: Path, tmp: Path, age
         ramp = n / rate
         hold_ms = int((ramp + hold) * 1000)
         scn = scenario(tmp, f"load{n}", hold_ms, ulaw, loop=True, auto_media_port=True)
+        TALLY.take()
         rss0, load0 = rss_mb(), loadavg()
         t_start = time.monotonic()
         run = asyncio.ensure_future(run_sipp(scn, stack.target, tmp, rate=rate, calls=n, limit=n,
@@ -349,20 +437,30 @@ async def load_step(n: int, rate: float, hold: float, ulaw: Path, tmp: Path, age
         lags: list[float] = []
         stop = asyncio.Event()
         lagger = asyncio.ensure_future(loop_lag(stop, lags))
-        cpu0, t0 = cpu_seconds(), time.monotonic()
+        cpu0, t0, (on0, wait0) = cpu_seconds(), time.monotonic(), schedstat()
         window = max(3.0, hold - 4.0)
         rss_peak, min_live = rss_mb(), live_at_start
         while time.monotonic() - t0 < window:
             await asyncio.sleep(0.5)
             rss_peak = max(rss_peak, rss_mb())
             min_live = min(min_live, len(stack.gateway.live))
-        cpu = (cpu_seconds() - cpu0) / (time.monotonic() - t0)
+        span = time.monotonic() - t0
+        cpu = (cpu_seconds() - cpu0) / span
+        on1, wait1 = schedstat()
+        loop_on_cpu, loop_waiting = (on1 - on0) / span, (wait1 - wait0) / span
         stop.set()
         await lagger
         load_during = loadavg()
         sipp = await run
         wall = time.monotonic() - t_start
         stuck = await stack.wait_idle(10.0)
+        stuck_info: dict[str, Any] = {}
+        if stuck:
+            stuck_info = stack.stuck_report()
+            t_stuck = time.monotonic()
+            left = await stack.wait_idle(90.0)
+            stuck_info["still_live_after_100s"] = left
+            stuck_info["drained_after_s"] = None if left else round(10 + time.monotonic() - t_stuck, 1)
         await asyncio.sleep(0.3)
         db = store_summary(stack.store_ops, time.monotonic() - t_start, n)
         summary = await call_summary(stack)
@@ -373,7 +471,7 @@ async def load_step(n: int, rate: float, hold: float, ulaw: Path, tmp: Path, age
             "calls": n, "rate_cps": rate, "hold_all_up_s": hold, "wall_s": round(wall, 1),
             "sipp_successful": sipp.successful, "sipp_failed": sipp.failed, "sipp_exit": sipp.code,
             "gateway_max_live": stack.max_live, "live_during_window_min": min_live,
-            "left_live_after_10s": stuck,
+            "left_live_after_10s": stuck, "stuck": stuck_info,
             **summary, **db,
             "rtp_calls_measured": len(rtp),
             "rtp_packets_sent": tot["packets_sent"], "rtp_packets_received": tot["packets_received"],
@@ -385,7 +483,9 @@ async def load_step(n: int, rate: float, hold: float, ulaw: Path, tmp: Path, age
             "rx_concealed": tot["concealed"], "rx_late_dropped": tot["late"],
             "rx_overflow_dropped": tot["overflow_dropped"],
             "max_jitter_ms": round(max((r["jitter_ms"] for r in rtp), default=0.0), 1),
-            "cpu_percent_all_up": round(cpu * 100, 1), "cpu_percent_per_call": round(cpu * 100 / n, 3),
+            "cpu_percent_all_up": round(cpu * 100, 1),
+            "loop_thread_on_cpu_percent": round(loop_on_cpu * 100, 1),
+            "loop_thread_runnable_waiting_for_cpu_percent": round(loop_waiting * 100, 1), "cpu_percent_per_call": round(cpu * 100 / n, 3),
             "rss_before_mb": round(rss0, 1), "rss_peak_mb": round(rss_peak, 1),
             "rss_per_call_kb": round((rss_peak - rss0) * 1024 / n, 1),
             "loop_lag_ms_p50": pct(lags, 50), "loop_lag_ms_p99": pct(lags, 99),
@@ -394,6 +494,7 @@ async def load_step(n: int, rate: float, hold: float, ulaw: Path, tmp: Path, age
             "setup_ms_max": round(max(sipp.rtts_ms), 1) if sipp.rtts_ms else None, "setup_samples": len(sipp.rtts_ms),
             "loadavg_before": load0, "loadavg_during": load_during,
             "sipp_tail": sipp.out[-1500:] if sipp.failed or sipp.code else "",
+            "warnings": TALLY.take(),
         }
     finally:
         await stack.close()
@@ -565,29 +666,39 @@ async def main() -> None:
     p.add_argument("--uac-calls", type=int, default=50, help="setup time timed by our own SIP caller")
     p.add_argument("--real", type=int, default=3, help="calls with the offline receptionist (0 = skip)")
     p.add_argument("--skip-load", action="store_true")
+    p.add_argument("--postgres", metavar="URL", help="calls store in PostgreSQL (e.g. "
+                   "postgresql+asyncpg://postgres@127.0.0.1:5432/test) instead of SQLite")
     p.add_argument("--log-level", default="WARNING")
     a = p.parse_args()
     for tool in ("sipp", "espeak-ng", "sox"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (make test installs it)")
     configure(level=a.log_level)
+    logging.getLogger().addHandler(TALLY)
     register_instant_providers()
-    report: dict[str, Any] = {"machine_cores": os.cpu_count(), "loadavg_at_start": loadavg(), "vad": a.vad}
+    DATABASE.postgres = a.postgres
+    report: dict[str, Any] = {"machine_cores": os.cpu_count(), "loadavg_at_start": loadavg(), "vad": a.vad,
+                              "database": "postgresql" if a.postgres else "sqlite"}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         agents_dir = tmp / "agents"
         write_agent(agents_dir, a.vad)
-        if not a.skip_load:
-            ulaw = espeak_ulaw("what are your opening hours", tmp / "caller.ulaw", 1.5, 2.5)
-            report["setup_no_load"] = await setup_only(a.setup_calls, a.setup_rate, a.uac_calls, tmp, agents_dir)
-            print(json.dumps(report["setup_no_load"]), file=sys.stderr, flush=True)
-            steps = []
-            for n in (int(x) for x in a.calls.split(",")):
-                steps.append(await load_step(n, a.rate, a.hold, ulaw, tmp, agents_dir))
-                print(json.dumps(steps[-1]), file=sys.stderr, flush=True)
-            report["load"] = steps
-        if a.real:
-            report["real_offline_call"] = await real(a.real, tmp)
+        try:
+            if not a.skip_load:
+                ulaw = espeak_ulaw("what are your opening hours", tmp / "caller.ulaw", 1.5, 2.5)
+                if a.setup_calls:
+                    report["setup_no_load"] = await setup_only(a.setup_calls, a.setup_rate, a.uac_calls, tmp,
+                                                               agents_dir)
+                    print(json.dumps(report["setup_no_load"]), file=sys.stderr, flush=True)
+                steps = []
+                for n in (int(x) for x in a.calls.split(",") if x):
+                    steps.append(await load_step(n, a.rate, a.hold, ulaw, tmp, agents_dir))
+                    print(json.dumps(steps[-1]), file=sys.stderr, flush=True)
+                report["load"] = steps
+            if a.real:
+                report["real_offline_call"] = await real(a.real, tmp)
+        finally:
+            await DATABASE.drop()
     print(json.dumps(report, indent=2, default=str))
 
 
