@@ -35,14 +35,12 @@ _DTMF_CHARS = "0123456789*#ABCD"
 
 @dataclass(frozen=True)
 class Progress:
-    """One step of an outgoing call: a SIP status (100/180/183/200/4xx…) or 408 for a timeout."""
+    """One step of an outgoing call: a SIP status (100/180/183/200/4xx…) or 408 for a timeout.
+    `final` is False for provisionals and for a 401/407 we answer with credentials."""
 
     code: int
     reason: str
-
-    @property
-    def final(self) -> bool:
-        return self.code >= 200
+    final: bool = False
 
 
 class Call:
@@ -586,8 +584,8 @@ class OutgoingCall:
         self._cancel_requested = False
         self._runner: Any = None  # the endpoint's dialling state (endpoint._Dialer)
 
-    def _progress(self, code: int, reason: str) -> None:
-        p = Progress(code, reason)
+    def _progress(self, code: int, reason: str, final: bool | None = None) -> None:
+        p = Progress(code, reason, code >= 200 if final is None else final)
         self.history.append(p)
         self._queue.put_nowait(p)
         if self.on_progress is not None:

@@ -538,7 +538,7 @@ class _Dialer:
             if challenge and (self.auth_tries == 0 or stale):
                 self.auth_tries += 1
                 assert self.invite is not None
-                self.out._progress(status, resp.reason)
+                self.out._progress(status, resp.reason, final=False)
                 SipEndpoint._authorize(self.invite, status, challenge, self.auth)
                 num = self.invite.cseq[0] + 1
                 self.invite.headers.set("CSeq", f"{num} INVITE")
@@ -593,7 +593,7 @@ class _Dialer:
             self._ring_timer.cancel()
         if neg is None:
             log.info("sip.answer_unusable", call_id=call.call_id)
-            self.out._progress(resp.status, resp.reason)
+            self.out._progress(resp.status, resp.reason, final=False)
             self.ep._spawn(call.hangup())
             self._fail(488, "Not Acceptable Here (answer SDP unusable)")
             return
