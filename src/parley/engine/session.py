@@ -63,7 +63,9 @@ class Engines:
         return build_vad(spec, self.settings)
 
     async def warm(self) -> None:
-        """Load models now (those providers that offer `warm()`), so the first call does not wait."""
+        """Load models now (those providers that offer `warm()`, and the VAD's library), so the first call
+        does not wait."""
+        await asyncio.to_thread(self.vad)
         for provider in (self.stt, self.llm, self.tts):
             warm = getattr(provider, "warm", None)
             if warm is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
@@ -46,7 +46,7 @@ async def _engines(request: Request, name: str) -> Engines:
         engines: Engines | None = state.voice_engines.get(agent.key)
         if engines is None:
             try:
-                engines = Engines.build(agent, state.settings)
+                engines = await asyncio.to_thread(Engines.build, agent, state.settings)
                 await engines.warm()
             except (ValueError, ProviderError) as exc:
                 raise ApiError(503, "engine_unavailable", f"agent {agent.key!r}: {exc}") from None
@@ -70,9 +70,9 @@ async def _engines(request: Request, name: str) -> Engines:
 )
 async def voice_pipeline(
     request: Request,
-    file: UploadFile = File(..., description="Mono or stereo 16-bit PCM WAV, 8–48 kHz, at most 60 s."),
-    format: Literal["wav", "json"] = Query("wav", description="`wav` (audio reply) or `json`."),
-    agent: str | None = Query(None, description="Agent key or name; default: DEFAULT_AGENT."),
+    file: Annotated[UploadFile, File(description="Mono or stereo 16-bit PCM WAV, 8–48 kHz, at most 60 s.")],
+    format: Annotated[Literal["wav", "json"], Query(description="`wav` (audio reply) or `json`.")] = "wav",
+    agent: Annotated[str | None, Query(description="Agent key or name; default: DEFAULT_AGENT.")] = None,
 ) -> Response:
     data = await file.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
