@@ -200,6 +200,7 @@ class ServerTransaction:
             if self.state == "trying":
                 self.state = "proceeding"
             return
+        self.incoming = None  # CANCEL no longer applies; don't keep the call alive for Timer L/H
         self.timers.stop("L")
         if self.method == "INVITE":
             if status < 300:
