@@ -64,10 +64,18 @@ class ToneSTT:
     name = "tone-stt"
     sample_rate = RATE_16K
 
-    def __init__(self, vocabulary: dict[float, str], *, delay_s: float = 0.0, fail: bool = False) -> None:
+    def __init__(
+        self,
+        vocabulary: dict[float, str],
+        *,
+        delay_s: float = 0.0,
+        fail: bool = False,
+        fail_push: bool = False,
+    ) -> None:
         self.vocabulary = vocabulary
         self.delay_s = delay_s
         self.fail = fail
+        self.fail_push = fail_push
         self.finals: list[str] = []
 
     def stream(self, *, language: str | None = None) -> _ToneStream:
@@ -95,6 +103,8 @@ class _ToneStream:
         self.chunks: list[np.ndarray] = []
 
     async def push(self, pcm: np.ndarray) -> None:
+        if self.stt.fail_push:
+            raise ProviderError("tone-stt", "connection to the recogniser lost")
         self.chunks.append(pcm)
 
     async def end_utterance(self) -> Transcript:

@@ -408,3 +408,13 @@ async def test_short_backchannel_over_the_agent_does_not_stop_it() -> None:
     spoken_chars = len(reply) - 1  # two sentences, each a tone of 50 ms per character
     assert run.voiced(said.start, said.end + 0.05) == pytest.approx(spoken_chars * 0.05, abs=0.02)
     assert len(llm.requests) == 1
+
+
+@pytest.mark.parametrize("failure", ["final", "push"])
+async def test_stt_failure_gives_the_apology(failure: str) -> None:
+    audio = CallerAudio(5).say(300, 0.2, 0.8)
+    stt = ToneSTT(WORDS, fail=failure == "final", fail_push=failure == "push")
+    run = await converse(audio, llm=ScriptLLM(["unexpected"]), stt=stt, apology="Sorry!")
+    assert [a.text for a in run.said("agent")] == ["Sorry!"]
+    assert [e.component for e in run.of(ProviderFailed)] == ["stt"]
+    assert run.reason == "input_ended"

@@ -199,6 +199,7 @@ class Conversation:
         self._preroll_max = rate * PREROLL_MS // 1000
         self._seg_buf: list[np.ndarray] | None = None
         self._pushing = False
+        self._push_failed = False
         self._seg_overlap = False
         self._seg_interrupted = False
 
@@ -318,8 +319,12 @@ class Conversation:
             chunk = self._to_stt.process(to_push[0] if len(to_push) == 1 else np.concatenate(to_push))
             if end_of_turn:
                 chunk = np.concatenate((chunk, self._to_stt.flush()))
-            if chunk.size:
-                await self._stream.push(chunk)
+            if chunk.size and not self._push_failed:
+                try:
+                    await self._stream.push(chunk)
+                except ProviderError as exc:  # this utterance is lost; the turn gets the apology
+                    self._push_failed = True
+                    self._provider_failed("stt", exc)
 
         segment = self.segmenter.segment
         if segment is not None and segment.confirmed and self._agent_active():
@@ -368,9 +373,11 @@ class Conversation:
 
     async def _transcribe(self, utt: _Utterance) -> None:
         text = ""
+        push_failed, self._push_failed = self._push_failed, False
         try:
             result = await self._stream.end_utterance()
-            text = " ".join(result.text.split())
+            text = "" if push_failed else " ".join(result.text.split())
+            utt.failed = push_failed
         except ProviderError as exc:
             utt.failed = True
             self._provider_failed("stt", exc)
