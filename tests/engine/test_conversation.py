@@ -72,9 +72,12 @@ async def converse(
     tail_s: float = 0.0,
     greeting: str = "",
     dtmf: tuple[tuple[float, str], ...] = (),
+    transfer_result: bool = True,
     **spec: Any,
 ) -> Run:
-    channel = FileChannel(audio.pcm, audio.rate, speed=speed, tail_s=tail_s, dtmf=dtmf)
+    channel = FileChannel(
+        audio.pcm, audio.rate, speed=speed, tail_s=tail_s, dtmf=dtmf, transfer_result=transfer_result
+    )
     events: list[Event] = []
     conversation = Conversation(
         agent_spec(**spec),
@@ -418,3 +421,32 @@ async def test_stt_failure_gives_the_apology(failure: str) -> None:
     assert [a.text for a in run.said("agent")] == ["Sorry!"]
     assert [e.component for e in run.of(ProviderFailed)] == ["stt"]
     assert run.reason == "input_ended"
+
+
+async def test_failed_transfer_is_told_to_the_llm_and_the_call_goes_on() -> None:
+    def respond(messages: list[Any]) -> Any:
+        last = messages[-1]
+        if last.role == "user":
+            return ("One moment.", [call("transfer_call", target="sip:sales@127.0.0.1")])
+        if last.role == "tool" and last.content.startswith("error:"):
+            return "Sorry, nobody is available right now."
+        return None
+
+    audio = CallerAudio(6).say(300, 0.2, 0.8)
+    run = await converse(audio, llm=ScriptLLM(respond=respond), transfer_result=False)
+    assert run.channel.transfers == ["sip:sales@127.0.0.1"]
+    (invoked,) = run.of(ToolInvoked)
+    assert not invoked.ok and "failed" in invoked.result
+    assert [a.text for a in run.said("agent")] == ["One moment. Sorry, nobody is available right now."]
+    assert run.reason == "input_ended"
+
+
+async def test_key_press_interrupts_the_agent() -> None:
+    reply = "We open at nine every weekday morning. We close at five in the afternoon."
+    audio = CallerAudio(7).say(300, 0.2, 0.8)
+    llm = ScriptLLM(respond=lambda m: reply if m[-1].content != "DTMF: 0" else "Connecting you to a person.")
+    run = await converse(audio, llm=llm, dtmf=((2.5, "0"),))
+    first, second = run.said("agent")
+    assert first.interrupted and reply.startswith(first.text) and first.end == pytest.approx(2.5, abs=0.03)
+    assert second.text == "Connecting you to a person."
+    assert run.voiced(2.53, second.start) == 0
