@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from parley.sip.errors import SipParseError
 from parley.sip.uri import NameAddr, SipUri, Via
@@ -45,6 +46,7 @@ _REQUEST_LINE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) SIP/2\.0$")
 _STATUS_LINE = re.compile(r"^SIP/2\.0 (\d{3}) ?(.*)$")
 
 
+@lru_cache(maxsize=1024)
 def canonical_name(name: str) -> str:
     """`v` -> `Via`, `call-id` -> `Call-ID`, `x-foo-bar` -> `X-Foo-Bar`."""
     low = name.lower()
