@@ -241,3 +241,25 @@ async def test_options_ping_and_unsupported_methods(endpoint, tmp_path: Path) ->
                 + out_of_dialog("PUBLISH", 405, check="Allow:") + out_of_dialog("BYE", 481) + "</scenario>\n")
     result = await run_sipp(scenario, target(endpoint), tmp_path, free_port())
     assert result.code == 0, str(result)
+
+
+async def test_caller_behind_nat_gets_responses_and_our_bye_at_its_real_address(endpoint, tmp_path: Path) -> None:
+    """SIPp claims a private address in Via, Contact and SDP (as a phone behind NAT would); answers
+    must go to where its packets come from (rport, RFC 3581), and so must our BYE."""
+    calls: list[Call] = []
+
+    async def handler(incoming: IncomingCall) -> None:
+        call = await incoming.accept()
+        calls.append(call)
+        await asyncio.sleep(0.3)
+        await call.hangup()
+
+    endpoint.on_incoming = handler
+    scenario = uac_scenario("PCMU", pause_ms=0, bye="remote")
+    scenario = scenario.replace("Via: SIP/2.0/[transport] [local_ip]:[local_port];", "Via: SIP/2.0/[transport] 192.168.1.50:5060;")
+    scenario = scenario.replace("Contact: <sip:4711@[local_ip]:[local_port];transport=[transport]>",
+                                "Contact: <sip:4711@192.168.1.50:5060>")
+    result = await run_sipp(scenario, target(endpoint), tmp_path, free_port())
+    assert result.code == 0, str(result)
+    assert calls and calls[0].end_reason == "local_bye"
+    assert str(calls[0].dialog.remote_target) == "sip:4711@192.168.1.50:5060"

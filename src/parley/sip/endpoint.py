@@ -174,8 +174,11 @@ class SipEndpoint:
     async def _target(self, req: SipRequest, dialog: Dialog | None, dest: SipUri | None) -> tuple[str, tuple[str, int]]:
         if dialog is not None:
             flow = dialog.flow
-            if flow is not None and flow.transport == "tcp" and not dialog.route_set and flow.conn and flow.conn.open:
-                return "tcp", flow.addr
+            if flow is not None and not dialog.route_set:
+                if flow.transport == "tcp" and flow.conn and flow.conn.open:
+                    return "tcp", flow.addr
+                if flow.transport == "udp" and _behind_nat(dialog.remote_target, flow.addr):
+                    return "udp", flow.addr
             hop = dialog.next_hop(req)
             return await self._resolve(hop, hop.params.get("transport") or dialog.transport)
         hop = dest or req.request_uri
@@ -422,6 +425,20 @@ class SipEndpoint:
         from parley.sip.register import Registration
 
         return Registration(self, registrar, aor, credentials, expires, transport)
+
+
+def _behind_nat(contact: SipUri, source: tuple[str, int]) -> bool:
+    """True when the peer's Contact is a private address that is not where its packets come from:
+    then in-dialog requests go to the source address (symmetric signalling through NAT)."""
+    try:
+        host = ipaddress.ip_address(contact.address[0])
+    except ValueError:
+        return False
+    if contact.address == source:
+        return False
+    private = host.is_private and not host.is_loopback
+    shared = host in ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT
+    return private or shared
 
 
 def _ack_addr(call: Call) -> tuple[str, int]:
