@@ -41,11 +41,11 @@ from parley.engine.events import (
     emitter,
 )
 from parley.engine.playout import SentenceSpan, SpeechTrack
+from parley.engine.reply import ReplyStream
 from parley.engine.turns import SegmentEvent, SpeechSegmenter
 from parley.logging import get_logger
 from parley.media.resample import Resampler
-from parley.providers.base import LLM, STT, TTS, VAD, Message, ProviderError, ToolCall
-from parley.providers.text import SentenceBuffer
+from parley.providers.base import LLM, STT, TTS, VAD, LLMChunk, Message, ProviderError, ToolCall
 
 log = get_logger(__name__)
 
@@ -114,7 +114,7 @@ class _Speech:
     track: SpeechTrack = field(init=False)
     said_before: list[str] = field(default_factory=list)  # text of earlier rounds / before a resume
     unsaved: list[str] = field(default_factory=list)  # the part of said_before not yet in the history
-    llm_done: bool = True
+    reply: ReplyStream | None = None  # the LLM answer being spoken, if any
     calls: list[ToolCall] = field(default_factory=list)
     cancelled: bool = False
     started: bool = False
@@ -521,7 +521,10 @@ class Conversation:
         new = _Speech(sp.kind if sp.kind != "reply" else "resume", True, self._rate, marks=sp.marks)
         new.said_before = [*sp.said_before, *intr.heard_sentences]
         new.unsaved = [*sp.unsaved, *intr.heard_sentences]
-        new.calls = list(sp.calls) if sp.llm_done else []
+        if sp.reply is None:
+            new.calls = list(sp.calls)
+        else:  # tool calls of an answer the LLM had finished; an unfinished one is cut off where it was
+            new.calls = list(sp.reply.calls) if sp.reply.finished else []
         new.started = True
         new.first_out = sp.first_out
         self._launch(new, lambda: self._resume_body(new, intr.unheard))
@@ -692,49 +695,29 @@ class Conversation:
 
     async def _llm_round(self, sp: _Speech) -> tuple[str, list[ToolCall]]:
         """Stream one LLM answer into the TTS; returns (text said, tool calls) once all audio is written."""
-        queue: asyncio.Queue[str | None | BaseException] = asyncio.Queue()
-        calls: list[ToolCall] = []
-        sp.llm_done = False
         marks = sp.marks
 
-        async def produce() -> None:
-            splitter = SentenceBuffer()
-            stream = self.llm.chat(list(self.history), self._tool_defs)
-            try:
-                async for chunk in stream:
-                    if marks is not None and marks.llm_first is None:
-                        marks.llm_first = time.perf_counter()
-                    if chunk.text:
-                        for sentence in splitter.push(chunk.text):
-                            sp.track.pending.append(sentence)
-                            queue.put_nowait(sentence)
-                    if chunk.tool_call is not None:
-                        calls.append(chunk.tool_call)
-                        if chunk.tool_call.name in ("end_call", "transfer_call"):
-                            sp.interruptible = False
-                rest = splitter.flush()
-                if rest:
-                    sp.track.pending.append(rest)
-                    queue.put_nowait(rest)
-                sp.llm_done = True
-                sp.calls = calls
-                queue.put_nowait(None)
-            except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-                queue.put_nowait(exc)
-            finally:
-                closer = getattr(stream, "aclose", None)
-                if closer is not None:
-                    try:
-                        await closer()
-                    except RuntimeError:  # still running: it is being cancelled right now
-                        pass
+        def on_chunk(chunk: LLMChunk) -> None:
+            if marks is not None and marks.llm_first is None:
+                marks.llm_first = time.perf_counter()
+            if chunk.tool_call is not None and chunk.tool_call.name in ("end_call", "transfer_call"):
+                sp.interruptible = False  # the goodbye or hand-over is said to its end
 
-        producer = asyncio.ensure_future(produce())
-        sp.children.add(producer)
+        reply = ReplyStream(
+            self.llm.chat(list(self.history), self._tool_defs),
+            on_chunk=on_chunk,
+            on_sentence=sp.track.pending.append,
+        )
+        sp.reply = reply
+        producer: asyncio.Task[None] | None = None
         said: list[str] = []
         try:
+            await reply.pump(until_sentence=True)  # inline: no task hop before the first sentence
+            if not reply.finished:
+                producer = asyncio.ensure_future(reply.pump())
+                sp.children.add(producer)
             while True:
-                item = await queue.get()
+                item = await reply.queue.get()
                 if item is None:
                     break
                 if isinstance(item, BaseException):
@@ -745,8 +728,12 @@ class Conversation:
                 await self._say_sentence(sp, item)
                 said.append(item)
         finally:
-            if not producer.done():
+            if producer is not None and not producer.done():
                 producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
+            await reply.close()
+        sp.reply = None
+        sp.calls = calls = reply.calls
         if not said:
             closing = [self._tools[c.name].message for c in calls if c.name in self._tools]
             lines = [m for m in closing if m]
