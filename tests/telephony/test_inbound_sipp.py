@@ -127,11 +127,13 @@ async def test_over_capacity_is_busy_then_next_call_answered(phone_stack, tmp_pa
 
     long_call = asyncio.create_task(run_sipp(first, f"127.0.0.1:{stack.sip_port}", tmp_path, port=_sipp_port(),
                                              extra=["-s", "+4930123456"], timeout=20))
-    await stack.wait_status((await stack.only_call()).id, {"in_progress"})
+    first = await stack.only_call()
+    await stack.wait_status(first.id, {"in_progress"})
     busy = await run_sipp(uac_scenario("PCMU", expect=503), f"127.0.0.1:{stack.sip_port}", tmp_path,
                           port=_sipp_port(), extra=["-s", "+4930123456"], timeout=15)
     assert busy.code == 0, str(busy)
     assert (await long_call).code == 0
+    await stack.wait_status(first.id, {"completed"})  # its slot is free once its record is closed
     await _ok_call(stack, tmp_path)
 
 

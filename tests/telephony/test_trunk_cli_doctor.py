@@ -51,6 +51,10 @@ async def test_trunk_commands_round_trip(tmp_path: Path) -> None:
     listed = json.loads(out)
     assert listed["trunks"][0]["outbound"]["password"] == "********" and "secret" not in out
     assert listed["dispatch_rules"][0]["agent"] == "receptionist"
+    code, out, err = await parley("trunk", "status", "--json", env=env)
+    status = json.loads(out)[0]
+    assert code == 0 and status["name"] == "carrier" and status["reachable"] is False, out + err
+    assert "no answer to OPTIONS from 127.0.0.1:5999" in status["options"] and status["active_calls"] == 0
     code, _, err = await parley("trunk", "delete", "nothere", env=env)
     assert code == 1 and "no trunk named 'nothere'" in err
     code, out, _ = await parley("trunk", "delete", "carrier", env=env)

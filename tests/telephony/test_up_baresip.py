@@ -22,6 +22,11 @@ from tests.telephony.conftest import speech_energy_seconds
 pytestmark = [pytest.mark.sip, pytest.mark.slow]
 
 
+def _seconds(wav_path: Path) -> float:
+    with wave.open(str(wav_path)) as w:
+        return w.getnframes() / w.getframerate()
+
+
 def _microphone(speech: Path, out: Path, lead_s: float, tail_s: float) -> Path:
     subprocess.run(["sox", str(speech), "-r", "8000", "-c", "1", "-b", "16", str(out), "pad", str(lead_s),
                     str(tail_s)], check=True)
@@ -32,8 +37,14 @@ async def test_parley_up_answers_baresip(tmp_path: Path, speech_wav) -> None:  #
     sip_port, api_port = free_port(), free_port(kind=1)
     env = {**os.environ, "SIP_PORT": str(sip_port), "API_PORT": str(api_port), "API_KEYS": "k",
            "DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "INFO"}
+    log_path = tmp_path / "parley-up.log"
+    log_file = log_path.open("w")
     server = subprocess.Popen([sys.executable, "-m", "parley.cli.main", "up"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=log_file, stderr=subprocess.STDOUT, text=True)
+
+    def server_log() -> str:
+        log_file.flush()
+        return log_path.read_text()[-4000:]
     try:
         deadline = time.monotonic() + 60
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", headers={"X-API-Key": "k"}) as api:
@@ -45,33 +56,35 @@ async def test_parley_up_answers_baresip(tmp_path: Path, speech_wav) -> None:  #
                 except httpx.HTTPError:
                     pass
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"parley up did not start:\n{server.stdout.read() if server.stdout else ''}")
+                    pytest.fail(f"parley up did not start:\n{server_log()}")
                 await asyncio.sleep(0.3)
             assert {"db", "queue", "sip"} <= set(health.json()["services"])
 
             conf = baresip_config(tmp_path, free_port())
             speech = speech_wav("I would like to book an appointment for Tuesday.", engine="piper")
-            mic = _microphone(speech, conf / "caller.wav", lead_s=6.0, tail_s=7.0)
+            mic = _microphone(speech, conf / "caller.wav", lead_s=6.0, tail_s=10.0)
             config = (conf / "config").read_text().replace(str(conf / "tone600.wav"), str(mic))
             (conf / "config").write_text(config)
             phone = await asyncio.create_subprocess_exec(
-                "timeout", "40", "baresip", "-f", str(conf), "-t", "25", "-e",
+                "timeout", "45", "baresip", "-f", str(conf), "-t", "30", "-e",
                 f"/dial sip:+4930123456@127.0.0.1:{sip_port}", cwd=str(conf),
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-            await phone.wait()
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            phone_out = (await phone.communicate())[0].decode(errors="replace")
 
             for _ in range(100):
                 calls = (await api.get("/api/calls")).json()["calls"]
                 if calls and calls[0]["status"] == "completed":
                     break
                 await asyncio.sleep(0.2)
-            assert calls and calls[0]["status"] == "completed", calls
+            assert calls and calls[0]["status"] == "completed", \
+                f"{calls}\n--- baresip ---\n{phone_out[-3000:]}\n--- parley up ---\n{server_log()}"
             detail = (await api.get(f"/api/calls/{calls[0]['id']}")).json()
             said = " ".join(t["text"] for t in detail["transcript"] if t["role"] == "caller").lower()
             assert "appointment" in said and "tuesday" in said, detail["transcript"]
             text = (await api.get(f"/api/calls/{calls[0]['id']}/transcript", params={"format": "text"})).text
             assert "book" in text.lower()
     finally:
+        log_file.close()
         server.terminate()
         try:
             server.wait(15)
@@ -83,4 +96,6 @@ async def test_parley_up_answers_baresip(tmp_path: Path, speech_wav) -> None:  #
     with wave.open(str(dumps[-1])) as w:
         heard = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
         rate = w.getframerate()
-    assert speech_energy_seconds(heard, rate) > 4.0  # greeting + reply reached the softphone
+    speech_end = 6.0 + _seconds(speech)
+    assert speech_energy_seconds(heard[: int(6.0 * rate)], rate) > 1.5  # the greeting
+    assert speech_energy_seconds(heard[int(speech_end * rate):], rate) > 1.0  # the reply to the question
