@@ -58,3 +58,35 @@ async def test_dtmf_recording_and_max_duration(phone_stack, short_recorded_agent
     assert 9.0 <= seconds <= 12.0, seconds
     assert speech_energy_seconds(stereo[:, 1].copy()) > 2.0  # the agent's greeting, on the right channel
     assert speech_energy_seconds(stereo[:, 0].copy()) < 1.0  # the caller said nothing (DTMF is not audio)
+
+
+async def test_llm_failover_is_on_the_call_timeline(phone_stack, speech_wav, tmp_path: Path) -> None:
+    """The agent's LLM server is down: the scripted fallback answers the same turn, and the call's
+    timeline says which provider failed and why."""
+    from tests.sip.sipp import rtp_stream
+    from tests.telephony.conftest import ulaw_file
+
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    spec = yaml.safe_load((ROOT / "agents" / "receptionist.yaml").read_text())
+    spec["components"]["llm"] = {"provider": "openai", "model": "llama3.2",
+                                 "base_url": f"http://127.0.0.1:{free_port(kind=1)}/v1",
+                                 "fallbacks": [{"provider": "scripted"}]}
+    spec["greeting"] = {"inbound": "Hello.", "outbound": "Hello."}
+    (agents / "receptionist.yaml").write_text(yaml.safe_dump(spec))
+    stack = await phone_stack()
+    stack.gateway.agents = AgentRegistry.load(agents, ROOT / "prompts")
+    await stack.gateway.warm()
+    audio = ulaw_file(speech_wav("What are your opening hours?", engine="piper"), tmp_path / "q.ulaw",
+                      lead_silence_s=1.5)
+    scenario = uac_scenario("PCMU", actions=rtp_stream(audio, 0), pause_ms=10000)
+    result = await run_sipp(scenario, f"127.0.0.1:{stack.sip_port}", tmp_path, port=free_port(), timeout=30)
+    assert result.code == 0, str(result)
+    call = await stack.wait_status((await stack.only_call()).id, {"completed"})
+    detail = await stack.calls.get(call.id)
+    assert detail is not None
+    failovers = [e.data for e in detail.timeline if e.type == "provider_failover"]
+    assert failovers and failovers[0]["failed"].startswith("openai") and failovers[0]["next"] == "scripted", \
+        [(e.type, e.data) for e in detail.timeline]
+    replies = " ".join(t.text for t in detail.transcript if t.role == "agent").lower()
+    assert "monday to friday" in replies, replies

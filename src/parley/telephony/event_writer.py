@@ -26,20 +26,27 @@ class CallEventWriter:
     def __init__(self, calls: CallsService, call_id: str) -> None:
         self.calls = calls
         self.call_id = call_id
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[Event | tuple[str, dict[str, Any]] | None] = asyncio.Queue()
         self.events: list[Event] = []
         self._task = asyncio.create_task(self._run(), name=f"events-{call_id}")
 
     def __call__(self, event: Event) -> None:
         self.queue.put_nowait(event)
 
+    def note(self, type_: str, data: dict[str, Any]) -> None:
+        """Queue a timeline event that is not a conversation event (a provider failover …)."""
+        self.queue.put_nowait((type_, data))
+
     async def _run(self) -> None:
-        while (event := await self.queue.get()) is not None:
-            self.events.append(event)
+        while (item := await self.queue.get()) is not None:
             try:
-                await self._store(event)
+                if isinstance(item, tuple):
+                    await self.calls.add_event(self.call_id, *item)
+                    continue
+                self.events.append(item)
+                await self._store(item)
             except Exception:
-                log.exception("could not store a conversation event", call_id=self.call_id, type=event.type)
+                log.exception("could not store a conversation event", call_id=self.call_id)
 
     async def _store(self, event: Event) -> None:
         data: dict[str, Any] = event.to_dict()

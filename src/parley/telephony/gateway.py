@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from parley.calls.records import Call as CallRecord
 from parley.calls.service import CallsService
 from parley.engine.session import Engines
 from parley.logging import bind_call, get_logger
+from parley.providers.fallback import context_listener, listen_in_context
 from parley.settings import Settings
 from parley.sip.auth import Credentials
 from parley.sip.call import Call as SipCall
@@ -458,11 +459,15 @@ class Gateway:
                 system_prompt=llm_prompt or None, greeting=greeting,
             )
             max_s = agent.spec.max_duration_s
+            token = listen_in_context(
+                lambda e: writer.note("provider_failover", {**asdict(e), "text": e.describe()}))
             try:
                 reason = await asyncio.wait_for(conversation.run(), timeout=max_s + 30)
             except asyncio.TimeoutError:
                 reason = "max_duration"
                 await channel.hangup(reason)
+            finally:
+                context_listener.reset(token)
         except asyncio.CancelledError:
             reason, status = "canceled", "canceled"
             raise
