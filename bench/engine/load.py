@@ -7,6 +7,8 @@ real-time 8 kHz file channel fed synthetic speech (tone bursts: 1.2 s "utterance
 instant providers (STT answers at once, LLM one chunk, TTS one tone chunk) so what is measured is the
 engine itself: from the end-of-turn decision to the first reply frame written to the channel
 (`first_frame_out_ms`, p50/p99 over all turns), process CPU per conversation and RSS per conversation.
+"loop lag" is how late the event loop wakes a 10 ms sleeper meanwhile: on a machine busy with other
+work it shows how much of the latency is waiting for a CPU rather than engine work.
 
 `--real`: one conversation with the shipped receptionist (Whisper base, scripted LLM, piper, silero) on
 an espeak-ng question over 8 kHz, in real time: voice-to-voice latency (end of caller speech to first
@@ -162,9 +164,19 @@ async def load(n: int, seconds: float, vad_name: str) -> dict[str, float]:
         await asyncio.sleep(delay)  # calls start at random moments: their 20 ms frame ticks are not aligned
         await conversation.run()
 
+    lags: list[float] = []
+
+    async def loop_lag() -> None:  # how late the event loop wakes a 10 ms sleeper (machine load shows here)
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append((time.perf_counter() - t - 0.01) * 1000.0)
+
     sampler = asyncio.ensure_future(sample_rss())
+    lagger = asyncio.ensure_future(loop_lag())
     await asyncio.gather(*(start(c, rng.uniform(0, 0.02)) for c in convs))
     sampler.cancel()
+    lagger.cancel()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     arr = np.array(marks) if marks else np.array([float("nan")])
     return {
@@ -173,6 +185,8 @@ async def load(n: int, seconds: float, vad_name: str) -> dict[str, float]:
         "p50_ms": float(np.percentile(arr, 50)),
         "p99_ms": float(np.percentile(arr, 99)),
         "max_ms": float(arr.max()),
+        "lag_p50_ms": float(np.percentile(lags, 50)) if lags else float("nan"),
+        "lag_p99_ms": float(np.percentile(lags, 99)) if lags else float("nan"),
         "wall_s": wall,
         "cpu_pct_total": 100.0 * cpu / wall,
         "cpu_pct_per_conv": 100.0 * cpu / wall / n,
@@ -246,13 +260,14 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}, vad: {args.vad}")
     print(
         f"{'N':>4} {'turns':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU %':>6} {'CPU %/conv':>10} "
-        f"{'RSS MB/conv':>11}"
+        f"{'RSS MB/conv':>11} {'loop lag p50/p99 ms':>20}"
     )
     for n in args.n:
         r = asyncio.run(load(n, args.seconds, args.vad))
         print(
             f"{n:>4} {r['turns']:>6} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.2f} "
-            f"{r['cpu_pct_total']:>6.1f} {r['cpu_pct_per_conv']:>10.3f} {r['rss_mb_per_conv']:>11.3f}"
+            f"{r['cpu_pct_total']:>6.1f} {r['cpu_pct_per_conv']:>10.3f} {r['rss_mb_per_conv']:>11.3f} "
+            f"{r['lag_p50_ms']:>9.2f}/{r['lag_p99_ms']:<9.2f}"
         )
     print(f"peak RSS of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if args.real:
