@@ -21,47 +21,45 @@
     s.codec, s.telephone_event_pt, s.remote, s.direction, s.closed
     await s.close()
 
-Bad arguments raise ValueError (RtpSessionError for calls in the wrong state); received garbage
-never raises. `read_frame` has one consumer; `write` may be called from anywhere on the loop.
+Bad arguments raise ValueError (RtpSessionError for calls in the wrong state); received garbage never
+raises. `read_frame` has one consumer; `write` may be called from anywhere on the loop.
 
-Receiving. `read_frame` is paced by the same drift-free clock as the sender: the n-th call returns
-n ticks (n * ptime) after the first with exactly one frame, whatever arrived — decoded audio, loss concealment, or
-silence when nothing arrives (before the first packet, on hold, during a peer's silence
+Receiving. `read_frame` is paced by the same drift-free clock as the sender: the n-th call returns n
+ticks (n * ptime) after the first with exactly one frame, whatever arrived — decoded audio, loss
+concealment, or silence when nothing arrives (before the first packet, on hold, during a peer's silence
 suppression), so the consumer's timeline (VAD, STT, recordings) keeps running. A consumer that falls
-more than 25 frames behind is resynchronised instead of being handed a burst. Before `start()` it
-raises RtpSessionError. Packets are validated
-(version 2, padding/CSRC/extension lengths, payload type = our codec, either G.711 law when our codec
-is 8 kHz G.711, telephone-event or comfort noise, non-empty); anything else is counted in
-`stats().invalid` and dropped, never raised. The first valid packet latches the media destination
-onto its real source address (symmetric RTP, so audio goes where the peer's RTP really comes from,
-not where its SDP said); a different source takes over only after the latched one has been silent
-for 1 s and the new one has sent 3 packets in sequence, or after `set_remote` is called with a
-different address (re-INVITE). The peer may use
-another ptime than ours (30 ms packets are cut into 20 ms frames). RTCP arriving on the RTP port
-(rtcp-mux, RFC 5761) is understood too.
+more than 25 frames behind is resynchronised instead of being handed a burst. Before `start()` it raises
+RtpSessionError. Packets are validated (version 2, padding/CSRC/extension lengths, payload type = our
+codec, either G.711 law when our codec is 8 kHz G.711, telephone-event or comfort noise, non-empty);
+anything else is counted in `stats().invalid` and dropped, never raised. The first valid packet latches
+the media destination onto its real source address (symmetric RTP, so audio goes where the peer's RTP
+really comes from, not where its SDP said); a different source takes over only after the latched one has
+been silent for 1 s and the new one has sent 3 packets in sequence, or after `set_remote` is called with
+a different address (re-INVITE). The peer may use another ptime than ours (30 ms packets are cut into 20
+ms frames). RTCP arriving on the RTP port (rtcp-mux, RFC 5761) is understood too.
 
-Sending. All sessions with the same ptime share one pacer task per event loop that ticks on a
-drift-free monotonic schedule; each tick sends at most one packet per session: a pending DTMF event
-packet, else a frame of queued audio (a partial last frame is padded with silence), else — with
-`send_silence=True` (default, keeps NAT bindings and RTP-timeout watchdogs happy) — encoded silence;
-with `send_silence=False` nothing, and the next packet after such a gap carries the marker bit.
-The RTP timestamp advances by one frame every tick whether or not a packet goes out; the sequence
-number by one per packet. If the event loop stalls for more than 0.2 s, the missed ticks are skipped
-(timestamps jump, marker set) rather than sent in a burst. Audio is paused, not dropped, while our
-direction does not send, while there is no remote address, and while DTMF is being sent. Lateness
-of each packet against its slot is measured (`late_sends` counts packets over half a ptime late).
+Sending. All sessions with the same ptime share one pacer task per event loop that ticks on a drift-free
+monotonic schedule; each tick sends at most one packet per session: a pending DTMF event packet, else a
+frame of queued audio (a partial last frame is padded with silence), else — with `send_silence=True`
+(default, keeps NAT bindings and RTP-timeout watchdogs happy) — encoded silence; with
+`send_silence=False` nothing, and the next packet after such a gap carries the marker bit. The RTP
+timestamp advances by one frame every tick whether or not a packet goes out; the sequence number by one
+per packet. If the event loop stalls for more than 0.2 s, the missed ticks are skipped (timestamps jump,
+marker set) rather than sent in a burst. Audio is paused, not dropped, while our direction does not
+send, while there is no remote address, and while DTMF is being sent. Lateness of each packet against
+its slot is measured (`late_sends` counts packets over half a ptime late).
 
 DTMF. `send_dtmf` queues RFC 4733 events (updates every ptime, end packet three times, 60 ms pause
-between digits) and returns after the last digit's end packets and pause. While nothing can be sent (no remote
-address, or a direction that does not send, e.g. on hold) the digits wait. It raises
+between digits) and returns after the last digit's end packets and pause. While nothing can be sent (no
+remote address, or a direction that does not send, e.g. on hold) the digits wait. It raises
 RtpSessionError when no telephone-event payload type was negotiated or the session closes first, and
 DtmfError (a ValueError) naming a character that is not 0-9 * # A-D before sending anything.
 
-RTCP. A compound SR (if we sent since the last report) or RR, plus SDES CNAME, goes to where the
-peer's RTCP comes from (else its SDP a=rtcp / rtcp-mux address, else the RTP address + 1) every `rtcp_interval` s randomised to
-0.5-1.5x (RFC 3550 §6.2; `rtcp_interval=0` turns the periodic reports off), and an RR/SR + BYE
-on close. Received SR/RR are parsed; `stats().last_rtcp`
-is the latest one from the peer (loss and jitter it measured on our stream, round-trip time).
+RTCP. A compound SR (if we sent since the last report) or RR, plus SDES CNAME, goes to where the peer's
+RTCP comes from (else its SDP a=rtcp / rtcp-mux address, else the RTP address + 1) every `rtcp_interval`
+s randomised to 0.5-1.5x (RFC 3550 §6.2; `rtcp_interval=0` turns the periodic reports off), and an RR/SR
++ BYE on close. Received SR/RR are parsed; `stats().last_rtcp` is the latest one from the peer (loss and
+jitter it measured on our stream, round-trip time).
 """
 
 from __future__ import annotations
