@@ -270,11 +270,9 @@ class Stack:
         stacks = []
         for live in lives[:limit]:
             task = live.task
-            frames = task.get_stack(limit=40) if task is not None and not task.done() else []
+            chain = await_chain(task.get_coro()) if task is not None and not task.done() else []
             stacks.append({"record": live.record_id, "sip_ended": live.sip.ended if live.sip else None,
-                           "sip_end_reason": live.sip.end_reason if live.sip else None,
-                           "task_waits_in": [f"{f.f_code.co_filename.split('/src/')[-1]}:{f.f_lineno} "
-                                             f"{f.f_code.co_name}" for f in frames]})
+                           "sip_end_reason": live.sip.end_reason if live.sip else None, "task_waits_in": chain})
         return {"live": len(lives), "sip_ended": sum(1 for lc in lives if lc.sip is not None and lc.sip.ended),
                 "no_sip_yet": sum(1 for lc in lives if lc.sip is None), "examples": stacks}
 
@@ -349,6 +347,20 @@ def time_store(store: Any) -> list[tuple[str, float]]:
     return ops
 
 
+def await_chain(coro: Any) -> list[str]:
+    """file:line function of every coroutine a suspended task is awaiting through, outermost first."""
+    out = []
+    while coro is not None and len(out) < 40:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            out.append(type(coro).__name__)
+            break
+        out.append(f"{frame.f_code.co_filename.split('/site-packages/')[-1].split('/src/')[-1]}:{frame.f_lineno} "
+                   f"{frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return out
+
+
 def store_summary(ops: list[tuple[str, float]], seconds: float, calls: int) -> dict[str, Any]:
     """Calls-store (database) operations: count per call, latency, and how long the one before the answer took."""
     all_ms = [ms for _, ms in ops]
@@ -356,7 +368,8 @@ def store_summary(ops: list[tuple[str, float]], seconds: float, calls: int) -> d
     return {"db_ops": len(ops), "db_ops_per_call": round(len(ops) / max(1, calls), 1),
             "db_ops_per_s": round(len(ops) / max(seconds, 0.001), 1),
             "db_op_ms_p50": pct(all_ms, 50), "db_op_ms_p99": pct(all_ms, 99),
-            "db_add_call_ms_p50": pct(add, 50), "db_add_call_ms_p99": pct(add, 99)}
+            "db_add_call_ms_p50": pct(add, 50), "db_add_call_ms_p99": pct(add, 99),
+            "db_ops_by_name": {name: sum(1 for n, _ in ops if n == name) for name in sorted({n for n, _ in ops})}}
 
 
 class LogTally(logging.Handler):
