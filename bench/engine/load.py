@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.engine.load [--n 10 50 100 200] [--seconds 20] [--vad energy|silero] [--real]
 
 Load: N simultaneous conversations in one process (one event loop, as a worker runs them), each over a
-real-time 8 kHz file channel fed synthetic speech (tone bursts: 1.2 s "utterances" with pauses), with
+real-time 8 kHz file channel fed synthetic speech (an espeak-ng question every 3.5 s), with
 instant providers (STT answers at once, LLM one chunk, TTS one tone chunk) so what is measured is the
 engine itself: from the end-of-turn decision to the first reply frame written to the channel
 (`first_frame_out_ms`, p50/p99 over all turns), process CPU per conversation and RSS per conversation.
@@ -102,12 +102,31 @@ class EnergyVAD:
         return None
 
 
-def caller_audio(seconds: float, offset: float) -> np.ndarray:
-    """Tone bursts of 1.2 s every 3.5 s (long enough for the 1 s reply), starting at `offset`."""
+def utterance() -> np.ndarray:
+    """One caller utterance at 8 kHz: espeak-ng speech when available, else a 1.2 s tone."""
+    if shutil.which("espeak-ng"):
+        from parley.media.resample import resample
+        from parley.media.wav import read_wav
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "u.wav"
+            subprocess.run(
+                ["espeak-ng", "-v", "en-us", "-s", "170", "-w", str(path), "What are your opening hours?"],
+                check=True,
+            )
+            pcm, rate = read_wav(path)
+        pcm = resample(pcm, rate, RATE)
+        voiced = np.flatnonzero(np.abs(pcm) > 300)
+        return pcm[voiced[0] : voiced[-1] + 1]
+    return (7000 * np.sin(2 * np.pi * 220 * np.arange(int(1.2 * RATE)) / RATE)).astype(np.int16)
+
+
+def caller_audio(seconds: float, offset: float, burst: np.ndarray) -> np.ndarray:
+    """`burst` every 3.5 s (room for the 1 s reply), starting at `offset`."""
     pcm = np.zeros(int(seconds * RATE), dtype=np.int16)
     t = offset
-    burst = (7000 * np.sin(2 * np.pi * 220 * np.arange(int(1.2 * RATE)) / RATE)).astype(np.int16)
-    while t + 1.2 < seconds:
+    length = burst.size / RATE
+    while t + length < seconds:
         a = int(t * RATE)
         pcm[a : a + burst.size] = burst
         t += 3.5
@@ -148,9 +167,12 @@ async def load(n: int, seconds: float, vad_name: str) -> dict[str, float]:
     gc.collect()
     rss0 = rss_mb()
     stt, llm, tts = InstantSTT(), InstantLLM(), InstantTTS()
+    burst = utterance()
     convs = []
     for _ in range(n):
-        channel = FileChannel(caller_audio(seconds, rng.uniform(0.2, 3.5)), RATE, speed=1.0, tail_s=0.5)
+        channel = FileChannel(
+            caller_audio(seconds, rng.uniform(0.2, 3.5), burst), RATE, speed=1.0, tail_s=0.5
+        )
         convs.append(Conversation(spec, channel, stt=stt, llm=llm, tts=tts, vad=make_vad(), on_event=sink))
     cpu0, wall0 = time.process_time(), time.perf_counter()
     peak = [rss_mb()]
