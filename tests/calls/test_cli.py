@@ -41,8 +41,9 @@ def cli(*args: str, data_dir: Path, **env: str) -> subprocess.CompletedProcess[s
 def run(*args: str, data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "COLUMNS": "250", "DATA_DIR": str(data_dir), "AGENTS_DIR": str(ROOT / "agents"),
                 "PROMPTS_DIR": str(ROOT / "prompts"), **env}
-    full_env.pop("DATABASE_URL", None) if "DATABASE_URL" not in env else None
-    return subprocess.run([*PARLEY, *args], capture_output=True, text=True, env=full_env, cwd=data_dir.parent,
+    if "DATABASE_URL" not in env:
+        full_env.pop("DATABASE_URL", None)
+    return subprocess.run([*PARLEY, *args], capture_output=True, text=True, env=full_env, cwd=data_dir.parent, check=False,
                           timeout=60)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from pydantic import SecretStr
 
 from parley.calls.webhooks import RetryTiming, sign, verify
 from tests.conftest import free_port
@@ -50,6 +51,8 @@ class Receiver:
 
         self.port = free_port(kind=1)
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.server.block_on_close = False  # never wait on a handler at teardown
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -72,8 +75,7 @@ def receiver() -> Iterator[Receiver]:
 
 async def test_events_are_signed_retried_and_in_order_per_call(settings, receiver: Receiver,
                                                                make_service) -> None:  # type: ignore[no-untyped-def]
-    s = settings.model_copy(update={"webhook_url": receiver.url})
-    s.webhook_secret = type(s.webhook_secret)(SECRET)
+    s = settings.model_copy(update={"webhook_url": receiver.url, "webhook_secret": SecretStr(SECRET)})
     service = await make_service(settings_=s, webhook_poll_s=0.02,
                                  webhook_timing=RetryTiming(base_s=0.05, factor=2.0, max_attempts=6))
     a = await service.create_call(to_number="+15550001001", metadata={"crm": "A"})
