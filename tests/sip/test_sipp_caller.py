@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,22 @@ async def test_caller_behind_nat_gets_responses_and_our_bye_at_its_real_address(
     assert result.code == 0, str(result)
     assert calls and calls[0].end_reason == "local_bye"
     assert str(calls[0].dialog.remote_target) == "sip:4711@192.168.1.50:5060"
+
+
+async def test_200_is_retransmitted_until_the_late_ack_arrives(endpoint, tmp_path: Path) -> None:
+    calls: list[Call] = []
+
+    async def handler(incoming: IncomingCall) -> None:
+        calls.append(await incoming.accept())
+
+    endpoint.on_incoming = handler
+    scenario = uac_scenario("PCMU", pause_ms=300)
+    ack_at = scenario.index("      ACK [next_url]")
+    send_at = scenario.rindex("  <send", 0, ack_at)
+    scenario = scenario[:send_at] + '  <pause milliseconds="1700"/>\n' + scenario[send_at:]  # hold the ACK back
+    result = await run_sipp(scenario, target(endpoint), tmp_path, free_port())
+    assert result.code == 0, str(result)
+    row = next(line for line in result.stdout.splitlines() if "200 <----------" in line)
+    messages, retransmissions = (int(n) for n in re.findall(r"\s(\d+)", row.split("<----------")[1])[:2])
+    assert messages == 1 and retransmissions >= 2, row  # our 200 came again at T1 and 2*T1 before the ACK
+    assert calls[0].confirmed.is_set() and calls[0].end_reason == "remote_bye"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from parley.logging import get_logger
 from parley.sip.dialog import Dialog
 from parley.sip.errors import CallFailed, SipParseError
-from parley.sip.message import SipRequest, SipResponse, make_response
+from parley.sip.message import Headers, SipRequest, SipResponse, make_response
 from parley.sip.sdp import Negotiated, SessionDescription, build_answer, negotiate
 from parley.sip.transaction import T1, T2, ServerTransaction, new_tag
 from parley.sip.uri import NameAddr, SipUri
@@ -467,7 +467,7 @@ class IncomingCall:
         return self.source.transport
 
     @property
-    def headers(self):  # type: ignore[no-untyped-def]
+    def headers(self) -> Headers:
         """All request headers (`.get(name)`, `.get_all(name)`)."""
         return self.request.headers
 

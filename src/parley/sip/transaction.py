@@ -183,7 +183,7 @@ class ServerTransaction:
         self.incoming: Any = None  # the IncomingCall of an INVITE, for CANCEL
         manager.server[self.key] = self
         if self.method == "INVITE":
-            self.timers.start("L", 64 * T1 * 6, self._terminate)  # safety net for a TU that never answers
+            self.timers.start("L", 64 * T1 * 6, self._no_final)  # safety net for a TU that never answers
 
     @property
     def reliable(self) -> bool:
@@ -214,6 +214,13 @@ class ServerTransaction:
         else:
             self.state = "completed"
             self.timers.start("J", 0.0 if self.reliable else 64 * T1, self._terminate)
+
+    def _no_final(self) -> None:
+        """The application never decided (192 s): tell the caller rather than go silent."""
+        if self.state == "proceeding" and self.incoming is not None:
+            self.respond(self.incoming._respond(480, "Temporarily Unavailable (no answer)"))
+        else:
+            self._terminate()
 
     def _retransmit(self) -> None:
         if self.state != "completed" or self.last is None:
