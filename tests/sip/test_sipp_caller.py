@@ -283,3 +283,30 @@ async def test_200_is_retransmitted_until_the_late_ack_arrives(endpoint, tmp_pat
     messages, retransmissions = (int(n) for n in re.findall(r"\s(\d+)", row.split("<----------")[1])[:2])
     assert messages == 1 and retransmissions >= 2, row  # our 200 came again at T1 and 2*T1 before the ACK
     assert calls[0].confirmed.is_set() and calls[0].end_reason == "remote_bye"
+
+
+async def test_late_offer_invite_without_sdp_is_answered_in_the_ack(endpoint, tmp_path: Path) -> None:
+    """An INVITE without SDP: we offer in the 200 and take SIPp's answer from the ACK (RFC 3261 §13.2.1)."""
+    calls: list[Call] = []
+
+    async def handler(incoming: IncomingCall) -> None:
+        assert incoming.offer is None
+        calls.append(await incoming.accept())
+
+    endpoint.on_incoming = handler
+    scenario = uac_scenario("PCMA", pause_ms=400)
+    invite_body = scenario[scenario.index("      Content-Type: application/sdp"):scenario.index("    ]]>")]
+    scenario = scenario.replace(invite_body, "      Content-Length: 0\n\n", 1)
+    answer = ("v=0\no=sipp 1 1 IN IP4 [local_ip]\ns=-\nc=IN IP4 [media_ip]\nt=0 0\n"
+              "m=audio [media_port] RTP/AVP 8\na=rtpmap:8 PCMA/8000\n")
+    ack_start = scenario.index("      ACK [next_url]")
+    ack_end = scenario.index("      Content-Length: [len]", ack_start)
+    scenario = (scenario[:ack_end] + "      Content-Type: application/sdp\n      Content-Length: [len]\n\n"
+                + "".join(f"      {line}\n" for line in answer.strip().split("\n"))
+                + scenario[ack_end + len("      Content-Length: [len]\n"):])
+    result = await run_sipp(scenario, target(endpoint), tmp_path, free_port())
+    assert result.code == 0, str(result)
+    call = calls[0]
+    assert call.confirmed.is_set()
+    assert call.negotiated.codec == "PCMA" and call.negotiated.remote is not None
+    assert call.rtp.codec.name == "PCMA"
