@@ -660,6 +660,8 @@ class Conversation:
                 if await self._run_tools(sp, calls):
                     return
                 sp.calls = []
+            else:
+                said = ""  # tool rounds used up: everything said is in the history already
         except ProviderError as exc:
             self._provider_failed(self._component(exc), exc)
             await self._apologise(sp)
