@@ -61,3 +61,28 @@ async def test_dtmf_hold_and_refused_transfer(endpoint_factory, transport: str) 
     assert await asyncio.wait_for(caller.wait_ended(), 5) == "remote_bye"
     assert callee.end_reason == "local_bye"
     assert not caller_ep.calls and not callee_ep.calls
+
+
+async def test_no_free_media_port_answers_503_and_keeps_serving(endpoint_factory) -> None:
+    from parley.sip.errors import CallFailed
+    from tests.conftest import free_port
+
+    lo = free_port() & ~1
+    callee_ep = await endpoint_factory(rtp_port_range=(lo, lo + 2))  # room for exactly one call
+    caller_ep = await endpoint_factory()
+    accepted: list[Call] = []
+
+    async def handler(incoming: IncomingCall) -> None:
+        accepted.append(await incoming.accept())
+
+    callee_ep.on_incoming = handler
+    first = await (await caller_ep.invite(f"sip:1@127.0.0.1:{callee_ep.port}", timeout=5)).answered()
+    second = await caller_ep.invite(f"sip:2@127.0.0.1:{callee_ep.port}", timeout=5)
+    with pytest.raises(CallFailed) as info:
+        await second.answered()
+    assert info.value.code == 503
+    await first.hangup()
+    await asyncio.wait_for(accepted[0].wait_ended(), 5)
+    await asyncio.sleep(0.1)  # the media port is released when the call's RTP closes
+    third = await (await caller_ep.invite(f"sip:3@127.0.0.1:{callee_ep.port}", timeout=5)).answered()
+    await third.hangup()

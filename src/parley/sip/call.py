@@ -549,7 +549,12 @@ class IncomingCall:
                 await self.reject(488, "Not Acceptable Here")
                 raise CallFailed(488, "Not Acceptable Here")
             neg = found
-        rtp = await ep._new_rtp(neg)
+        try:
+            rtp = await ep._new_rtp(neg)
+        except (OSError, RuntimeError) as exc:  # no free RTP port, socket limits
+            log.warning("sip.no_media_port", call_id=self.call_id, error=str(exc))
+            await self.reject(503, "Service Unavailable (no media port)")
+            raise CallFailed(503, "Service Unavailable (no media port)") from exc
         if self.cancelled.is_set() or self.is_final:
             await rtp.close()
             raise CallFailed(487, "Request Terminated")

@@ -484,7 +484,10 @@ class _Dialer:
         self.transport, self.addr = await ep._resolve(
             hop, self.transport_pref or self.target.params.get("transport") or hop.params.get("transport"))
         neg = Negotiated(self.codecs[0], {"PCMU": 0, "PCMA": 8, "G722": 9}[self.codecs[0]], 8000, 101, 20, "sendrecv", None)
-        self.rtp = await ep._new_rtp(neg)
+        try:
+            self.rtp = await ep._new_rtp(neg)
+        except (OSError, RuntimeError) as exc:  # no free RTP port, socket limits
+            raise CallFailed(503, f"Service Unavailable (no media port: {exc})") from exc
         self.local_sdp = build_offer(ep.media_address, self.rtp.local_port, self.codecs)
         user = self.from_ or f"sip:parley@{ep.public_host}"
         from_uri = SipUri.parse(user) if ":" in user else SipUri("sip", user, ep.public_host)
