@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 DTMF_EVENTS = "0123456789*#ABCD"  # event codes 0..15
+_DIGITS = frozenset(DTMF_EVENTS)
 END_REPEATS = 3
 
 
@@ -50,7 +51,7 @@ class DtmfError(ValueError):
 def digit_to_event(digit: str) -> int:
     """'0'-'9', '*', '#', 'A'-'D' (case-insensitive) -> event code 0..15."""
     d = digit.upper()
-    if len(d) != 1 or d not in DTMF_EVENTS:
+    if d not in _DIGITS:
         raise DtmfError(f"not a DTMF digit: {digit!r} (allowed: {DTMF_EVENTS})")
     return DTMF_EVENTS.index(d)
 
@@ -197,12 +198,12 @@ def parse_dtmf_info(content_type: str, body: bytes | str) -> DtmfInfo:
 
 def _signal_digit(signal: str) -> str:
     s = signal.strip()
-    if s.isdigit() and len(s) > 1:  # numeric event code: "10" is *, "11" is #
+    if s.isascii() and s.isdigit() and len(s) > 1:  # numeric event code: "10" is *, "11" is #
         code = int(s)
         digit = event_to_digit(code)
         if digit is None:
             raise DtmfError(f"DTMF event code {code} is not a digit")
         return digit
-    if len(s) == 1 and s.upper() in DTMF_EVENTS:
+    if len(s) == 1 and s.upper() in _DIGITS:
         return s.upper()
     raise DtmfError(f"not a DTMF digit: {signal!r}")
