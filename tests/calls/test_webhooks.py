@@ -76,7 +76,7 @@ def receiver() -> Iterator[Receiver]:
 async def test_events_are_signed_retried_and_in_order_per_call(settings, receiver: Receiver,
                                                                make_service) -> None:  # type: ignore[no-untyped-def]
     s = settings.model_copy(update={"webhook_url": receiver.url, "webhook_secret": SecretStr(SECRET)})
-    service = await make_service(settings_=s, webhook_poll_s=0.02,
+    service = await make_service(settings_=s, webhook_poll_s=0.1,
                                  webhook_timing=RetryTiming(base_s=0.05, factor=2.0, max_attempts=6))
     a = await service.create_call(to_number="+15550001001", metadata={"crm": "A"})
     b = await service.create_call(to_number="+15550001002")
@@ -93,7 +93,7 @@ async def test_events_are_signed_retried_and_in_order_per_call(settings, receive
     await service.finish(a.id, "completed", "caller hung up")
     await service.finish(b.id, "completed", "agent ended the call")
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while len(receiver.accepted()) < 10 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
 
@@ -119,7 +119,7 @@ async def test_events_are_signed_retried_and_in_order_per_call(settings, receive
 async def test_per_call_url_wins_and_a_dead_receiver_is_given_up(settings, receiver: Receiver,
                                                                  make_service) -> None:  # type: ignore[no-untyped-def]
     s = settings.model_copy(update={"webhook_url": receiver.url})
-    service = await make_service(settings_=s, webhook_poll_s=0.02,
+    service = await make_service(settings_=s, webhook_poll_s=0.1,
                                  webhook_timing=RetryTiming(base_s=0.02, factor=1.0, max_attempts=2))
     dead_url = f"http://127.0.0.1:{free_port(kind=1)}/nobody-listens"
     call = await service.create_call(to_number="+15550001004", webhook_url=dead_url)
