@@ -69,7 +69,8 @@ class Call:
         self._pending_2xx: tuple[SipResponse, "Source | None"] | None = None
         self._retransmit_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.last_ack: bytes | None = None
+        self.last_ack: bytes | None = None  # our ACK for the 2xx, re-sent if the 2xx comes again
+        self.ack_dest: tuple[str, tuple[str, int]] | None = None  # (transport, addr) it went to
         self.credentials: Credentials | None = None  # used again if the peer challenges our BYE
         rtp.on_dtmf = lambda digit: self._dtmf(digit, "rfc4733")
 

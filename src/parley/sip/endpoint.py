@@ -158,7 +158,10 @@ class SipEndpoint:
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=socket.AF_INET)
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=socket.AF_INET)
+            except OSError:
+                infos = []
             if not infos:
                 raise CallFailed(503, f"cannot resolve {host}") from None
             host = infos[0][4][0]
@@ -251,6 +254,7 @@ class SipEndpoint:
                 ack = call.dialog.create_request("ACK", cseq=req.cseq[0])
                 self._stamp(ack, transport)
                 call.last_ack = ack.to_bytes()
+                call.ack_dest = (transport, addr)
                 self.transactions.send_bytes(call.last_ack, transport, addr)
                 call.dialog.update_target(resp)
             if not fut.done():
@@ -308,8 +312,8 @@ class SipEndpoint:
         try:
             if 200 <= resp.status < 300 and resp.cseq[1] == "INVITE":
                 call = self.calls.get((resp.call_id, resp.from_.tag or "", resp.to.tag or ""))
-                if call is not None and call.last_ack is not None:
-                    self.transactions.send_bytes(call.last_ack, call.dialog.transport, _ack_addr(call))
+                if call is not None and call.last_ack is not None and call.ack_dest is not None:
+                    self.transactions.send_bytes(call.last_ack, *call.ack_dest)
         except SipParseError:
             return
 
@@ -439,12 +443,6 @@ def _behind_nat(contact: SipUri, source: tuple[str, int]) -> bool:
     private = host.is_private and not host.is_loopback
     shared = host in ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT
     return private or shared
-
-
-def _ack_addr(call: Call) -> tuple[str, int]:
-    hop = call.dialog.route_set[0] if call.dialog.route_set else None
-    uri = NameAddr.parse(hop).uri if hop else call.dialog.remote_target
-    return uri.address
 
 
 class _Dialer:
@@ -585,8 +583,8 @@ class _Dialer:
         to_tag = resp.to.tag or ""
         if self.call is not None:
             if to_tag == self.call.remote_tag:
-                if self.call.last_ack:
-                    self.ep.transactions.send_bytes(self.call.last_ack, self.call.dialog.transport, _ack_addr(self.call))
+                if self.call.last_ack and self.call.ack_dest:
+                    self.ep.transactions.send_bytes(self.call.last_ack, *self.call.ack_dest)
                 return
             self._ack_and_bye(resp)  # a second fork answered: ACK and hang it up
             return
@@ -603,11 +601,7 @@ class _Dialer:
         call.credentials = self.auth
         self.call = call
         self.ep._register_call(call)
-        ack = dialog.create_request("ACK", cseq=self.invite.cseq[0])
-        ack_transport, ack_addr = self.transport, _ack_addr(call)
-        self.ep._stamp(ack, ack_transport)
-        call.last_ack = ack.to_bytes()
-        self.ep.transactions.send_bytes(call.last_ack, ack_transport, ack_addr)
+        self.ep._spawn(self._send_ack(call))
         call.confirmed.set()
         if self._ring_timer:
             self._ring_timer.cancel()
@@ -631,14 +625,36 @@ class _Dialer:
         self.out._succeed(call)
         log.info("sip.call_answered", call_id=call.call_id, codec=neg.codec, remote_rtp=neg.remote)
 
+    async def _send_ack(self, call: Call) -> None:
+        """ACK the 2xx along the route set to the remote target (§13.2.2.4), resolved off the loop."""
+        assert self.invite is not None
+        ack = call.dialog.create_request("ACK", cseq=self.invite.cseq[0])
+        try:
+            transport, addr = await self.ep._target(ack, call.dialog, None)
+        except CallFailed as exc:
+            log.warning("sip.ack_unroutable", call_id=call.call_id, error=exc.reason)
+            return
+        self.ep._stamp(ack, transport)
+        call.last_ack = ack.to_bytes()
+        call.ack_dest = (transport, addr)
+        self.ep.transactions.send_bytes(call.last_ack, transport, addr)
+
     def _ack_and_bye(self, resp: SipResponse) -> None:
+        """A second fork answered after we took the first: ACK it, then hang it up."""
         assert self.invite is not None
         dialog = Dialog.from_uac(self.invite, resp, self.transport, "")
+        self.ep._spawn(self._ack_then_bye(dialog))
+
+    async def _ack_then_bye(self, dialog: Dialog) -> None:
+        assert self.invite is not None
         ack = dialog.create_request("ACK", cseq=self.invite.cseq[0])
-        self.ep._stamp(ack, self.transport)
-        hop = dialog.next_hop(ack)
-        self.ep.transactions.send_bytes(ack.to_bytes(), self.transport, hop.address)
-        self.ep._spawn(self.ep.request(dialog.create_request("BYE"), dialog=dialog))
+        try:
+            transport, addr = await self.ep._target(ack, dialog, None)
+            self.ep._stamp(ack, transport)
+            self.ep.transactions.send_bytes(ack.to_bytes(), transport, addr)
+            await self.ep.request(dialog.create_request("BYE"), dialog=dialog)
+        except (CallFailed, TransactionTimeout, OSError) as exc:
+            log.info("sip.extra_fork_bye_failed", call_id=dialog.call_id, error=str(exc))
 
     def _send_cancel(self) -> None:
         assert self.invite is not None
