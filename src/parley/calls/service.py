@@ -252,7 +252,7 @@ class CallsService:
         data = {k: v for k, v in event.items() if k != "type"}
         kind = str(event.get("type") or "event")
         if kind == "transcript":
-            meta = {k: data[k] for k in ("start", "end", "interrupted", "turn") if k in data}
+            meta: dict[str, Any] = {k: data[k] for k in ("start", "end", "interrupted", "turn") if k in data}
             await self.add_transcript(call_id, str(data.get("role", "caller")), str(data.get("text", "")),
                                       metadata=meta)
             return

@@ -18,8 +18,10 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
 from parley.calls.models import utcnow
@@ -58,7 +60,7 @@ class RedisQueue(CallQueue):
         self.stream = f"{prefix}queue:stream"
         self.delayed = f"{prefix}queue:delayed"
         self._redis: aioredis.Redis | None = None
-        self._move = None
+        self._move: AsyncScript | None = None
         self._group_ready = False
 
     @property
@@ -145,7 +147,7 @@ class RedisQueue(CallQueue):
         if not entries:
             assert self._move is not None
             await self._move(keys=[self.delayed, self.stream], args=[time.time()])
-            read = await r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=1,
+            read: Any = await r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=1,
                                       block=block_ms or None)
             entries = [e for _, msgs in (read or []) for e in msgs]
         for entry_id, fields in entries:
