@@ -27,6 +27,7 @@ ELSEWHERE = {
     ".venv/bin/parley trunk status": "tests/telephony/test_trunk_cli_doctor.py",
     ".venv/bin/parley doctor": "tests/telephony/test_trunk_cli_doctor.py",
     ".venv/bin/parley api --host 127.0.0.1 --port 8000": "tests/foundation/test_cli.py",
+    ".venv/bin/parley sip echo": "tests/sip/test_sip_cli.py",
 }
 
 
