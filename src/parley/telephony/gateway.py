@@ -217,7 +217,7 @@ class Gateway:
     async def _authenticate(self, inc: IncomingCall) -> Trunk | None | Refusal:
         """The trunk the INVITE came through; None for the no-trunk loopback mode; or a refusal.
 
-        Returns the sentinel `False`-like `Refusal(0, …)` when a 401 challenge was sent (wait for the retry)."""
+        A `Refusal` with code 0 means a digest challenge (or a 403 for wrong credentials) was already sent."""
         source_ip = inc.source_address[0]
         match = match_trunk(self._trunks, source_ip, loopback_fallback=self.loopback_fallback)
         if isinstance(match, Refusal):
@@ -355,6 +355,9 @@ class Gateway:
                    else "no outbound trunk configured: add one with `parley trunk ensure`")
             return DialOutcome("failed", why)
         out = trunk.outbound
+        if out.transport == "tls":
+            return DialOutcome("failed", f"trunk {trunk.name!r} uses TLS, which Parley's SIP stack does not "
+                                         "support yet: use transport udp or tcp")
         try:
             agent = self.agents.get(record.agent)
         except KeyError as exc:
@@ -379,7 +382,7 @@ class Gateway:
         uri = out.uri_for(record.to_number or "")
         outgoing = await self.endpoint.invite(
             uri, from_=from_, auth=creds, headers=dict(out.headers), display_name=record.caller_name,
-            timeout=self.settings.ring_timeout_s, transport=out.transport if out.transport != "tls" else None,
+            timeout=self.settings.ring_timeout_s, transport=out.transport,
         )
         await self.calls.update(record.id, sip_call_id=outgoing.call_id, trunk=trunk.name)
         ringing = False
