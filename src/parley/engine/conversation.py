@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 import httpx
 import numpy as np
-import soxr
 
 from parley.agents.spec import AgentSpec, ToolSpec
 from parley.engine import tools as toolbox
@@ -40,6 +39,7 @@ from parley.engine.events import (
     TurnMetrics,
     emitter,
 )
+from parley.engine.listener import Listener
 from parley.engine.playout import SentenceSpan, SpeechTrack
 from parley.engine.reply import ReplyStream
 from parley.engine.turns import SegmentEvent, SpeechSegmenter
@@ -49,7 +49,6 @@ from parley.providers.base import LLM, STT, TTS, VAD, LLMChunk, Message, Provide
 
 log = get_logger(__name__)
 
-PREROLL_MS = 300  # audio kept from before the VAD onset, so the first syllable reaches the STT
 MAX_TOOL_ROUNDS = 4
 MAX_PROVIDER_FAILURES = 3
 _WORD = re.compile(r"[\w']+(?:-[\w']+)*")
@@ -173,17 +172,6 @@ class Conversation:
 
         rate = channel.sample_rate
         self._rate = rate
-        self._to_stt: Resampler | None = None  # made per utterance: silence is never resampled
-        # soxr's HQ stream hands out audio in ~100 ms bursts: fine for the STT, too late for turn-taking.
-        # The VAD path uses the quick (cubic) converter, which returns every frame at once.
-        self._to_vad = (
-            None
-            if vad.sample_rate == rate
-            else soxr.ResampleStream(rate, vad.sample_rate, 1, dtype="int16", quality="QQ")
-        )
-        self._vad_window = vad.window_samples
-        self._vad_window_ms = vad.window_samples * 1000.0 / vad.sample_rate
-        self._vad_buf = np.zeros(0, dtype=np.int16)
         threshold = getattr(agent.components.vad, "threshold", 0.5)
         self.segmenter = SpeechSegmenter(
             threshold=threshold,
@@ -194,12 +182,7 @@ class Conversation:
         self._barge_in_ms = max(agent.interruption.min_speech_ms, agent.turn.min_speech_ms)
 
         self._stream: Any = None
-        self._preroll: deque[np.ndarray] = deque()
-        self._preroll_samples = 0
-        self._preroll_max = rate * PREROLL_MS // 1000
-        self._seg_buf: list[np.ndarray] | None = None
-        self._pushing = False
-        self._push_failed = False
+        self._listener: Listener | None = None
         self._seg_overlap = False
         self._seg_interrupted = False
 
@@ -255,6 +238,7 @@ class Conversation:
         """Converse until the call ends; returns the end reason."""
         self._emit(ConversationStarted(self.agent.name, self.direction, self._rate, self.first_speaker))
         self._stream = self.stt.stream()
+        self._listener = Listener(self._rate, self.vad, self.segmenter, self._stream, self.stt.sample_rate)
         if self.first_speaker == "agent" and self.greeting.strip():
             self._start_canned([self.greeting], "greeting", self.agent.allow_interruptions)
         try:
@@ -272,60 +256,19 @@ class Conversation:
     # --- audio in -------------------------------------------------------------------------------
 
     async def _on_audio(self, frame: AudioFrame) -> None:
-        pcm = frame.pcm
-        now = frame.timestamp + pcm.size / self._rate
-        self._now = now
-        vad_pcm = pcm if self._to_vad is None else self._to_vad.resample_chunk(pcm)
-        buf = np.concatenate((self._vad_buf, vad_pcm)) if self._vad_buf.size else vad_pcm
-        w = self._vad_window
-        n = buf.size // w
-        to_push: list[np.ndarray] = []
+        assert self._listener is not None
+        self._now = now = frame.timestamp + frame.pcm.size / self._rate
         end_of_turn = False
-        for i in range(n):
-            prob = self.vad.probability(buf[i * w : (i + 1) * w])
-            t_end = now - (buf.size - (i + 1) * w) / self.vad.sample_rate
-            event = self.segmenter.update(prob, t_end, self._vad_window_ms)
-            if event is None:
-                continue
+        for event in await self._listener.feed(frame.pcm, now):
             if event is SegmentEvent.ONSET:
-                self._seg_buf = list(self._preroll)
                 self._seg_overlap = self._agent_active()
             elif event is SegmentEvent.CONFIRMED:
-                if self._seg_buf is None:
-                    self._seg_buf = list(self._preroll)
-                    self._seg_overlap = self._agent_active()
-                to_push.extend(self._seg_buf)
-                self._seg_buf = None
-                self._pushing = True
-                self._to_stt = Resampler(self._rate, self.stt.sample_rate)
+                self._seg_overlap = self._seg_overlap or self._agent_active()
                 self._on_confirmed()
             elif event is SegmentEvent.DISCARDED:
-                self._seg_buf = None
-            elif event is SegmentEvent.END_OF_TURN:
+                self._seg_overlap = False
+            else:
                 end_of_turn = True
-        self._vad_buf = buf[n * w :].copy() if n else buf.copy()
-
-        if self._pushing:
-            to_push.append(pcm)
-        elif self._seg_buf is not None:
-            self._seg_buf.append(pcm)
-        if not self._pushing or end_of_turn:
-            self._preroll.append(pcm)
-            self._preroll_samples += pcm.size
-            while self._preroll and self._preroll_samples - self._preroll[0].size >= self._preroll_max:
-                self._preroll_samples -= self._preroll.popleft().size
-        if to_push:
-            assert self._to_stt is not None
-            chunk = self._to_stt.process(to_push[0] if len(to_push) == 1 else np.concatenate(to_push))
-            if end_of_turn:
-                chunk = np.concatenate((chunk, self._to_stt.flush()))
-            if chunk.size and not self._push_failed:
-                try:
-                    await self._stream.push(chunk)
-                except ProviderError as exc:  # this utterance is lost; the turn gets the apology
-                    self._push_failed = True
-                    self._provider_failed("stt", exc)
-
         segment = self.segmenter.segment
         if segment is not None and segment.confirmed and self._agent_active():
             self._seg_overlap = True
@@ -333,7 +276,6 @@ class Conversation:
                 self._barge_in()
                 self._seg_interrupted = True
         if end_of_turn:
-            self._pushing = False
             self._end_of_turn()
         self._check_timers()
 
@@ -373,11 +315,13 @@ class Conversation:
 
     async def _transcribe(self, utt: _Utterance) -> None:
         text = ""
-        push_failed, self._push_failed = self._push_failed, False
+        assert self._listener is not None
+        push_failed = self._listener.take_push_failure()
         try:
             result = await self._stream.end_utterance()
-            text = "" if push_failed else " ".join(result.text.split())
-            utt.failed = push_failed
+            if push_failed is not None:
+                raise push_failed  # the audio never fully reached the recogniser
+            text = " ".join(result.text.split())
         except ProviderError as exc:
             utt.failed = True
             self._provider_failed("stt", exc)

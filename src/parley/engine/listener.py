@@ -1,0 +1,108 @@
+"""`Listener`: the caller's side of a call — audio frames in, utterance events out, speech to the STT.
+
+Per frame: convert to the VAD's rate (soxr's quick converter: the HQ stream hands out audio in ~100 ms
+bursts, too late for turn-taking), run the VAD on each complete window, feed the `SpeechSegmenter`.
+Only confirmed utterances reach the STT — with 300 ms of pre-roll so the first syllable is not lost,
+converted to the STT's rate by a resampler made per utterance (silence is never resampled) — and the
+audio up to the end-of-turn decision (the trailing silence lets Whisper decode early).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import soxr
+
+from parley.engine.turns import SegmentEvent, SpeechSegmenter
+from parley.media.resample import Resampler
+from parley.providers.base import VAD, ProviderError, STTStream
+
+PREROLL_MS = 300
+
+
+class Listener:
+    """Segments one call's caller audio and streams its utterances to the STT."""
+
+    def __init__(
+        self, sample_rate: int, vad: VAD, segmenter: SpeechSegmenter, stream: STTStream, stt_rate: int
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.vad = vad
+        self.segmenter = segmenter
+        self.stream = stream
+        self.stt_rate = stt_rate
+        self.push_failed: ProviderError | None = None  # the STT refused audio during this utterance
+        self._to_vad = (
+            None
+            if vad.sample_rate == sample_rate
+            else soxr.ResampleStream(sample_rate, vad.sample_rate, 1, dtype="int16", quality="QQ")
+        )
+        self._window = vad.window_samples
+        self._window_ms = vad.window_samples * 1000.0 / vad.sample_rate
+        self._vad_buf = np.zeros(0, dtype=np.int16)
+        self._to_stt: Resampler | None = None
+        self._preroll: deque[np.ndarray] = deque()
+        self._preroll_samples = 0
+        self._preroll_max = sample_rate * PREROLL_MS // 1000
+        self._collected: list[np.ndarray] | None = None  # an utterance not confirmed yet
+        self._pushing = False
+
+    async def feed(self, pcm: np.ndarray, now: float) -> list[SegmentEvent]:
+        """One frame of caller audio ending at media time `now`; returns the segment events it caused."""
+        vad_pcm = pcm if self._to_vad is None else self._to_vad.resample_chunk(pcm)
+        buf = np.concatenate((self._vad_buf, vad_pcm)) if self._vad_buf.size else vad_pcm
+        w = self._window
+        n = buf.size // w
+        events: list[SegmentEvent] = []
+        to_push: list[np.ndarray] = []
+        for i in range(n):
+            t_end = now - (buf.size - (i + 1) * w) / self.vad.sample_rate
+            event = self.segmenter.update(
+                self.vad.probability(buf[i * w : (i + 1) * w]), t_end, self._window_ms
+            )
+            if event is None:
+                continue
+            events.append(event)
+            if event is SegmentEvent.ONSET:
+                self._collected = list(self._preroll)
+            elif event is SegmentEvent.CONFIRMED:
+                to_push.extend(self._collected if self._collected is not None else self._preroll)
+                self._collected = None
+                self._pushing = True
+                self._to_stt = Resampler(self.sample_rate, self.stt_rate)
+            elif event is SegmentEvent.DISCARDED:
+                self._collected = None
+        self._vad_buf = buf[n * w :].copy() if n else buf.copy()
+
+        end_of_turn = SegmentEvent.END_OF_TURN in events
+        if self._pushing:
+            to_push.append(pcm)
+        elif self._collected is not None:
+            self._collected.append(pcm)
+        if not self._pushing or end_of_turn:
+            self._preroll.append(pcm)
+            self._preroll_samples += pcm.size
+            while self._preroll and self._preroll_samples - self._preroll[0].size >= self._preroll_max:
+                self._preroll_samples -= self._preroll.popleft().size
+        if to_push:
+            await self._push(to_push, last=end_of_turn)
+        if end_of_turn:
+            self._pushing = False
+        return events
+
+    async def _push(self, chunks: list[np.ndarray], *, last: bool) -> None:
+        assert self._to_stt is not None
+        audio = self._to_stt.process(chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
+        if last:
+            audio = np.concatenate((audio, self._to_stt.flush()))
+        if audio.size and self.push_failed is None:
+            try:
+                await self.stream.push(audio)
+            except ProviderError as exc:  # this utterance is lost; the conversation apologises for it
+                self.push_failed = exc
+
+    def take_push_failure(self) -> ProviderError | None:
+        """The push error of the utterance just ended (and forget it for the next one)."""
+        failed, self.push_failed = self.push_failed, None
+        return failed
