@@ -18,7 +18,6 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
@@ -36,12 +35,12 @@ from parley.engine.events import (
     ProviderFailed,
     ToolInvoked,
     TranscriptEntry,
-    TurnMetrics,
     emitter,
 )
 from parley.engine.listener import Listener
 from parley.engine.playout import SentenceSpan, SpeechTrack
 from parley.engine.reply import ReplyStream
+from parley.engine.state import AgentSpeech, Interrupted, TurnMarks, Utterance
 from parley.engine.turns import SegmentEvent, SpeechSegmenter
 from parley.logging import get_logger
 from parley.media.resample import Resampler
@@ -52,87 +51,6 @@ log = get_logger(__name__)
 MAX_TOOL_ROUNDS = 4
 MAX_PROVIDER_FAILURES = 3
 _WORD = re.compile(r"[\w']+(?:-[\w']+)*")
-
-
-@dataclass
-class _Marks:
-    """Latency marks of one turn (wall clock from `t0`, the end-of-turn decision)."""
-
-    turn: int
-    speech_end: float | None
-    end_of_turn: float | None
-    t0: float = field(default_factory=time.perf_counter)
-    stt_final: float | None = None
-    llm_first: float | None = None
-    tts_first: float | None = None
-    frame_out: float | None = None
-    voice_to_voice_ms: float | None = None
-    emitted: bool = False
-
-    def ms(self, at: float | None) -> float | None:
-        return None if at is None else round((at - self.t0) * 1000.0, 2)
-
-    def event(self) -> TurnMetrics:
-        return TurnMetrics(
-            turn=self.turn,
-            speech_end=self.speech_end,
-            end_of_turn=self.end_of_turn,
-            stt_final_ms=self.ms(self.stt_final),
-            llm_first_token_ms=self.ms(self.llm_first),
-            tts_first_audio_ms=self.ms(self.tts_first),
-            first_frame_out_ms=self.ms(self.frame_out),
-            voice_to_voice_ms=self.voice_to_voice_ms,
-        )
-
-
-@dataclass
-class _Utterance:
-    """A finished caller utterance (or DTMF key) and its recognition."""
-
-    start: float
-    end: float
-    marks: _Marks
-    future: asyncio.Future[str]
-    overlapped: bool  # decided once recognised (the agent was talking, or an interruption is pending)
-    interrupted: bool = False  # this utterance stopped the agent
-    kind: Literal["pending", "turn", "dropped"] = "pending"
-    consumed: bool = False
-    failed: bool = False
-
-
-@dataclass
-class _Speech:
-    """One agent utterance being produced and played."""
-
-    kind: str
-    interruptible: bool
-    sample_rate: int
-    marks: _Marks | None = None
-    task: asyncio.Task[None] | None = None
-    children: set[asyncio.Task[Any]] = field(default_factory=set)
-    track: SpeechTrack = field(init=False)
-    said_before: list[str] = field(default_factory=list)  # text of earlier rounds / before a resume
-    unsaved: list[str] = field(default_factory=list)  # the part of said_before not yet in the history
-    reply: ReplyStream | None = None  # the LLM answer being spoken, if any
-    calls: list[ToolCall] = field(default_factory=list)
-    cancelled: bool = False
-    started: bool = False
-    first_out: float | None = None  # media time of the first frame written
-
-    def __post_init__(self) -> None:
-        self.track = SpeechTrack(self.sample_rate)
-
-
-@dataclass
-class _Interrupted:
-    """An agent utterance the caller cut off, until we know whether the caller really took the turn."""
-
-    speech: _Speech
-    t: float
-    heard: str
-    heard_sentences: list[str]
-    unheard: list[str]
-    utterance: _Utterance | None = None
 
 
 class Conversation:
@@ -188,12 +106,12 @@ class Conversation:
 
         self._now = 0.0
         self._turn = 0
-        self._utts: list[_Utterance] = []
-        self._unresolved: deque[_Utterance] = deque()
-        self._speech: _Speech | None = None
-        self._interrupted: _Interrupted | None = None
+        self._utts: list[Utterance] = []
+        self._unresolved: deque[Utterance] = deque()
+        self._speech: AgentSpeech | None = None
+        self._interrupted: Interrupted | None = None
         self._deferred_reply = False
-        self._deferred_marks: _Marks | None = None
+        self._deferred_marks: TurnMarks | None = None
         self._out_cursor = 0
         self._idle_since = 0.0
         self._reminders = 0
@@ -292,9 +210,9 @@ class Conversation:
         seg = self.segmenter.ended
         assert seg is not None
         self._turn += 1
-        marks = _Marks(self._turn, seg.last_voiced, self._now)
+        marks = TurnMarks(self._turn, seg.last_voiced, self._now)
         overlapped = self._seg_overlap or self._interrupted is not None or bool(self._unresolved)
-        utt = _Utterance(
+        utt = Utterance(
             seg.start,
             seg.last_voiced,
             marks,
@@ -313,7 +231,7 @@ class Conversation:
             utt.kind = "turn"
             self._start_reply(marks)
 
-    async def _transcribe(self, utt: _Utterance) -> None:
+    async def _transcribe(self, utt: Utterance) -> None:
         text = ""
         assert self._listener is not None
         push_failed = self._listener.take_push_failure()
@@ -340,7 +258,7 @@ class Conversation:
         while self._unresolved and self._unresolved[0].future.done():
             self._resolve(self._unresolved.popleft())
 
-    def _resolve(self, utt: _Utterance) -> None:
+    def _resolve(self, utt: Utterance) -> None:
         """Decide what an utterance said over the agent means: a real turn, a backchannel, or noise."""
         text = utt.future.result()
         trivial = not text or (self.agent.interruption.ignore_backchannels and self._is_backchannel(text))
@@ -387,10 +305,10 @@ class Conversation:
             return
         self._reminders = 0
         self._turn += 1
-        marks = _Marks(self._turn, None, self._now)
+        marks = TurnMarks(self._turn, None, self._now)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         future.set_result(f"DTMF: {event.digit}")
-        utt = _Utterance(event.timestamp, event.timestamp, marks, future, overlapped=False, kind="turn")
+        utt = Utterance(event.timestamp, event.timestamp, marks, future, overlapped=False, kind="turn")
         self._utts.append(utt)
         if self._speech is not None and not self._may_interrupt():
             self._deferred_reply = True
@@ -424,7 +342,7 @@ class Conversation:
         self._cancel(sp)
         if sp.started:
             self._emit(Interruption("barge_in", round(self._now, 3), heard_text=heard))
-        self._interrupted = _Interrupted(sp, self._now, heard, heard_sentences, unheard)
+        self._interrupted = Interrupted(sp, self._now, heard, heard_sentences, unheard)
 
     def _commit_interrupted(self) -> None:
         """The caller really took the turn: keep only what they heard of the agent's words."""
@@ -462,7 +380,7 @@ class Conversation:
         if not sp.started:
             self._start_reply(sp.marks)
             return
-        new = _Speech(sp.kind if sp.kind != "reply" else "resume", True, self._rate, marks=sp.marks)
+        new = AgentSpeech(sp.kind if sp.kind != "reply" else "resume", True, self._rate, marks=sp.marks)
         new.said_before = [*sp.said_before, *intr.heard_sentences]
         new.unsaved = [*sp.unsaved, *intr.heard_sentences]
         if sp.reply is None:
@@ -473,7 +391,7 @@ class Conversation:
         new.first_out = sp.first_out
         self._launch(new, lambda: self._resume_body(new, intr.unheard))
 
-    def _cancel(self, sp: _Speech) -> None:
+    def _cancel(self, sp: AgentSpeech) -> None:
         sp.cancelled = True
         for child in sp.children:
             child.cancel()
@@ -522,7 +440,7 @@ class Conversation:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _launch(self, sp: _Speech, body: Callable[[], Awaitable[None]]) -> None:
+    def _launch(self, sp: AgentSpeech, body: Callable[[], Awaitable[None]]) -> None:
         if self._speech is not None:
             self.channel.clear_output()
             self._out_cursor = self.channel.played_samples
@@ -530,19 +448,19 @@ class Conversation:
         self._speech = sp
         sp.task = self._spawn(self._speech_main(sp, body))
 
-    def _start_reply(self, marks: _Marks | None) -> None:
+    def _start_reply(self, marks: TurnMarks | None) -> None:
         if self._ending:
             return
         self._deferred_reply = False
         self._deferred_marks = None
-        sp = _Speech("reply", True, self._rate, marks=marks)
+        sp = AgentSpeech("reply", True, self._rate, marks=marks)
         self._launch(sp, lambda: self._reply_body(sp))
 
     def _start_canned(self, sentences: list[str], kind: str, interruptible: bool) -> None:
-        sp = _Speech(kind, interruptible, self._rate)
+        sp = AgentSpeech(kind, interruptible, self._rate)
         self._launch(sp, lambda: self._canned_body(sp, sentences))
 
-    async def _speech_main(self, sp: _Speech, body: Callable[[], Awaitable[None]]) -> None:
+    async def _speech_main(self, sp: AgentSpeech, body: Callable[[], Awaitable[None]]) -> None:
         try:
             await body()
         except asyncio.CancelledError:
@@ -560,7 +478,7 @@ class Conversation:
             if self._deferred_reply and not self._ending:
                 self._start_reply(self._deferred_marks)
 
-    async def _canned_body(self, sp: _Speech, sentences: list[str]) -> None:
+    async def _canned_body(self, sp: AgentSpeech, sentences: list[str]) -> None:
         try:
             await self._say(sp, sentences)
         except ProviderError as exc:
@@ -570,7 +488,7 @@ class Conversation:
         self.history.append(Message("assistant", " ".join(sentences)))
         self._finish(sp)
 
-    async def _resume_body(self, sp: _Speech, sentences: list[str]) -> None:
+    async def _resume_body(self, sp: AgentSpeech, sentences: list[str]) -> None:
         await self._say(sp, sentences)
         spoken = " ".join(sentences)
         await self._played(sp)
@@ -583,7 +501,7 @@ class Conversation:
             self.history.append(Message("assistant", text))
         self._finish(sp)
 
-    async def _reply_body(self, sp: _Speech) -> None:
+    async def _reply_body(self, sp: AgentSpeech) -> None:
         try:
             text = await self._collect_user_text()
         except ProviderError:
@@ -639,7 +557,7 @@ class Conversation:
             self.history.append(Message("user", text))
         return text
 
-    async def _llm_round(self, sp: _Speech) -> tuple[str, list[ToolCall]]:
+    async def _llm_round(self, sp: AgentSpeech) -> tuple[str, list[ToolCall]]:
         """Stream one LLM answer into the TTS; returns (text said, tool calls) once all audio is written."""
         marks = sp.marks
 
@@ -688,13 +606,13 @@ class Conversation:
                 said.extend(lines)
         return " ".join(said), calls
 
-    async def _say(self, sp: _Speech, sentences: list[str]) -> None:
+    async def _say(self, sp: AgentSpeech, sentences: list[str]) -> None:
         sp.track.pending.extend(sentences)
         for sentence in sentences:
             sp.track.pending.remove(sentence)
             await self._say_sentence(sp, sentence)
 
-    async def _say_sentence(self, sp: _Speech, text: str) -> None:
+    async def _say_sentence(self, sp: AgentSpeech, text: str) -> None:
         """Synthesise one sentence and queue its audio, keeping track of its place in the output."""
         if sp.cancelled:
             raise asyncio.CancelledError
@@ -716,7 +634,7 @@ class Conversation:
         await self._write(sp, span, resampler.flush())
         span.complete = True
 
-    async def _write(self, sp: _Speech, span: SentenceSpan, pcm: np.ndarray) -> None:
+    async def _write(self, sp: AgentSpeech, span: SentenceSpan, pcm: np.ndarray) -> None:
         if sp.cancelled:
             raise asyncio.CancelledError
         if pcm.size == 0:
@@ -735,12 +653,12 @@ class Conversation:
         span.end = self._out_cursor
         await self.channel.write(pcm)
 
-    async def _played(self, sp: _Speech) -> None:
+    async def _played(self, sp: AgentSpeech) -> None:
         """Wait until this speech's last sample has been played out."""
         if sp.started:
             await self.channel.drain()
 
-    def _finish(self, sp: _Speech) -> None:
+    def _finish(self, sp: AgentSpeech) -> None:
         """A speech played to its end: report it."""
         self._finish_marks(sp)
         if not sp.started:
@@ -756,13 +674,13 @@ class Conversation:
             )
         )
 
-    def _finish_marks(self, sp: _Speech) -> None:
+    def _finish_marks(self, sp: AgentSpeech) -> None:
         marks = sp.marks
         if marks is not None and not marks.emitted:
             marks.emitted = True
             self._emit(marks.event())
 
-    async def _apologise(self, sp: _Speech) -> None:
+    async def _apologise(self, sp: AgentSpeech) -> None:
         self._failures += 1
         sp.track = SpeechTrack(self._rate)
         if self._failures >= MAX_PROVIDER_FAILURES:
@@ -793,7 +711,7 @@ class Conversation:
 
     # --- tools -------------------------------------------------------------------------------------
 
-    async def _run_tools(self, sp: _Speech, calls: list[ToolCall]) -> bool:
+    async def _run_tools(self, sp: AgentSpeech, calls: list[ToolCall]) -> bool:
         """Run the tool calls of one LLM round; True when the call is over (hung up or transferred)."""
         for call in calls:
             spec = self._tools.get(call.name)
@@ -856,7 +774,7 @@ class Conversation:
 
     async def _close(self, reason: str, message: str | None) -> None:
         if message:
-            sp = _Speech("closing", False, self._rate)
+            sp = AgentSpeech("closing", False, self._rate)
             self._speech = sp
             try:
                 await self._say(sp, [message])

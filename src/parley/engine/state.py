@@ -1,0 +1,94 @@
+"""The state a `Conversation` keeps per turn: latency marks, caller utterances, agent speech, interruptions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from parley.engine.events import TurnMetrics
+from parley.engine.playout import SpeechTrack
+from parley.engine.reply import ReplyStream
+from parley.providers.base import ToolCall
+
+
+@dataclass
+class TurnMarks:
+    """Latency marks of one turn (wall clock from `t0`, the end-of-turn decision)."""
+
+    turn: int
+    speech_end: float | None
+    end_of_turn: float | None
+    t0: float = field(default_factory=time.perf_counter)
+    stt_final: float | None = None
+    llm_first: float | None = None
+    tts_first: float | None = None
+    frame_out: float | None = None
+    voice_to_voice_ms: float | None = None
+    emitted: bool = False
+
+    def ms(self, at: float | None) -> float | None:
+        return None if at is None else round((at - self.t0) * 1000.0, 2)
+
+    def event(self) -> TurnMetrics:
+        return TurnMetrics(
+            turn=self.turn,
+            speech_end=self.speech_end,
+            end_of_turn=self.end_of_turn,
+            stt_final_ms=self.ms(self.stt_final),
+            llm_first_token_ms=self.ms(self.llm_first),
+            tts_first_audio_ms=self.ms(self.tts_first),
+            first_frame_out_ms=self.ms(self.frame_out),
+            voice_to_voice_ms=self.voice_to_voice_ms,
+        )
+
+
+@dataclass
+class Utterance:
+    """A finished caller utterance (or DTMF key) and its recognition."""
+
+    start: float
+    end: float
+    marks: TurnMarks
+    future: asyncio.Future[str]
+    overlapped: bool  # decided once recognised (the agent was talking, or an interruption is pending)
+    interrupted: bool = False  # this utterance stopped the agent
+    kind: Literal["pending", "turn", "dropped"] = "pending"
+    consumed: bool = False
+    failed: bool = False
+
+
+@dataclass
+class AgentSpeech:
+    """One agent utterance being produced and played."""
+
+    kind: str
+    interruptible: bool
+    sample_rate: int
+    marks: TurnMarks | None = None
+    task: asyncio.Task[None] | None = None
+    children: set[asyncio.Task[Any]] = field(default_factory=set)
+    track: SpeechTrack = field(init=False)
+    said_before: list[str] = field(default_factory=list)  # text of earlier rounds / before a resume
+    unsaved: list[str] = field(default_factory=list)  # the part of said_before not yet in the history
+    reply: ReplyStream | None = None  # the LLM answer being spoken, if any
+    calls: list[ToolCall] = field(default_factory=list)
+    cancelled: bool = False
+    started: bool = False
+    first_out: float | None = None  # media time of the first frame written
+
+    def __post_init__(self) -> None:
+        self.track = SpeechTrack(self.sample_rate)
+
+
+@dataclass
+class Interrupted:
+    """An agent utterance the caller cut off, until we know whether the caller really took the turn."""
+
+    speech: AgentSpeech
+    t: float
+    heard: str
+    heard_sentences: list[str]
+    unheard: list[str]
+    utterance: Utterance | None = None
