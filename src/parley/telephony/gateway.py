@@ -21,7 +21,7 @@ from typing import Any, Literal
 import httpx
 
 from parley.agents import Agent, AgentRegistry
-from parley.calls.dialer import DialOutcome
+from parley.calls.dialer import DialerLimits, DialOutcome
 from parley.calls.records import Call as CallRecord
 from parley.calls.service import CallsService
 from parley.engine.session import Engines
@@ -345,6 +345,23 @@ class Gateway:
         if name:
             return next((t for t in candidates if t.name == name), None)
         return candidates[0] if candidates else None
+
+    def trunk_of(self, record: CallRecord) -> str | None:
+        """The trunk an outbound call will use (for the dialer's per-trunk caps)."""
+        trunk = self.outbound_trunk(record.trunk)
+        return trunk.name if trunk else record.trunk
+
+    def dialer_limits(self) -> DialerLimits:
+        """Dialer caps: NUM_AGENTS and MAX_CALLS_PER_SECOND overall, the trunks' outbound caps per trunk."""
+        outbound = [t for t in self._trunks if t.outbound]
+        return DialerLimits(
+            max_concurrent=self.settings.num_agents,
+            calls_per_second=self.settings.max_calls_per_second,
+            per_trunk={t.name: t.outbound.max_concurrent_calls for t in outbound
+                       if t.outbound and t.outbound.max_concurrent_calls},
+            per_trunk_cps={t.name: t.outbound.max_calls_per_second for t in outbound
+                           if t.outbound and t.outbound.max_calls_per_second},
+        )
 
     async def place_call(self, record: CallRecord) -> DialOutcome:
         """The dialer's `place_call`: dial, converse, and report how it ended."""

@@ -33,7 +33,9 @@ def gateway_startup(*, dial: bool = True, warm: bool = True, **gateway_options: 
 
         add_health_check(app, "sip", sip_check)
         if dial:
-            await calls.start_dialer(gateway.place_call)  # stopped by the calls service's close()
+            dialer = await calls.start_dialer(gateway.place_call, limits=gateway.dialer_limits(),
+                                              trunk_of=gateway.trunk_of)
+            stack.push_async_callback(dialer.stop)  # before the gateway closes: no new calls meanwhile
         log.info("phone side ready", sip=f"{gateway.settings.sip_host}:{gateway.endpoint.port}",
                  default_agent=gateway.settings.default_agent, dialer=dial)
 
