@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -29,3 +29,25 @@ def settings() -> Settings:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]).upper()
         fail(f"setting {field}: {first['msg']} (check the environment or .env)")
+
+
+def serve_api(s: Settings, host: str | None, port: int | None, startup: list[Any] | None = None) -> None:
+    """Run the API with uvicorn until interrupted; generates a key for this run when API_KEYS is empty."""
+    import uvicorn
+
+    from parley.agents import AgentError
+    from parley.api import create_app
+    from parley.api.auth import generate_key
+    from parley.logging import get_logger
+
+    log = get_logger("parley.api")
+    keys = s.api_key_list
+    if not keys:
+        keys = [generate_key()]
+        log.warning("API_KEYS is not set: generated a key for this run only; set API_KEYS to keep one",
+                    generated_key=keys[0])
+    try:
+        application = create_app(s, api_keys=keys, startup=startup)
+    except AgentError as exc:
+        fail("agents are invalid:\n  " + "\n  ".join(exc.problems))
+    uvicorn.run(application, host=host or s.api_host, port=port or s.api_port, log_config=None)

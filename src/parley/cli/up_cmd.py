@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from parley.cli.common import fail, settings
+from parley.cli.common import serve_api, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -17,28 +17,11 @@ def register(app: typer.Typer) -> None:
         dial: bool = typer.Option(True, "--dial/--no-dial", help="Run the outbound dialer in this process."),
     ) -> None:
         """Run the whole platform in one process on offline defaults: a softphone can call it at once."""
-        import uvicorn
-
-        from parley.agents import AgentError
-        from parley.api import create_app
-        from parley.api.auth import generate_key
         from parley.logging import get_logger
         from parley.telephony.runtime import gateway_startup
 
         s = settings()
-        updates = {k: v for k, v in {"sip_host": sip_host, "sip_port": sip_port}.items() if v is not None}
-        s = s.model_copy(update=updates)
-        log = get_logger("parley.up")
-        keys = s.api_key_list
-        if not keys:
-            keys = [generate_key()]
-            log.warning("API_KEYS is not set: generated a key for this run only; set API_KEYS to keep one",
-                        generated_key=keys[0])
-        try:
-            application = create_app(s, api_keys=keys, startup=[gateway_startup(dial=dial)])
-        except AgentError as exc:
-            fail("agents are invalid:\n  " + "\n  ".join(exc.problems))
-        api_host, api_port = host or s.api_host, port or s.api_port
-        log.info("starting Parley", api=f"http://{api_host}:{api_port}", sip=f"sip:{s.sip_host}:{s.sip_port}",
-                 agent=s.default_agent)
-        uvicorn.run(application, host=api_host, port=api_port, log_config=None)
+        s = s.model_copy(update={k: v for k, v in {"sip_host": sip_host, "sip_port": sip_port}.items() if v})
+        get_logger("parley.up").info("starting Parley", api=f"http://{host or s.api_host}:{port or s.api_port}",
+                                     sip=f"sip:{s.sip_host}:{s.sip_port}", agent=s.default_agent)
+        serve_api(s, host, port, startup=[gateway_startup(dial=dial)])
