@@ -120,3 +120,27 @@ class PcmAssembler:
         cut = len(data) - len(data) % 2
         self._carry = data[cut:]
         return np.frombuffer(data[:cut], dtype="<i2").astype(np.int16) if cut else None
+
+
+async def pcm_stream(opened: Opened[bytes], provider: str, stream_timeout_s: float,
+                     classify: Callable[[BaseException], ProviderError]) -> AsyncIterator[Pcm]:
+    """int16 PCM from an opened byte stream (head first, then the tail within `stream_timeout_s` per chunk);
+    a broken stream raises `ProviderError` with the reason; the stream is closed in every case."""
+    assembler = PcmAssembler()
+    try:
+        for data in opened.head:
+            if (pcm := assembler.feed(data)) is not None:
+                yield pcm
+        while not opened.finished:
+            try:
+                data = await next_within(opened.tail, stream_timeout_s, provider)
+            except StopAsyncIteration:
+                break
+            except ProviderError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise ProviderError(provider, f"audio stream broke: {reason(classify(exc))}") from exc
+            if (pcm := assembler.feed(data)) is not None:
+                yield pcm
+    finally:
+        await opened.close()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from parley.providers.base import Pcm, ProviderError
 from parley.providers.llm.openai import classify_error, openai_endpoint
-from parley.providers.streaming import PcmAssembler, next_within, open_first, reason
+from parley.providers.streaming import open_first, pcm_stream
 
 try:
     import openai
@@ -63,24 +63,8 @@ class OpenAISpeechTTS:
 
         opened = await open_first(self.name, start, timeout_s=self.first_audio_timeout_s, retries=self.retries,
                                   classify=lambda exc: classify_error(self.name, exc), useful=bool)
-        assembler = PcmAssembler()
-        try:
-            for data in opened.head:
-                if (pcm := assembler.feed(data)) is not None:
-                    yield pcm
-            while not opened.finished:
-                try:
-                    data = await next_within(opened.tail, self.stream_timeout_s, self.name)
-                except StopAsyncIteration:
-                    break
-                except ProviderError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    raise ProviderError(self.name, f"audio stream broke: {reason(classify_error(self.name, exc))}") from exc
-                if (pcm := assembler.feed(data)) is not None:
-                    yield pcm
-        finally:
-            await opened.close()
+        async for pcm in pcm_stream(opened, self.name, self.stream_timeout_s, lambda exc: classify_error(self.name, exc)):
+            yield pcm
 
 
 def create(spec: ComponentSpec, *, settings: Settings) -> OpenAISpeechTTS:
