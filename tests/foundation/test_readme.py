@@ -28,6 +28,9 @@ ELSEWHERE = {
     ".venv/bin/parley doctor": "tests/telephony/test_trunk_cli_doctor.py",
     ".venv/bin/parley api --host 127.0.0.1 --port 8000": "tests/foundation/test_cli.py",
     ".venv/bin/parley sip echo": "tests/sip/test_sip_cli.py",
+    ".venv/bin/parley talk": "tests/engine/test_offline.py",
+    ".venv/bin/parley chat": "tests/engine/test_offline.py",
+    'curl -H "X-API-Key: $KEY" -F file=@question.wav': "tests/engine/test_offline.py",
 }
 
 
