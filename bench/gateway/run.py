@@ -226,6 +226,7 @@ class Stack:
     store_ops: list[tuple[str, float]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     max_live: int = 0
+    max_db_checked_out: int = 0
     _watch: asyncio.Task[None] | None = None
 
     @classmethod
@@ -249,9 +250,18 @@ class Stack:
         return f"127.0.0.1:{self.gateway.endpoint.port}"
 
     async def _watch_calls(self) -> None:
-        """Fold every answered call's RTP stats in when it ends (polls the gateway's live calls)."""
+        """Fold every answered call's RTP stats in when it ends (polls the gateway's live calls); note the
+        database pool's peak checkout (and print its status every 2 s with `--pool-trace`)."""
+        pool = self.calls.store.engine.pool
+        last_trace = 0.0
         while True:
             self.max_live = max(self.max_live, len(self.gateway.live))
+            checked_out = getattr(pool, "checkedout", lambda: 0)()
+            self.max_db_checked_out = max(self.max_db_checked_out, checked_out)
+            if POOL_TRACE and time.monotonic() - last_trace > 2:
+                last_trace = time.monotonic()
+                print(f"pool {time.strftime('%H:%M:%S')} live={len(self.gateway.live)} {pool.status()}",
+                      file=sys.stderr, flush=True)
             for live in list(self.gateway.live.values()):
                 if live.sip is not None and live.record_id not in self.seen:
                     self.seen.add(live.record_id)
@@ -324,6 +334,7 @@ class Database:
 
 
 DATABASE = Database()
+POOL_TRACE = False
 
 
 def time_store(store: Any) -> list[tuple[str, float]]:
@@ -483,7 +494,7 @@ async def load_step(n: int, rate: float, hold: float, ulaw: Path, tmp: Path, age
         return {
             "calls": n, "rate_cps": rate, "hold_all_up_s": hold, "wall_s": round(wall, 1),
             "sipp_successful": sipp.successful, "sipp_failed": sipp.failed, "sipp_exit": sipp.code,
-            "gateway_max_live": stack.max_live, "live_during_window_min": min_live,
+            "gateway_max_live": stack.max_live, "db_pool_max_checked_out": stack.max_db_checked_out, "live_during_window_min": min_live,
             "left_live_after_10s": stuck, "stuck": stuck_info,
             **summary, **db,
             "rtp_calls_measured": len(rtp),
@@ -681,6 +692,7 @@ async def main() -> None:
     p.add_argument("--skip-load", action="store_true")
     p.add_argument("--postgres", metavar="URL", help="calls store in PostgreSQL (e.g. "
                    "postgresql+asyncpg://postgres@127.0.0.1:5432/test) instead of SQLite")
+    p.add_argument("--pool-trace", action="store_true", help="print the database pool status every 2 s")
     p.add_argument("--log-level", default="WARNING")
     a = p.parse_args()
     for tool in ("sipp", "espeak-ng", "sox"):
@@ -690,6 +702,8 @@ async def main() -> None:
     logging.getLogger().addHandler(TALLY)
     register_instant_providers()
     DATABASE.postgres = a.postgres
+    global POOL_TRACE
+    POOL_TRACE = a.pool_trace
     report: dict[str, Any] = {"machine_cores": os.cpu_count(), "loadavg_at_start": loadavg(), "vad": a.vad,
                               "database": "postgresql" if a.postgres else "sqlite"}
     with tempfile.TemporaryDirectory() as d:
