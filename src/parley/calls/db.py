@@ -71,7 +71,9 @@ def create_engine(url: str) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(real, connect_args=connect_args, pool_pre_ping=True)
+    # many calls write small transactions at once: a bigger pool, and waiting beats failing
+    return create_async_engine(real, connect_args=connect_args, pool_pre_ping=True, pool_size=10,
+                               max_overflow=20, pool_timeout=120)
 
 
 def alembic_config() -> Config:

@@ -18,6 +18,7 @@ from parley.logging import get_logger
 log = get_logger(__name__)
 
 _ROLE = {"user": "caller", "agent": "agent"}
+RETRIES = 12  # ~3 minutes of backoff before an event is only logged
 
 
 class CallEventWriter:
@@ -39,14 +40,30 @@ class CallEventWriter:
 
     async def _run(self) -> None:
         while (item := await self.queue.get()) is not None:
+            if not isinstance(item, tuple):
+                self.events.append(item)
+            await self._store_patiently(item)
+
+    async def _store_patiently(self, item: Event | tuple[str, dict[str, Any]]) -> None:
+        """Store one item, retrying with backoff while the database is busy or away (never drop silently)."""
+        delay = 0.2
+        for attempt in range(1, RETRIES + 1):
             try:
                 if isinstance(item, tuple):
                     await self.calls.add_event(self.call_id, *item)
-                    continue
-                self.events.append(item)
-                await self._store(item)
-            except Exception:
-                log.exception("could not store a conversation event", call_id=self.call_id)
+                else:
+                    await self._store(item)
+                return
+            except Exception as exc:
+                if attempt == RETRIES:
+                    data = item[1] if isinstance(item, tuple) else item.to_dict()
+                    log.error("gave up storing a conversation event; it is logged here instead",
+                              call_id=self.call_id, event=data, error=str(exc) or type(exc).__name__)
+                    return
+                log.warning("storing a conversation event failed; retrying", call_id=self.call_id,
+                            attempt=attempt, retry_in_s=delay, error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _store(self, event: Event) -> None:
         data: dict[str, Any] = event.to_dict()

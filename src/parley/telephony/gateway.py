@@ -275,19 +275,18 @@ class Gateway:
         if capacity:
             await self._refuse(inc, capacity)
             return
+        # one write before the 200 OK: the record, with where the INVITE came from in its metadata
         record = await self.calls.create_call(
             to_number=called, from_number=inc.caller_number or None, agent=agent.key, direction="inbound",
             caller_name=inc.from_display_name, variables=decision.variables, trunk=trunk_name,
             sip_call_id=inc.call_id,
+            metadata={"sip": {"source": f"{inc.source_address[0]}:{inc.source_address[1]}", "called": called,
+                              "caller": inc.caller_number, "rule": decision.rule, "transport": inc.transport}},
         )
         live = LiveCall(record.id, None, trunk_name, agent.key, "inbound", asyncio.current_task())
         self.live[record.id] = live
         try:
             with bind_call(record.id, direction="inbound"):
-                await self.calls.add_event(record.id, "sip.invite", {
-                    "source": f"{inc.source_address[0]}:{inc.source_address[1]}", "called": called,
-                    "caller": inc.caller_number, "trunk": trunk_name, "rule": decision.rule,
-                })
                 try:
                     sip = await inc.accept()
                 except CallFailed as exc:
