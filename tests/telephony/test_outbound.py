@@ -158,3 +158,29 @@ async def test_transfer_tool_sends_refer(platform, speech_wav, tmp_path: Path) -
     tools = [e for e in detail["timeline"] if e["type"] == "tool_call"]
     assert any(e["data"]["name"] == "transfer_call" and e["data"]["ok"] for e in tools), tools
     assert detail["status"] == "completed" and "transfer" in (detail["end_reason"] or "")
+
+
+async def test_trunks_and_rules_api(platform) -> None:
+    p = await platform(free_port())
+    async with httpx.AsyncClient(base_url=p.url, headers=KEY) as client:
+        listed = (await client.get("/api/trunks")).json()["trunks"]
+        assert listed[0]["name"] == "carrier" and listed[0]["outbound"]["password"] == "********"
+        status = (await client.get("/api/trunks/carrier/status", timeout=20)).json()
+        assert status["name"] == "carrier" and status["active_calls"] == 0 and status["reachable"] is False
+        assert "no answer to OPTIONS" in status["options"]
+        bad = await client.put("/api/dispatch-rules/main", json={"name": "main", "agent": "nobody"})
+        assert bad.status_code == 422 and "unknown agent 'nobody'" in bad.json()["message"]
+        mismatch = await client.put("/api/dispatch-rules/main", json={"name": "other", "agent": "receptionist"})
+        assert mismatch.status_code == 422 and "name" in mismatch.json()["message"]
+        bad_trunk = await client.put("/api/trunks/x", json={"name": "x", "inbound": {"allowed_addresses": ["nope"]}})
+        assert bad_trunk.status_code == 422 and "not an IP address or CIDR" in bad_trunk.json()["message"]
+        ok = await client.put("/api/dispatch-rules/main", json={"name": "main", "prefixes": ["+49"],
+                                                                "agent": "receptionist"})
+        assert ok.status_code == 200 and ok.json()["changed"] is True
+        assert (await client.get("/api/dispatch-rules")).json()["dispatch_rules"][0]["prefixes"] == ["+49"]
+        assert [r.name for r in p.gateway._rules] == ["main"]  # the running gateway reloaded them
+        assert (await client.delete("/api/dispatch-rules/main")).status_code == 200
+        assert (await client.delete("/api/trunks/carrier")).status_code == 200
+        missing = await client.delete("/api/trunks/carrier")
+        assert missing.status_code == 404 and "unknown trunk 'carrier'" in missing.json()["message"]
+        assert (await client.get("/api/trunks", headers={"X-API-Key": "wrong"})).status_code == 401
