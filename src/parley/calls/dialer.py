@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+#: Worker ids of the dialers running in this process: their live calls are not leftovers to recover.
+_RUNNING: set[str] = set()
+
 OUTCOMES = frozenset({"completed", "busy", "no_answer", "failed", "canceled"})
 
 
@@ -171,6 +174,7 @@ class Dialer:
     async def start(self) -> None:
         """Recover what a previous run left, then start taking jobs."""
         await self.recover()
+        _RUNNING.add(self.worker_id)
         self._tasks = [asyncio.create_task(self._loop(), name="parley-dialer"),
                        asyncio.create_task(self._watch_cancels(), name="parley-dialer-cancels")]
         self.service.add_cancel_listener(self._on_cancel)
@@ -180,6 +184,7 @@ class Dialer:
     async def stop(self, grace_s: float = 0.0) -> None:
         """Stop taking jobs; give live calls `grace_s` to end, then hang them up (recorded as failed)."""
         self._stopping = True
+        _RUNNING.discard(self.worker_id)
         self.service.remove_cancel_listener(self._on_cancel)
         for t in self._tasks:
             t.cancel()
@@ -195,10 +200,13 @@ class Dialer:
     async def recover(self) -> None:
         """Fail outbound calls a dead run of this worker left active (retry policy applies), and make
         sure every queued call has a job (a job lost between commit and enqueue is queued again)."""
-        worker = None if self.service.queue.kind == "local" else self.worker_id
+        local = self.service.queue.kind == "local"
+        worker = None if local else self.worker_id
         for call in await self.service.store.calls_in({s.value for s in ACTIVE}, worker=worker):
             if call.direction != "outbound":
                 continue
+            if local and call.worker in _RUNNING:
+                continue  # a live call of another dialer in this process, not a leftover of a dead run
             log.warning("call was active when its worker stopped", call_id=call.id, status=call.status)
             await self._settle(call, DialOutcome("failed", "worker stopped during the call"))
         await self.sweep()
