@@ -15,7 +15,6 @@ import pytest
 import uvicorn
 
 from parley.api import create_app
-from parley.api.routers import calls as calls_router
 from parley.telephony.runtime import gateway_startup
 from parley.telephony.trunks import Trunk
 from tests.conftest import free_port

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ from parley.sip.call import Call as SipCall
 from parley.sip.call import IncomingCall, Progress
 from parley.sip.endpoint import SipEndpoint
 from parley.sip.errors import CallFailed
-from parley.telephony.admission import Refusal, Route, TrunkMatch, check_number, match_trunk, route
+from parley.telephony.admission import Refusal, Route, check_number, match_trunk, route
 from parley.telephony.event_writer import CallEventWriter
 from parley.telephony.recording import Recorder
 from parley.telephony.sip_channel import SipChannel
@@ -83,9 +83,7 @@ class TrunkState:
 
     last_error: str | None = None
     last_error_at: float | None = None
-    options_rtt_ms: float | None = None
     registered: bool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Gateway:
@@ -114,11 +112,12 @@ class Gateway:
         self.loopback_fallback = loopback_fallback
         self.live: dict[str, LiveCall] = {}
         self.trunk_state: dict[str, TrunkState] = {}
-        self._engines: dict[str, Engines] = {}
+        self._engines: dict[str, asyncio.Future[Engines]] = {}
         self._trunks: list[Trunk] = []
         self._rules: list[Any] = []
         self._http: httpx.AsyncClient | None = None
         self._registrations: list[Any] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -134,7 +133,7 @@ class Gateway:
             log.warning("marked inbound calls left by a stopped process as failed", count=failed)
         for trunk in self._trunks:
             if trunk.outbound and trunk.outbound.registration:
-                await self._register(trunk)
+                self._background.add(asyncio.create_task(self._register(trunk), name=f"register-{trunk.name}"))
         if not [t for t in self._trunks if t.inbound]:
             log.warning("no inbound trunk configured: accepting SIP calls from loopback only, "
                         "answered by the default agent", agent=self.settings.default_agent,
@@ -154,6 +153,8 @@ class Gateway:
         tasks = [lc.task for lc in self.live.values() if lc.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        for task in self._background:
+            task.cancel()
         for reg in self._registrations:
             stop = getattr(reg, "stop", None)
             if stop is not None:
@@ -168,10 +169,16 @@ class Gateway:
         self._rules = await self.telephony.rules()
 
     async def engines(self, agent: Agent) -> Engines:
-        """The agent's providers, built once per process (off the event loop: models load here)."""
+        """The agent's providers, built once per process (off the event loop: models load here).
+
+        Calls arriving while they are being built wait for the same build."""
         if agent.key not in self._engines:
-            self._engines[agent.key] = await asyncio.to_thread(Engines.build, agent, self.settings)
-        return self._engines[agent.key]
+            self._engines[agent.key] = asyncio.ensure_future(asyncio.to_thread(Engines.build, agent, self.settings))
+        try:
+            return await asyncio.shield(self._engines[agent.key])
+        except Exception:
+            self._engines.pop(agent.key, None)  # let the next call try again
+            raise
 
     async def _register(self, trunk: Trunk) -> None:
         out = trunk.outbound
