@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test install system-deps services clean
+.PHONY: run test typecheck install system-deps services clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,13 @@ install: $(STAMP)
 run: install
 	$(BIN)/parley up
 
-## make test: install test needs (Debian packages when root), start Redis/PostgreSQL if needed, run pytest.
-test: install system-deps services
+## make test: install test needs (Debian packages when root), start Redis/PostgreSQL if needed, type-check
+## src/ with mypy (settings in pyproject.toml), run pytest (the import-layering check is tests/test_layering.py).
+test: install system-deps services typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+typecheck: install
+	$(BIN)/python -m mypy
 
 system-deps:
 	@bash scripts/system-deps.sh

@@ -4,28 +4,74 @@ Audio is always mono int16 PCM in a numpy array, tagged with its sample rate whe
 boundary. Providers that burn CPU (Whisper, piper, Silero) must run that work off the event loop
 (`asyncio.to_thread` or a process pool) so one call never stalls the others.
 
-A provider that cannot do its job raises `ProviderError` (or a subclass); the engine then tries the
-component's fallbacks, and says the agent's apology line when none is left.
+Every provider subclasses one of the base classes below (`STT`, `LLM`, `TTS`, `VAD`), so the engine
+never guesses: each has a `name`, a `capabilities` record, `warm()` (load models now; default: nothing)
+and `aclose()` (release shared resources; default: nothing).
+
+A provider that cannot do its job raises `ProviderError` (or a subclass) carrying its `component`
+(`self.error(...)` builds one); the engine then tries the component's fallbacks, and says the agent's
+apology line when none is left.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+import abc
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 Pcm = np.ndarray  # dtype int16, shape (n,)
 
 
-class ProviderError(Exception):
-    """A provider failed (network, timeout, bad credentials, engine crash). Message says why in words."""
+Component = Literal["stt", "llm", "tts", "vad"]
 
-    def __init__(self, provider: str, message: str, *, retryable: bool = True) -> None:
+
+class ProviderError(Exception):
+    """A provider failed (network, timeout, bad credentials, engine crash). Message says why in words.
+
+    `component` says which part of the pipeline failed; it is None only where an error is raised
+    outside any provider (then the engine fills in the component it was calling)."""
+
+    def __init__(self, provider: str, message: str, *, retryable: bool = True,
+                 component: Component | None = None) -> None:
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.retryable = retryable
+        self.component = component
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do, so callers ask instead of probing attributes.
+
+    `streaming`: output starts before the input is complete (STT interims, TTS audio per chunk, LLM
+    tokens). `interim_results`: an STT yields non-final text while the caller speaks. `sample_rates`:
+    the rates it accepts (STT, VAD) or can produce (TTS, see `TTS.for_rate`); empty = `sample_rate` only.
+    """
+
+    streaming: bool = False
+    interim_results: bool = False
+    sample_rates: tuple[int, ...] = ()
+
+
+class Provider(abc.ABC):
+    """What every provider has. Subclasses set `component` (class) and `name` (instance or class)."""
+
+    component: ClassVar[Component]
+    name: str
+    capabilities: Capabilities = Capabilities()
+
+    async def warm(self) -> None:
+        """Load models / open connections now, so the first call does not wait. Default: nothing."""
+
+    async def aclose(self) -> None:
+        """Release what the provider holds for all calls (sessions, clients). Default: nothing."""
+
+    def error(self, message: str, *, retryable: bool = True) -> ProviderError:
+        """A `ProviderError` naming this provider and its component."""
+        return ProviderError(self.name, message, retryable=retryable, component=self.component)
 
 
 # --- STT -------------------------------------------------------------------------------------
@@ -42,35 +88,39 @@ class Transcript:
     language: str | None = None
 
 
-@runtime_checkable
-class STTStream(Protocol):
+class STTStream(abc.ABC):
     """One utterance-by-utterance recognition stream for one call."""
 
+    @abc.abstractmethod
     async def push(self, pcm: Pcm) -> None:
         """Feed caller audio (at the STT's `sample_rate`), in any chunk size, in order."""
 
+    @abc.abstractmethod
     async def end_utterance(self) -> Transcript:
         """The caller stopped talking: return the final text for the audio pushed since the last call.
 
         Returns an empty-text final when nothing was recognised (cough, noise)."""
 
-    def interim(self) -> AsyncIterator[Transcript]:
-        """Interim (non-final) results as they arrive; may yield nothing for batch engines."""
+    async def interim(self) -> AsyncIterator[Transcript]:
+        """Interim (non-final) results as they arrive; batch engines (the default) yield nothing."""
+        return
+        yield  # pragma: no cover - makes this an async generator
 
     async def close(self) -> None:
-        """Release engine resources."""
+        """Release this stream's engine resources. Default: nothing."""
 
 
-@runtime_checkable
-class STT(Protocol):
+class STT(Provider):
     """Speech to text."""
 
-    name: str
+    component: ClassVar[Component] = "stt"
     sample_rate: int  # the rate `push` expects (16000 for the offline engines)
 
+    @abc.abstractmethod
     def stream(self, *, language: str | None = None) -> STTStream:
         """A new recognition stream (one per call)."""
 
+    @abc.abstractmethod
     async def transcribe(self, pcm: Pcm, sample_rate: int, *, language: str | None = None) -> Transcript:
         """Recognise a whole utterance at once (file front, tests)."""
 
@@ -117,41 +167,48 @@ class LLMChunk:
     tool_call: ToolCall | None = None
 
 
-@runtime_checkable
-class LLM(Protocol):
+class LLM(Provider):
     """A chat model that streams. Cancelling the iteration (barge-in) must close the stream at once."""
 
-    name: str
+    component: ClassVar[Component] = "llm"
+    capabilities: Capabilities = Capabilities(streaming=True)
 
+    @abc.abstractmethod
     def chat(self, messages: list[Message], tools: list[ToolDefinition] | None = None) -> AsyncIterator[LLMChunk]:
         """Stream the reply to `messages`."""
 
 
 # --- TTS -------------------------------------------------------------------------------------
 
-@runtime_checkable
-class TTS(Protocol):
+class TTS(Provider):
     """Text to speech, streamed: the first audio should come before the whole text is synthesised."""
 
-    name: str
+    component: ClassVar[Component] = "tts"
     sample_rate: int  # rate of the PCM it yields
 
+    @abc.abstractmethod
     def synthesize(self, text: str) -> AsyncIterator[Pcm]:
         """Yield int16 PCM chunks at `sample_rate` for `text` (one sentence or more)."""
+
+    def for_rate(self, sample_rate: int) -> TTS:
+        """This voice producing `sample_rate` natively, when `capabilities.sample_rates` has it (saves a
+        resample at the transport); otherwise itself, unchanged."""
+        return self
 
 
 # --- VAD -------------------------------------------------------------------------------------
 
-@runtime_checkable
-class VAD(Protocol):
+class VAD(Provider):
     """Voice activity: speech probability per window. One instance per call (it keeps state)."""
 
-    name: str
+    component: ClassVar[Component] = "vad"
     sample_rate: int  # 8000 or 16000
     window_samples: int  # samples per decision (e.g. 512 at 16 kHz = 32 ms)
 
+    @abc.abstractmethod
     def probability(self, window: Pcm) -> float:
         """Speech probability 0..1 for exactly `window_samples` samples."""
 
+    @abc.abstractmethod
     def reset(self) -> None:
         """Forget state (new call or after a long silence)."""
