@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from parley.api import create_app
+from parley.api import ApiState, create_app
 
 KEY = {"X-API-Key": "test-key"}
 ORIGINAL = {"to_number": "+14155550123", "caller_name": "Ada", "llm_prompt": "You are brief.",
@@ -138,7 +138,7 @@ async def test_list_filters_and_cursor(client: httpx.AsyncClient, app) -> None: 
 
 
 async def test_call_detail_transcript_and_cancel(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
-    service = app.state.calls
+    service = ApiState.of(app).calls
     call_id = await queue_call(client)
     await service.store.transition(call_id, "dialing")
     await service.transition(call_id, "ringing")
@@ -179,7 +179,7 @@ async def test_recording(client: httpx.AsyncClient, app, tmp_path: Path) -> None
     with wave.open(str(wav), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
         w.writeframes((np.sin(np.arange(8000) / 5) * 8000).astype(np.int16).tobytes())
-    await app.state.calls.set_recording(call_id, wav)
+    await ApiState.of(app).calls.set_recording(call_id, wav)
     r = await client.get(f"/api/calls/{call_id}/recording", headers=KEY)
     assert r.status_code == 200 and r.headers["content-type"] == "audio/wav" and r.content == wav.read_bytes()
     wav.unlink()

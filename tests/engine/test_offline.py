@@ -59,11 +59,8 @@ async def test_booking_question_over_8khz_gets_the_booking_answer(
 
 @pytest.fixture
 def api(offline_settings: Settings, receptionist: Engines) -> httpx.AsyncClient:
-    app = create_app(offline_settings, agents=None, api_keys=["test-key"])
-    app.state.voice_engines = {
-        "receptionist": receptionist
-    }  # built by the fixture already (same as 1st call)
-    app.state.voice_engines_lock = asyncio.Lock()
+    app = create_app(offline_settings, agents=None, api_keys=["test-key"],
+                     voice_engines={"receptionist": receptionist})  # built by the fixture already
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://127.0.0.1",

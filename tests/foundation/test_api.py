@@ -5,8 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from parley.api import create_app
-from parley.api.app import add_health_check
+from parley.api import ApiState, create_app
 
 
 @pytest.fixture
@@ -33,7 +32,7 @@ async def test_health_degraded_names_failing_part(app, client: httpx.AsyncClient
     async def broken() -> str:
         raise ConnectionError("connection refused on 127.0.0.1:6379")
 
-    add_health_check(app, "redis", broken)
+    ApiState.of(app).health.add("redis", broken)
     r = await client.get("/health")
     assert r.status_code == 503
     body = r.json()

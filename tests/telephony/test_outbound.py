@@ -14,8 +14,8 @@ import httpx
 import pytest
 import uvicorn
 
-from parley.api import create_app
-from parley.telephony.runtime import gateway_startup
+from parley.api import ApiState, create_app
+from parley.api.runtime import gateway_startup
 from parley.telephony.trunks import Trunk
 from tests.conftest import free_port
 from tests.sip.sipp import run_sipp
@@ -35,11 +35,11 @@ class Platform:
 
     @property
     def calls(self) -> Any:
-        return self.app.state.calls
+        return ApiState.of(self.app).calls
 
     @property
     def gateway(self) -> Any:
-        return self.app.state.gateway
+        return ApiState.of(self.app).gateway
 
     async def wait_final(self, call_id: str, timeout: float = 45.0) -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=self.url, headers=KEY) as client:

@@ -1,5 +1,6 @@
-"""The REST API (FastAPI)."""
+"""The REST API (FastAPI): `create_app` builds it; `ApiState.of(app)` reads what the running app holds."""
 
 from parley.api.app import create_app
+from parley.api.state import ApiState
 
-__all__ = ["create_app"]
+__all__ = ["ApiState", "create_app"]

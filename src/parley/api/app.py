@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 from fastapi import Depends, FastAPI
 
 import parley
 from parley.agents import AgentRegistry
 from parley.api import errors
-from parley.api.auth import KeyRing, require_api_key
-from parley.api.health import HealthCheck, router as health_router
-from parley.api.routers import agents as agents_router
-from parley.api.routers import calls as calls_router, metrics as metrics_router, webhook as webhook_router
-from parley.api.routers import trunks as trunks_router, voice_pipeline as voice_pipeline_router
+from parley.api.auth import KeyRing
+from parley.api.deps import require_api_key
+from parley.api.health import HealthCheck, HealthRegistry
+from parley.api.routers import agents as agents_routes, calls as calls_routes, health as health_routes
+from parley.api.routers import metrics as metrics_routes, trunks as trunks_routes, webhook as webhook_routes
+from parley.api.routers import voice_pipeline as voice_routes
+from parley.api.runtime import Startup, open_calls
+from parley.api.state import ApiState
+from parley.api.voice_engines import VoiceEngines
+from parley.engine.session import Engines
 from parley.settings import Settings
-
-#: Runs inside the app's lifespan; may register health checks, routers and state on the app.
-Startup = Callable[[FastAPI, AsyncExitStack], Awaitable[None]]
 
 
 def create_app(
@@ -28,15 +29,31 @@ def create_app(
     agents: AgentRegistry | None = None,
     api_keys: list[str] | None = None,
     startup: list[Startup] | None = None,
+    voice_engines: Mapping[str, Engines] | None = None,
 ) -> FastAPI:
-    """Build the API. `startup` hooks (calls service, SIP gateway …) run inside the lifespan."""
+    """Build the API.
+
+    `agents` defaults to the agents in `settings.agents_dir`, `api_keys` to `API_KEYS`. The lifespan opens
+    the calls service, then runs the `startup` hooks in order (`runtime.gateway_startup` for the phone
+    side). `voice_engines` are ready-built engines by agent key for `POST /api/voice-pipeline`; other
+    agents' engines are built on first use.
+    """
     registry = agents if agents is not None else AgentRegistry.load(settings.agents_dir, settings.prompts_dir)
+    state = ApiState(
+        settings=settings,
+        agents=registry,
+        keyring=KeyRing(api_keys if api_keys is not None else settings.api_key_list),
+        health=HealthRegistry(),
+        voice_engines=VoiceEngines(settings, voice_engines),
+    )
+    state.health.add("api", _ok)
+    state.health.add("agents", _agents_check(registry))
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            for hook in [calls_router.startup(), *(startup or [])]:
-                await hook(app, stack)
+            for hook in [open_calls, *(startup or [])]:
+                await hook(state, stack)
             yield
 
     app = FastAPI(
@@ -45,17 +62,12 @@ def create_app(
         description="Voice-AI agents on phone lines and the web. Send `X-API-Key` on every /api route.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.agents = registry
-    app.state.keyring = KeyRing(api_keys if api_keys is not None else settings.api_key_list)
-    app.state.health_checks = {"api": _ok, "agents": _agents_check(registry)}
+    state.attach(app)
     errors.install(app)
-    app.include_router(health_router)
+    app.include_router(health_routes.router)
     protect = [Depends(require_api_key)]
-    app.include_router(agents_router.router, dependencies=protect)
-    for r in (calls_router.router, webhook_router.router, metrics_router.router, voice_pipeline_router.router,
-              trunks_router.router):
-        app.include_router(r, dependencies=protect)
+    for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes):
+        app.include_router(module.router, dependencies=protect)
     return app
 
 
@@ -70,13 +82,3 @@ def _agents_check(registry: AgentRegistry) -> HealthCheck:
         return f"{len(registry)} loaded"
 
     return check
-
-
-def add_health_check(app: FastAPI, name: str, check: HealthCheck) -> None:
-    """Register another part for `/health`."""
-    app.state.health_checks[name] = check
-
-
-def protected(app: FastAPI, router: Any) -> None:
-    """Include `router` behind the API key."""
-    app.include_router(router, dependencies=[Depends(require_api_key)])

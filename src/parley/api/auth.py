@@ -1,4 +1,4 @@
-"""`X-API-Key` authentication. Keys are kept only as SHA-256 digests and compared in constant time."""
+"""`X-API-Key` keys: kept only as SHA-256 digests and compared in constant time."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ import hashlib
 import hmac
 import secrets
 
-from fastapi import Request
 from fastapi.security import APIKeyHeader
 
-from parley.api.errors import ApiError
-
 API_KEY_HEADER = "X-API-Key"
-_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="One of the keys in API_KEYS.")
+#: Reads the key header (the check itself is `deps.require_api_key`).
+api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="One of the keys in API_KEYS.")
 
 
 def digest(key: str) -> str:
@@ -43,13 +41,3 @@ class KeyRing:
         for d in self._digests:  # no early exit: constant time over the ring
             ok |= hmac.compare_digest(candidate, d)
         return ok
-
-
-async def require_api_key(request: Request) -> None:
-    """FastAPI dependency: 401 unless the request carries a valid `X-API-Key`."""
-    key = await _header(request)
-    ring: KeyRing = request.app.state.keyring
-    if not key:
-        raise ApiError(401, "unauthorized", f"missing {API_KEY_HEADER} header")
-    if not ring.accepts(key):
-        raise ApiError(401, "unauthorized", f"invalid {API_KEY_HEADER}")

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the whole platform in one process on offline defaults: a softphone can call it at once."""
         from parley.logging import get_logger
-        from parley.telephony.runtime import gateway_startup
+        from parley.api.runtime import gateway_startup
 
         s = settings()
         s = s.model_copy(update={k: v for k, v in {"sip_host": sip_host, "sip_port": sip_port}.items() if v})

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from parley.agents import AgentRegistry
+from parley.agents import Agent
+from parley.api.deps import AgentsDep
 from parley.api.errors import ApiError
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
 
-def _summary(agent: Any) -> dict[str, Any]:
+def _summary(agent: Agent) -> dict[str, Any]:
     c = agent.spec.components
     return {
         "key": agent.key,
@@ -26,14 +27,12 @@ def _summary(agent: Any) -> dict[str, Any]:
 
 
 @router.get("", summary="List agents")
-async def list_agents(request: Request) -> dict[str, Any]:
-    registry: AgentRegistry = request.app.state.agents
+async def list_agents(registry: AgentsDep) -> dict[str, Any]:
     return {"agents": [_summary(a) for a in registry]}
 
 
 @router.get("/{name}", summary="One agent's full configuration")
-async def get_agent(name: str, request: Request) -> dict[str, Any]:
-    registry: AgentRegistry = request.app.state.agents
+async def get_agent(name: str, registry: AgentsDep) -> dict[str, Any]:
     try:
         agent = registry.get(name)
     except KeyError as exc:

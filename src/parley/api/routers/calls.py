@@ -1,60 +1,24 @@
-"""`/api/outbound-call` and `/api/calls…`: queue calls, list them, read one, cancel, transcript, recording.
-
-`startup()` is the app hook that opens the `CallsService` (migrations, queue, webhook sender) and
-registers the db / queue / redis health checks; `create_app` runs it before any other hook, so later
-hooks (the SIP gateway) find the service at `app.state.calls`.
-"""
+"""`/api/outbound-call` and `/api/calls…`: queue calls, list them, read one, cancel, transcript, recording."""
 
 from __future__ import annotations
 
 import base64
 import re
-from contextlib import AsyncExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from parley.api.deps import CallsDep
 from parley.api.errors import ApiError
-from parley.calls import CallNotFound, CallRequestError, CallsService, IllegalTransition
+from parley.calls import CallNotFound, CallRequestError, IllegalTransition
 from parley.calls.service import normalise_e164
 from parley.calls.states import CallStatus
 
 router = APIRouter(tags=["calls"])
-
-
-def startup(**options: Any):  # type: ignore[no-untyped-def]
-    """The app hook that opens the calls service; `options` go to `CallsService.open`."""
-
-    async def hook(app: FastAPI, stack: AsyncExitStack) -> None:
-        from parley.api.app import add_health_check
-
-        service = await CallsService.open(app.state.settings, agents=app.state.agents, **options)
-        stack.push_async_callback(service.close)
-        app.state.calls = service
-        add_health_check(app, "db", service.health_db)
-        add_health_check(app, "queue", service.health_queue)
-        if service.queue.kind == "redis":
-            redis = service.queue.redis  # type: ignore[attr-defined]
-
-            async def redis_check() -> str:
-                await redis.ping()
-                return "ok"
-
-            add_health_check(app, "redis", redis_check)
-
-    return hook
-
-
-def service_of(request: Request) -> CallsService:
-    """The running calls service, or 503."""
-    service = getattr(request.app.state, "calls", None)
-    if service is None:
-        raise ApiError(503, "unavailable", "the calls service is not running (the app's startup did not run)")
-    return service
 
 
 def _invalid(field: str, message: str) -> ApiError:
@@ -106,8 +70,7 @@ class OutboundCallRequest(BaseModel):
 
 
 @router.post("/api/outbound-call", summary="Queue an outbound call")
-async def outbound_call(body: OutboundCallRequest, request: Request) -> dict[str, Any]:
-    service = service_of(request)
+async def outbound_call(body: OutboundCallRequest, service: CallsDep) -> dict[str, Any]:
     try:
         call = await service.create_call(direction="outbound", **body.model_dump())
     except CallRequestError as exc:
@@ -134,7 +97,7 @@ def _parse_cursor(cursor: str) -> int:
 
 @router.get("/api/calls", summary="List calls, newest first")
 async def list_calls(
-    request: Request,
+    service: CallsDep,
     status: CallStatus | None = Query(None, description="Only calls in this status."),
     agent: str | None = Query(None, description="Only calls of this agent (key)."),
     direction: Literal["inbound", "outbound"] | None = Query(None),
@@ -143,7 +106,6 @@ async def list_calls(
     cursor: str | None = Query(None, description="`next_cursor` of the previous page."),
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
-    service = service_of(request)
     calls, next_seq = await service.list_calls(
         status=status.value if status else None, agent=agent, direction=direction, since=since, until=until,
         before_seq=_parse_cursor(cursor) if cursor else None, limit=limit)
@@ -151,16 +113,15 @@ async def list_calls(
 
 
 @router.get("/api/calls/{call_id}", summary="One call with its timeline and transcript")
-async def get_call(call_id: str, request: Request) -> dict[str, Any]:
-    detail = await service_of(request).get(call_id)
+async def get_call(call_id: str, service: CallsDep) -> dict[str, Any]:
+    detail = await service.get(call_id)
     if detail is None:
         raise ApiError(404, "not_found", f"no call with id {call_id!r}")
     return detail.to_dict()
 
 
 @router.post("/api/calls/{call_id}/cancel", summary="Cancel a queued or live call")
-async def cancel_call(call_id: str, request: Request) -> dict[str, Any]:
-    service = service_of(request)
+async def cancel_call(call_id: str, service: CallsDep) -> dict[str, Any]:
     try:
         call = await service.cancel(call_id)
     except CallNotFound:
@@ -174,10 +135,10 @@ async def cancel_call(call_id: str, request: Request) -> dict[str, Any]:
 @router.get("/api/calls/{call_id}/transcript", summary="A call's transcript as JSON or text",
             response_model=None)
 async def get_transcript(
-    call_id: str, request: Request, format: Literal["json", "text"] = Query("json"),
+    call_id: str, service: CallsDep, format: Literal["json", "text"] = Query("json"),
 ) -> dict[str, Any] | PlainTextResponse:
     try:
-        entries = await service_of(request).transcript(call_id)
+        entries = await service.transcript(call_id)
     except CallNotFound:
         raise ApiError(404, "not_found", f"no call with id {call_id!r}") from None
     if format == "text":
@@ -188,8 +149,8 @@ async def get_transcript(
 
 @router.get("/api/calls/{call_id}/recording", summary="A call's recording (WAV) when one exists",
             response_model=None)
-async def get_recording(call_id: str, request: Request) -> FileResponse:
-    call = await service_of(request).get_call(call_id)
+async def get_recording(call_id: str, service: CallsDep) -> FileResponse:
+    call = await service.get_call(call_id)
     if call is None:
         raise ApiError(404, "not_found", f"no call with id {call_id!r}")
     if not call.recording_path:

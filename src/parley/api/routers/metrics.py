@@ -3,18 +3,18 @@ Prometheus the header (`http_headers: {X-API-Key: {secrets: [KEY]}}` in the scra
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from parley.api.deps import StateDep
 from parley.calls import metrics
 
 router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def prometheus_metrics(request: Request) -> Response:
-    service = getattr(request.app.state, "calls", None)
-    if service is not None:
-        await service.refresh_metrics()
+async def prometheus_metrics(state: StateDep) -> Response:
+    if state.calls is not None:
+        await state.calls.refresh_metrics()
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

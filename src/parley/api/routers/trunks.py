@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
+from parley.api.deps import AgentsDep, CallsDep, StateDep, TelephonyStoreDep
 from parley.api.errors import ApiError
-from parley.api.routers.calls import service_of
+from parley.api.state import ApiState
 from parley.telephony.admin import trunk_status
-from parley.telephony.store import TelephonyStore
 from parley.telephony.trunks import DispatchRule, Trunk
 
 router = APIRouter(tags=["trunks"])
 
 
-def _store(request: Request) -> TelephonyStore:
-    return TelephonyStore(service_of(request).store)
-
-
-async def _reload(request: Request) -> None:
-    gateway = getattr(request.app.state, "gateway", None)
-    if gateway is not None:
-        await gateway.reload()
+async def _reload(state: ApiState) -> None:
+    """Let a running gateway pick up the change."""
+    if state.gateway is not None:
+        await state.gateway.reload()
 
 
 def _same_name(path_name: str, body_name: str) -> None:
@@ -32,25 +28,26 @@ def _same_name(path_name: str, body_name: str) -> None:
 
 
 @router.get("/api/trunks", summary="List trunks (passwords masked)")
-async def list_trunks(request: Request) -> dict[str, Any]:
-    return {"trunks": [t.public_dict() for t in await _store(request).trunks()]}
+async def list_trunks(store: TelephonyStoreDep) -> dict[str, Any]:
+    return {"trunks": [t.public_dict() for t in await store.trunks()]}
 
 
 @router.put("/api/trunks/{name}", summary="Create or replace a trunk")
-async def put_trunk(name: str, trunk: Trunk, request: Request) -> dict[str, Any]:
+async def put_trunk(name: str, trunk: Trunk, store: TelephonyStoreDep, state: StateDep) -> dict[str, Any]:
     _same_name(name, trunk.name)
-    changed = await _store(request).put(trunk)
-    await _reload(request)
+    changed = await store.put(trunk)
+    await _reload(state)
     return {"trunk": trunk.public_dict(), "changed": changed}
 
 
 @router.get("/api/trunks/{name}/status", summary="Reachability, active calls and last error of a trunk")
-async def get_trunk_status(name: str, request: Request) -> dict[str, Any]:
-    trunk = await _store(request).get_trunk(name)
+async def get_trunk_status(name: str, calls: CallsDep, store: TelephonyStoreDep, state: StateDep
+                           ) -> dict[str, Any]:
+    trunk = await store.get_trunk(name)
     if trunk is None:
         raise ApiError(404, "not_found", f"unknown trunk {name!r}")
-    gateway = getattr(request.app.state, "gateway", None)
-    status = await trunk_status(service_of(request).store, trunk, gateway.endpoint if gateway else None)
+    gateway = state.gateway
+    status = await trunk_status(calls.store, trunk, gateway.endpoint if gateway else None)
     if gateway is not None and name in gateway.trunk_state:
         live = gateway.trunk_state[name]
         status["registered"] = live.registered
@@ -60,32 +57,33 @@ async def get_trunk_status(name: str, request: Request) -> dict[str, Any]:
 
 
 @router.delete("/api/trunks/{name}", summary="Delete a trunk")
-async def delete_trunk(name: str, request: Request) -> dict[str, Any]:
-    if not await _store(request).delete("trunk", name):
+async def delete_trunk(name: str, store: TelephonyStoreDep, state: StateDep) -> dict[str, Any]:
+    if not await store.delete("trunk", name):
         raise ApiError(404, "not_found", f"unknown trunk {name!r}")
-    await _reload(request)
+    await _reload(state)
     return {"deleted": name}
 
 
 @router.get("/api/dispatch-rules", summary="List dispatch rules")
-async def list_rules(request: Request) -> dict[str, Any]:
-    return {"dispatch_rules": [r.model_dump(mode="json") for r in await _store(request).rules()]}
+async def list_rules(store: TelephonyStoreDep) -> dict[str, Any]:
+    return {"dispatch_rules": [r.model_dump(mode="json") for r in await store.rules()]}
 
 
 @router.put("/api/dispatch-rules/{name}", summary="Create or replace a dispatch rule")
-async def put_rule(name: str, rule: DispatchRule, request: Request) -> dict[str, Any]:
+async def put_rule(name: str, rule: DispatchRule, agents: AgentsDep, store: TelephonyStoreDep, state: StateDep
+                   ) -> dict[str, Any]:
     _same_name(name, rule.name)
-    if rule.agent not in request.app.state.agents:
+    if rule.agent not in agents:
         raise ApiError(422, "validation_error", f"agent: unknown agent {rule.agent!r}",
                        [{"field": "agent", "message": "unknown agent"}])
-    changed = await _store(request).put(rule)
-    await _reload(request)
+    changed = await store.put(rule)
+    await _reload(state)
     return {"dispatch_rule": rule.model_dump(mode="json"), "changed": changed}
 
 
 @router.delete("/api/dispatch-rules/{name}", summary="Delete a dispatch rule")
-async def delete_rule(name: str, request: Request) -> dict[str, Any]:
-    if not await _store(request).delete("rule", name):
+async def delete_rule(name: str, store: TelephonyStoreDep, state: StateDep) -> dict[str, Any]:
+    if not await store.delete("rule", name):
         raise ApiError(404, "not_found", f"unknown dispatch rule {name!r}")
-    await _reload(request)
+    await _reload(state)
     return {"deleted": name}

@@ -3,26 +3,24 @@
 The upload runs through a real `Conversation` over the file channel (VAD, STT, LLM, TTS — the same engine
 as a phone call), faster than real time. Answers `audio/wav` by default (the original project's
 behaviour) or, with `?format=json`, the transcript, reply text, base64 WAV and latency marks. Each
-agent's providers are built once and kept in `app.state.voice_engines`.
+agent's providers are built once and kept (`api/voice_engines.py`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from parley.agents import AgentRegistry
+from parley.api.deps import AgentsDep, SettingsDep, VoiceEnginesDep
 from parley.api.errors import ApiError
+from parley.api.voice_engines import VoiceEngines
 from parley.engine.session import Engines, talk_file
-from parley.logging import get_logger
 from parley.media.wav import AudioFormatError, read_wav, wav_bytes
 from parley.providers.base import ProviderError
-
-log = get_logger(__name__)
 
 router = APIRouter(prefix="/api", tags=["voice"])
 
@@ -32,26 +30,15 @@ MAX_BYTES = 24 * 1024 * 1024  # 60 s of 48 kHz stereo 16-bit is ~11.5 MB; room f
 SPEED = 4.0
 
 
-async def _engines(request: Request, name: str) -> Engines:
-    state = request.app.state
-    if not hasattr(state, "voice_engines"):
-        state.voice_engines = {}
-        state.voice_engines_lock = asyncio.Lock()
-    registry: AgentRegistry = state.agents
+async def _engines(cache: VoiceEngines, registry: AgentRegistry, name: str) -> Engines:
     try:
         agent = registry.get(name)
     except KeyError as exc:
         raise ApiError(404, "not_found", str(exc.args[0])) from None
-    async with state.voice_engines_lock:
-        engines: Engines | None = state.voice_engines.get(agent.key)
-        if engines is None:
-            try:
-                engines = await asyncio.to_thread(Engines.build, agent, state.settings)
-                await engines.warm()
-            except (ValueError, ProviderError) as exc:
-                raise ApiError(503, "engine_unavailable", f"agent {agent.key!r}: {exc}") from None
-            state.voice_engines[agent.key] = engines
-    return engines
+    try:
+        return await cache.for_agent(agent)
+    except (ValueError, ProviderError) as exc:
+        raise ApiError(503, "engine_unavailable", f"agent {agent.key!r}: {exc}") from None
 
 
 @router.post(
@@ -69,7 +56,9 @@ async def _engines(request: Request, name: str) -> Engines:
     },
 )
 async def voice_pipeline(
-    request: Request,
+    cache: VoiceEnginesDep,
+    registry: AgentsDep,
+    settings: SettingsDep,
     file: Annotated[UploadFile, File(description="Mono or stereo 16-bit PCM WAV, 8–48 kHz, at most 60 s.")],
     format: Annotated[Literal["wav", "json"], Query(description="`wav` (audio reply) or `json`.")] = "wav",
     agent: Annotated[str | None, Query(description="Agent key or name; default: DEFAULT_AGENT.")] = None,
@@ -84,7 +73,7 @@ async def voice_pipeline(
         raise ApiError(status, code, f"{file.filename or 'upload'}: {exc}") from None
     if rate > 48000:
         raise ApiError(400, "invalid_audio", f"sample rate {rate} Hz is not supported; use 8000–48000 Hz")
-    engines = await _engines(request, agent or request.app.state.settings.default_agent)
+    engines = await _engines(cache, registry, agent or settings.default_agent)
     result = await talk_file(engines, pcm, rate, speed=SPEED, tail_s=60.0)
     user_text, reply_text = result.said("user"), result.said("agent")
     if not user_text:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from parley.api.deps import CallsDep
 from parley.api.errors import ApiError
-from parley.api.routers.calls import service_of
 from parley.calls import CallNotFound
 
 router = APIRouter(tags=["webhook"])
@@ -43,7 +43,7 @@ def _invalid(field: str, message: str) -> ApiError:
 
 
 @router.post("/api/webhook", summary="Receive an event (ping, note, disposition, external)")
-async def inbound_webhook(event: InboundEvent, request: Request) -> dict[str, Any]:
+async def inbound_webhook(event: InboundEvent, service: CallsDep) -> dict[str, Any]:
     if event.type == "ping":
         return {"type": "pong"}
     if not event.call_id:
@@ -52,7 +52,7 @@ async def inbound_webhook(event: InboundEvent, request: Request) -> dict[str, An
     if key and not isinstance(event.data.get(key), str):
         raise _invalid(f"data.{key}", f"a {event.type!r} event needs a text value here")
     try:
-        await service_of(request).add_event(event.call_id, f"webhook.{event.type}", event.data)
+        await service.add_event(event.call_id, f"webhook.{event.type}", event.data)
     except CallNotFound:
         raise ApiError(404, "not_found", f"no call with id {event.call_id!r}") from None
     return {"status": "stored", "type": event.type, "call_id": event.call_id}

@@ -1,0 +1,78 @@
+"""The typed FastAPI dependencies routes use: one alias per part of the running API.
+
+Declare a parameter as `calls: CallsDep` (or `AgentsDep`, `SettingsDep`, …) instead of reading
+`request.app.state`. `CallsDep` answers 503 while the calls service is not running; the gateway is optional
+(only `parley up` runs one), so routes that use it take `StateDep` and look at `state.gateway`.
+`require_api_key` guards every router but health and the docs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from parley.agents import AgentRegistry
+from parley.api.auth import API_KEY_HEADER, api_key_header
+from parley.api.errors import ApiError
+from parley.api.health import HealthRegistry
+from parley.api.state import ApiState
+from parley.api.voice_engines import VoiceEngines
+from parley.calls import CallsService
+from parley.settings import Settings
+from parley.telephony.store import TelephonyStore
+
+
+def get_state(request: Request) -> ApiState:
+    """The running API's state."""
+    return ApiState.of(request.app)
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+def get_agents(state: StateDep) -> AgentRegistry:
+    return state.agents
+
+
+def get_health(state: StateDep) -> HealthRegistry:
+    return state.health
+
+
+def get_voice_engines(state: StateDep) -> VoiceEngines:
+    return state.voice_engines
+
+
+def get_calls(state: StateDep) -> CallsService:
+    """The running calls service, or 503."""
+    if state.calls is None:
+        raise ApiError(503, "unavailable", "the calls service is not running (the app's startup did not run)")
+    return state.calls
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+AgentsDep = Annotated[AgentRegistry, Depends(get_agents)]
+HealthDep = Annotated[HealthRegistry, Depends(get_health)]
+VoiceEnginesDep = Annotated[VoiceEngines, Depends(get_voice_engines)]
+CallsDep = Annotated[CallsService, Depends(get_calls)]
+
+
+def get_telephony_store(calls: CallsDep) -> TelephonyStore:
+    """Trunks and dispatch rules, in the calls database."""
+    return TelephonyStore(calls.store)
+
+
+TelephonyStoreDep = Annotated[TelephonyStore, Depends(get_telephony_store)]
+
+
+async def require_api_key(request: Request, state: StateDep) -> None:
+    """401 unless the request carries a valid `X-API-Key`."""
+    key = await api_key_header(request)
+    if not key:
+        raise ApiError(401, "unauthorized", f"missing {API_KEY_HEADER} header")
+    if not state.keyring.accepts(key):
+        raise ApiError(401, "unauthorized", f"invalid {API_KEY_HEADER}")
