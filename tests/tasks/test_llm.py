@@ -1,6 +1,6 @@
 """`parse-prd --llm`: the agent's LLM proposes tasks as JSON; only schema-valid answers are accepted.
 
-The LLM here is a provider registered at run time (`registry.register("llm", "test-json", …)`) that answers
+The LLM here is a provider registered at run time (the `providers` fixture) that answers
 with the text the agent YAML gives it: it stands in for a cloud model so the validation and fallback paths of
 our own code run for real. No provider of ours is replaced.
 """
@@ -47,7 +47,16 @@ def _create(spec: Any, *, settings: Any = None, **_: Any) -> JsonAnswerLLM:
     return JsonAnswerLLM(opts.get("answer", ""), opts.get("record"), opts.get("fail_after"))
 
 
-registry.register("llm", "test-json", _create)
+def _broken(spec: Any, *, settings: Any = None, **_: Any) -> JsonAnswerLLM:
+    raise ProviderError("test-broken", "OPENAI_API_KEY is not set")
+
+
+@pytest.fixture(autouse=True)
+def providers() -> None:
+    """Register the stand-in LLMs the agents here name. The registry has no removal; the names are test-only
+    and registering again is a no-op, so they stay for the rest of the session."""
+    registry.register("llm", "test-json", _create)
+    registry.register("llm", "test-broken", _broken)
 
 GOOD = {
     "tasks": [
@@ -172,13 +181,6 @@ def test_unknown_agent_is_an_error(project: Path, cli) -> None:  # type: ignore[
         r.exit_code == 1 and "unknown agent 'nobody'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     )
     assert not (project / "tasks.json").exists()
-
-
-def _broken(spec: Any, *, settings: Any = None, **_: Any) -> JsonAnswerLLM:
-    raise ProviderError("test-broken", "OPENAI_API_KEY is not set")
-
-
-registry.register("llm", "test-broken", _broken)
 
 
 def test_provider_that_cannot_start_falls_back(project: Path, cli) -> None:  # type: ignore[no-untyped-def]

@@ -8,13 +8,16 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from parley.cli.common import console, err_console, fail, settings
+
+if TYPE_CHECKING:
+    from parley.calls.store import Store
 
 calls_app = typer.Typer(help="Call records: list, show, export.", no_args_is_help=True)
 
@@ -35,7 +38,7 @@ def parse_when(value: str, option: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _open_store():  # type: ignore[no-untyped-def]
+def _open_store() -> Store:
     from parley.calls.store import Store
 
     return Store.from_url(settings().effective_database_url)

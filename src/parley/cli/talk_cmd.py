@@ -13,6 +13,7 @@ from parley.cli.common import console, fail, settings
 
 if TYPE_CHECKING:
     from parley.agents.loader import Agent
+    from parley.engine.events import Event
     from parley.settings import Settings
 
 
@@ -64,7 +65,7 @@ def talk(
     if output_path.is_dir():
         fail(f"{output_path} is a folder; give a file name for the reply WAV")
 
-    def show(event) -> None:  # type: ignore[no-untyped-def]
+    def show(event: Event) -> None:
         if as_json:
             typer.echo(json.dumps(event.to_dict()))
         elif isinstance(event, TranscriptEntry):

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from parley.cli.common import console, err_console, fail, settings
 from parley.tasks import planner, store
-from parley.tasks.models import STATUSES, ProposedTask, Task, TaskFile
+from parley.tasks.models import STATUSES, ProposedTask, Status, Task, TaskFile
 from parley.tasks.parser import PRDError, parse_prd
 
 tasks_app = typer.Typer(
@@ -60,13 +60,14 @@ def _task_id(raw: str, tasks: TaskFile) -> Task:
         fail(str(exc.args[0]))
 
 
-def _status(raw: str) -> str:
+def _status(raw: str) -> Status:
     value = raw.strip().lower().replace("_", "-").replace(" ", "-")
     if value == "inprogress":
         value = "in-progress"
-    if value not in STATUSES:
-        fail(f"unknown status {raw!r}; choose one of: {', '.join(STATUSES)}")
-    return value
+    for status in STATUSES:
+        if value == status:
+            return status
+    fail(f"unknown status {raw!r}; choose one of: {', '.join(STATUSES)}")
 
 
 def _table(tasks: list[Task]) -> Table:
@@ -246,7 +247,7 @@ def update_task(
         _, tasks = _load()
         task = _task_id(task_id, tasks)
         old = task.status
-        task.status = new  # type: ignore[assignment]
+        task.status = new
         _save(path, tasks)
     console.print(f"[{task.id}] {task.title}: {old} -> {new}", markup=False, highlight=False, soft_wrap=True)
     if new == "done":

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Status = Literal["pending", "in-progress", "done", "deferred"]
 Priority = Literal["high", "medium", "low"]
 
-STATUSES: tuple[str, ...] = ("pending", "in-progress", "done", "deferred")
-PRIORITIES: tuple[str, ...] = ("high", "medium", "low")
+STATUSES: tuple[Status, ...] = ("pending", "in-progress", "done", "deferred")
+PRIORITIES: tuple[Priority, ...] = ("high", "medium", "low")
 #: Sort rank: lower comes first in `next-task`.
-PRIORITY_RANK: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
+PRIORITY_RANK: dict[Priority, int] = {"high": 0, "medium": 1, "low": 2}
 
 FORMAT_VERSION = 1
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from parley.tasks.models import ProposedTask, normalize, task_key
+from parley.tasks.models import Priority, ProposedTask, normalize, task_key
 
 
 class PRDError(ValueError):
@@ -46,14 +46,16 @@ CONTEXT_RE = re.compile(
     r"|success metrics|metrics|revision history|changelog|notes|table of contents|contents)$",
     re.IGNORECASE,
 )
-_PRIORITY_MARKERS: list[tuple[re.Pattern[str], str | None]] = [
+_PRIORITY_MARKERS: list[tuple[re.Pattern[str], Priority | None]] = [
     (re.compile(r"\(\s*priority\s*[:=]\s*(high|medium|low)\s*\)", re.IGNORECASE), None),
     (re.compile(r"\bpriority\s*[:=]\s*(high|medium|low)\b", re.IGNORECASE), None),
     (re.compile(r"\[\s*(high|medium|low)\s*\]", re.IGNORECASE), None),
     (re.compile(r"\[\s*(p[0-3])\s*\]", re.IGNORECASE), None),
     (re.compile(r"\((optional|nice[- ]to[- ]have)\)", re.IGNORECASE), "low"),
 ]
-_P_LEVELS = {"p0": "high", "p1": "high", "p2": "medium", "p3": "low"}
+#: A marker's word (lower case) -> the priority it means.
+_LEVELS: dict[str, Priority] = {"high": "high", "medium": "medium", "low": "low",
+                                "p0": "high", "p1": "high", "p2": "medium", "p3": "low"}
 _LOW_WORDS = re.compile(r"\b(optional|nice[- ]to[- ]have)\b", re.IGNORECASE)
 _BOLD_LEAD = re.compile(r"^\s*(\*\*|__)(?P<lead>.+?)\1\s*[:.\-–—]?\s*(?P<rest>.*)$", re.DOTALL)
 _LEADING_NUMBER = re.compile(r"^\s*\d+(\.\d+)*[.)]?\s+")
@@ -74,7 +76,7 @@ class _Section:
     tasks: list[_Draft] = field(default_factory=list)
     prose: list[str] = field(default_factory=list)
     acceptance: list[str] = field(default_factory=list)
-    priority: str | None = None
+    priority: Priority | None = None
 
     def path(self) -> list[str]:
         out: list[str] = []
@@ -100,7 +102,7 @@ class _Section:
             node = node.parent
         return False
 
-    def inherited_priority(self) -> str | None:
+    def inherited_priority(self) -> Priority | None:
         node: _Section | None = self
         while node is not None:
             if node.priority:
@@ -120,7 +122,7 @@ class _Draft:
     title: str
     description: str
     acceptance: list[str]
-    priority: str | None
+    priority: Priority | None
     section: _Section
     key: str = ""
     depends_on: set[str] = field(default_factory=set)
@@ -132,15 +134,14 @@ def _bare(title: str) -> str:
     return re.sub(r"[*_`]", "", text).strip().rstrip(":").strip()
 
 
-def _take_priority(text: str, *, words: bool = True) -> tuple[str, str | None]:
+def _take_priority(text: str, *, words: bool = True) -> tuple[str, Priority | None]:
     """Remove a priority marker from `text`; return the cleaned text and the priority found (or None).
 
     With `words`, a bare "optional" / "nice to have" also means low (used for titles and headings)."""
     for pattern, fixed in _PRIORITY_MARKERS:
         match = pattern.search(text)
         if match:
-            level = fixed or match.group(1).lower()
-            level = _P_LEVELS.get(level, level)
+            level = fixed or _LEVELS[match.group(1).lower()]
             cleaned = (text[: match.start()] + text[match.end() :]).strip()
             return re.sub(r"\s{2,}", " ", cleaned), level
     if words and _LOW_WORDS.search(text):
@@ -426,9 +427,7 @@ def parse_prd(text: str, *, limit: int | None = None) -> list[ProposedTask]:
                 title=draft.title,
                 description=draft.description,
                 acceptance="\n\n".join(draft.acceptance),
-                priority=(  # type: ignore[arg-type]
-                    draft.priority or draft.section.inherited_priority() or "medium"
-                ),
+                priority=draft.priority or draft.section.inherited_priority() or "medium",
                 section=" > ".join(_display_path(draft.section, drop_title)),
                 depends_on=sorted(d for d in draft.depends_on if d in kept_keys),
             )
