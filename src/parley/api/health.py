@@ -53,9 +53,6 @@ class HealthRegistry:
         """Register `check` as the health of part `name`."""
         self._checks[name] = check
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._checks
-
     async def report(self) -> HealthReport:
         """Run every check concurrently, each bounded by the timeout."""
         results = await asyncio.gather(*(self._run(c) for c in self._checks.values()))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 
 from parley.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from parley.api.runtime import Startup
 
 console = Console()
 err_console = Console(stderr=True)
@@ -31,8 +34,10 @@ def settings() -> Settings:
         fail(f"setting {field}: {first['msg']} (check the environment or .env)")
 
 
-def serve_api(s: Settings, host: str | None, port: int | None, startup: list[Any] | None = None) -> None:
-    """Run the API with uvicorn until interrupted; generates a key for this run when API_KEYS is empty."""
+def serve_api(s: Settings, host: str | None, port: int | None, startup: list[Startup] | None = None) -> None:
+    """Run the API with uvicorn until interrupted; generates a key for this run when API_KEYS is empty.
+
+    `startup` hooks run in the app's lifespan after the calls service opens (`parley up` adds the phone side)."""
     import uvicorn
 
     from parley.agents import AgentError

@@ -12,7 +12,6 @@ Status = Literal["pending", "in-progress", "done", "deferred"]
 Priority = Literal["high", "medium", "low"]
 
 STATUSES: tuple[Status, ...] = ("pending", "in-progress", "done", "deferred")
-PRIORITIES: tuple[Priority, ...] = ("high", "medium", "low")
 #: Sort rank: lower comes first in `next-task`.
 PRIORITY_RANK: dict[Priority, int] = {"high": 0, "medium": 1, "low": 2}
 
