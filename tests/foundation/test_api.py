@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from parley.api import ApiState, create_app
+from parley.api.health import HealthRegistry
 
 
 @pytest.fixture
@@ -85,3 +89,34 @@ async def test_only_public_routes_skip_auth(app) -> None:  # type: ignore[no-unt
                 url = path.replace("{", "").replace("}", "")
                 r = await c.request(method, url)
                 assert r.status_code == 401, f"{method} {path} answered {r.status_code} without a key"
+
+
+async def test_webhook_ping_needs_no_calls_service(client: httpx.AsyncClient) -> None:
+    """The app's lifespan has not run here: ping still answers; a stored event says why it cannot be kept."""
+    r = await client.post("/api/webhook", json={"type": "ping"}, headers={"X-API-Key": "test-key"})
+    assert r.status_code == 200 and r.json() == {"type": "pong"}
+    r = await client.post("/api/webhook", json={"type": "external", "call_id": "c1"},
+                          headers={"X-API-Key": "test-key"})
+    assert r.status_code == 503 and "calls service is not running" in r.json()["message"]
+
+
+async def test_health_registry_bounds_each_check() -> None:
+    async def slow() -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    async def fine() -> str:
+        return "ok"
+
+    registry = HealthRegistry(timeout_s=0.05)
+    registry.add("slow", slow)
+    registry.add("fine", fine)
+    report = await registry.report()
+    assert report.failing == ["slow"]
+    assert report.to_dict()["services"] == {"slow": {"ok": False, "status": "no answer within 0.05s"},
+                                            "fine": {"ok": True, "status": "ok"}}
+
+
+def test_state_of_a_foreign_app_names_the_factory() -> None:
+    with pytest.raises(RuntimeError, match="create_app"):
+        ApiState.of(FastAPI())

@@ -1,7 +1,8 @@
 """`POST /api/webhook`: events sent to Parley by other systems.
 
-`{"type": "ping"}` answers `{"type": "pong"}`. The other known types are stored on a call's timeline and
-need `call_id`: `note` (`data.text`), `disposition` (`data.disposition`, e.g. "sale"), `external` (any data).
+`{"type": "ping"}` answers `{"type": "pong"}`, even before the calls service runs. The other known types are
+stored on a call's timeline and need `call_id`: `note` (`data.text`), `disposition` (`data.disposition`,
+e.g. "sale"), `external` (any data).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from parley.api.deps import CallsDep
+from parley.api.deps import StateDep, get_calls
 from parley.api.errors import ApiError
 from parley.calls import CallNotFound
 
@@ -43,7 +44,7 @@ def _invalid(field: str, message: str) -> ApiError:
 
 
 @router.post("/api/webhook", summary="Receive an event (ping, note, disposition, external)")
-async def inbound_webhook(event: InboundEvent, service: CallsDep) -> dict[str, Any]:
+async def inbound_webhook(event: InboundEvent, state: StateDep) -> dict[str, Any]:
     if event.type == "ping":
         return {"type": "pong"}
     if not event.call_id:
@@ -52,7 +53,7 @@ async def inbound_webhook(event: InboundEvent, service: CallsDep) -> dict[str, A
     if key and not isinstance(event.data.get(key), str):
         raise _invalid(f"data.{key}", f"a {event.type!r} event needs a text value here")
     try:
-        await service.add_event(event.call_id, f"webhook.{event.type}", event.data)
+        await get_calls(state).add_event(event.call_id, f"webhook.{event.type}", event.data)
     except CallNotFound:
         raise ApiError(404, "not_found", f"no call with id {event.call_id!r}") from None
     return {"status": "stored", "type": event.type, "call_id": event.call_id}
