@@ -52,8 +52,6 @@ class Utterance:
     end: float
     marks: TurnMarks
     future: asyncio.Future[str]
-    overlapped: bool  # decided once recognised (the agent was talking, or an interruption is pending)
-    interrupted: bool = False  # this utterance stopped the agent
     kind: Literal["pending", "turn", "dropped"] = "pending"
     consumed: bool = False
     failed: bool = False
@@ -91,4 +89,3 @@ class Interrupted:
     heard: str
     heard_sentences: list[str]
     unheard: list[str]
-    utterance: Utterance | None = None
