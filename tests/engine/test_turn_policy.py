@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from parley.engine.turn.policy import (
-    SILENT,
     Accept,
     Action,
     AgentState,
@@ -28,6 +27,7 @@ from parley.engine.turn.policy import (
 )
 from tests.engine.fakes import agent_spec
 
+SILENT = AgentState()
 SPEAKING = AgentState(speaking=True, interruptible=True, started=True, kind="reply")
 PREPARING = AgentState(speaking=True, interruptible=True, started=False, kind="reply")
 GOODBYE = AgentState(speaking=True, interruptible=False, started=True, kind="reply")

@@ -288,7 +288,7 @@ class Conversation:
                         utt.kind = "dropped"
                 self._utts = [u for u in self._utts if u.kind != "dropped"]
             case Reply(turn=turn):
-                speaker.start_reply(None if turn is None else self._marks.get(turn))
+                speaker.start_reply(self._marks[turn])
             case BargeIn():
                 speaker.barge_in()
             case Commit():

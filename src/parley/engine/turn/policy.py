@@ -41,7 +41,7 @@ class AgentState:
     """The agent's side at the moment of an event.
 
     `speaking`: a speech is being produced or played; `interruptible`, `started` (its first audio was
-    written) and `kind` (`reply`, `apology`, `greeting`, `reminder`, `resume`, `closing`) describe it.
+    written) and `kind` (`reply`, `greeting`, `reminder`, `resume`, `closing`) describe it.
     `audio_queued`: agent audio is still waiting to be played."""
 
     speaking: bool = False
@@ -54,9 +54,6 @@ class AgentState:
     def active(self) -> bool:
         """The caller would be talking over the agent."""
         return self.speaking or self.audio_queued
-
-
-SILENT = AgentState()
 
 
 # --- what the policy decides ----------------------------------------------------------------------
@@ -104,7 +101,7 @@ class Drop:
 class Reply:
     """Start the agent's reply to everything accepted so far (`turn` names the latency marks)."""
 
-    turn: int | None
+    turn: int
     reason: str
 
 
@@ -194,7 +191,6 @@ class TurnPolicy:
         self._unresolved: deque[int] = deque()  # overlapped utterances, in order, awaiting their words
         self._words: dict[int, tuple[str, bool]] = {}  # recognised unresolved utterances: (text, failed)
         self._deferred: int | None = None  # a turn to answer once the agent's speech is over
-        self._deferring = False
         self._idle_since = 0.0
         self._reminders = 0
 
@@ -204,10 +200,6 @@ class TurnPolicy:
     def pending(self) -> bool:
         """An overlapped utterance or an interruption is still to be judged."""
         return bool(self._unresolved) or self._interruption is not None
-
-    @property
-    def interruption_pending(self) -> bool:
-        return self._interruption is not None
 
     def may_interrupt(self, agent: AgentState) -> bool:
         return self.allow_interruptions and agent.speaking and agent.interruptible and not self.ending
@@ -241,8 +233,9 @@ class TurnPolicy:
         self._segment.overlap = self._segment.overlap or agent.active
         self._segment.interrupted = False
         self._reminders = 0
-        if agent.speaking and not agent.started and agent.kind in ("reply", "apology") and self.may_interrupt(agent):
-            return self._barge_in(now, "the caller went on talking before the reply was heard", by_speech=True)
+        if agent.speaking and not agent.started and agent.kind == "reply" and self.may_interrupt(agent):
+            reason = "the caller went on talking before the reply was heard"
+            return self._barge_in(now, reason, by_speech=True)
         return []
 
     def speech_ongoing(self, now: float, voiced_ms: float, agent: AgentState) -> list[Action]:
@@ -251,7 +244,8 @@ class TurnPolicy:
             return []
         self._segment.overlap = True
         if voiced_ms >= self.barge_in_ms and self.may_interrupt(agent):
-            return self._barge_in(now, f"the caller spoke over the agent for {voiced_ms:.0f} ms", by_speech=True)
+            reason = f"the caller spoke over the agent for {voiced_ms:.0f} ms"
+            return self._barge_in(now, reason, by_speech=True)
         return []
 
     def speech_ended(self, now: float, start: float, last_voiced: float) -> list[Action]:
@@ -263,9 +257,8 @@ class TurnPolicy:
             self._interruption.turn = self.turn
         if overlapped:
             self._unresolved.append(self.turn)
-            return [
-                Transcribe(self.turn, start, last_voiced, True, seg.interrupted, "said over the agent: judge its words")
-            ]
+            reason = "said over the agent: its words decide"
+            return [Transcribe(self.turn, start, last_voiced, True, seg.interrupted, reason)]
         return [
             Transcribe(self.turn, start, last_voiced, False, seg.interrupted, "the caller finished speaking"),
             Accept(self.turn, "said while the agent was silent"),
@@ -274,7 +267,9 @@ class TurnPolicy:
 
     # --- recognition ----------------------------------------------------------------------------
 
-    def transcript_final(self, now: float, turn: int, text: str, failed: bool, agent: AgentState) -> list[Action]:
+    def transcript_final(
+        self, now: float, turn: int, text: str, failed: bool, agent: AgentState
+    ) -> list[Action]:
         """The words of utterance `turn` (`failed`: recognition failed). Call `resolve_next` after
         carrying out the actions, until it returns nothing: later utterances may be ready too."""
         if turn in self._unresolved:
@@ -307,8 +302,7 @@ class TurnPolicy:
             return actions
         actions = [Accept(turn, "real words" if text else "recognition failed: apologise")]
         if self._interruption is not None:
-            self._interruption = None
-            return [*actions, Commit("the caller took the turn"), self._reply(turn, "the caller took the turn")]
+            return [*actions, self._commit(), self._reply(turn, "the caller took the turn")]
         if agent.speaking:
             if self.may_interrupt(agent):
                 return [
@@ -345,7 +339,7 @@ class TurnPolicy:
     def speech_done(self, now: float) -> list[Action]:
         """The agent's current speech is over (played out, failed or cut off by itself)."""
         self._idle_since = now
-        if self._deferring and not self.ending:
+        if self._deferred is not None and not self.ending:
             return [self._reply(self._deferred, "the caller spoke while the agent could not be interrupted")]
         return []
 
@@ -393,9 +387,9 @@ class TurnPolicy:
         self._interruption = None
         return Commit("the caller took the turn")
 
-    def _reply(self, turn: int | None, reason: str) -> Reply:
-        self._deferred, self._deferring = None, False
+    def _reply(self, turn: int, reason: str) -> Reply:
+        self._deferred = None
         return Reply(turn, reason)
 
     def _defer(self, turn: int) -> None:
-        self._deferred, self._deferring = turn, True
+        self._deferred = turn
