@@ -201,8 +201,7 @@ class Speaker:
 
     def _cancel(self, sp: AgentSpeech) -> None:
         sp.cancelled = True
-        for child in sp.children:
-            child.cancel()
+        sp.children.cancel()
         if sp.task is not None and sp.task is not asyncio.current_task():
             sp.task.cancel()
         if self.current is sp:
@@ -225,8 +224,7 @@ class Speaker:
         except Exception:
             log.exception("agent speech failed", kind=sp.kind)
         finally:
-            for child in sp.children:
-                child.cancel()
+            sp.children.cancel()
         if self.current is sp:
             self.current = None
             self.host.speech_done()
@@ -310,8 +308,7 @@ class Speaker:
         try:
             await reply.pump(until_sentence=True)  # inline: no task hop before the first sentence
             if not reply.finished:
-                producer = asyncio.ensure_future(reply.pump())
-                sp.children.add(producer)
+                producer = sp.children.spawn(reply.pump(), name="llm-reader")
             while True:
                 item = await reply.queue.get()
                 if item is None:
