@@ -330,20 +330,7 @@ class Conversation:
 
     async def _shutdown(self) -> str:
         reason = self._ending or self.channel.end_reason or "channel_closed"
-        heard = self.speaker.heard_so_far()
-        if heard:
-            sp = self.speaker.current
-            assert sp is not None
-            self._emit(
-                TranscriptEntry(
-                    "agent",
-                    heard,
-                    round(self._now if sp.first_out is None else sp.first_out, 3),
-                    round(self._now, 3),
-                    interrupted=True,
-                    turn=self.turn,
-                )
-            )
+        self.speaker.report_unfinished()
         await self._tasks.cancel_all()
         if not self.channel.closed:
             await self.channel.hangup(reason)

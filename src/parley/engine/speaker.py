@@ -20,7 +20,7 @@ import httpx
 
 from parley.agents.spec import AgentSpec
 from parley.engine.channel import MediaChannel
-from parley.engine.events import Event, Interruption, ProviderFailed, ToolInvoked, TranscriptEntry
+from parley.engine.events import Event, Interruption, ProviderFailed, ToolInvoked
 from parley.engine.playout import SpeechTrack
 from parley.engine.reply import ReplyStream
 from parley.engine.state import AgentSpeech, Interrupted, TurnMarks
@@ -131,20 +131,11 @@ class Speaker:
         self.interrupted = None
         sp = intr.speech
         if sp.started:
-            heard = " ".join([*sp.said_before, intr.heard]).strip()
             kept = " ".join([*sp.unsaved, intr.heard]).strip()
             if kept:
                 self.history.append(Message("assistant", kept))
-            self._emit(
-                TranscriptEntry(
-                    "agent",
-                    heard,
-                    round(intr.t if sp.first_out is None else sp.first_out, 3),
-                    round(intr.t, 3),
-                    interrupted=True,
-                    turn=sp.marks.turn if sp.marks else self.host.turn,
-                )
-            )
+            heard = " ".join([*sp.said_before, intr.heard]).strip()
+            self.voice.report_cut(sp, heard, intr.t, sp.marks.turn if sp.marks else self.host.turn)
         self.voice.report_marks(sp)
 
     def resume(self, caller_text: str = "") -> None:
@@ -191,13 +182,15 @@ class Speaker:
         except ProviderError as exc:
             log.warning("cannot say the closing line", error=str(exc))
 
-    def heard_so_far(self) -> str:
-        """What the caller heard of the speech playing now ("" when none)."""
+    def report_unfinished(self) -> None:
+        """The call is over mid-speech: report what the caller heard of it."""
         sp = self.current
         if sp is None or not sp.started or sp.cancelled:
-            return ""
+            return
         heard, _ = sp.track.heard(self.channel.played_samples)
-        return " ".join([*sp.said_before, heard]).strip()
+        text = " ".join([*sp.said_before, heard]).strip()
+        if text:
+            self.voice.report_cut(sp, text, self.host.now, self.host.turn)
 
     def _cancel(self, sp: AgentSpeech) -> None:
         sp.cancelled = True

@@ -115,6 +115,11 @@ class AgentVoice:
             )
         )
 
+    def report_cut(self, sp: AgentSpeech, heard: str, t: float, turn: int) -> None:
+        """A speech the caller stopped hearing at media time `t`: report the words they heard."""
+        start = t if sp.first_out is None else sp.first_out
+        self._emit(TranscriptEntry("agent", heard, round(start, 3), round(t, 3), interrupted=True, turn=turn))
+
     def report_marks(self, sp: AgentSpeech) -> None:
         """Report the speech's turn marks (once)."""
         marks = sp.marks
