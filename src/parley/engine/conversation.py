@@ -1,9 +1,11 @@
-"""`Conversation`: one call's turn-taking, barge-in, speech output, tools and life cycle.
+"""`Conversation`: one call — the caller's side, the turn decisions carried out, and the life cycle.
 
-It reads caller audio and DTMF from a `MediaChannel`, finds the caller's turns with the VAD
-(`SpeechSegmenter`), sends each utterance to the STT, streams the LLM's reply sentence by sentence into the
-TTS and the TTS audio into the channel, and reports everything as events. It knows nothing of the
-transport and stores nothing itself.
+It reads caller audio and DTMF from a `MediaChannel`, finds the caller's speech with the VAD
+(`Listener`, `SpeechSegmenter`), sends each utterance to the STT, tells the `TurnPolicy` what happened and
+carries out the actions it returns; the agent's side (LLM replies with tools, TTS into the channel,
+barge-in and resume) is the `Speaker`, whose `SpeakerHost` this is (`now`, `turn`, `ending`, `end`,
+`ended_by_tool`, `user_text`, `spawn`, `speech_done`). Everything is reported as events. It knows
+nothing of the transport and stores nothing itself.
 
 Time is the channel's media clock: inbound frames are continuous, and every timer (idle reminders, maximum
 duration, false-interruption timeout) runs off their timestamps, so a file channel may run faster than
