@@ -9,7 +9,7 @@ import pytest
 
 from parley.engine.channel import PlayoutBuffer
 from parley.engine.playout import SpeechTrack
-from parley.engine.turns import SegmentEvent, SpeechSegmenter
+from parley.engine.turn.segmenter import SegmentEvent, SpeechSegmenter
 
 
 def feed(seg: SpeechSegmenter, pattern: str, window_ms: float = 20.0) -> list[tuple[float, SegmentEvent]]:

@@ -13,8 +13,18 @@ from typing import Any
 import httpx
 
 from parley.agents.spec import AgentSpec
-from parley.engine import tools as toolbox
+from parley.engine.tools import ToolBox, ToolContext
 from parley.providers.base import LLM, Message, ToolCall
+
+
+class _ReportedLine:
+    """No line in a typed chat: keys are "sent" and transfers "succeed" without acting."""
+
+    async def send_dtmf(self, digits: str) -> None:
+        return None
+
+    async def transfer(self, target: str) -> bool:
+        return True
 
 
 @dataclass
@@ -45,8 +55,7 @@ class TextChat:
         self.history: list[Message] = [Message("system", system_prompt)] if system_prompt else []
         if greeting:
             self.history.append(Message("assistant", greeting))
-        self._tools = {t.name: t for t in agent.tools}
-        self._defs = toolbox.definitions(agent.tools) or None
+        self._tools = ToolBox(agent.tools)
 
     async def send(self, text: str) -> ChatReply:
         """Add the user's `text` and return the agent's full reply (after any tool rounds)."""
@@ -56,7 +65,7 @@ class TextChat:
         for _ in range(4):
             parts: list[str] = []
             calls: list[ToolCall] = []
-            async for chunk in self.llm.chat(list(self.history), self._defs):
+            async for chunk in self.llm.chat(list(self.history), self._tools.definitions):
                 parts.append(chunk.text)
                 if chunk.tool_call is not None:
                     calls.append(chunk.tool_call)
@@ -77,24 +86,9 @@ class TextChat:
         return reply
 
     async def _run(self, call: ToolCall, reply: ChatReply) -> str:
-        spec = self._tools.get(call.name)
-        if call.name == "end_call":
-            reply.ended = "agent_ended"
-            return "call ended"
-        if call.name == "transfer_call":
-            target = call.arguments.get("target") or (spec.target if spec else None)
-            reply.ended = "transferred"
-            return f"transferred to {target}"
-        if call.name == "send_dtmf":
-            try:
-                return f"sent {toolbox.dtmf_digits(call.arguments)}"
-            except ValueError as exc:
-                return f"error: {exc}"
-        if spec is not None and spec.type == "http":
-            client = self.http or await toolbox.shared_client()
-            _ok, result = await toolbox.call_http_tool(spec, call.arguments, client)
-            return result
-        return f"error: unknown tool {call.name!r}"
+        outcome = await self._tools.run(call, ToolContext(_ReportedLine(), http=self.http))
+        reply.ended = reply.ended or outcome.ends_call
+        return outcome.result
 
     @staticmethod
     def describe(call: ToolCall) -> str:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
+from parley.support.taskset import TaskSet
+
 
 @dataclass
 class Event:
@@ -129,15 +131,18 @@ EventSink = Callable[[Event], Any] | asyncio.Queue[Event]  # a non-blocking call
 
 
 def emitter(sink: EventSink | None) -> Callable[[Event], None]:
-    """A function that hands events to `sink` without blocking (a coroutine result is scheduled)."""
+    """A function that hands events to `sink` without blocking (a coroutine result runs as a task, kept
+    until it finishes; a failure is logged)."""
     if sink is None:
         return lambda _event: None
     if isinstance(sink, asyncio.Queue):
         return sink.put_nowait
 
+    tasks = TaskSet("event sink")
+
     def emit(event: Event) -> None:
         result = sink(event)
         if asyncio.iscoroutine(result):
-            asyncio.ensure_future(result)
+            tasks.spawn(result, name=f"event-{event.type}")
 
     return emit

@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 import soxr
 
-from parley.engine.turns import SegmentEvent, SpeechSegmenter
+from parley.engine.turn.segmenter import SegmentEvent, SpeechSegmenter
 from parley.media.resample import Resampler
 from parley.providers.base import VAD, ProviderError, STTStream
 

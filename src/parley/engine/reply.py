@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+from parley.engine.streams import close_stream
 from parley.providers.base import LLMChunk, ToolCall
 from parley.providers.text import SentenceBuffer
 
@@ -75,9 +76,4 @@ class ReplyStream:
         if self._closed:
             return
         self._closed = True
-        closer = getattr(self._stream, "aclose", None)
-        if closer is not None:
-            try:
-                await closer()
-            except RuntimeError:  # a generator still running in a task being cancelled right now
-                pass
+        await close_stream(self._stream)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from parley.engine.events import TurnMetrics
 from parley.engine.playout import SpeechTrack
 from parley.engine.reply import ReplyStream
 from parley.providers.base import ToolCall
+from parley.support.taskset import TaskSet
 
 
 @dataclass
@@ -52,8 +53,6 @@ class Utterance:
     end: float
     marks: TurnMarks
     future: asyncio.Future[str]
-    overlapped: bool  # decided once recognised (the agent was talking, or an interruption is pending)
-    interrupted: bool = False  # this utterance stopped the agent
     kind: Literal["pending", "turn", "dropped"] = "pending"
     consumed: bool = False
     failed: bool = False
@@ -68,7 +67,7 @@ class AgentSpeech:
     sample_rate: int
     marks: TurnMarks | None = None
     task: asyncio.Task[None] | None = None
-    children: set[asyncio.Task[Any]] = field(default_factory=set)
+    children: TaskSet = field(default_factory=lambda: TaskSet("agent speech"))  # its LLM reader
     track: SpeechTrack = field(init=False)
     said_before: list[str] = field(default_factory=list)  # text of earlier rounds / before a resume
     unsaved: list[str] = field(default_factory=list)  # the part of said_before not yet in the history
@@ -91,4 +90,3 @@ class Interrupted:
     heard: str
     heard_sentences: list[str]
     unheard: list[str]
-    utterance: Utterance | None = None

@@ -1,4 +1,4 @@
-"""Caller speech segmentation from VAD probabilities: onset, confirmation, end of turn.
+"""Caller speech segmentation from VAD probabilities: onset, confirmation, end of turn after a silence.
 
 `SpeechSegmenter` is a pure state machine fed one VAD decision at a time (no I/O, no clock of its own):
 

@@ -1,0 +1,128 @@
+"""`AgentVoice`: the agent's words to the line — TTS per sentence, resampled, written to the channel.
+
+It keeps each speech's `SpeechTrack` (which sentence occupies which output samples), so a barge-in knows
+what the caller heard, and reports what was said: the agent's `TranscriptEntry` once a speech is over and
+each turn's latency marks (`TurnMetrics`) at its first frame out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+import numpy as np
+
+from parley.engine.channel import MediaChannel
+from parley.engine.events import Event, TranscriptEntry
+from parley.engine.playout import SentenceSpan
+from parley.engine.state import AgentSpeech
+from parley.engine.streams import close_stream
+from parley.media.resample import Resampler
+from parley.providers.base import TTS, ProviderError
+
+
+class AgentVoice:
+    """Speaks for one conversation over `channel` (at the channel's rate)."""
+
+    def __init__(
+        self,
+        channel: MediaChannel,
+        tts: TTS,
+        emit: Callable[[Event], None],
+        clock: Callable[[], float],
+        turn: Callable[[], int],
+    ) -> None:
+        self.channel = channel
+        self.tts = tts
+        self.rate = channel.sample_rate
+        self._emit = emit
+        self._clock = clock  # media seconds now
+        self._turn = turn  # the current turn number (for speech without marks of its own)
+        self.cursor = 0  # output samples written so far (never behind what was played)
+
+    def stop(self) -> int:
+        """Drop all queued audio now; returns the samples played so far."""
+        self.channel.clear_output()
+        self.cursor = self.channel.played_samples
+        return self.cursor
+
+    async def say(self, sp: AgentSpeech, sentences: list[str]) -> None:
+        sp.track.pending.extend(sentences)
+        for sentence in sentences:
+            sp.track.pending.remove(sentence)
+            await self.say_sentence(sp, sentence)
+
+    async def say_sentence(self, sp: AgentSpeech, text: str) -> None:
+        """Synthesise one sentence and queue its audio, keeping track of its place in the output.
+
+        A `ProviderError` without a component is the TTS's."""
+        if sp.cancelled:
+            raise asyncio.CancelledError
+        span = sp.track.begin(text, self.cursor)
+        resampler = Resampler(self.tts.sample_rate, self.rate)
+        stream = self.tts.synthesize(text)
+        try:
+            async for chunk in stream:
+                if sp.marks is not None and sp.marks.tts_first is None:
+                    sp.marks.tts_first = time.perf_counter()
+                await self._write(sp, span, resampler.process(chunk))
+        except ProviderError as exc:
+            exc.component = exc.component or "tts"
+            raise
+        finally:
+            await close_stream(stream)
+        await self._write(sp, span, resampler.flush())
+        span.complete = True
+
+    async def _write(self, sp: AgentSpeech, span: SentenceSpan, pcm: np.ndarray) -> None:
+        if sp.cancelled:
+            raise asyncio.CancelledError
+        if pcm.size == 0:
+            return
+        if not sp.started:
+            sp.started = True
+            sp.first_out = self._clock()
+            marks = sp.marks
+            if marks is not None and marks.frame_out is None:
+                marks.frame_out = time.perf_counter()
+                if marks.speech_end is not None and marks.end_of_turn is not None:
+                    waited = (marks.end_of_turn - marks.speech_end) * 1000.0
+                    marks.voice_to_voice_ms = round(waited + (marks.frame_out - marks.t0) * 1000.0, 1)
+                self.report_marks(sp)
+        self.cursor += pcm.size
+        span.end = self.cursor
+        await self.channel.write(pcm)
+
+    async def played(self, sp: AgentSpeech) -> None:
+        """Wait until this speech's last sample has been played out."""
+        if sp.started:
+            await self.channel.drain()
+
+    def finish(self, sp: AgentSpeech) -> None:
+        """A speech played to its end: report it."""
+        self.report_marks(sp)
+        if not sp.started:
+            return
+        now = self._clock()
+        text = " ".join([*sp.said_before, sp.track.written_text]).strip()
+        self._emit(
+            TranscriptEntry(
+                "agent",
+                text,
+                round(now if sp.first_out is None else sp.first_out, 3),
+                round(now, 3),
+                turn=sp.marks.turn if sp.marks else self._turn(),
+            )
+        )
+
+    def report_cut(self, sp: AgentSpeech, heard: str, t: float, turn: int) -> None:
+        """A speech the caller stopped hearing at media time `t`: report the words they heard."""
+        start = t if sp.first_out is None else sp.first_out
+        self._emit(TranscriptEntry("agent", heard, round(start, 3), round(t, 3), interrupted=True, turn=turn))
+
+    def report_marks(self, sp: AgentSpeech) -> None:
+        """Report the speech's turn marks (once)."""
+        marks = sp.marks
+        if marks is not None and not marks.emitted:
+            marks.emitted = True
+            self._emit(marks.event())
