@@ -70,7 +70,15 @@ class Pacer:
         return pacer
 
     def leave(self, member: PacerMember) -> None:
+        """Take `member` out; the last one out stops the ticker (the next `join` starts a new one)."""
         self.members.pop(id(member), None)
+        if not self.members and self.task is not None:
+            self._unregister()
+            self.task.cancel()
+
+    def _unregister(self) -> None:
+        if self._registry.get(self._key) is self:
+            del self._registry[self._key]
 
     @property
     def running(self) -> bool:
@@ -93,7 +101,7 @@ class Pacer:
         t0 = clock.now()
         n = 0
         try:
-            while self.members:
+            while True:
                 n += 1
                 deadline = t0 + n * period
                 # always yield, even when behind: an overloaded pacer must not starve receivers
@@ -113,6 +121,5 @@ class Pacer:
                 self.n = n
                 self._wake()  # readers (read_frame) run after this tick's packets are out
         finally:
-            if self._registry.get(self._key) is self:
-                del self._registry[self._key]
+            self._unregister()
             self._wake()

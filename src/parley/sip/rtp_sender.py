@@ -85,6 +85,9 @@ class RtpSender:
         self.last_sent_at = 0.0
         self._use(codec, telephone_event_pt)
 
+    def __repr__(self) -> str:
+        return f"RtpSender(ssrc={self.ssrc:08x}, codec={self._codec.name})"
+
     def set_codec(self, codec: Codec, telephone_event_pt: int | None) -> None:
         """Encode with `codec` from the next tick on; queued audio at another rate is dropped."""
         old_rate = self._codec.sample_rate
