@@ -207,7 +207,8 @@ async def test_read_frame_returns_one_frame_per_tick_and_a_reader_far_behind_is_
     await clock.advance(0)
     assert not first.done()  # waits for the next tick
     await clock.advance(PERIOD)
-    assert first.done() and len(first.result()) == 160
+    frame = first.result() if first.done() else None
+    assert frame is not None and len(frame) == 160
     await clock.advance((RESYNC_TICKS + 25) * PERIOD)  # the consumer stopped reading for a second
     assert await rx.read_frame(pacer) is not None  # at once: the slot it is owed...
     after = asyncio.ensure_future(rx.read_frame(pacer))
