@@ -254,12 +254,7 @@ class RtpSession:
     def set_remote(self, host: str, port: int) -> None:
         """The peer's media address from its SDP. A different address resets latching (a re-INVITE may
         move the media); the same address again keeps the latched source. "0.0.0.0" or port 0: none."""
-        try:
-            addr = ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"remote RTP host must be an IP address, got {host!r}") from None
-        if not 0 <= port <= 65535:
-            raise ValueError(f"remote RTP port out of range: {port}")
+        addr = _ip_address(host, port, "RTP", lowest_port=0)
         new = None if addr.is_unspecified or port == 0 else (str(addr), port)  # 0.0.0.0: old-style hold
         if self._receiver.latch.set_sdp(new):
             self._rtcp.forget_source()
@@ -267,12 +262,7 @@ class RtpSession:
     def set_remote_rtcp(self, host: str, port: int) -> None:
         """The peer's RTCP address when its SDP says so (a=rtcp:PORT, or its RTP port with a=rtcp-mux).
         RTCP received from the peer still takes precedence (symmetric RTCP)."""
-        try:
-            addr = ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"remote RTCP host must be an IP address, got {host!r}") from None
-        if not 1 <= port <= 65535:
-            raise ValueError(f"remote RTCP port out of range: {port}")
+        addr = _ip_address(host, port, "RTCP", lowest_port=1)
         self._rtcp.set_sdp_address((str(addr), port))
 
     def set_direction(self, direction: str) -> None:
@@ -483,6 +473,18 @@ class RtpSession:
             last_rtcp=rtcp.last_received,
             last_rtcp_sent=rtcp.last_sent,
         )
+
+
+def _ip_address(
+    host: str, port: int, what: str, *, lowest_port: int
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"remote {what} host must be an IP address, got {host!r}") from None
+    if not lowest_port <= port <= 65535:
+        raise ValueError(f"remote {what} port out of range: {port}")
+    return addr
 
 
 def _check_te_pt(codec: Codec, telephone_event_pt: int | None) -> None:
