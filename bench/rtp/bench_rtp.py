@@ -17,6 +17,7 @@ import resource
 import statistics
 import time
 import timeit
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def rss_kib() -> int:
 
 
 def micro() -> None:
-    def per_call_us(fn, n: int = 20000) -> float:  # type: ignore[no-untyped-def]
+    def per_call_us(fn: Callable[[], object], n: int = 20000) -> float:
         return min(timeit.repeat(fn, number=n, repeat=3)) / n * 1e6
 
     tone8 = (8000 * np.sin(2 * np.pi * 1000 * np.arange(160) / 8000)).astype(np.int16)

@@ -21,6 +21,7 @@ from parley.sip.dtmf import (
     parse_event,
 )
 from parley.sip.rtp import RtpPacket
+from tests.eventually import eventually
 from tests.sip import test_rtp_session as helpers
 from tests.sip.test_rtp_session import level, pcap_rtp_payloads, raw_peer, read_frames, tone
 
@@ -101,7 +102,8 @@ async def test_digits_are_detected_with_and_without_marker_and_end_retransmissio
         for _ in range(2):  # some audio between the digits, same SSRC and sequence space
             peer.send(RtpPacket(0, seq, ts + 4000, 0xD7, level(1000)).serialize(), dest)
             seq += 1
-    await read_frames(s, 10)
+    await eventually(lambda: len(digits) == 4, what="four digits")
+    await read_frames(s, 10)  # play the audio out: DTMF took its sequence numbers, nothing is concealed
     assert digits == ["5", "7", "9", "#"]
     st = s.stats()
     assert st.dtmf_received == 4 and st.lost == 0 and st.concealed == 0
@@ -117,8 +119,7 @@ async def test_sipp_sample_dtmf_captures_are_understood(sessions) -> None:
     for name in names:
         for data in pcap_rtp_payloads(SIPP_DIR / f"dtmf_2833_{name}.pcap"):
             peer.send(data, ("127.0.0.1", s.local_port))
-        await asyncio.sleep(0.005)
-    await read_frames(s, 3)
+    await eventually(lambda: len(digits) == 12, what="twelve digits")
     assert "".join(digits) == "123456789*#0"
     peer.close()
 
@@ -165,10 +166,7 @@ async def test_two_sessions_carry_digits_end_to_end(sessions) -> None:
     b.on_dtmf = got.append
     reader = asyncio.create_task(read_frames(b, 60))
     await a.send_dtmf("0123456789*#ABCD", duration_ms=40)
-    for _ in range(100):
-        if len(got) == 16:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(got) == 16, timeout_s=2, what="sixteen digits")
     assert "".join(got) == "0123456789*#ABCD"
     reader.cancel()
 

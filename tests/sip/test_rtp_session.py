@@ -10,6 +10,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ import pytest
 from parley.media.codecs import get_codec
 from parley.sip.rtp import RtpPacket, parse_rtp
 from parley.sip.rtp_session import RtpSession, RtpSessionError
+from tests.eventually import eventually
+from tests.sip.fake_clock import FakeClock
 
 PCMU = get_codec("PCMU")
 SIPP_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
@@ -32,7 +35,7 @@ class RawPeer(asyncio.DatagramProtocol):
         self.port = 0
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.received.append((time.monotonic(), data, addr))
         for cond, fut in list(self._waiters):
             if not fut.done() and cond():
@@ -61,7 +64,7 @@ async def raw_peer(port: int = 0) -> RawPeer:
     loop = asyncio.get_running_loop()
     peer = RawPeer()
     transport, _ = await loop.create_datagram_endpoint(lambda: peer, local_addr=("127.0.0.1", port))
-    peer.transport = transport  # type: ignore[assignment]
+    peer.transport = transport
     peer.port = transport.get_extra_info("sockname")[1]
     return peer
 
@@ -87,8 +90,8 @@ async def raw_peer_pair() -> tuple[RawPeer, RawPeer]:
 async def sessions() -> AsyncIterator[Callable[..., object]]:
     made: list[RtpSession] = []
 
-    async def make(**kw: object) -> RtpSession:
-        s = RtpSession("127.0.0.1", **kw)  # type: ignore[arg-type]
+    async def make(**kw: Any) -> RtpSession:
+        s = RtpSession("127.0.0.1", **kw)
         await s.start()
         made.append(s)
         return s
@@ -301,20 +304,23 @@ async def test_media_latches_onto_the_real_source_address(sessions) -> None:
 
 
 async def test_a_new_source_takes_over_only_after_silence_and_three_packets_in_sequence(sessions) -> None:
-    s = await sessions()
+    clock = FakeClock()
+    s = await sessions(clock=clock)
     old, new = await raw_peer(), await raw_peer()
     dest = ("127.0.0.1", s.local_port)
     old.send(pkt(1, level(1000), ssrc=1), dest)
-    await old.wait_for(lambda: len(old.received) >= 1)
-    await asyncio.sleep(1.1)  # the latched source has been quiet for more than a second
+    await eventually(lambda: s.stats().latched, what="latched onto the first source")
+    await clock.advance(1.1)  # the latched source has been quiet for more than a second
     new.send(pkt(50, level(1000), ssrc=2), dest)
     new.send(pkt(52, level(1000), ssrc=2), dest)  # not in sequence: probation starts again
     new.send(pkt(53, level(1000), ssrc=2), dest)
-    await asyncio.sleep(0.05)
+    await eventually(lambda: s.stats().invalid == 3, what="three packets of the new source refused")
     assert s.stats().remote == ("127.0.0.1", old.port)
     new.send(pkt(54, level(1000), ssrc=2), dest)  # third in sequence
-    await new.wait_for(lambda: len(new.received) >= 2)
+    await eventually(lambda: s.stats().packets_received == 2, what="the new source's third packet taken")
     assert s.stats().remote == ("127.0.0.1", new.port)
+    await clock.advance(0.04)
+    await new.wait_for(lambda: len(new.received) >= 2)  # our media goes there now
     old.close()
     new.close()
 
@@ -326,7 +332,7 @@ async def test_sender_paces_one_packet_per_20ms_with_continuous_sequence_and_tim
     s.set_remote("127.0.0.1", rx.port)
     s.write(tone(440, 2.0))  # 100 frames at once
     await rx.wait_for(lambda: len(rx.received) >= 100, timeout=10)
-    await asyncio.sleep(0.1)
+    await read_frames(s, 5)  # five more send slots (reads are paced by the same ticks)
     assert len(rx.received) == 100  # queue empty and send_silence=False: nothing more
     pkts = rx.rtp()
     seqs = [p.sequence for p in pkts]
@@ -357,7 +363,9 @@ async def test_after_an_event_loop_stall_missed_slots_are_skipped_not_sent_in_a_
     s.set_remote("127.0.0.1", rx.port)
     s.write(tone(1000, 2.0))
     await rx.wait_for(lambda: len(rx.received) >= 3)
-    time.sleep(0.4)  # noqa: ASYNC251  -- a deliberate stall of the whole event loop
+    # The scenario is a real stall of the whole event loop (the pacer's reaction to one on a fake clock is
+    # specified in test_rtp_parts.py); here: no burst reaches the wire.
+    time.sleep(0.4)  # noqa: ASYNC251
     before = len(rx.received)
     await rx.wait_for(lambda: len(rx.received) >= before + 5)
     arrivals = [t for t, _, _ in rx.received[before:]]
@@ -395,14 +403,16 @@ async def test_send_silence_keeps_packets_flowing_when_nothing_is_queued(session
 
 
 async def test_direction_and_hold_stop_sending_without_losing_queued_audio(sessions) -> None:
-    s = await sessions(send_silence=False)
+    clock = FakeClock()
+    s = await sessions(send_silence=False, clock=clock)
     rx = await raw_peer()
     s.set_remote("127.0.0.1", rx.port)
     s.set_direction("recvonly")
     s.write(tone(1000, 0.2))
-    await asyncio.sleep(0.15)
-    assert not rx.received and s.output_queued_ms == 200  # paused, not dropped
+    await clock.advance(0.15)  # seven send slots go by
+    assert s.stats().packets_sent == 0 and s.output_queued_ms == 200  # paused, not dropped
     s.set_direction("sendrecv")
+    await clock.advance(0.2)
     await rx.wait_for(lambda: len(rx.received) >= 10)
     assert s.output_queued_ms == 0
     with pytest.raises(ValueError, match="sendrecv"):
@@ -411,7 +421,8 @@ async def test_direction_and_hold_stop_sending_without_losing_queued_audio(sessi
 
 # -- RTCP ---------------------------------------------------------------------------------------
 async def test_rtcp_receiver_report_tells_the_sender_about_loss_and_jitter(sessions) -> None:
-    s = await sessions(rtcp_interval=0.2)
+    clock = FakeClock()
+    s = await sessions(rtcp_interval=0.2, clock=clock)
     rtp, rtcp = await raw_peer_pair()
     dest = ("127.0.0.1", s.local_port)
     base = 20000
@@ -421,7 +432,10 @@ async def test_rtcp_receiver_report_tells_the_sender_about_loss_and_jitter(sessi
     ntp = (3_900_000_000 << 32) | (1 << 31)
     sr = struct.pack("!BBHIQIII", 0x80, 200, 6, 0xCAFE, ntp, base * 160, len(sent), len(sent) * 160)
     rtcp.send(sr, ("127.0.0.1", s.local_port + 1))
-    await rtcp.wait_for(lambda: len(rtcp.received) >= 2, timeout=5)
+    await eventually(lambda: s.stats().packets_received == len(sent) and s.stats().rtcp_received == 1)
+    for reports in (1, 2):  # all 90 packets came at one instant; a report is due within 1.5 intervals
+        await clock.advance(0.3)
+        await rtcp.wait_for(lambda n=reports: len(rtcp.received) >= n)
 
     def block(data: bytes) -> tuple[int, ...]:
         pt, count = data[1], data[0] & 0x1F
@@ -474,14 +488,12 @@ async def test_two_sessions_exchange_sender_reports_with_round_trip_time(session
     b = await sessions(rtcp_interval=0.15)
     a.set_remote("127.0.0.1", b.local_port)
     b.set_remote("127.0.0.1", a.local_port)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        rep = a.stats().last_rtcp
-        if rep is not None and rep.rtt_ms is not None:
-            break
-        await asyncio.sleep(0.05)
-    rep = a.stats().last_rtcp
-    assert rep is not None and rep.kind == "SR" and rep.ssrc == b.ssrc
+    rep = await eventually(
+        lambda: (r := a.stats().last_rtcp) is not None and r.rtt_ms is not None and r,
+        timeout_s=5,
+        what="an SR from b that answers one of ours",
+    )
+    assert rep.kind == "SR" and rep.ssrc == b.ssrc
     assert rep.rtt_ms is not None and 0 <= rep.rtt_ms < 1000  # loopback; generous for a loaded machine
     assert rep.fraction_lost == 0 and rep.cumulative_lost == 0
     await a.close()
@@ -492,11 +504,16 @@ async def test_two_sessions_exchange_sender_reports_with_round_trip_time(session
 async def test_ports_are_even_in_range_and_read_frame_returns_none_after_close(sessions) -> None:
     s = await sessions(port_range=(31000, 31100))
     assert s.local_port % 2 == 0 and 31000 <= s.local_port < 31100
-    reader = asyncio.create_task(read_frames(s, 1000))
-    await asyncio.sleep(0.05)
+    frames: list[np.ndarray] = []
+
+    async def read_until_none() -> None:
+        while (frame := await s.read_frame()) is not None:
+            frames.append(frame)
+
+    reader = asyncio.create_task(read_until_none())
+    await eventually(lambda: len(frames) >= 2, what="reading")
     await s.close()
-    with pytest.raises(AssertionError):  # read_frames asserts frames are not None
-        await reader
+    await asyncio.wait_for(reader, 1)  # the waiting reader got None
     assert await s.read_frame() is None
     with pytest.raises(RtpSessionError):
         s.write(tone(1000, 0.02))

@@ -23,6 +23,7 @@ __all__ = [
     "ReceptionStats",
     "ReportBlock",
     "RtcpError",
+    "RtcpPacket",
     "RtcpReport",
     "SenderReport",
     "SourceDescription",
@@ -242,7 +243,7 @@ class RtcpReport:
 
     kind: str  # "SR" or "RR"
     ssrc: int
-    at: float  # time.monotonic() when sent/received
+    at: float  # when sent/received, on the session's monotonic clock
     sender_packets: int | None = None  # SR only
     sender_octets: int | None = None
     fraction_lost: float | None = None  # 0..1, from the report block about the other side's stream
