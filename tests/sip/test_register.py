@@ -100,7 +100,7 @@ async def test_sha256_digest_between_two_endpoints(endpoint_factory) -> None:
     seen: list[str | None] = []
     authorizations: list[str] = []
     answered = []
-    uas._challenger("parley.test").algorithms = ("SHA-256",)
+    uas.challenger("parley.test").algorithms = ("SHA-256",)
 
     async def handler(incoming: IncomingCall) -> None:
         authorizations.append(incoming.headers.get("Authorization") or "")
