@@ -11,6 +11,7 @@ import pytest
 
 from parley.media.g711 import ulaw_encode
 from parley.sip.call import Call, IncomingCall
+from parley.sip.endpoint import SipEndpoint
 from tests.conftest import free_port
 from tests.eventually import eventually
 from tests.sip.conftest import dominant_frequency, rms, tone
@@ -21,7 +22,7 @@ from tests.sip.sipp import (
 pytestmark = [pytest.mark.sip]
 
 
-def target(ep) -> str:  # type: ignore[no-untyped-def]
+def target(ep: SipEndpoint) -> str:
     return f"127.0.0.1:{ep.port}"
 
 
