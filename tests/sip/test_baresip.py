@@ -115,7 +115,8 @@ async def test_we_call_baresip_two_way_audio(endpoint, tmp_path: Path, codec: st
         cwd=str(conf), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        await eventually(lambda: proc.returncode is not None or udp_port_bound(port), what="baresip listening")
+        await eventually(lambda: proc.returncode is not None or udp_port_bound(port),
+                         what="baresip listening")
         out = await endpoint.invite(f"sip:baresip@127.0.0.1:{port}", from_="sip:+15550100@127.0.0.1",
                                     display_name="Parley", timeout=10)
         call = await out.answered()

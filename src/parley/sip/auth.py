@@ -125,7 +125,8 @@ class DigestRetry:
         status = response.status
         if status not in (401, 407) or self.credentials is None or self.tries >= self.MAX_TRIES:
             return False
-        challenge = pick_challenge(response.headers.get_all("WWW-Authenticate" if status == 401 else "Proxy-Authenticate"))
+        header = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+        challenge = pick_challenge(response.headers.get_all(header))
         if challenge is None:
             return False
         if self.tries and "stale=true" not in challenge.replace(" ", "").lower():

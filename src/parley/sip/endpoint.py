@@ -29,14 +29,16 @@ from parley.sip.dialog import Dialog
 from parley.sip.errors import CallFailed, SipParseError, TransactionTimeout
 from parley.sip.invite_client import DialOptions, InviteClient, OutgoingCall
 from parley.sip.message import SipRequest, SipResponse, make_response
+from parley.sip.register import Registration
 from parley.sip.sdp import PAYLOAD_TYPES, Negotiated, SessionDescription, negotiate
-from parley.sip.transaction import ClientTransaction, ServerTransaction, TransactionManager, new_branch, new_tag
+from parley.sip.transaction import (
+    ClientTransaction, ServerTransaction, TransactionManager, new_branch, new_tag,
+)
 from parley.sip.transport import Source, TransportLayer
 from parley.sip.uri import NameAddr, SipUri
 from parley.support.taskset import TaskSet
 
 if TYPE_CHECKING:
-    from parley.sip.register import Registration
     from parley.sip.rtp_session import RtpSession
 
 log = get_logger(__name__)
@@ -190,7 +192,7 @@ class SipEndpoint:
     async def route(
         self, req: SipRequest, dialog: Dialog | None, dest: SipUri | None,
     ) -> tuple[str, tuple[str, int]]:
-        """Where `req` goes: the dialog's flow or next hop, else `dest`, its first Route or its Request-URI."""
+        """Where `req` goes: the dialog's flow or next hop, else `dest`, its first Route, its Request-URI."""
         if dialog is not None:
             flow = dialog.flow
             if flow is not None and not dialog.route_set:
@@ -430,8 +432,6 @@ class SipEndpoint:
     def registration(self, registrar: str, aor: str, credentials: Credentials | None = None,
                      expires: int = 3600, transport: str | None = None) -> Registration:
         """A `Registration` (see parley.sip.register) bound to this endpoint; `await reg.start()`."""
-        from parley.sip.register import Registration
-
         return Registration(self, registrar, aor, credentials, expires, transport)
 
 

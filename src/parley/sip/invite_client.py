@@ -159,7 +159,7 @@ class InviteClient:
         self._ring_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
-        """Resolve the next hop, open the RTP port and send the INVITE. CallFailed(503) without a media port."""
+        """Resolve the next hop, open the RTP port, send the INVITE; CallFailed(503) without a media port."""
         host, opts = self.host, self.options
         hop = self.proxy or self.target
         self.transport, self.addr = await host.resolve(
@@ -186,7 +186,8 @@ class InviteClient:
         for k, v in opts.headers.items():
             h.add(k, v)
         h.add("Content-Type", "application/sdp")
-        self.invite = SipRequest(headers=h, body=self.local_sdp.to_bytes(), method="INVITE", uri=str(self.target))
+        self.invite = SipRequest(headers=h, body=self.local_sdp.to_bytes(), method="INVITE",
+                                 uri=str(self.target))
         self._ring_timer = asyncio.get_running_loop().call_later(opts.timeout, self._no_answer)
         await self._send_invite()
 

@@ -39,8 +39,10 @@ class Registration:
     """Keeps one address-of-record registered. `await start()` registers (raises `RegistrationError`
     on a final failure) and then refreshes in the background; `await stop()` unregisters."""
 
-    def __init__(self, endpoint: RegistrationHost, registrar: str, aor: str, credentials: Credentials | None = None,
-                 expires: int = 3600, transport: str | None = None) -> None:
+    def __init__(
+        self, endpoint: RegistrationHost, registrar: str, aor: str, credentials: Credentials | None = None,
+        expires: int = 3600, transport: str | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.registrar = SipUri.parse(registrar)
         self.aor = SipUri.parse(aor)

@@ -209,7 +209,8 @@ def _session_id() -> int:
 
 
 def build_offer(
-    address: str, port: int, codecs: list[str], telephone_event_pt: int = TELEPHONE_EVENT_PT, ptime: int = PTIME_MS,
+    address: str, port: int, codecs: list[str], telephone_event_pt: int = TELEPHONE_EVENT_PT,
+    ptime: int = PTIME_MS,
     direction: str = "sendrecv", session_id: int | None = None, version: int = 0,
 ) -> SessionDescription:
     """Our offer: `codecs` in order of preference plus telephone-event 0-16."""
