@@ -91,12 +91,13 @@ async def test_dtmf_from_rfc4733_pcap_and_sip_info(endpoint, tmp_path: Path) -> 
             digits.append(digit)
 
     endpoint.on_incoming = handler
-    after = '  <pause milliseconds="500"/>\n' + info_dtmf(3, "5")
+    # INFO with a digit, then with an event code (Signal=11 is "#", RFC 4733 numbering)
+    after = '  <pause milliseconds="500"/>\n' + info_dtmf(3, "5") + info_dtmf(4, "11")
     scenario = uac_scenario("PCMU", actions=play_pcap("dtmf_2833_1.pcap"), pause_ms=600, after_answer=after)
     result = await run_sipp(scenario, target(endpoint), tmp_path, free_port())
     assert result.code == 0, str(result)
-    await eventually(lambda: len(digits) >= 2, timeout_s=5, what="two digits received")
-    assert digits == ["1", "5"]
+    await eventually(lambda: len(digits) >= 3, timeout_s=5, what="three digits received")
+    assert digits == ["1", "5", "#"]
 
 
 async def test_cancel_before_answer(endpoint, tmp_path: Path) -> None:
