@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,14 +12,14 @@ from parley.sip.endpoint import SipEndpoint
 
 
 @pytest.fixture
-async def endpoint_factory() -> AsyncIterator[Callable[..., object]]:
+async def endpoint_factory() -> AsyncIterator[Callable[..., Awaitable[SipEndpoint]]]:
     """`await make(**kwargs)` -> a started SipEndpoint on 127.0.0.1 and an OS-chosen port."""
     made: list[SipEndpoint] = []
 
-    async def make(**kwargs: object) -> SipEndpoint:
+    async def make(**kwargs: Any) -> SipEndpoint:
         kwargs.setdefault("host", "127.0.0.1")
         kwargs.setdefault("port", 0)
-        ep = SipEndpoint(**kwargs)  # type: ignore[arg-type]
+        ep = SipEndpoint(**kwargs)
         await ep.start()
         made.append(ep)
         return ep
@@ -29,7 +30,7 @@ async def endpoint_factory() -> AsyncIterator[Callable[..., object]]:
 
 
 @pytest.fixture
-async def endpoint(endpoint_factory) -> SipEndpoint:  # type: ignore[no-untyped-def]
+async def endpoint(endpoint_factory: Callable[..., Awaitable[SipEndpoint]]) -> SipEndpoint:
     return await endpoint_factory()
 
 

@@ -2,7 +2,8 @@
 
 `uac_scenario()` writes a caller scenario for the variants the tests need (codec, media action,
 who hangs up, digest auth, expected final status); `run_sipp()` runs it under a hard timeout and
-returns the exit code and output (SIPp exits 0 only when every call succeeded).
+returns the exit code and output (SIPp exits 0 only when every call succeeded); `sipp_server()`
+starts SIPp as the called side and returns once it listens.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import asyncio
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import free_port
+from tests.eventually import eventually, udp_port_bound
 
 PCAP_DIR = Path("/usr/share/sip-tester")
 
@@ -214,6 +217,16 @@ async def run_sipp(
     errlog = tmp_path / f"sipp-{port}-err.log"
     err_text = err.decode(errors="replace") + (errlog.read_text(errors="replace") if errlog.exists() else "")
     return SippResult(proc.returncode or 0, out.decode(errors="replace"), err_text)
+
+
+async def sipp_server(scenario: str | Path, tmp_path: Path, port: int, **kwargs: Any) -> asyncio.Task[SippResult]:
+    """Start SIPp answering on UDP `port` (`run_sipp` without a target) and return its task once SIPp
+    has bound the port; the task's result is the `SippResult`. Fails at once if SIPp exits first."""
+    task = asyncio.ensure_future(run_sipp(scenario, None, tmp_path, port, **kwargs))
+    await eventually(lambda: task.done() or udp_port_bound(port), what=f"SIPp listening on UDP {port}")
+    if task.done():
+        raise AssertionError(f"SIPp exited before it listened: {task.result()}")
+    return task
 
 
 def cancel_scenario() -> str:

@@ -17,6 +17,7 @@ import pytest
 
 from parley.sip.call import Call, IncomingCall
 from tests.conftest import free_port
+from tests.eventually import eventually, udp_port_bound
 from tests.sip.conftest import dominant_frequency, tone
 
 pytestmark = [pytest.mark.sip, pytest.mark.slow]
@@ -56,6 +57,18 @@ def heard_by_baresip(conf: Path) -> tuple[np.ndarray, int]:
     assert dumps, "baresip recorded nothing"
     with wave.open(str(dumps[-1])) as w:
         return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16), w.getframerate()
+
+
+def recording_closed(conf: Path) -> bool:
+    """baresip has closed its recording: the WAV header of the dump then counts the frames written."""
+    dumps = sorted(conf.glob("dump-*-dec.wav"))
+    if not dumps:
+        return False
+    try:
+        with wave.open(str(dumps[-1])) as w:
+            return w.getnframes() > 0
+    except (wave.Error, EOFError):
+        return False
 
 
 def assert_tone(pcm: np.ndarray, freq: float, rate: int = 8000, min_seconds: float = 1.0) -> None:
@@ -102,7 +115,8 @@ async def test_we_call_baresip_two_way_audio(endpoint, tmp_path: Path, codec: st
         cwd=str(conf), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        await asyncio.sleep(0.7)  # baresip binds its port
+        await eventually(lambda: proc.returncode is not None or udp_port_bound(port),
+                         what="baresip listening")
         out = await endpoint.invite(f"sip:baresip@127.0.0.1:{port}", from_="sip:+15550100@127.0.0.1",
                                     display_name="Parley", timeout=10)
         call = await out.answered()
@@ -110,10 +124,11 @@ async def test_we_call_baresip_two_way_audio(endpoint, tmp_path: Path, codec: st
         call.rtp.write(tone(1000, 2.0, rate=rate))
         heard: list[np.ndarray] = []
         collector = asyncio.ensure_future(collect(call, heard))
-        await asyncio.sleep(2.2)
+        await eventually(lambda: call.rtp.output_queued_ms == 0 and len(heard) >= 100, timeout_s=10,
+                         what="our 2 s tone sent and 2 s of baresip's heard")
         await call.hangup()
         await collector
-        await asyncio.sleep(0.3)  # baresip closes its recording on BYE
+        await eventually(lambda: recording_closed(conf), what="baresip closed its recording after our BYE")
     finally:
         if proc.returncode is None:
             proc.terminate()

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from parley.sip.call import Call, IncomingCall
+from tests.eventually import eventually, udp_port_bound
 
 pytestmark = [pytest.mark.sip]
 
@@ -83,6 +84,7 @@ async def test_no_free_media_port_answers_503_and_keeps_serving(endpoint_factory
     assert info.value.code == 503
     await first.hangup()
     await asyncio.wait_for(accepted[0].wait_ended(), 5)
-    await asyncio.sleep(0.1)  # the media port is released when the call's RTP closes
+    await eventually(lambda: not udp_port_bound(lo) and not udp_port_bound(lo + 1),
+                     what="the first call's RTP/RTCP ports released")
     third = await (await caller_ep.invite(f"sip:3@127.0.0.1:{callee_ep.port}", timeout=5)).answered()
     await third.hangup()

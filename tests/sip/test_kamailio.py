@@ -12,7 +12,8 @@ import pytest
 
 from parley.sip.call import Call, IncomingCall
 from tests.conftest import free_port
-from tests.sip.sipp import run_sipp, uac_scenario
+from tests.eventually import eventually
+from tests.sip.sipp import run_sipp, sipp_server, uac_scenario
 
 pytestmark = [pytest.mark.sip]
 
@@ -55,15 +56,13 @@ async def start_kamailio(tmp_path: Path, port: int, target: int) -> asyncio.subp
         "kamailio", "-DD", "-E", "-m", "64", "-M", "8", "-f", str(cfg), "-P", str(tmp_path / "kamailio.pid"),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
-    # ready when its UDP port answers an OPTIONS-less probe: wait for the listen socket
-    for _ in range(50):
-        await asyncio.sleep(0.1)
-        if proc.returncode is not None:
-            err = await proc.stderr.read() if proc.stderr else b""
-            pytest.fail(f"kamailio exited: {err.decode(errors='replace')[-2000:]}")
-        if f"127.0.0.1:{port}" in _udp_listeners():
-            return proc
-    pytest.fail("kamailio did not start listening")
+    # ready when its UDP listen socket exists (read from /proc, so the check never takes the port)
+    await eventually(lambda: proc.returncode is not None or f"127.0.0.1:{port}" in _udp_listeners().split(),
+                     timeout_s=5, what=f"kamailio listening on UDP {port}")
+    if proc.returncode is not None:
+        err = await proc.stderr.read() if proc.stderr else b""
+        pytest.fail(f"kamailio exited: {err.decode(errors='replace')[-2000:]}")
+    return proc
 
 
 def _udp_listeners() -> str:
@@ -107,7 +106,7 @@ async def test_call_through_kamailio_record_route(endpoint, tmp_path: Path) -> N
     async def handler(incoming: IncomingCall) -> None:
         call = await incoming.accept()
         calls.append(call)
-        await asyncio.sleep(0.5)
+        await asyncio.wait_for(call.confirmed.wait(), 5)  # the ACK came through the proxy: now our BYE
         await call.hangup()
 
     endpoint.on_incoming = handler
@@ -134,8 +133,7 @@ async def test_we_dial_through_kamailio_as_outbound_proxy(endpoint, tmp_path: Pa
     sport = free_port()
     try:
         scenario = Path(__file__).parent / "scenarios" / "uas_record_route.xml"
-        sipp = asyncio.ensure_future(run_sipp(scenario, None, tmp_path, sport, extra=["-rtp_echo"]))
-        await asyncio.sleep(0.3)
+        sipp = await sipp_server(scenario, tmp_path, sport, extra=["-rtp_echo"])
         out = await endpoint.invite(f"sip:callee@127.0.0.1:{sport}", proxy=f"sip:127.0.0.1:{kport}", timeout=10)
         call = await out.answered()
         assert call.dialog.route_set and f"127.0.0.1:{kport}" in call.dialog.route_set[0]

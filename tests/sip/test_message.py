@@ -95,7 +95,7 @@ value = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), 
 
 
 @st.composite
-def messages(draw) -> SipRequest | SipResponse:  # type: ignore[no-untyped-def]
+def messages(draw: st.DrawFn) -> SipRequest | SipResponse:
     headers = [
         ("Via", f"SIP/2.0/UDP 192.0.2.{draw(st.integers(1, 254))}:5060;branch=z9hG4bK{draw(token)}"),
         ("From", f"<sip:{draw(token)}@example.com>;tag={draw(token)}"),

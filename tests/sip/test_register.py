@@ -11,7 +11,8 @@ from parley.sip.auth import Credentials
 from parley.sip.call import IncomingCall
 from parley.sip.errors import CallFailed
 from tests.conftest import free_port
-from tests.sip.sipp import run_sipp
+from tests.eventually import eventually
+from tests.sip.sipp import sipp_server
 
 pytestmark = [pytest.mark.sip]
 
@@ -77,21 +78,16 @@ def registrar_scenario(rounds: list[int]) -> str:
 
 async def test_register_refreshes_before_expiry_and_unregisters(endpoint, tmp_path: Path) -> None:
     port = free_port()
-    sipp = asyncio.ensure_future(run_sipp(registrar_scenario([2, 2, 0]), None, tmp_path, port, timeout=20))
-    await asyncio.sleep(0.3)
+    sipp = await sipp_server(registrar_scenario([2, 2, 0]), tmp_path, port, timeout=20)
     reg = endpoint.registration(f"sip:127.0.0.1:{port}", "sip:alice@registrar.test",
                                 Credentials("alice", "secret"), expires=60)
     await reg.start()
     assert reg.granted == 2
-    await asyncio.wait_for(_refreshed(reg), 5)  # refreshed after ~1 s, before the 2 s expiry
+    # refreshed after ~1 s, before the 2 s expiry
+    await eventually(lambda: reg.refreshes >= 1, timeout_s=5, what="registration refreshed")
     await reg.stop()
     result = await sipp
     assert result.code == 0, str(result)
-
-
-async def _refreshed(reg) -> None:  # type: ignore[no-untyped-def]
-    while reg.refreshes < 1:
-        await asyncio.sleep(0.05)
 
 
 async def test_sha256_digest_between_two_endpoints(endpoint_factory) -> None:
@@ -100,7 +96,7 @@ async def test_sha256_digest_between_two_endpoints(endpoint_factory) -> None:
     seen: list[str | None] = []
     authorizations: list[str] = []
     answered = []
-    uas._challenger("parley.test").algorithms = ("SHA-256",)
+    uas.challenger("parley.test").algorithms = ("SHA-256",)
 
     async def handler(incoming: IncomingCall) -> None:
         authorizations.append(incoming.headers.get("Authorization") or "")

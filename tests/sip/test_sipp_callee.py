@@ -13,7 +13,7 @@ from parley.sip.call import Call
 from parley.sip.errors import CallFailed
 from tests.conftest import free_port
 from tests.sip.conftest import dominant_frequency, rms, tone
-from tests.sip.sipp import run_sipp
+from tests.sip.sipp import sipp_server
 
 pytestmark = [pytest.mark.sip]
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -40,8 +40,7 @@ def assert_echo(pcm: np.ndarray, freq: float = 1000.0) -> None:
 
 async def test_call_sipp_uas_with_echo_and_hang_up(endpoint, tmp_path: Path) -> None:
     port = free_port()
-    sipp = asyncio.ensure_future(run_sipp("", None, tmp_path, port, builtin="uas", extra=["-rtp_echo"]))
-    await asyncio.sleep(0.3)  # SIPp binds its port
+    sipp = await sipp_server("", tmp_path, port, builtin="uas", extra=["-rtp_echo"])
     out = await endpoint.invite(f"sip:echo@127.0.0.1:{port}", from_="sip:parley@127.0.0.1", timeout=10)
     call = await out.answered()
     assert [p.code for p in out.history][-2:] == [180, 200]
@@ -56,9 +55,7 @@ async def test_call_sipp_uas_with_echo_and_hang_up(endpoint, tmp_path: Path) -> 
 @pytest.mark.parametrize(("password", "ok"), [("secret", True), ("wrong", False)])
 async def test_digest_auth_against_verifyauth_trunk(endpoint, tmp_path: Path, password: str, ok: bool) -> None:
     port = free_port()
-    sipp = asyncio.ensure_future(run_sipp(SCENARIOS / "uas_verifyauth.xml", None, tmp_path, port,
-                                          extra=["-rtp_echo"]))
-    await asyncio.sleep(0.3)
+    sipp = await sipp_server(SCENARIOS / "uas_verifyauth.xml", tmp_path, port, extra=["-rtp_echo"])
     out = await endpoint.invite(f"sip:+15551234@127.0.0.1:{port}", from_="sip:+15550000@127.0.0.1",
                                 auth=Credentials("parley", password), timeout=10)
     steps = [p async for p in out]  # the 401 we answer is not the end of the story
@@ -79,8 +76,7 @@ async def test_digest_auth_against_verifyauth_trunk(endpoint, tmp_path: Path, pa
 
 async def test_cancel_a_ringing_call(endpoint, tmp_path: Path) -> None:
     port = free_port()
-    sipp = asyncio.ensure_future(run_sipp(SCENARIOS / "uas_cancelled.xml", None, tmp_path, port))
-    await asyncio.sleep(0.3)
+    sipp = await sipp_server(SCENARIOS / "uas_cancelled.xml", tmp_path, port)
     out = await endpoint.invite(f"sip:busy@127.0.0.1:{port}", timeout=10)
     async for progress in out:
         if progress.code == 180:
@@ -95,8 +91,7 @@ async def test_cancel_a_ringing_call(endpoint, tmp_path: Path) -> None:
 
 async def test_blind_transfer_reports_notify_outcome(endpoint, tmp_path: Path) -> None:
     port = free_port()
-    sipp = asyncio.ensure_future(run_sipp(SCENARIOS / "uas_transfer.xml", None, tmp_path, port))
-    await asyncio.sleep(0.3)
+    sipp = await sipp_server(SCENARIOS / "uas_transfer.xml", tmp_path, port)
     out = await endpoint.invite(f"sip:agent@127.0.0.1:{port}", timeout=10)
     call = await out.answered()
     assert call.negotiated.codec == "PCMA"

@@ -11,7 +11,9 @@ import pytest
 
 from parley.media.g711 import ulaw_encode
 from parley.sip.call import Call, IncomingCall
+from parley.sip.endpoint import SipEndpoint
 from tests.conftest import free_port
+from tests.eventually import eventually
 from tests.sip.conftest import dominant_frequency, rms, tone
 from tests.sip.sipp import (
     _HEAD, cancel_scenario, info_dtmf, out_of_dialog, play_pcap, refer, reinvite, retransmit_scenario, rtp_stream, run_sipp, uac_scenario,
@@ -20,7 +22,7 @@ from tests.sip.sipp import (
 pytestmark = [pytest.mark.sip]
 
 
-def target(ep) -> str:  # type: ignore[no-untyped-def]
+def target(ep: SipEndpoint) -> str:
     return f"127.0.0.1:{ep.port}"
 
 
@@ -66,7 +68,7 @@ async def test_pcma_call_with_pcap_media_and_our_bye(endpoint, tmp_path: Path) -
         call = await incoming.accept()
         answered.append(call)
         recorder = asyncio.ensure_future(record(call, frames))
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.5)  # the scenario: listen to 1.5 s of the pcap, then hang up ourselves
         await call.hangup()
         await recorder
 
@@ -89,12 +91,13 @@ async def test_dtmf_from_rfc4733_pcap_and_sip_info(endpoint, tmp_path: Path) -> 
             digits.append(digit)
 
     endpoint.on_incoming = handler
-    after = '  <pause milliseconds="500"/>\n' + info_dtmf(3, "5")
+    # INFO with a digit, then with an event code (Signal=11 is "#", RFC 4733 numbering)
+    after = '  <pause milliseconds="500"/>\n' + info_dtmf(3, "5") + info_dtmf(4, "11")
     scenario = uac_scenario("PCMU", actions=play_pcap("dtmf_2833_1.pcap"), pause_ms=600, after_answer=after)
     result = await run_sipp(scenario, target(endpoint), tmp_path, free_port())
     assert result.code == 0, str(result)
-    await asyncio.sleep(0.1)
-    assert digits == ["1", "5"]
+    await eventually(lambda: len(digits) >= 3, timeout_s=5, what="three digits received")
+    assert digits == ["1", "5", "#"]
 
 
 async def test_cancel_before_answer(endpoint, tmp_path: Path) -> None:
@@ -223,7 +226,9 @@ async def test_garbage_gets_400_or_is_dropped_and_a_good_call_still_works(endpoi
     reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
     writer.write(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKt\r\n\r\n")
     await writer.drain()
-    assert await asyncio.wait_for(reader.read(), 5) is not None
+    # no answer (it has no From/To/Call-ID/CSeq to answer with), and the connection is closed on us
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert reader.at_eof()
     writer.close()
 
     answered: list[Call] = []
@@ -252,7 +257,7 @@ async def test_caller_behind_nat_gets_responses_and_our_bye_at_its_real_address(
     async def handler(incoming: IncomingCall) -> None:
         call = await incoming.accept()
         calls.append(call)
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(call.confirmed.wait(), 5)  # SIPp's ACK arrived: now our BYE
         await call.hangup()
 
     endpoint.on_incoming = handler

@@ -13,9 +13,9 @@ from typing import Any
 _EXPORTS = {
     "SipEndpoint": "parley.sip.endpoint",
     "IncomingCall": "parley.sip.call",
-    "OutgoingCall": "parley.sip.call",
+    "OutgoingCall": "parley.sip.invite_client",
     "Call": "parley.sip.call",
-    "Progress": "parley.sip.call",
+    "Progress": "parley.sip.invite_client",
     "Credentials": "parley.sip.auth",
     "CallFailed": "parley.sip.errors",
     "SipParseError": "parley.sip.errors",

@@ -1,6 +1,7 @@
 """HTTP Digest authentication for SIP (RFC 2617, RFC 7616, RFC 8760): MD5 and SHA-256, qop=auth.
 
-UAC side: `answer_challenge()` builds an Authorization/Proxy-Authorization value for a 401/407.
+UAC side: `answer_challenge()` builds an Authorization/Proxy-Authorization value for a 401/407;
+`DigestRetry` is the one retry policy for a request that was challenged (INVITE, REGISTER, BYE ...).
 UAS side: `DigestChallenger` issues stateless, HMAC-signed nonces and checks answers.
 """
 
@@ -11,9 +12,11 @@ import hmac
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from parley.sip.errors import SipParseError
+from parley.sip.message import SipRequest, SipResponse
 
 _ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
@@ -106,6 +109,37 @@ def pick_challenge(values: list[str]) -> str | None:
     return None
 
 
+class DigestRetry:
+    """Answers the digest challenges to one request (RFC 3261 §22.2): at most twice, the second
+    time only when the server says our nonce went stale (a second plain 401 means a wrong password)."""
+
+    MAX_TRIES = 2
+
+    def __init__(self, credentials: Credentials | None) -> None:
+        self.credentials = credentials
+        self.tries = 0
+
+    def authorize(self, request: SipRequest, response: SipResponse) -> bool:
+        """When `response` is a 401/407 we should answer: add the (Proxy-)Authorization header to
+        `request`, step its CSeq by one and return True (send it again). False: `response` is final."""
+        status = response.status
+        if status not in (401, 407) or self.credentials is None or self.tries >= self.MAX_TRIES:
+            return False
+        header = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+        challenge = pick_challenge(response.headers.get_all(header))
+        if challenge is None:
+            return False
+        if self.tries and "stale=true" not in challenge.replace(" ", "").lower():
+            return False
+        self.tries += 1
+        name = "Authorization" if status == 401 else "Proxy-Authorization"
+        request.headers.remove(name)
+        request.headers.add(name, answer_challenge(challenge, self.credentials, request.method, request.uri))
+        number, method = request.cseq
+        request.headers.set("CSeq", f"{number + 1} {method}")
+        return True
+
+
 class DigestChallenger:
     """UAS-side digest: stateless nonces signed with a per-process key, valid for `nonce_ttl` s.
 
@@ -144,7 +178,9 @@ class DigestChallenger:
             for alg in self.algorithms
         ]
 
-    def check(self, header_value: str, method: str, lookup) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
+    def check(
+        self, header_value: str, method: str, lookup: Callable[[str], str | None],
+    ) -> tuple[str, str | None]:
         """Check an Authorization value. Returns (verdict, username): verdict is 'ok', 'stale',
         'missing' (not for our realm / unusable) or 'wrong' (known scheme, bad password/user)."""
         try:

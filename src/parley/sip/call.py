@@ -1,8 +1,10 @@
-"""Calls as the rest of Parley sees them: `IncomingCall` (before answer), `OutgoingCall` (dialing)
-and `Call` (an established dialog with its `RtpSession`).
+"""Calls as the rest of Parley sees them: `IncomingCall` (before answer) and `Call` (an established
+dialog with its `RtpSession`). The caller's side of an INVITE, `OutgoingCall`, is in `invite_client`.
 
 In-dialog requests handled here: BYE, re-INVITE (hold/resume, media change), OPTIONS, INFO (DTMF),
 REFER and NOTIFY (RFC 3515 blind transfer, both directions).
+
+Calls reach their user agent (`SipEndpoint`) only through the `CallHost` protocol below.
 """
 
 from __future__ import annotations
@@ -10,47 +12,72 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from parley.logging import get_logger
+from parley.sip.auth import Credentials, DigestChallenger
 from parley.sip.dialog import Dialog
+from parley.sip.dtmf import DtmfError, parse_dtmf_info
 from parley.sip.errors import CallFailed, SipParseError
 from parley.sip.message import Headers, SipRequest, SipResponse, make_response
-from parley.sip.sdp import Negotiated, SessionDescription, build_answer, negotiate
+from parley.sip.sdp import Negotiated, SessionDescription, build_answer, build_offer, negotiate
 from parley.sip.transaction import T1, T2, ServerTransaction, new_tag
+from parley.sip.transport import Source
 from parley.sip.uri import NameAddr, SipUri
+from parley.support.taskset import TaskSet
 
 if TYPE_CHECKING:
-    from parley.sip.auth import Credentials
-    from parley.sip.endpoint import SipEndpoint
     from parley.sip.rtp_session import RtpSession
-    from parley.sip.transport import Source
 
 log = get_logger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY"
-_DTMF_CHARS = "0123456789*#ABCD"
 
 
-@dataclass(frozen=True)
-class Progress:
-    """One step of an outgoing call: a SIP status (100/180/183/200/4xx…) or 408 for a timeout.
-    `final` is False for provisionals and for a 401/407 we answer with credentials."""
+class CallHost(Protocol):
+    """What a call needs from the user agent that owns it (`SipEndpoint` is the implementation)."""
 
-    code: int
-    reason: str
-    final: bool = False
+    user_agent: str
+    codecs: list[str]
+
+    @property
+    def media_address(self) -> str: ...
+
+    def contact(self, transport: str, user: str = "parley") -> str: ...
+
+    def challenger(self, realm: str) -> DigestChallenger: ...
+
+    async def new_rtp(self, negotiated: Negotiated) -> RtpSession: ...
+
+    def register_call(self, call: Call) -> None: ...
+
+    def forget_call(self, call: Call) -> None: ...
+
+    async def request(
+        self, req: SipRequest, dialog: Dialog | None = None, credentials: Credentials | None = None,
+        dest: SipUri | None = None,
+    ) -> SipResponse: ...
+
+    async def invite_in_dialog(self, call: Call, req: SipRequest) -> SipResponse | None: ...
+
+    def send_response(self, response: SipResponse, source: Source | None) -> None: ...
+
+
+def media_port(rtp: RtpSession) -> int:
+    """The local port of a started RTP session (what our SDP announces)."""
+    if rtp.local_port is None:
+        raise RuntimeError("RtpSession.start() first: it has no local port yet")
+    return rtp.local_port
 
 
 class Call:
     """An established call: one dialog plus its RTP session."""
 
     def __init__(
-        self, endpoint: "SipEndpoint", dialog: Dialog, rtp: "RtpSession", negotiated: Negotiated,
+        self, host: CallHost, dialog: Dialog, rtp: RtpSession, negotiated: Negotiated,
         direction: str, local_sdp: SessionDescription,
     ) -> None:
-        self.endpoint = endpoint
+        self.host = host
         self.dialog = dialog
         self.rtp = rtp
         self.negotiated = negotiated
@@ -66,9 +93,9 @@ class Call:
         self.confirmed = asyncio.Event()  # ACK received (inbound) or sent (outbound)
         self._dtmf_queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._transfer_result: asyncio.Future[bool] | None = None
-        self._pending_2xx: tuple[SipResponse, "Source | None"] | None = None
+        self._pending_2xx: tuple[SipResponse, Source | None] | None = None
         self._retransmit_handle: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet("sip.call")  # handler callbacks, NOTIFYs, closing the RTP session
         self.last_ack: bytes | None = None  # our ACK for the 2xx, re-sent if the 2xx comes again
         self.ack_dest: tuple[str, tuple[str, int]] | None = None  # (transport, addr) it went to
         self.credentials: Credentials | None = None  # used again if the peer challenges our BYE
@@ -115,7 +142,7 @@ class Call:
         if self.on_dtmf is not None:
             result = self.on_dtmf(digit)
             if asyncio.iscoroutine(result):
-                self._spawn(result)
+                self._tasks.spawn(result)
 
     async def dtmf_events(self) -> AsyncIterator[str]:
         """Digits as they arrive (RFC 4733 events and SIP INFO), until the call ends."""
@@ -134,17 +161,17 @@ class Call:
             req = self.dialog.create_request(
                 "INFO", body=f"Signal={digit}\r\nDuration=160\r\n".encode(), content_type="application/dtmf-relay",
             )
-            await self.endpoint.request(req, dialog=self.dialog)
+            await self.host.request(req, dialog=self.dialog)
 
     # ending ------------------------------------------------------------------------------------
     async def hangup(self) -> None:
         """Send BYE (or nothing if the call already ended). Idempotent."""
         if self.ended:
             return
-        self._end("local_bye")
+        self.end("local_bye")
         req = self.dialog.create_request("BYE")
         try:
-            await self.endpoint.request(req, dialog=self.dialog, credentials=self.credentials)
+            await self.host.request(req, dialog=self.dialog, credentials=self.credentials)
         except Exception as exc:
             log.info("sip.bye_failed", call_id=self.call_id, error=str(exc))
 
@@ -153,7 +180,8 @@ class Call:
         await self._ended.wait()
         return self.end_reason or "ended"
 
-    def _end(self, reason: str) -> None:
+    def end(self, reason: str) -> None:
+        """Mark the call ended here, without signalling (`hangup()` sends the BYE), and free its media."""
         if self.ended:
             return
         self.end_reason = reason
@@ -162,17 +190,13 @@ class Call:
         self._dtmf_queue.put_nowait(None)
         if self._transfer_result is not None and not self._transfer_result.done():
             self._transfer_result.set_result(False)
-        self.endpoint._forget_call(self)
-        self._spawn(self.rtp.close())
+        self.host.forget_call(self)
+        self._tasks.spawn(self.rtp.close())
         log.info("sip.call_ended", call_id=self.call_id, reason=reason)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     # 2xx retransmission until ACK (§13.3.1.4) ------------------------------------------------------
-    def _send_2xx(self, tx: ServerTransaction, response: SipResponse) -> None:
+    def send_2xx(self, tx: ServerTransaction, response: SipResponse) -> None:
+        """Answer `tx` with `response` and re-send it until the ACK arrives (BYE after 64*T1 without)."""
         self.confirmed.clear()
         tx.respond(response)
         self._pending_2xx = (response, tx.source)
@@ -191,17 +215,17 @@ class Call:
         if elapsed >= 64 * T1:
             log.info("sip.no_ack", call_id=self.call_id)
             self._pending_2xx = None
-            self._spawn(self._bye_after_no_ack())
+            self._tasks.spawn(self._bye_after_no_ack())
             return
         response, source = self._pending_2xx
-        self.endpoint.transport.send_response(response, source)
+        self.host.send_response(response, source)
         self._schedule_2xx(min(interval * 2, T2), elapsed)
 
     async def _bye_after_no_ack(self) -> None:
-        self._end("ack_timeout")
+        self.end("ack_timeout")
         req = self.dialog.create_request("BYE")
         try:
-            await self.endpoint.request(req, dialog=self.dialog)
+            await self.host.request(req, dialog=self.dialog)
         except Exception:
             pass
 
@@ -232,7 +256,7 @@ class Call:
         method = request.method
         if method == "BYE":
             tx.respond(self._response(request, 200))
-            self._end("remote_bye")
+            self.end("remote_bye")
         elif method == "INVITE":
             self._reinvite(request, tx)
         elif method == "OPTIONS":
@@ -250,11 +274,11 @@ class Call:
 
     def _response(self, request: SipRequest, status: int, reason: str | None = None, **kw: Any) -> SipResponse:
         resp = make_response(request, status, reason, **kw)
-        resp.headers.add("Server", self.endpoint.user_agent)
+        resp.headers.add("Server", self.host.user_agent)
         return resp
 
     def _apply_remote_sdp(self, sdp: SessionDescription) -> Negotiated | None:
-        neg = negotiate(sdp, self.endpoint.codecs)
+        neg = negotiate(sdp, self.host.codecs)
         if neg is None:
             return None
         from parley.media.codecs import get_codec
@@ -274,7 +298,7 @@ class Call:
             if self.on_hold_change is not None:
                 result = self.on_hold_change(hold)
                 if asyncio.iscoroutine(result):
-                    self._spawn(result)
+                    self._tasks.spawn(result)
         self.negotiated = neg
         return neg
 
@@ -293,7 +317,7 @@ class Call:
                 return
             self.local_sdp.session_version += 1
             answer = build_answer(
-                offer, neg, self.local_sdp.origin_address, self.rtp.local_port,
+                offer, neg, self.local_sdp.origin_address, media_port(self.rtp),
                 session_id=self.local_sdp.session_id, version=self.local_sdp.session_version,
                 direction=self._our_direction(neg.direction),
             )
@@ -302,7 +326,7 @@ class Call:
             answer = self.local_sdp
         resp = self._response(request, 200, to_tag=self.local_tag, body=answer.to_bytes(),
                               extra={"Contact": self.dialog.contact, "Allow": ALLOW})
-        self._send_2xx(tx, resp)
+        self.send_2xx(tx, resp)
 
     def _our_direction(self, answered: str) -> str:
         if not self.local_hold:
@@ -310,16 +334,13 @@ class Call:
         return {"sendrecv": "sendonly", "recvonly": "inactive"}.get(answered, answered)
 
     def _info(self, request: SipRequest, tx: ServerTransaction) -> None:
-        body = request.body.decode("utf-8", "replace")
-        digit: str | None = None
-        if request.content_type == "application/dtmf-relay":
-            m = re.search(r"(?im)^\s*signal\s*=\s*(\S)", body)
-            digit = m.group(1) if m else None
-        elif request.content_type == "application/dtmf":
-            digit = body.strip()[:1] or None
+        """INFO is answered 200 whatever it carries; a DTMF body (dtmf-relay or dtmf) gives a digit."""
         tx.respond(self._response(request, 200))
-        if digit is not None and digit.upper() in _DTMF_CHARS:
-            self._dtmf(digit.upper(), "info")
+        try:
+            info = parse_dtmf_info(request.content_type, request.body)
+        except DtmfError:
+            return
+        self._dtmf(info.digit, "info")
 
     # transfer (RFC 3515) -------------------------------------------------------------------------
     def _refer_received(self, request: SipRequest, tx: ServerTransaction) -> None:
@@ -336,7 +357,7 @@ class Call:
             tx.respond(self._response(request, 400, f"Bad Request ({exc})"))
             return
         tx.respond(self._response(request, 202, to_tag=self.local_tag, extra={"Contact": self.dialog.contact}))
-        self._spawn(self._run_refer(target))
+        self._tasks.spawn(self._run_refer(target))
 
     async def _run_refer(self, target: str) -> None:
         await self._notify_sipfrag("SIP/2.0 100 Trying", "active;expires=60")
@@ -357,7 +378,7 @@ class Call:
             extra={"Event": "refer", "Subscription-State": state},
         )
         try:
-            await self.endpoint.request(req, dialog=self.dialog)
+            await self.host.request(req, dialog=self.dialog)
         except Exception as exc:
             log.info("sip.notify_failed", call_id=self.call_id, error=str(exc))
 
@@ -383,7 +404,7 @@ class Call:
             "REFER", extra={"Refer-To": f"<{uri}>", "Referred-By": f"<{self.local_uri}>"},
         )
         try:
-            resp = await self.endpoint.request(req, dialog=self.dialog)
+            resp = await self.host.request(req, dialog=self.dialog)
         except Exception as exc:
             log.info("sip.refer_failed", call_id=self.call_id, error=str(exc))
             return False
@@ -402,7 +423,7 @@ class Call:
         audio = self.local_sdp.media[0]
         audio.direction = "sendonly" if on else "sendrecv"
         req = self.dialog.create_request("INVITE", body=self.local_sdp.to_bytes())
-        resp = await self.endpoint.invite_in_dialog(self, req)
+        resp = await self.host.invite_in_dialog(self, req)
         if resp is None or not 200 <= resp.status < 300:
             return False
         if resp.body:
@@ -417,9 +438,9 @@ class Call:
 class IncomingCall:
     """An INVITE waiting for the application's decision: accept, reject, redirect (ring first if you like)."""
 
-    def __init__(self, endpoint: "SipEndpoint", request: SipRequest, tx: ServerTransaction, source: "Source",
+    def __init__(self, host: CallHost, request: SipRequest, tx: ServerTransaction, source: Source,
                  offer: SessionDescription | None) -> None:
-        self.endpoint = endpoint
+        self.host = host
         self.request = request
         self.tx = tx
         self.source = source
@@ -479,8 +500,17 @@ class IncomingCall:
     # decisions ---------------------------------------------------------------------------------
     def _respond(self, status: int, reason: str | None = None, **kw: Any) -> SipResponse:
         resp = make_response(self.request, status, reason, to_tag=self.local_tag if status > 100 else None, **kw)
-        resp.headers.add("Server", self.endpoint.user_agent)
+        resp.headers.add("Server", self.host.user_agent)
         return resp
+
+    def cancelled_by_peer(self) -> None:
+        """A CANCEL matched this INVITE: answer it 487 (the application sees `cancelled`)."""
+        self.cancelled.set()
+        self.tx.respond(self._respond(487))
+
+    def no_decision(self) -> None:
+        """Nobody answered or rejected the INVITE in time (Timer L): tell the caller 480."""
+        self.tx.respond(self._respond(480, "Temporarily Unavailable (no answer)"))
 
     def _check_open(self) -> None:
         if self.cancelled.is_set():
@@ -491,7 +521,7 @@ class IncomingCall:
     async def ring(self) -> None:
         """Send 180 Ringing."""
         self._check_open()
-        self.tx.respond(self._respond(180, extra={"Contact": self.endpoint._contact(self.transport)}))
+        self.tx.respond(self._respond(180, extra={"Contact": self.host.contact(self.transport)}))
 
     async def reject(self, code: int = 486, reason: str | None = None, headers: dict[str, str] | None = None) -> None:
         """Refuse the call with a final 3xx-6xx status."""
@@ -511,7 +541,7 @@ class IncomingCall:
     ) -> str | None:
         """Digest-check the INVITE (RFC 7616). Returns the authenticated username, or sends
         401/407 (no or stale credentials) or 403 (wrong user/password) and returns None."""
-        challenger = self.endpoint._challenger(realm)
+        challenger = self.host.challenger(realm)
         header = "Proxy-Authorization" if proxy else "Authorization"
         verdict = "missing"
         username = None
@@ -537,13 +567,12 @@ class IncomingCall:
         """Answer 200 OK with an SDP answer; returns the established `Call`.
         Raises CallFailed(488) (after answering 488) when no offered codec is acceptable."""
         self._check_open()
-        ep = self.endpoint
+        ep = self.host
         supported = [c for c in (codecs or ep.codecs) if c in ep.codecs]
         offer = self.offer
         if offer is None:
             # late offer: we offer in the 200, the ACK carries the answer
-            neg = Negotiated(supported[0], {"PCMU": 0, "PCMA": 8, "G722": 9}[supported[0]], 8000, 101, 20,
-                             "sendrecv", None)
+            neg = Negotiated.for_offer(supported[0])
         else:
             found = negotiate(offer, supported)
             if found is None:
@@ -551,7 +580,7 @@ class IncomingCall:
                 raise CallFailed(488, "Not Acceptable Here")
             neg = found
         try:
-            rtp = await ep._new_rtp(neg)
+            rtp = await ep.new_rtp(neg)
         except (OSError, RuntimeError) as exc:  # no free RTP port, socket limits
             log.warning("sip.no_media_port", call_id=self.call_id, error=str(exc))
             await self.reject(503, "Service Unavailable (no media port)")
@@ -559,77 +588,18 @@ class IncomingCall:
         if self.cancelled.is_set() or self.is_final:
             await rtp.close()
             raise CallFailed(487, "Request Terminated")
-        from parley.sip.sdp import build_offer
-
         if offer is None:
-            local_sdp = build_offer(ep.media_address, rtp.local_port, supported)
+            local_sdp = build_offer(ep.media_address, media_port(rtp), supported)
         else:
-            local_sdp = build_answer(offer, neg, ep.media_address, rtp.local_port)
-        dialog = Dialog.from_uas(self.request, self.local_tag, self.transport, ep._contact(self.transport))
+            local_sdp = build_answer(offer, neg, ep.media_address, media_port(rtp))
+        dialog = Dialog.from_uas(self.request, self.local_tag, self.transport, ep.contact(self.transport))
         dialog.flow = self.source
         call = Call(ep, dialog, rtp, neg, "inbound", local_sdp)
         self.call = call
         self.answered = True
-        ep._register_call(call)
+        ep.register_call(call)
         resp = self._respond(200, body=local_sdp.to_bytes(), extra={"Contact": dialog.contact, "Allow": ALLOW})
-        call._send_2xx(self.tx, resp)
+        call.send_2xx(self.tx, resp)
         log.info("sip.answered", call_id=self.call_id, codec=neg.codec, remote_rtp=neg.remote)
         return call
 
-
-class OutgoingCall:
-    """A call we are dialling. Iterate it for `Progress`, or `await answered()` for the `Call`."""
-
-    def __init__(self, endpoint: "SipEndpoint", call_id: str) -> None:
-        self.endpoint = endpoint
-        self.call_id = call_id
-        self.on_progress: Callable[[Progress], Any] | None = None
-        self.history: list[Progress] = []
-        self._queue: asyncio.Queue[Progress] = asyncio.Queue()
-        self._result: asyncio.Future[Call] = asyncio.get_running_loop().create_future()
-        self._cancel_requested = False
-        self._runner: Any = None  # the endpoint's dialling state (endpoint._Dialer)
-
-    def _progress(self, code: int, reason: str, final: bool | None = None) -> None:
-        p = Progress(code, reason, code >= 200 if final is None else final)
-        self.history.append(p)
-        self._queue.put_nowait(p)
-        if self.on_progress is not None:
-            try:
-                self.on_progress(p)
-            except Exception as exc:
-                log.warning("sip.progress_callback_failed", error=str(exc))
-
-    def _succeed(self, call: Call) -> None:
-        if not self._result.done():
-            self._result.set_result(call)
-
-    def _fail(self, code: int, reason: str) -> None:
-        if not self._result.done():
-            self._progress(code, reason)
-            self._result.set_exception(CallFailed(code, reason))
-            self._result.exception()  # mark retrieved; answered() re-raises
-
-    def __aiter__(self) -> AsyncIterator[Progress]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Progress]:
-        while True:
-            p = await self._queue.get()
-            yield p
-            if p.final:
-                return
-
-    @property
-    def done(self) -> bool:
-        return self._result.done()
-
-    async def answered(self) -> Call:
-        """The established call, or CallFailed(code, reason) (408 on timeout, 487 if cancelled)."""
-        return await asyncio.shield(self._result)
-
-    async def cancel(self) -> None:
-        """CANCEL the INVITE (§9.1); a 200 that crosses it is ACKed and hung up."""
-        self._cancel_requested = True
-        if self._runner is not None:
-            await self._runner.cancel()

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
-
 from parley.sip.message import Headers, SipRequest, SipResponse
+from parley.sip.transport import Source
 from parley.sip.uri import NameAddr, SipUri
 
 
@@ -27,7 +26,7 @@ class Dialog:
     remote_seq: int | None = None
     transport: str = "udp"
     contact: str = ""
-    flow: Any = None  # the transport Source the dialog was created from (TCP connection reuse)
+    flow: Source | None = None  # where the dialog-creating request came from (TCP connection reuse)
 
     @property
     def id(self) -> tuple[str, str, str]:

@@ -5,23 +5,44 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Protocol
 
 from parley.logging import get_logger
 from parley.sip.auth import Credentials
-from parley.sip.errors import TransactionTimeout
-from parley.sip.message import Headers, SipRequest
+from parley.sip.dialog import Dialog
+from parley.sip.errors import SipParseError, TransactionTimeout
+from parley.sip.message import Headers, SipRequest, SipResponse
 from parley.sip.transaction import new_tag
 from parley.sip.uri import NameAddr, SipUri
 
 log = get_logger(__name__)
 
 
+class RegistrationHost(Protocol):
+    """What a `Registration` needs from its user agent (`SipEndpoint`)."""
+
+    public_host: str
+    transports: tuple[str, ...]
+
+    @property
+    def port(self) -> int: ...
+
+    def contact(self, transport: str, user: str = "parley") -> str: ...
+
+    async def request(
+        self, req: SipRequest, dialog: Dialog | None = None, credentials: Credentials | None = None,
+        dest: SipUri | None = None,
+    ) -> SipResponse: ...
+
+
 class Registration:
     """Keeps one address-of-record registered. `await start()` registers (raises `RegistrationError`
     on a final failure) and then refreshes in the background; `await stop()` unregisters."""
 
-    def __init__(self, endpoint, registrar: str, aor: str, credentials: Credentials | None = None,  # type: ignore[no-untyped-def]
-                 expires: int = 3600, transport: str | None = None) -> None:
+    def __init__(
+        self, endpoint: RegistrationHost, registrar: str, aor: str, credentials: Credentials | None = None,
+        expires: int = 3600, transport: str | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.registrar = SipUri.parse(registrar)
         self.aor = SipUri.parse(aor)
@@ -45,7 +66,7 @@ class Registration:
         h.add("To", str(NameAddr(self.aor)))
         h.add("Call-ID", self.call_id)
         h.add("CSeq", f"{self.cseq} REGISTER")
-        h.add("Contact", self.endpoint._contact(tp, self.aor.user or "parley"))
+        h.add("Contact", self.endpoint.contact(tp, self.aor.user or "parley"))
         h.add("Expires", str(expires))
         uri = self.registrar.copy(user=None, params={k: v for k, v in self.registrar.params.items() if k == "transport"})
         return SipRequest(headers=h, method="REGISTER", uri=str(uri))
@@ -62,12 +83,15 @@ class Registration:
         for value in resp.headers.get_all("Contact"):
             try:
                 na = NameAddr.parse(value)
-            except Exception:
+            except SipParseError:
                 continue
-            if na.uri.host == self.endpoint.public_host and na.uri.port == self.endpoint.port and na.params.get("expires"):
-                granted = int(na.params["expires"] or want)
-        if resp.headers.get("Expires", "").strip().isdigit() and granted == want:
-            granted = int(resp.headers.get("Expires", "0"))
+            ours = na.uri.host == self.endpoint.public_host and na.uri.port == self.endpoint.port
+            contact_expires = (na.params.get("expires") or "").strip()
+            if ours and contact_expires.isdigit():
+                granted = int(contact_expires)
+        header_expires = (resp.headers.get("Expires") or "").strip()
+        if header_expires.isdigit() and granted == want:
+            granted = int(header_expires)
         return granted
 
     async def start(self) -> None:

@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from parley.sip.errors import SipParseError
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-#: Static payload types (RFC 3551) we know by number when no rtpmap is given.
-STATIC = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000)}
+#: The audio codecs we can offer, with their static payload types (RFC 3551). The one payload-type table.
+PAYLOAD_TYPES: dict[str, int] = {"PCMU": 0, "PCMA": 8, "G722": 9}
+#: Static payload types we know by number when no rtpmap is given: pt -> (name, RTP clock).
+STATIC: dict[int, tuple[str, int]] = {pt: (name, 8000) for name, pt in PAYLOAD_TYPES.items()}
+TELEPHONE_EVENT_PT = 101  # the dynamic payload type we offer for RFC 4733 events
+PTIME_MS = 20
 
 
 @dataclass
@@ -191,9 +195,13 @@ class Negotiated:
     direction: str  # our direction: sendrecv / sendonly / recvonly / inactive
     remote: tuple[str, int] | None
 
+    @classmethod
+    def for_offer(cls, codec: str) -> "Negotiated":
+        """The media settings of our own offer with `codec` first, used until the answer arrives."""
+        return cls(codec, PAYLOAD_TYPES[codec], 8000, TELEPHONE_EVENT_PT, PTIME_MS, "sendrecv", None)
+
 
 _ANSWER_DIRECTION = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
-_DEFAULT_PT = {"PCMU": 0, "PCMA": 8, "G722": 9}
 
 
 def _session_id() -> int:
@@ -201,11 +209,12 @@ def _session_id() -> int:
 
 
 def build_offer(
-    address: str, port: int, codecs: list[str], telephone_event_pt: int = 101, ptime: int = 20,
+    address: str, port: int, codecs: list[str], telephone_event_pt: int = TELEPHONE_EVENT_PT,
+    ptime: int = PTIME_MS,
     direction: str = "sendrecv", session_id: int | None = None, version: int = 0,
 ) -> SessionDescription:
     """Our offer: `codecs` in order of preference plus telephone-event 0-16."""
-    formats = [MediaFormat(_DEFAULT_PT[c], c, 8000) for c in codecs if c in _DEFAULT_PT]
+    formats = [MediaFormat(PAYLOAD_TYPES[c], c, 8000) for c in codecs if c in PAYLOAD_TYPES]
     formats.append(MediaFormat(telephone_event_pt, "telephone-event", 8000, "0-16"))
     sid = session_id if session_id is not None else _session_id()
     return SessionDescription(
@@ -231,7 +240,7 @@ def negotiate(offer: SessionDescription, supported: list[str]) -> Negotiated | N
     direction = _ANSWER_DIRECTION.get(audio.direction, "sendrecv")
     return Negotiated(
         codec=chosen.name.upper(), pt=chosen.pt, clock=chosen.clock, telephone_event_pt=te,
-        ptime=audio.ptime or 20, direction=direction, remote=offer.remote_rtp(),
+        ptime=audio.ptime or PTIME_MS, direction=direction, remote=offer.remote_rtp(),
     )
 
 

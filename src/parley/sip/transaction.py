@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from parley.logging import get_logger
 from parley.sip.message import Headers, SipRequest, SipResponse
@@ -165,6 +166,16 @@ class ClientTransaction:
             del self.manager.client[self.key]
 
 
+class PendingInvite(Protocol):
+    """The application side of an INVITE not yet answered (`IncomingCall`)."""
+
+    def cancelled_by_peer(self) -> None:
+        """A CANCEL matched the INVITE: answer it 487."""
+
+    def no_decision(self) -> None:
+        """Timer L ran out with no final response: answer 480."""
+
+
 class ServerTransaction:
     """Absorbs retransmitted requests by re-sending the last response; retransmits INVITE non-2xx
     finals until ACK (Timers G/H/I) and keeps non-INVITE finals for Timer J."""
@@ -180,7 +191,7 @@ class ServerTransaction:
         self.key = server_key(request)
         self.acked = asyncio.Event()
         self._interval = T1
-        self.incoming: Any = None  # the IncomingCall of an INVITE, for CANCEL
+        self.incoming: PendingInvite | None = None  # the IncomingCall of an INVITE, for CANCEL
         manager.server[self.key] = self
         if self.method == "INVITE":
             self.timers.start("L", 64 * T1 * 6, self._no_final)  # safety net for a TU that never answers
@@ -218,7 +229,7 @@ class ServerTransaction:
     def _no_final(self) -> None:
         """The application never decided (192 s): tell the caller rather than go silent."""
         if self.state == "proceeding" and self.incoming is not None:
-            self.respond(self.incoming._respond(480, "Temporarily Unavailable (no answer)"))
+            self.incoming.no_decision()
         else:
             self._terminate()
 

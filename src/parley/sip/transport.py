@@ -66,7 +66,7 @@ class _UdpSocket:
                 continue
             if not data.strip(b"\r\n\x00 "):
                 continue  # keep-alive
-            self.layer._received(data, Source("udp", (addr[0], addr[1])), stream=False)
+            self.layer.received(data, Source("udp", (addr[0], addr[1])), stream=False)
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -122,7 +122,7 @@ class TcpConnection:
                         break
                     length = content_length_of(bytes(buf[:end]))
                     if length is None:
-                        self.layer._received(bytes(buf[:end]), Source("tcp", self.addr, self), stream=True)
+                        self.layer.received(bytes(buf[:end]), Source("tcp", self.addr, self), stream=True)
                         raise SipParseError("missing Content-Length on TCP")
                     if end + length > MAX_MESSAGE_BYTES:
                         raise SipParseError("message too large")
@@ -130,13 +130,13 @@ class TcpConnection:
                         break
                     frame = bytes(buf[: end + length])
                     del buf[: end + length]
-                    self.layer._received(frame, Source("tcp", self.addr, self), stream=True)
+                    self.layer.received(frame, Source("tcp", self.addr, self), stream=True)
         except (SipParseError, ConnectionError, asyncio.IncompleteReadError) as exc:
             log.info("sip.tcp_closed", peer=self.addr, reason=str(exc))
         except asyncio.CancelledError:
             pass
         finally:
-            self.layer._forget(self)
+            self.layer.connection_closed(self)
             self.writer.close()
 
     def close(self) -> None:
@@ -208,12 +208,14 @@ class TransportLayer:
         conn = TcpConnection(self, reader, writer)
         self._conns[conn.addr] = conn
 
-    def _forget(self, conn: TcpConnection) -> None:
+    def connection_closed(self, conn: TcpConnection) -> None:
+        """`conn` ended: new requests to its peer open a fresh connection."""
         if self._conns.get(conn.addr) is conn:
             del self._conns[conn.addr]
 
     # receiving -------------------------------------------------------------------------------
-    def _received(self, data: bytes, source: Source, stream: bool) -> None:
+    def received(self, data: bytes, source: Source, stream: bool) -> None:
+        """One datagram or TCP frame from `source`: parsed and passed to the handler, or answered 400."""
         self.stats["received"] += 1
         try:
             msg = parse_message(data, stream=stream)

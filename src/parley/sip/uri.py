@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from parley.sip.errors import SipParseError
 
@@ -109,13 +111,10 @@ class SipUri:
         host = maddr or self.host
         return host.strip("[]"), self.port or (5061 if self.scheme == "sips" else 5060)
 
-    def copy(self, **changes: object) -> "SipUri":
-        data = dict(
-            scheme=self.scheme, user=self.user, host=self.host, port=self.port,
-            password=self.password, params=dict(self.params), headers=self.headers,
-        )
-        data.update(changes)
-        return SipUri(**data)  # type: ignore[arg-type]
+    def copy(self, **changes: Any) -> "SipUri":
+        """A copy with the given fields replaced; `params` is copied, never shared with the original."""
+        changes.setdefault("params", dict(self.params))
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass
