@@ -135,8 +135,8 @@ class ToolCallAssembler:
         """True when fragments are waiting to be completed."""
         return bool(self._parts)
 
-    def complete(self, owner: Provider) -> list[ToolCall]:
-        """The assembled calls, in index order; clears the buffer."""
+    def complete(self, provider: str) -> list[ToolCall]:
+        """The assembled calls, in index order; clears the buffer (errors name `provider`)."""
         calls = []
         for index in sorted(self._parts):
             part = self._parts[index]
@@ -144,8 +144,8 @@ class ToolCallAssembler:
             try:
                 arguments = json.loads(raw)
             except json.JSONDecodeError:
-                raise owner.error(f"tool call {part['name']!r} had arguments that are not JSON: {raw[:80]!r}",
-                                  retryable=True) from None
+                raise ProviderError(provider, f"tool call {part['name']!r} had arguments that are not JSON: "
+                                    f"{raw[:80]!r}", component="llm") from None
             if not isinstance(arguments, dict):
                 arguments = {"value": arguments}
             calls.append(ToolCall(id=part["id"] or f"call_{index}", name=part["name"], arguments=arguments))
@@ -237,7 +237,7 @@ class OpenAICompatibleLLM(LLM):
                         chars += len(out.text)
                         yield out
             if tools_buf.pending():
-                for call in tools_buf.complete(self):
+                for call in tools_buf.complete(self.name):
                     yield LLMChunk(tool_call=call)
         finally:
             await opened.close()
@@ -254,7 +254,7 @@ class OpenAICompatibleLLM(LLM):
                 if delta.tool_calls:
                     tools_buf.add(delta.tool_calls)
             if choice.finish_reason and tools_buf.pending():
-                out.extend(LLMChunk(tool_call=c) for c in tools_buf.complete(self))
+                out.extend(LLMChunk(tool_call=c) for c in tools_buf.complete(self.name))
         return out
 
 
