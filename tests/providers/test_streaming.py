@@ -13,7 +13,7 @@ import pytest
 
 from parley.providers.base import ProviderError
 from parley.providers.llm.echo import EchoLLM
-from parley.providers.streaming import open_first
+from parley.providers.streaming import Closer, open_first
 
 from ..eventually import eventually
 
@@ -26,7 +26,7 @@ class Server:
         self.attempts = 0
         self.closed = 0
 
-    async def start(self) -> tuple[AsyncIterator[str], object]:
+    async def start(self) -> tuple[AsyncIterator[str], Closer]:
         step = self.plan[min(self.attempts, len(self.plan) - 1)]
         self.attempts += 1
         if isinstance(step, BaseException):

@@ -1,4 +1,4 @@
-"""Provider protocols: what the conversation engine needs from STT, LLM, TTS and VAD engines.
+"""Provider base classes: what the conversation engine needs from STT, LLM, TTS and VAD engines.
 
 Audio is always mono int16 PCM in a numpy array, tagged with its sample rate where it crosses a
 boundary. Providers that burn CPU (Whisper, piper, Silero) must run that work off the event loop

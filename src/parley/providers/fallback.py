@@ -299,7 +299,6 @@ class FallbackSTTStream(STTStream):
         self._position = 0
         self._utterance: list[np.ndarray] = []
         self._closed = False
-        self._switched = asyncio.Event()
         self._errors: list[ProviderError] = []
         self._open(self._order[0])
 
@@ -332,7 +331,6 @@ class FallbackSTTStream(STTStream):
             raise self._chain.all_failed(errors)
         self._position += 1
         self._open(following)
-        self._switched.set()
         replay = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.int16)
         if replay.size:
             await self._push_inner(replay)
@@ -369,7 +367,6 @@ class FallbackSTTStream(STTStream):
         """Interim results of whichever provider is current."""
         while not self._closed:
             inner = self._inner
-            self._switched.clear()
             async for item in inner.interim():
                 yield item
                 if inner is not self._inner:
