@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ from parley.agents.spec import AgentSpec
 from parley.engine.conversation import Conversation
 from parley.engine.events import Event, TurnMetrics
 from parley.engine.file_channel import FileChannel
-from parley.providers.base import LLMChunk, Message, ToolDefinition, Transcript
+from parley.providers.base import LLM, STT, TTS, VAD, LLMChunk, Message, STTStream, ToolDefinition, Transcript
 
 RATE = 8000
 
@@ -44,7 +44,7 @@ RATE = 8000
 # --- instant providers (stand-ins so only the engine is measured) -------------------------------
 
 
-class InstantSTT:
+class InstantSTT(STT):
     name = "instant-stt"
     sample_rate = 16000
 
@@ -57,7 +57,7 @@ class InstantSTT:
         return Transcript("what are your opening hours", True)
 
 
-class InstantStream:
+class InstantStream(STTStream):
     async def push(self, pcm: np.ndarray) -> None:
         return None
 
@@ -72,25 +72,25 @@ class InstantStream:
         return None
 
 
-class InstantLLM:
+class InstantLLM(LLM):
     name = "instant-llm"
 
     async def chat(
         self, messages: list[Message], tools: list[ToolDefinition] | None = None
-    ) -> AsyncIterator[LLMChunk]:
+    ) -> AsyncGenerator[LLMChunk, None]:
         yield LLMChunk(text="We are open from nine to five.")
 
 
-class InstantTTS:
+class InstantTTS(TTS):
     name = "instant-tts"
     sample_rate = 16000
     _audio = (6000 * np.sin(2 * np.pi * 500 * np.arange(16000) / 16000)).astype(np.int16)  # 1 s
 
-    async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+    async def synthesize(self, text: str) -> AsyncGenerator[np.ndarray, None]:
         yield self._audio
 
 
-class EnergyVAD:
+class EnergyVAD(VAD):
     name = "energy"
     sample_rate = 8000
     window_samples = 160

@@ -83,6 +83,7 @@ async def test_every_provider_failing_raises_with_each_reason(cloud_settings, op
     with pytest.raises(ProviderError, match="every llm provider failed") as info:
         await reply(llm, "Hello?")
     assert "HTTP 503" in str(info.value) and "rate limited" in str(info.value)
+    assert info.value.component == "llm" and info.value.provider == llm.name
     assert [(e.next, e.failed) for e in llm.events] == [("azure_openai", llm.providers[0].name), (None, "azure_openai")]
 
 
@@ -90,10 +91,11 @@ async def test_no_switch_after_words_were_handed_on(cloud_settings, openai_serve
     llm = build_llm(chain_spec(), cloud_settings, agent=receptionist)
     openai_server.plan("chat", Reply(text="Let me check our opening hours for you right away.", drop_after=3))
     heard = ""
-    with pytest.raises(ProviderError, match="stream broke"):
+    with pytest.raises(ProviderError, match="stream broke") as info:
         async for chunk in llm.chat(ask("When are you open?")):
             heard += chunk.text
     assert heard == "Let me check"  # the scripted agent did not start a second answer on top
+    assert info.value.component == "llm"
     assert llm.events[-1].next is None
 
 
@@ -108,6 +110,19 @@ async def test_tts_falls_back_to_espeak_at_the_primary_rate(cloud_settings, azur
     assert 1.0 < len(audio) / 8000 < 6 and rms(audio) > 500
     assert tts.events[-1].failed == "azure" and tts.events[-1].next == "espeak"
     assert "HTTP 500" in tts.events[-1].reason
+
+
+async def test_tts_chain_for_a_call_rate_follows_the_first_voice(cloud_settings, azure_tts_server) -> None:
+    spec = TTSSpec.model_validate({"provider": "azure", "voice": "en-US-JennyNeural",
+                                   "endpoint": azure_tts_server.base_url,
+                                   "fallbacks": [{"provider": "espeak", "voice": "en-us"}]})
+    tts = build_tts(spec, cloud_settings)
+    assert isinstance(tts, FallbackTTS) and tts.sample_rate == 24000
+    assert 8000 in tts.capabilities.sample_rates
+    phone = tts.for_rate(8000)
+    assert isinstance(phone, FallbackTTS) and phone.sample_rate == 8000 and phone.providers[0].sample_rate == 8000
+    assert phone.providers[1] is tts.providers[1]  # espeak has one rate: resampled inside the chain
+    assert tts.for_rate(24000) is tts and tts.for_rate(11025) is tts  # nothing to change
 
 
 async def test_stt_hands_the_kept_utterance_to_the_offline_engine(cloud_settings, openai_server, speech_wav) -> None:

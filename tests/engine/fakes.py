@@ -1,6 +1,6 @@
 """Fast, deterministic stand-ins for the speech providers, for the engine's timing tests.
 
-They implement the provider protocols of `parley.providers.base` (they are not our code paths): the
+They subclass the provider base classes of `parley.providers.base` (they are not our code paths): the
 caller "speaks" in tones, `ToneSTT` names each utterance by its pitch, `ToneTTS` answers every sentence
 with a tone whose length follows the text, `ScriptLLM` streams scripted replies. Each records what was
 started, finished and cancelled so tests can check that barge-in really stopped the work in flight.
@@ -12,14 +12,26 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from parley.agents.spec import AgentSpec
-from parley.providers.base import LLMChunk, Message, ProviderError, ToolCall, ToolDefinition, Transcript
+from parley.providers.base import (
+    LLM,
+    STT,
+    TTS,
+    VAD,
+    Capabilities,
+    LLMChunk,
+    Message,
+    STTStream,
+    ToolCall,
+    ToolDefinition,
+    Transcript,
+)
 
 RATE_16K = 16000
 
@@ -43,7 +55,7 @@ class CallerAudio:
         return self
 
 
-class EnergyVAD:
+class EnergyVAD(VAD):
     """Speech = a 20 ms window louder than -36 dBFS."""
 
     name = "energy"
@@ -58,11 +70,12 @@ class EnergyVAD:
         pass
 
 
-class ToneSTT:
+class ToneSTT(STT):
     """Recognises an utterance by its dominant pitch: `vocabulary` maps Hz -> words ("" = no words)."""
 
     name = "tone-stt"
     sample_rate = RATE_16K
+    capabilities = Capabilities(sample_rates=(RATE_16K,))
 
     def __init__(
         self,
@@ -97,14 +110,14 @@ class ToneSTT:
         return Transcript(self.recognise(pcm), True)
 
 
-class _ToneStream:
+class _ToneStream(STTStream):
     def __init__(self, stt: ToneSTT) -> None:
         self.stt = stt
         self.chunks: list[np.ndarray] = []
 
     async def push(self, pcm: np.ndarray) -> None:
         if self.stt.fail_push:
-            raise ProviderError("tone-stt", "connection to the recogniser lost")
+            raise self.stt.error("connection to the recogniser lost")
         self.chunks.append(pcm)
 
     async def end_utterance(self) -> Transcript:
@@ -113,24 +126,21 @@ class _ToneStream:
         if self.stt.delay_s:
             await asyncio.sleep(self.stt.delay_s)
         if self.stt.fail:
-            raise ProviderError("tone-stt", "recogniser down")
+            raise self.stt.error("recogniser down")
         text = self.stt.recognise(pcm)
         self.stt.finals.append(text)
         return Transcript(text, True)
-
-    async def interim(self) -> AsyncIterator[Transcript]:
-        return
-        yield
 
     async def close(self) -> None:
         self.chunks = []
 
 
-class ToneTTS:
+class ToneTTS(TTS):
     """Speaks every sentence as a 600 Hz tone of `seconds_per_char` per character, in 100 ms chunks."""
 
     name = "tone-tts"
     sample_rate = RATE_16K
+    capabilities = Capabilities(streaming=True)
 
     def __init__(
         self, *, seconds_per_char: float = 0.05, chunk_delay_s: float = 0.0, fail: bool = False
@@ -145,9 +155,9 @@ class ToneTTS:
     def samples_for(self, text: str) -> int:
         return int(len(text) * self.seconds_per_char * self.sample_rate)
 
-    async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+    async def synthesize(self, text: str) -> AsyncGenerator[np.ndarray, None]:
         if self.fail:
-            raise ProviderError("tone-tts", "voice server down")
+            raise self.error("voice server down")
         self.started.append(text)
         audio = tone(600, self.samples_for(text) / self.sample_rate, self.sample_rate, amplitude=10000)
         step = self.sample_rate // 10
@@ -172,7 +182,7 @@ def call(name: str, **arguments: Any) -> ToolCall:
 
 
 @dataclass
-class ScriptLLM:
+class ScriptLLM(LLM):
     """Answers each user turn with the next scripted reply (text, optionally with tool calls).
 
     `respond` may be given instead: a function of the messages returning a reply. Words are streamed
@@ -189,13 +199,13 @@ class ScriptLLM:
 
     async def chat(
         self, messages: list[Message], tools: list[ToolDefinition] | None = None
-    ) -> AsyncIterator[LLMChunk]:
+    ) -> AsyncGenerator[LLMChunk, None]:
         self.requests.append(
             [Message(m.role, m.content, list(m.tool_calls), m.tool_call_id, m.name) for m in messages]
         )
         if self.failures:
             self.failures -= 1
-            raise ProviderError(self.name, "model server down")
+            raise self.error("model server down")
         reply: Reply | None
         if self.respond is not None:
             reply = self.respond(messages)

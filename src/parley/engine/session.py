@@ -51,25 +51,13 @@ class Engines:
 
     def vad(self, sample_rate: int | None = None) -> VAD:
         """A fresh VAD for one call, at the channel's `sample_rate` when the VAD supports it (no resampling)."""
-        spec = self.agent.spec.components.vad
-        if sample_rate and "sample_rate" not in spec.options:
-            try:
-                return build_vad(
-                    type(spec).model_validate({**spec.model_dump(), "sample_rate": sample_rate}),
-                    self.settings,
-                )
-            except ValueError:
-                pass
-        return build_vad(spec, self.settings)
+        return build_vad(self.agent.spec.components.vad, self.settings, sample_rate=sample_rate)
 
     async def warm(self) -> None:
-        """Load models now (those providers that offer `warm()`, and the VAD's library), so the first call
-        does not wait."""
+        """Load models now (each provider's `warm()`, and the VAD's library), so the first call does not wait."""
         await asyncio.to_thread(self.vad)
         for provider in (self.stt, self.llm, self.tts):
-            warm = getattr(provider, "warm", None)
-            if warm is not None:
-                await warm()
+            await provider.warm()
 
     def conversation(
         self,

@@ -1,4 +1,4 @@
-"""Provider protocols: what the conversation engine needs from STT, LLM, TTS and VAD engines.
+"""Provider base classes: what the conversation engine needs from STT, LLM, TTS and VAD engines.
 
 Audio is always mono int16 PCM in a numpy array, tagged with its sample rate where it crosses a
 boundary. Providers that burn CPU (Whisper, piper, Silero) must run that work off the event loop
@@ -15,7 +15,7 @@ apology line when none is left.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 import abc
 from typing import Any, ClassVar, Literal
@@ -46,9 +46,10 @@ class ProviderError(Exception):
 class Capabilities:
     """What a provider can do, so callers ask instead of probing attributes.
 
-    `streaming`: output starts before the input is complete (STT interims, TTS audio per chunk, LLM
-    tokens). `interim_results`: an STT yields non-final text while the caller speaks. `sample_rates`:
-    the rates it accepts (STT, VAD) or can produce (TTS, see `TTS.for_rate`); empty = `sample_rate` only.
+    `streaming`: output starts before the input is complete (STT recognising while audio arrives, TTS
+    audio per chunk, LLM tokens). `interim_results`: an STT yields non-final text while the caller
+    speaks. `sample_rates`: the rates it can work at (STT, VAD: chosen by its `sample_rate` option) or
+    produce natively (TTS, through `TTS.for_rate`); empty = its `sample_rate` only.
     """
 
     streaming: bool = False
@@ -174,8 +175,9 @@ class LLM(Provider):
     capabilities: Capabilities = Capabilities(streaming=True)
 
     @abc.abstractmethod
-    def chat(self, messages: list[Message], tools: list[ToolDefinition] | None = None) -> AsyncIterator[LLMChunk]:
-        """Stream the reply to `messages`."""
+    def chat(self, messages: list[Message],
+             tools: list[ToolDefinition] | None = None) -> AsyncGenerator[LLMChunk, None]:
+        """Stream the reply to `messages` (an async generator: `aclose()` stops the work at once)."""
 
 
 # --- TTS -------------------------------------------------------------------------------------
@@ -187,8 +189,9 @@ class TTS(Provider):
     sample_rate: int  # rate of the PCM it yields
 
     @abc.abstractmethod
-    def synthesize(self, text: str) -> AsyncIterator[Pcm]:
-        """Yield int16 PCM chunks at `sample_rate` for `text` (one sentence or more)."""
+    def synthesize(self, text: str) -> AsyncGenerator[Pcm, None]:
+        """Yield int16 PCM chunks at `sample_rate` for `text` (one sentence or more); an async generator,
+        so `aclose()` stops synthesis at once."""
 
     def for_rate(self, sample_rate: int) -> TTS:
         """This voice producing `sample_rate` natively, when `capabilities.sample_rates` has it (saves a
@@ -199,11 +202,15 @@ class TTS(Provider):
 # --- VAD -------------------------------------------------------------------------------------
 
 class VAD(Provider):
-    """Voice activity: speech probability per window. One instance per call (it keeps state)."""
+    """Voice activity: speech probability per window. One instance per call (it keeps state).
+
+    `threshold` is the probability at or above which a window counts as speech (the agent's
+    `vad.threshold`, default 0.5)."""
 
     component: ClassVar[Component] = "vad"
     sample_rate: int  # 8000 or 16000
     window_samples: int  # samples per decision (e.g. 512 at 16 kHz = 32 ms)
+    threshold: float = 0.5
 
     @abc.abstractmethod
     def probability(self, window: Pcm) -> float:

@@ -1,20 +1,20 @@
-"""Build providers from an agent's component specs, by name, through the registry.
+"""Build providers from a component's options, by name, through the registry.
 
-Every provider factory has the signature `create(spec, *, settings, **extra) -> provider`. LLM
-factories also receive `agent=` (the `AgentSpec`), which the `scripted` LLM reads its intents from;
-factories that take no `agent` keyword are called without it.
+Every provider factory is called as `create(options, settings=settings)`; LLM factories are also given
+`script=` (the agent's intents, replies and variables, which the `scripted` LLM answers from; the others
+ignore it). `options` is a `ProviderOptions`, or anything with `provider_options()` (the agent schema's
+component specs).
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from parley.providers import registry
-from parley.providers.base import LLM, STT, TTS, VAD, ProviderError
+from parley.providers.base import LLM, STT, TTS, VAD, Provider, ProviderError
+from parley.providers.options import OptionsLike, ProviderOptions, Script, options_of
 
 if TYPE_CHECKING:
-    from parley.agents.spec import AgentSpec, ComponentSpec
     from parley.settings import Settings
 
 
@@ -26,56 +26,59 @@ def _settings(settings: Settings | None) -> Settings:
     return get_settings()
 
 
-def _accepts(func: Any, name: str) -> bool:
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+def build(kind: str, spec: OptionsLike, settings: Settings | None = None, *,
+          script: Script | None = None) -> Provider:
+    """Create the `kind` provider named by `spec.provider` (`script` only for LLMs).
 
-
-def build(kind: str, spec: ComponentSpec, settings: Settings | None = None, **extra: Any) -> Any:
-    """Create the `kind` provider named by `spec.provider` (extra keywords only where accepted).
-
-    With `spec.fallbacks`, every listed provider is built and wrapped in a fallback adapter
+    With fallbacks, every listed provider is built and wrapped in a fallback adapter
     (`parley.providers.fallback`): on an error or timeout the next one takes over the turn.
     """
-    if spec.fallbacks and kind != "vad":
+    options = options_of(spec)
+    if options.fallbacks and kind != "vad":
         from parley.providers.fallback import wrap
 
-        own = {k: v for k, v in spec.model_dump(exclude={"fallbacks"}).items() if not k.startswith("fallback_")}
-        chain = [type(spec).model_validate(own), *spec.fallbacks]
-        return wrap(kind, [_build_one(kind, one, settings, **extra) for one in chain], spec.options)
-    return _build_one(kind, spec, settings, **extra)
+        chain = [options.alone(), *options.fallbacks]
+        return wrap(kind, [_build_one(kind, one, settings, script) for one in chain], options.options)
+    return _build_one(kind, options, settings, script)
 
 
-def _build_one(kind: str, spec: ComponentSpec, settings: Settings | None = None, **extra: Any) -> Any:
+def _build_one(kind: str, options: ProviderOptions, settings: Settings | None,
+               script: Script | None) -> Provider:
     try:
-        create = registry.factory(kind, spec.provider)
+        create = registry.factory(kind, options.provider)
     except KeyError as exc:
         raise ValueError(str(exc.args[0])) from None
-    kwargs = {k: v for k, v in extra.items() if _accepts(create, k)}
-    return create(spec, settings=_settings(settings), **kwargs)
+    extra: dict[str, Any] = {"script": script} if kind == "llm" else {}
+    return cast(Provider, create(options, settings=_settings(settings), **extra))
 
 
-def build_stt(spec: ComponentSpec, settings: Settings | None = None) -> STT:
+def build_stt(spec: OptionsLike, settings: Settings | None = None) -> STT:
     """The speech-to-text provider for `spec`."""
-    return build("stt", spec, settings)
+    return cast(STT, build("stt", spec, settings))
 
 
-def build_llm(spec: ComponentSpec, settings: Settings | None = None, *, agent: AgentSpec | None = None) -> LLM:
-    """The chat model for `spec`; `agent` gives the scripted LLM its intents and replies."""
-    return build("llm", spec, settings, agent=agent)
+def build_llm(spec: OptionsLike, settings: Settings | None = None, *, agent: Script | None = None) -> LLM:
+    """The chat model for `spec`; `agent` (its spec) gives the scripted LLM its intents and replies."""
+    return cast(LLM, build("llm", spec, settings, script=agent))
 
 
-def build_tts(spec: ComponentSpec, settings: Settings | None = None) -> TTS:
+def build_tts(spec: OptionsLike, settings: Settings | None = None) -> TTS:
     """The text-to-speech provider for `spec`."""
-    return build("tts", spec, settings)
+    return cast(TTS, build("tts", spec, settings))
 
 
-def build_vad(spec: ComponentSpec, settings: Settings | None = None) -> VAD:
-    """A new voice-activity detector for `spec` (one per call: it keeps state)."""
-    return build("vad", spec, settings)
+def build_vad(spec: OptionsLike, settings: Settings | None = None, *, sample_rate: int | None = None) -> VAD:
+    """A new voice-activity detector for `spec` (one per call: it keeps state).
+
+    With `sample_rate` (the call's), the VAD runs at that rate when its options name none and it can
+    (so the engine need not resample); otherwise at its configured rate."""
+    options = options_of(spec)
+    if sample_rate and "sample_rate" not in options.options:
+        try:
+            return cast(VAD, build("vad", options.with_options(sample_rate=sample_rate), settings))
+        except ValueError:
+            pass
+    return cast(VAD, build("vad", options, settings))
 
 
 __all__ = ["ProviderError", "build", "build_llm", "build_stt", "build_tts", "build_vad"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -27,17 +27,20 @@ from parley.providers.base import (
     LLM,
     STT,
     TTS,
+    Capabilities,
     LLMChunk,
     Message,
     Pcm,
+    Provider,
     ProviderError,
+    STTStream,
     ToolDefinition,
     Transcript,
 )
 from parley.providers.streaming import reason
 
 log = get_logger(__name__)
-P = TypeVar("P")
+P = TypeVar("P", bound=Provider)
 T = TypeVar("T")
 
 
@@ -73,30 +76,36 @@ def listen_in_context(listener: Listener | None) -> Token[Listener | None]:
     return context_listener.set(listener)
 
 
-def as_provider_error(name: str, exc: BaseException) -> ProviderError:
-    """Any provider exception as a `ProviderError` (own providers raise those; anything else is a bug there)."""
+def as_provider_error(provider: Provider, exc: BaseException) -> ProviderError:
+    """Any exception of `provider` as a `ProviderError` naming its component (own providers raise those;
+    anything else is a bug there)."""
     if isinstance(exc, ProviderError):
+        if exc.component is None:
+            exc.component = provider.component
         return exc
     if isinstance(exc, TimeoutError):
-        return ProviderError(name, "timed out")
-    return ProviderError(name, f"{type(exc).__name__}: {exc}")
+        return provider.error("timed out")
+    return provider.error(f"{type(exc).__name__}: {exc}")
 
 
-class _Chain(Generic[P]):
-    """The ordered providers of one component, their recent failures, and the failover listeners."""
+class _Chain(Provider, Generic[P]):
+    """The ordered providers of one component, their recent failures, and the failover listeners.
 
-    def __init__(self, kind: str, providers: Sequence[P], *, first_timeout_s: float | None,
+    The chain is itself a provider of that component (`FallbackLLM` is an `LLM`, …), named
+    `first+second+…`; errors it raises name it and its component."""
+
+    def __init__(self, providers: Sequence[P], *, first_timeout_s: float | None,
                  cooldown_s: float, listeners: Sequence[Listener] = ()) -> None:
         if not providers:
-            raise ValueError(f"a {kind} fallback chain needs at least one provider")
-        self.kind = kind
+            raise ValueError(f"a {self.component} fallback chain needs at least one provider")
+        self.kind = self.component
         self.providers = list(providers)
         self.first_timeout_s = first_timeout_s
         self.cooldown_s = cooldown_s
         self.listeners: list[Listener] = list(listeners)
         self.events: deque[FailoverEvent] = deque(maxlen=200)
         self._failed_at: dict[int, float] = {}
-        self.name = "+".join(getattr(p, "name", type(p).__name__) for p in self.providers)
+        self.name = "+".join(p.name for p in self.providers)
 
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(event)` on every failover (e.g. to put it on the call timeline)."""
@@ -118,8 +127,8 @@ class _Chain(Generic[P]):
 
     def failed(self, provider: P, error: ProviderError, next_provider: P | None) -> FailoverEvent:
         self._failed_at[self._index(provider)] = time.monotonic()
-        event = FailoverEvent(self.kind, _name(provider), reason(error),
-                              _name(next_provider) if next_provider is not None else None, time.time())
+        event = FailoverEvent(self.kind, provider.name, reason(error),
+                              next_provider.name if next_provider is not None else None, time.time())
         self.events.append(event)
         log.warning("provider failover", kind=self.kind, failed=event.failed, reason=event.reason, next=event.next)
         in_context = context_listener.get()
@@ -136,7 +145,7 @@ class _Chain(Generic[P]):
     def all_failed(self, errors: list[ProviderError]) -> ProviderError:
         detail = "; ".join(str(e) for e in errors)
         retryable = any(e.retryable for e in errors)
-        return ProviderError(self.name, f"every {self.kind} provider failed: {detail}", retryable=retryable)
+        return self.error(f"every {self.kind} provider failed: {detail}", retryable=retryable)
 
     async def first(self, items: AsyncIterator[T], provider: P) -> T:
         """The provider's first item, within `first_timeout_s`."""
@@ -146,9 +155,9 @@ class _Chain(Generic[P]):
             async with asyncio.timeout(self.first_timeout_s):
                 return await anext(items)
         except TimeoutError:
-            raise ProviderError(_name(provider), f"nothing within {self.first_timeout_s:g} s") from None
+            raise provider.error(f"nothing within {self.first_timeout_s:g} s") from None
 
-    async def run(self, open_items: Callable[[P], AsyncIterator[T]]) -> AsyncIterator[T]:
+    async def run(self, open_items: Callable[[P], AsyncGenerator[T, None]]) -> AsyncGenerator[T, None]:
         """Items from the first provider that produces any; switch on failure before output only."""
         order = self.order()
         errors: list[ProviderError] = []
@@ -156,7 +165,7 @@ class _Chain(Generic[P]):
             following = order[position + 1] if position + 1 < len(order) else None
             produced = False
             try:
-                async with aclosing(open_items(provider)) as items:  # type: ignore[type-var]
+                async with aclosing(open_items(provider)) as items:
                     try:
                         item = await self.first(items, provider)
                     except StopAsyncIteration:
@@ -169,31 +178,26 @@ class _Chain(Generic[P]):
                 self.succeeded(provider)
                 return
             except Exception as exc:  # noqa: BLE001 - every provider failure is turned into words
-                error = as_provider_error(_name(provider), exc)
+                error = as_provider_error(provider, exc)
                 if produced:
                     self.failed(provider, error, None)
-                    # named after the chain, so the engine knows which component failed
-                    raise ProviderError(self.name, str(error), retryable=error.retryable) from exc
+                    raise self.error(str(error), retryable=error.retryable) from exc
                 self.failed(provider, error, following)
                 errors.append(error)
         raise self.all_failed(errors)
 
 
-def _name(provider: Any) -> str:
-    return str(getattr(provider, "name", type(provider).__name__))
-
-
 # --- LLM --------------------------------------------------------------------------------------
 
-class FallbackLLM(_Chain[LLM]):
+class FallbackLLM(_Chain[LLM], LLM):
     """An LLM that tries each configured chat model in turn for every reply."""
 
     def __init__(self, providers: Sequence[LLM], *, first_timeout_s: float | None = 15.0,
                  cooldown_s: float = 30.0, listeners: Sequence[Listener] = ()) -> None:
-        super().__init__("llm", providers, first_timeout_s=first_timeout_s, cooldown_s=cooldown_s,
-                         listeners=listeners)
+        super().__init__(providers, first_timeout_s=first_timeout_s, cooldown_s=cooldown_s, listeners=listeners)
 
-    async def chat(self, messages: list[Message], tools: list[ToolDefinition] | None = None) -> AsyncIterator[LLMChunk]:
+    async def chat(self, messages: list[Message],
+                   tools: list[ToolDefinition] | None = None) -> AsyncGenerator[LLMChunk, None]:
         """Stream the reply from the first provider that answers."""
         async with aclosing(self.run(lambda p: p.chat(messages, tools))) as chunks:
             async for chunk in chunks:
@@ -202,28 +206,29 @@ class FallbackLLM(_Chain[LLM]):
 
 # --- TTS --------------------------------------------------------------------------------------
 
-class FallbackTTS(_Chain[TTS]):
+class FallbackTTS(_Chain[TTS], TTS):
     """A TTS that tries each configured voice in turn; audio comes out at the first one's rate."""
 
     def __init__(self, providers: Sequence[TTS], *, first_timeout_s: float | None = 10.0,
                  cooldown_s: float = 30.0, listeners: Sequence[Listener] = ()) -> None:
-        super().__init__("tts", providers, first_timeout_s=first_timeout_s, cooldown_s=cooldown_s,
-                         listeners=listeners)
+        super().__init__(providers, first_timeout_s=first_timeout_s, cooldown_s=cooldown_s, listeners=listeners)
         self.sample_rate = providers[0].sample_rate
+        self.capabilities = Capabilities(streaming=all(p.capabilities.streaming for p in providers),
+                                         sample_rates=providers[0].capabilities.sample_rates)
 
     def for_rate(self, sample_rate: int) -> FallbackTTS:
-        """The same chain with each provider that can (`for_rate`) producing `sample_rate` natively."""
-        members = [p.for_rate(sample_rate) if hasattr(p, "for_rate") else p for p in self.providers]
-        if all(m is p for m, p in zip(members, self.providers)) and sample_rate == self.sample_rate:
+        """The same chain at `sample_rate` when the first voice can produce it natively; every other voice
+        then produces the chain's rate where it can (the rest are resampled in the chain)."""
+        first = self.providers[0].for_rate(sample_rate)
+        members = [first, *(p.for_rate(first.sample_rate) for p in self.providers[1:])]
+        if all(m is p for m, p in zip(members, self.providers)):
             return self
-        other = FallbackTTS(members, first_timeout_s=self.first_timeout_s, cooldown_s=self.cooldown_s,
-                            listeners=self.listeners)
-        other.sample_rate = sample_rate if hasattr(self.providers[0], "for_rate") else self.sample_rate
-        return other
+        return FallbackTTS(members, first_timeout_s=self.first_timeout_s, cooldown_s=self.cooldown_s,
+                           listeners=self.listeners)
 
-    async def _converted(self, provider: TTS, text: str) -> AsyncIterator[Pcm]:
+    async def _converted(self, provider: TTS, text: str) -> AsyncGenerator[Pcm, None]:
         resampler = Resampler(provider.sample_rate, self.sample_rate)
-        async with aclosing(provider.synthesize(text)) as chunks:  # type: ignore[type-var]
+        async with aclosing(provider.synthesize(text)) as chunks:
             async for chunk in chunks:
                 out = resampler.process(chunk)
                 if out.size:
@@ -232,7 +237,7 @@ class FallbackTTS(_Chain[TTS]):
         if tail.size:
             yield tail
 
-    async def synthesize(self, text: str) -> AsyncIterator[Pcm]:
+    async def synthesize(self, text: str) -> AsyncGenerator[Pcm, None]:
         """Yield PCM at `sample_rate` from the first provider that speaks."""
         async with aclosing(self.run(lambda p: self._converted(p, text))) as chunks:
             async for chunk in chunks:
@@ -241,7 +246,7 @@ class FallbackTTS(_Chain[TTS]):
 
 # --- STT --------------------------------------------------------------------------------------
 
-class FallbackSTT(_Chain[STT]):
+class FallbackSTT(_Chain[STT], STT):
     """An STT whose streams move to the next provider when the current one fails.
 
     The current utterance's audio is kept, so the provider taking over hears it again and the
@@ -250,11 +255,12 @@ class FallbackSTT(_Chain[STT]):
 
     def __init__(self, providers: Sequence[STT], *, first_timeout_s: float | None = 15.0,
                  cooldown_s: float = 30.0, listeners: Sequence[Listener] = ()) -> None:
-        super().__init__("stt", providers, first_timeout_s=first_timeout_s, cooldown_s=cooldown_s,
-                         listeners=listeners)
+        super().__init__(providers, first_timeout_s=first_timeout_s, cooldown_s=cooldown_s, listeners=listeners)
         self.sample_rate = providers[0].sample_rate
+        self.capabilities = Capabilities(streaming=any(p.capabilities.streaming for p in providers),
+                                         interim_results=any(p.capabilities.interim_results for p in providers))
 
-    def stream(self, *, language: str | None = None) -> FallbackSTTStream:  # type: ignore[override]
+    def stream(self, *, language: str | None = None) -> FallbackSTTStream:
         """A recognition stream on the first healthy provider."""
         return FallbackSTTStream(self, language)
 
@@ -268,22 +274,22 @@ class FallbackSTT(_Chain[STT]):
                 self.succeeded(provider)
                 return result
             except Exception as exc:  # noqa: BLE001
-                error = as_provider_error(_name(provider), exc)
+                error = as_provider_error(provider, exc)
                 errors.append(error)
                 self.failed(provider, error, order[position + 1] if position + 1 < len(order) else None)
         raise self.all_failed(errors)
 
-    async def _timed(self, awaitable: Any, provider: STT) -> Any:
+    async def _timed(self, awaitable: Awaitable[T], provider: STT) -> T:
         if self.first_timeout_s is None:
             return await awaitable
         try:
             async with asyncio.timeout(self.first_timeout_s):
                 return await awaitable
         except TimeoutError:
-            raise ProviderError(_name(provider), f"no result within {self.first_timeout_s:g} s") from None
+            raise provider.error(f"no result within {self.first_timeout_s:g} s") from None
 
 
-class FallbackSTTStream:
+class FallbackSTTStream(STTStream):
     """Feeds the current provider's stream; on failure replays the utterance into the next one."""
 
     def __init__(self, chain: FallbackSTT, language: str | None) -> None:
@@ -293,7 +299,6 @@ class FallbackSTTStream:
         self._position = 0
         self._utterance: list[np.ndarray] = []
         self._closed = False
-        self._switched = asyncio.Event()
         self._errors: list[ProviderError] = []
         self._open(self._order[0])
 
@@ -309,7 +314,7 @@ class FallbackSTTStream:
 
     async def _fail_over(self, exc: BaseException) -> None:
         """Move to the next provider (raises when none is left)."""
-        error = as_provider_error(_name(self._provider), exc)
+        error = as_provider_error(self._provider, exc)
         self._errors.append(error)
         following = self._order[self._position + 1] if self._position + 1 < len(self._order) else None
         self._chain.failed(self._provider, error, following)
@@ -326,7 +331,6 @@ class FallbackSTTStream:
             raise self._chain.all_failed(errors)
         self._position += 1
         self._open(following)
-        self._switched.set()
         replay = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.int16)
         if replay.size:
             await self._push_inner(replay)
@@ -363,7 +367,6 @@ class FallbackSTTStream:
         """Interim results of whichever provider is current."""
         while not self._closed:
             inner = self._inner
-            self._switched.clear()
             async for item in inner.interim():
                 yield item
                 if inner is not self._inner:
@@ -379,7 +382,7 @@ class FallbackSTTStream:
 FALLBACK_KINDS = {"llm": FallbackLLM, "stt": FallbackSTT, "tts": FallbackTTS}
 
 
-def wrap(kind: str, providers: Sequence[Any], options: dict[str, Any] | None = None) -> Any:
+def wrap(kind: str, providers: Sequence[Any], options: Mapping[str, Any] | None = None) -> Provider:
     """A fallback adapter of `kind` over `providers` (the primary first).
 
     Options read from the primary component: `fallback_timeout_s` (first output per provider) and

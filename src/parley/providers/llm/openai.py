@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from parley.logging import get_logger
-from parley.providers.base import LLMChunk, Message, ProviderError, ToolCall, ToolDefinition
+from parley.providers.base import (
+    LLM,
+    Component,
+    LLMChunk,
+    Message,
+    Provider,
+    ProviderError,
+    ToolCall,
+    ToolDefinition,
+)
+from parley.providers.options import ProviderOptions, Script
 from parley.providers.streaming import next_within, open_first, reason
 
 try:
@@ -22,7 +32,6 @@ except ImportError as exc:  # pragma: no cover - the 'cloud' extra is part of th
     raise ImportError("the openai providers need the 'cloud' extra: pip install 'parley[cloud]'") from exc
 
 if TYPE_CHECKING:
-    from parley.agents.spec import ComponentSpec
     from parley.settings import Settings
 
 log = get_logger(__name__)
@@ -33,8 +42,8 @@ AZURE_MODEL_ALIAS = "azure_openai"
 _FATAL_STATUS = {400, 401, 403, 404, 422}
 
 
-def classify_error(provider: str, exc: BaseException) -> ProviderError:
-    """An `openai` SDK exception as a `ProviderError` that says what went wrong in words."""
+def classify_error(owner: Provider, exc: BaseException) -> ProviderError:
+    """An `openai` SDK exception as `owner`'s `ProviderError`, saying what went wrong in words."""
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(exc, openai.APIStatusError):
@@ -46,14 +55,13 @@ def classify_error(provider: str, exc: BaseException) -> ProviderError:
             429: "rate limited or out of quota (429)",
         }.get(status, f"HTTP {status}")
         detail = _error_message(exc)
-        return ProviderError(provider, f"{reason}: {detail}" if detail else reason,
-                             retryable=status not in _FATAL_STATUS)
+        return owner.error(f"{reason}: {detail}" if detail else reason, retryable=status not in _FATAL_STATUS)
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(provider, "request timed out")
+        return owner.error("request timed out")
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc
-        return ProviderError(provider, f"cannot reach the server: {cause}")
-    return ProviderError(provider, f"{type(exc).__name__}: {exc}")
+        return owner.error(f"cannot reach the server: {cause}")
+    return owner.error(f"{type(exc).__name__}: {exc}")
 
 
 def _error_message(exc: Any) -> str:
@@ -128,7 +136,7 @@ class ToolCallAssembler:
         return bool(self._parts)
 
     def complete(self, provider: str) -> list[ToolCall]:
-        """The assembled calls, in index order; clears the buffer."""
+        """The assembled calls, in index order; clears the buffer (errors name `provider`)."""
         calls = []
         for index in sorted(self._parts):
             part = self._parts[index]
@@ -136,8 +144,8 @@ class ToolCallAssembler:
             try:
                 arguments = json.loads(raw)
             except json.JSONDecodeError:
-                raise ProviderError(provider, f"tool call {part['name']!r} had arguments that are not JSON: {raw[:80]!r}",
-                                    retryable=True) from None
+                raise ProviderError(provider, f"tool call {part['name']!r} had arguments that are not JSON: "
+                                    f"{raw[:80]!r}", component="llm") from None
             if not isinstance(arguments, dict):
                 arguments = {"value": arguments}
             calls.append(ToolCall(id=part["id"] or f"call_{index}", name=part["name"], arguments=arguments))
@@ -155,7 +163,7 @@ def _useful(chunk: Any) -> bool:
     return False
 
 
-class OpenAICompatibleLLM:
+class OpenAICompatibleLLM(LLM):
     """A streaming chat model on any OpenAI-compatible endpoint (an `AsyncOpenAI`-style client)."""
 
     def __init__(
@@ -195,7 +203,7 @@ class OpenAICompatibleLLM:
 
     async def chat(
         self, messages: list[Message], tools: list[ToolDefinition] | None = None
-    ) -> AsyncIterator[LLMChunk]:
+    ) -> AsyncGenerator[LLMChunk, None]:
         """Stream the reply: text pieces as they come, each tool call once complete."""
         params = self._params(messages, tools)
 
@@ -204,8 +212,8 @@ class OpenAICompatibleLLM:
             return stream.__aiter__(), stream.close
 
         opened = await open_first(
-            self.name, start, timeout_s=self.first_token_timeout_s, retries=self.retries,
-            classify=lambda exc: classify_error(self.name, exc), useful=_useful,
+            self, start, timeout_s=self.first_token_timeout_s, retries=self.retries,
+            classify=lambda exc: classify_error(self, exc), useful=_useful,
         )
         tools_buf = ToolCallAssembler()
         chars = 0
@@ -217,14 +225,14 @@ class OpenAICompatibleLLM:
             if not opened.finished:
                 while True:
                     try:
-                        chunk = await next_within(opened.tail, self.stream_timeout_s, self.name)
+                        chunk = await next_within(opened.tail, self.stream_timeout_s, self)
                     except StopAsyncIteration:
                         break
                     except ProviderError as exc:
-                        raise ProviderError(self.name, f"{reason(exc)} after {chars} characters") from exc
+                        raise self.error(f"{reason(exc)} after {chars} characters") from exc
                     except Exception as exc:  # noqa: BLE001 - the SDK/transport raise many kinds
-                        err = classify_error(self.name, exc)
-                        raise ProviderError(self.name, f"stream broke after {chars} characters: {reason(err)}") from exc
+                        err = classify_error(self, exc)
+                        raise self.error(f"stream broke after {chars} characters: {reason(err)}") from exc
                     for out in self._convert(chunk, tools_buf):
                         chars += len(out.text)
                         yield out
@@ -256,22 +264,22 @@ def _secret(value: Any) -> str:
     return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value or "")
 
 
-def _key_from_env_option(provider: str, options: dict[str, Any]) -> str | None:
+def _key_from_env_option(provider: str, options: Mapping[str, Any], component: Component) -> str | None:
     env_name = options.get("api_key_env")
     if not env_name:
         return None
     value = os.environ.get(str(env_name), "")
     if not value:
         raise ProviderError(provider, f"api_key_env names {env_name}, but that environment variable is empty",
-                            retryable=False)
+                            retryable=False, component=component)
     return value
 
 
-def _tuning(spec: ComponentSpec) -> dict[str, Any]:
+def _tuning(spec: ProviderOptions) -> dict[str, Any]:
     o = spec.options
     return {
-        "temperature": getattr(spec, "temperature", None) or o.get("temperature"),
-        "max_tokens": getattr(spec, "max_tokens", None) or o.get("max_tokens"),
+        "temperature": spec.temperature,
+        "max_tokens": spec.max_tokens,
         "first_token_timeout_s": float(o.get("first_token_timeout_s", o.get("timeout_s", 5.0))),
         "stream_timeout_s": float(o.get("stream_timeout_s", 15.0)),
         "retries": int(o.get("retries", 1)),
@@ -279,24 +287,25 @@ def _tuning(spec: ComponentSpec) -> dict[str, Any]:
     }
 
 
-def openai_endpoint(provider: str, options: dict[str, Any], settings: Settings) -> tuple[str | None, str]:
-    """Base URL and key for an OpenAI-compatible server, as the SDK would pick them.
+def openai_endpoint(provider: str, options: Mapping[str, Any], settings: Settings,
+                    component: Component) -> tuple[str | None, str]:
+    """Base URL and key for an OpenAI-compatible server, as the SDK would pick them (errors name `component`).
 
     `base_url` option, else `OPENAI_BASE_URL`; key from the variable named by `api_key_env`, else
     `OPENAI_API_KEY`; a local server (any `base_url`) may go without a key.
     """
     base_url = options.get("base_url") or settings.openai_base_url or os.environ.get("OPENAI_BASE_URL") or None
-    key = (_key_from_env_option(provider, options) or _secret(settings.openai_api_key)
+    key = (_key_from_env_option(provider, options, component) or _secret(settings.openai_api_key)
            or os.environ.get("OPENAI_API_KEY", ""))
     if not key:
         if not base_url:
             raise ProviderError(provider, "no API key: set OPENAI_API_KEY, or api_key_env, or base_url for a "
-                                "local server", retryable=False)
+                                "local server", retryable=False, component=component)
         key = "not-needed"  # local servers (Ollama, llama.cpp, vLLM) accept any key
     return base_url, key
 
 
-def create(spec: ComponentSpec, *, settings: Settings) -> OpenAICompatibleLLM:
+def create(spec: ProviderOptions, *, settings: Settings, script: Script | None = None) -> OpenAICompatibleLLM:
     """`provider: openai`: OpenAI or any compatible server; `model: azure_openai` selects Azure OpenAI.
 
     Options: `base_url` (else `OPENAI_BASE_URL`), `api_key_env` (name of the env var holding the key,
@@ -304,15 +313,16 @@ def create(spec: ComponentSpec, *, settings: Settings) -> OpenAICompatibleLLM:
     """
     if spec.model == AZURE_MODEL_ALIAS:
         return create_azure(spec, settings=settings)
-    base_url, key = openai_endpoint("openai", spec.options, settings)
+    base_url, key = openai_endpoint("openai", spec.options, settings, "llm")
     if not spec.model:
-        raise ProviderError("openai", "no model given: set model: in the agent's llm component", retryable=False)
+        raise ProviderError("openai", "no model given: set model: in the agent's llm component", retryable=False,
+                            component="llm")
     client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=30.0)
     name = "openai" if not base_url else f"openai@{_host(base_url)}"
     return OpenAICompatibleLLM(client, model=spec.model, name=name, **_tuning(spec))
 
 
-def create_azure(spec: ComponentSpec, *, settings: Settings) -> OpenAICompatibleLLM:
+def create_azure(spec: ProviderOptions, *, settings: Settings, script: Script | None = None) -> OpenAICompatibleLLM:
     """`provider: azure_openai` (or `openai` with `model: azure_openai`): Azure OpenAI.
 
     Reads `AZURE_OPENAI_ENDPOINT`, `AZURE_OPENAI_API_KEY`, `AZURE_OPENAI_DEPLOYMENT_NAME` and
@@ -320,7 +330,7 @@ def create_azure(spec: ComponentSpec, *, settings: Settings) -> OpenAICompatible
     """
     options = spec.options
     endpoint = options.get("endpoint") or settings.azure_openai_endpoint
-    key = _key_from_env_option("azure_openai", options) or _secret(settings.azure_openai_api_key)
+    key = _key_from_env_option("azure_openai", options, "llm") or _secret(settings.azure_openai_api_key)
     deployment = (
         options.get("deployment")
         or (spec.model if spec.model and spec.model != AZURE_MODEL_ALIAS else None)
@@ -330,7 +340,8 @@ def create_azure(spec: ComponentSpec, *, settings: Settings) -> OpenAICompatible
     missing = [n for n, v in [("AZURE_OPENAI_ENDPOINT", endpoint), ("AZURE_OPENAI_API_KEY", key),
                               ("AZURE_OPENAI_DEPLOYMENT_NAME", deployment)] if not v]
     if missing:
-        raise ProviderError("azure_openai", f"not configured: set {', '.join(missing)}", retryable=False)
+        raise ProviderError("azure_openai", f"not configured: set {', '.join(missing)}", retryable=False,
+                            component="llm")
     client = openai.AsyncAzureOpenAI(
         azure_endpoint=endpoint, api_key=key, api_version=api_version, max_retries=0, timeout=30.0
     )

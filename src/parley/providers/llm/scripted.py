@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +24,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from rapidfuzz import fuzz
 from rapidfuzz.utils import default_process
 
-from parley.providers.base import LLMChunk, Message, ToolCall, ToolDefinition
+from parley.providers.base import LLM, LLMChunk, Message, ToolCall, ToolDefinition
+from parley.providers.options import Intent, ProviderOptions, Script
 
 if TYPE_CHECKING:
-    from parley.agents.spec import AgentSpec, ComponentSpec, IntentSpec
     from parley.settings import Settings
 
 #: Intents scoring below this (0–100) give the fallback reply.
@@ -47,7 +47,7 @@ _WORDS = re.compile(r"\S+\s*")
 class Match:
     """The chosen intent (None = fallback), its score and the captured slots."""
 
-    intent: IntentSpec | None
+    intent: Intent | None
     score: float
     slots: dict[str, str]
 
@@ -72,7 +72,7 @@ def _ngrams(words: list[str], n: int) -> list[str]:
 class IntentMatcher:
     """Scores a caller's words against an agent's intents."""
 
-    def __init__(self, intents: list[IntentSpec], *, min_score: float = MIN_SCORE) -> None:
+    def __init__(self, intents: Sequence[Intent], *, min_score: float = MIN_SCORE) -> None:
         self.intents = intents
         self.min_score = min_score
         self._examples = [[default_process(e) for e in i.examples] for i in intents]
@@ -101,7 +101,7 @@ class IntentMatcher:
         return Match(best, best_score, capture_slots(best, utterance))
 
 
-def capture_slots(intent: IntentSpec, utterance: str) -> dict[str, str]:
+def capture_slots(intent: Intent, utterance: str) -> dict[str, str]:
     """Slot values heard in `utterance` (fuzzy, per word or word group), as written in the YAML."""
     words = default_process(utterance).split()
     found: dict[str, str] = {}
@@ -119,37 +119,37 @@ def capture_slots(intent: IntentSpec, utterance: str) -> dict[str, str]:
     return found
 
 
-class ScriptedLLM:
+class ScriptedLLM(LLM):
     """The `scripted` LLM provider."""
 
     name = "scripted"
 
     def __init__(
         self,
-        agent: AgentSpec,
+        script: Script,
         *,
         min_score: float = MIN_SCORE,
         dtmf: dict[str, str] | None = None,
         word_delay_s: float = 0.0,
     ) -> None:
-        self.agent = agent
-        self.matcher = IntentMatcher(agent.intents, min_score=min_score)
+        self.script = script
+        self.matcher = IntentMatcher(script.intents, min_score=min_score)
         self._env = SandboxedEnvironment(autoescape=False)
         self._templates = {}
-        for intent in agent.intents:
+        for intent in script.intents:
             try:
                 self._templates[intent.name] = self._env.from_string(intent.reply)
             except TemplateError as exc:
                 raise ValueError(f"intent {intent.name!r}: reply template error: {exc}") from None
-        self._fallback = self._env.from_string(agent.fallback_reply)
-        by_name = {i.name: i for i in agent.intents}
-        self._dtmf: dict[str, IntentSpec] = {}
+        self._fallback = self._env.from_string(script.fallback_reply)
+        by_name = {i.name: i for i in script.intents}
+        self._dtmf: dict[str, Intent] = {}
         for digit, name in (dtmf or {}).items():
             if name not in by_name:
                 raise ValueError(f"scripted dtmf option: digit {digit!r} names unknown intent {name!r}")
             self._dtmf[str(digit)] = by_name[name]
         if "0" not in self._dtmf:
-            human = next((i for i in agent.intents if i.transfer_to), None)
+            human = next((i for i in script.intents if i.transfer_to), None)
             if human is not None:
                 self._dtmf["0"] = human
         self._word_delay = word_delay_s
@@ -166,7 +166,7 @@ class ScriptedLLM:
             match = Match(intent, 100.0 if intent else 0.0, {})
         else:
             match = self.matcher.match(last)
-        context: dict[str, Any] = dict(self.agent.variables)
+        context: dict[str, Any] = dict(self.script.variables)
         if match.intent is not None:
             # slots said in earlier turns carry over; the latest mention wins
             for message in users[:-1]:
@@ -184,7 +184,7 @@ class ScriptedLLM:
 
     async def chat(
         self, messages: list[Message], tools: list[ToolDefinition] | None = None
-    ) -> AsyncIterator[LLMChunk]:
+    ) -> AsyncGenerator[LLMChunk, None]:
         """Stream the reply word by word, then the tool calls the intent asks for."""
         text, calls = self.respond(messages)
         for word in _WORDS.findall(text):
@@ -200,9 +200,10 @@ def _call(name: str, arguments: dict[str, Any]) -> ToolCall:
     return ToolCall(id=f"call_{uuid.uuid4().hex[:16]}", name=name, arguments=arguments)
 
 
-def create(spec: ComponentSpec, *, settings: Settings, agent: AgentSpec | None = None) -> ScriptedLLM:
-    """Factory used by the registry: needs `agent=`; options `min_score` (0–100), `dtmf` (digit → intent)."""
-    if agent is None:
+def create(spec: ProviderOptions, *, settings: Settings, script: Script | None = None) -> ScriptedLLM:
+    """Factory used by the registry: needs `script=` (the agent); options `min_score` (0–100), `dtmf`
+    (digit → intent), `word_delay_s`."""
+    if script is None:
         raise ValueError(
             "the scripted LLM needs the agent's intents: build_llm(spec, settings, agent=agent_spec)"
         )
@@ -217,7 +218,7 @@ def create(spec: ComponentSpec, *, settings: Settings, agent: AgentSpec | None =
     if not isinstance(dtmf, dict):
         raise ValueError("scripted dtmf option must map digits to intent names")
     return ScriptedLLM(
-        agent,
+        script,
         min_score=min_score,
         dtmf={str(k): str(v) for k, v in dtmf.items()},
         word_delay_s=float(opts.get("word_delay_s", 0.0)),

@@ -18,7 +18,8 @@ import numpy as np
 
 from parley.logging import get_logger
 from parley.media.resample import resample
-from parley.providers.base import Pcm, ProviderError, Transcript
+from parley.providers.base import STT, Capabilities, Pcm, ProviderError, STTStream, Transcript
+from parley.providers.options import ProviderOptions
 from parley.providers.tts.azure import speech_credentials
 
 try:
@@ -27,7 +28,6 @@ except ImportError as exc:  # pragma: no cover
     raise ImportError("the azure providers need the 'cloud' extra: pip install 'parley[cloud]'") from exc
 
 if TYPE_CHECKING:
-    from parley.agents.spec import ComponentSpec
     from parley.settings import Settings
 
 log = get_logger(__name__)
@@ -89,19 +89,23 @@ def error_from_cancellation(reason: Any, code: Any, details: str, provider: str 
         codes.Forbidden: "access to Azure Speech denied",
     }.get(code, "Azure Speech failed")
     fatal = code in (codes.AuthenticationFailure, codes.BadRequest, codes.Forbidden)
-    return ProviderError(provider, f"{words}: {details}" if details else words, retryable=not fatal)
+    return ProviderError(provider, f"{words}: {details}" if details else words, retryable=not fatal,
+                         component="stt")
 
 
 # --- provider ---------------------------------------------------------------------------------
 
-class AzureSTT:
-    """Continuous Azure recognition with interim and final results."""
+class AzureSTT(STT):
+    """Continuous Azure recognition with interim and final results, at 8 or 16 kHz."""
+
+    capabilities = Capabilities(streaming=True, interim_results=True, sample_rates=SDK_RATES)
 
     def __init__(self, *, key: str, region: str = "", endpoint: str = "", language: str = "en-US",
                  phrases: list[str] | None = None, sample_rate: int = 16000, name: str = "azure",
                  segmentation_silence_ms: int = 500, final_timeout_s: float = 3.0, settle_s: float = 0.6) -> None:
         if sample_rate not in SDK_RATES:
-            raise ProviderError(name, f"sample_rate must be 8000 or 16000, not {sample_rate}", retryable=False)
+            raise ProviderError(name, f"sample_rate must be 8000 or 16000, not {sample_rate}", retryable=False,
+                                component="stt")
         self.name = name
         self.sample_rate = sample_rate
         self.language = language
@@ -142,7 +146,7 @@ class AzureSTT:
             await stream.close()
 
 
-class AzureSTTStream:
+class AzureSTTStream(STTStream):
     """One SDK recogniser fed by a push stream; results cross from SDK threads to the loop."""
 
     def __init__(self, stt: AzureSTT, language: str) -> None:
@@ -235,7 +239,7 @@ class AzureSTTStream:
             try:
                 await asyncio.to_thread(self._open)
             except RuntimeError as exc:  # the SDK raises RuntimeError for bad configuration
-                raise ProviderError(self._stt.name, f"cannot start recognition: {exc}", retryable=False) from exc
+                raise self._stt.error(f"cannot start recognition: {exc}", retryable=False) from exc
 
     def _raise_error(self) -> None:
         if self._error is not None:
@@ -341,7 +345,7 @@ class AzureSTTStream:
             log.warning("azure recognizer did not stop cleanly", error=str(exc))
 
 
-def create(spec: ComponentSpec, *, settings: Settings, sample_rate: int | None = None) -> AzureSTT:
+def create(spec: ProviderOptions, *, settings: Settings, sample_rate: int | None = None) -> AzureSTT:
     """`stt: {provider: azure, language: de-DE}`. Options: `phrases` (hints), `sample_rate` (8000 or
     16000), `region`/`endpoint`, `api_key_env`, `segmentation_silence_ms`, `final_timeout_s`."""
     options = spec.options

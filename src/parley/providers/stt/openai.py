@@ -7,15 +7,16 @@ caller stopped talking. There are no interim results.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from parley.media.wav import wav_bytes
-from parley.providers.base import Pcm, ProviderError, Transcript
+from parley.providers.base import STT, Pcm, ProviderError, STTStream, Transcript
 from parley.providers.llm.openai import classify_error, openai_endpoint
+from parley.providers.options import ProviderOptions
 from parley.providers.streaming import reason
+from parley.support.retry import Backoff, retry_async
 
 try:
     import openai
@@ -23,7 +24,6 @@ except ImportError as exc:  # pragma: no cover
     raise ImportError("the openai providers need the 'cloud' extra: pip install 'parley[cloud]'") from exc
 
 if TYPE_CHECKING:
-    from parley.agents.spec import ComponentSpec
     from parley.settings import Settings
 
 MIN_SECONDS = 0.1  # shorter audio is not worth a request
@@ -34,8 +34,8 @@ def iso_language(language: str | None) -> str | None:
     return language.split("-", 1)[0].lower() if language else None
 
 
-class OpenAITranscriptionSTT:
-    """Batch transcription per utterance on an OpenAI-compatible server."""
+class OpenAITranscriptionSTT(STT):
+    """Batch transcription per utterance on an OpenAI-compatible server (any `sample_rate`; no interims)."""
 
     def __init__(self, client: openai.AsyncOpenAI, *, model: str = "whisper-1", name: str = "openai",
                  language: str | None = None, phrases: list[str] | None = None, sample_rate: int = 16000,
@@ -67,23 +67,25 @@ class OpenAITranscriptionSTT:
             params["language"] = iso_language(lang)
         if self.prompt:
             params["prompt"] = self.prompt
-        last: ProviderError | None = None
-        for _ in range(self.retries + 1):
+
+        async def once() -> Any:
             try:
-                result = await self.client.audio.transcriptions.create(**params, timeout=self.timeout_s)
-                break
-            except Exception as exc:  # noqa: BLE001 - classified into words below
-                last = classify_error(self.name, exc)
-                if not last.retryable:
-                    raise last from exc
-        else:
-            assert last is not None
-            raise ProviderError(self.name, f"transcription failed: {reason(last)}")
+                return await self.client.audio.transcriptions.create(**params, timeout=self.timeout_s)
+            except Exception as exc:  # noqa: BLE001 - classified into words
+                raise classify_error(self, exc) from exc
+
+        try:
+            result = await retry_async(once, backoff=Backoff(0.2), attempts=self.retries + 1,
+                                       retry_if=lambda exc: isinstance(exc, ProviderError) and exc.retryable)
+        except ProviderError as last:
+            if not last.retryable:
+                raise
+            raise self.error(f"transcription failed: {reason(last)}") from last
         text = getattr(result, "text", result if isinstance(result, str) else "")
         return Transcript(str(text).strip(), True, 0.0, seconds, language=lang)
 
 
-class _UtteranceStream:
+class _UtteranceStream(STTStream):
     def __init__(self, stt: OpenAITranscriptionSTT, language: str | None) -> None:
         self._stt = stt
         self._language = language
@@ -101,19 +103,15 @@ class _UtteranceStream:
         result = await self._stt.transcribe(pcm, self._stt.sample_rate, language=self._language)
         return Transcript(result.text, True, start, self._offset, result.confidence, result.language)
 
-    async def interim(self) -> AsyncIterator[Transcript]:
-        for item in ():
-            yield item
-
     async def close(self) -> None:
         self._chunks = []
 
 
-def create(spec: ComponentSpec, *, settings: Settings) -> OpenAITranscriptionSTT:
+def create(spec: ProviderOptions, *, settings: Settings) -> OpenAITranscriptionSTT:
     """`stt: {provider: openai}`. Options: `base_url`, `api_key_env`, `model` (default whisper-1),
     `phrases` (sent as the prompt), `sample_rate`, `timeout_s`, `retries`."""
     options = spec.options
-    base_url, key = openai_endpoint("openai", options, settings)
+    base_url, key = openai_endpoint("openai", options, settings, "stt")
     client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0)
     return OpenAITranscriptionSTT(
         client, model=spec.model or "whisper-1", language=spec.language,

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from parley.media.resample import resample
-from parley.providers.base import Pcm, ProviderError, Transcript
+from parley.providers.base import STT, Capabilities, Pcm, STTStream, Transcript
+from parley.providers.options import ProviderOptions
 
 if TYPE_CHECKING:
-    from parley.agents.spec import ComponentSpec
     from parley.settings import Settings
 
 SAMPLE_RATE = 16000
@@ -56,18 +56,19 @@ def _hyp_text(decoder: Any) -> str:
     return " ".join(words)
 
 
-class PocketSphinxSTT:
-    """The `pocketsphinx` STT provider (English only)."""
+class PocketSphinxSTT(STT):
+    """The `pocketsphinx` STT provider (English only, 16 kHz): recognises while the caller speaks."""
 
     name = "pocketsphinx"
     sample_rate = SAMPLE_RATE
+    capabilities = Capabilities(streaming=True, interim_results=True, sample_rates=(SAMPLE_RATE,))
 
     def __init__(self, *, language: str | None = "en") -> None:
         if language and language.replace("_", "-").split("-")[0].lower() != "en":
             raise ValueError(f"pocketsphinx only has a US English model, not {language!r}")
 
     def stream(self, *, language: str | None = None) -> PocketSphinxStream:
-        return PocketSphinxStream()
+        return PocketSphinxStream(self)
 
     async def transcribe(self, pcm: Pcm, sample_rate: int, *, language: str | None = None) -> Transcript:
         if sample_rate != SAMPLE_RATE:
@@ -80,10 +81,11 @@ class PocketSphinxSTT:
             await stream.close()
 
 
-class PocketSphinxStream:
+class PocketSphinxStream(STTStream):
     """One call's decoder: audio is decoded as it arrives; interim text is published when it changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, stt: PocketSphinxSTT) -> None:
+        self._stt = stt
         self._decoder: Any = None
         self._pending: list[Pcm] = []
         self._pending_len = 0
@@ -97,7 +99,7 @@ class PocketSphinxStream:
 
     async def push(self, pcm: Pcm) -> None:
         if self._closed:
-            raise ProviderError("pocketsphinx", "stream is closed", retryable=False)
+            raise self._stt.error("stream is closed", retryable=False)
         if not len(pcm):
             return
         self._pending.append(np.asarray(pcm, dtype=np.int16))
@@ -128,7 +130,7 @@ class PocketSphinxStream:
             self._decoder.process_raw(block.tobytes(), False, False)
             return _hyp_text(self._decoder)
         except Exception as exc:
-            raise ProviderError("pocketsphinx", f"decoding failed: {exc}") from exc
+            raise self._stt.error(f"decoding failed: {exc}") from exc
 
     def _finish(self) -> str:
         if not self._in_utt:
@@ -139,7 +141,7 @@ class PocketSphinxStream:
             return _hyp_text(self._decoder)
         except Exception as exc:
             self._in_utt = False
-            raise ProviderError("pocketsphinx", f"decoding failed: {exc}") from exc
+            raise self._stt.error(f"decoding failed: {exc}") from exc
 
     async def end_utterance(self) -> Transcript:
         await self._feed()
@@ -172,7 +174,7 @@ class PocketSphinxStream:
                 _give_back(decoder)
 
 
-def create(spec: ComponentSpec, *, settings: Settings) -> PocketSphinxSTT:
+def create(spec: ProviderOptions, *, settings: Settings) -> PocketSphinxSTT:
     """Factory used by the registry (no options)."""
     if spec.options:
         raise ValueError(f"pocketsphinx: unknown option(s) {', '.join(sorted(spec.options))}")

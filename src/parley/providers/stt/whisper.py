@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +23,12 @@ import numpy as np
 from parley.logging import get_logger
 from parley.media.resample import resample
 from parley.providers import models
-from parley.providers.base import Pcm, ProviderError, Transcript
+from parley.providers.base import STT, Capabilities, Pcm, ProviderError, STTStream, Transcript
+from parley.providers.options import ProviderOptions
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
-    from parley.agents.spec import ComponentSpec
     from parley.settings import Settings
 
 log = get_logger(__name__)
@@ -115,17 +114,19 @@ def load_model(model: str, data_dir: Path, threads: int, workers: int = 1) -> Wh
                 f"cannot load model {model!r}: {exc}. Use a model folder, or leave WHISPER_MODEL empty "
                 "for the bundled Whisper base",
                 retryable=False,
+                component="stt",
             ) from exc
         _models[key] = loaded
         log.info("whisper model loaded", model=model, threads=threads)
         return loaded
 
 
-class WhisperSTT:
-    """The `whisper` STT provider."""
+class WhisperSTT(STT):
+    """The `whisper` STT provider: 16 kHz, decodes whole utterances (no interim results)."""
 
     name = "whisper"
     sample_rate = SAMPLE_RATE
+    capabilities = Capabilities(streaming=False, interim_results=False, sample_rates=(SAMPLE_RATE,))
 
     def __init__(
         self,
@@ -190,7 +191,7 @@ class WhisperSTT:
         except ProviderError:
             raise
         except Exception as exc:
-            raise ProviderError("whisper", f"recognition failed: {exc}") from exc
+            raise self.error(f"recognition failed: {exc}") from exc
         text = " ".join(s.text.strip() for s in kept).strip()
         confidence = float(np.exp(np.mean([s.avg_logprob for s in kept]))) if kept else None
         return Transcript(text, True, 0.0, duration, confidence=confidence, language=info.language)
@@ -202,7 +203,7 @@ def _is_hallucination(segment: Any) -> bool:
     return not segment.text.strip()
 
 
-class WhisperStream:
+class WhisperStream(STTStream):
     """Buffers one call's audio; decodes each utterance when the caller stops talking.
 
     With `speculative` on, decoding starts as soon as the caller has been quiet for
@@ -224,7 +225,7 @@ class WhisperStream:
 
     async def push(self, pcm: Pcm) -> None:
         if self._closed:
-            raise ProviderError("whisper", "stream is closed", retryable=False)
+            raise self._stt.error("stream is closed", retryable=False)
         if not len(pcm):
             return
         pcm = np.asarray(pcm, dtype=np.int16)
@@ -261,10 +262,6 @@ class WhisperStream:
             result.text, True, start, self._offset, confidence=result.confidence, language=result.language
         )
 
-    async def interim(self) -> AsyncIterator[Transcript]:
-        return
-        yield  # an async generator that yields nothing: Whisper has no interim results
-
     async def close(self) -> None:
         self._closed = True
         self._chunks = []
@@ -277,7 +274,7 @@ def _retrieve(future: asyncio.Future[Transcript]) -> None:
         future.exception()
 
 
-def create(spec: ComponentSpec, *, settings: Settings) -> WhisperSTT:
+def create(spec: ProviderOptions, *, settings: Settings) -> WhisperSTT:
     """Factory used by the registry: options `beam_size`, `initial_prompt`, `workers`, `speculative`."""
     opts = spec.options
     unknown = set(opts) - {"beam_size", "initial_prompt", "workers", "speculative"}

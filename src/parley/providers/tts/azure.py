@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 from xml.sax.saxutils import escape, quoteattr
 
 import httpx
 
-from parley.providers.base import Pcm, ProviderError
+from parley.providers.base import TTS, Capabilities, Pcm, ProviderError
+from parley.providers.options import ProviderOptions
 from parley.providers.streaming import open_first, pcm_stream
 
 if TYPE_CHECKING:
-    from parley.agents.spec import ComponentSpec
     from parley.settings import Settings
 
 #: sample rate -> X-Microsoft-OutputFormat (SDK names: Raw8Khz16BitMonoPcm, Raw16Khz16BitMonoPcm, …)
@@ -45,7 +45,7 @@ def build_ssml(text: str, voice: str, language: str | None = None, speed: float 
             f"<voice name={quoteattr(voice)}>{body}</voice></speak>")
 
 
-def _http_error(provider: str, status: int, body: str) -> ProviderError:
+def _http_error(owner: TTS, status: int, body: str) -> ProviderError:
     words = {
         400: "Azure rejected the request (400: bad SSML, voice or output format)",
         401: "the Azure Speech key was rejected (401); check AZURE_SPEECH_KEY and AZURE_SPEECH_REGION",
@@ -54,30 +54,31 @@ def _http_error(provider: str, status: int, body: str) -> ProviderError:
         429: "rate limited by Azure (429)",
     }.get(status, f"Azure answered HTTP {status}")
     detail = body.strip()[:200]
-    return ProviderError(provider, f"{words}: {detail}" if detail else words,
-                         retryable=status not in {400, 401, 403, 415})
+    return owner.error(f"{words}: {detail}" if detail else words, retryable=status not in {400, 401, 403, 415})
 
 
-def classify(provider: str, exc: BaseException) -> ProviderError:
-    """An httpx exception in words."""
+def classify(owner: TTS, exc: BaseException) -> ProviderError:
+    """An httpx exception in words, as `owner`'s error."""
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(exc, httpx.TimeoutException):
-        return ProviderError(provider, "request timed out")
+        return owner.error("request timed out")
     if isinstance(exc, httpx.TransportError):
-        return ProviderError(provider, f"cannot reach Azure Speech: {exc or type(exc).__name__}")
-    return ProviderError(provider, f"{type(exc).__name__}: {exc}")
+        return owner.error(f"cannot reach Azure Speech: {exc or type(exc).__name__}")
+    return owner.error(f"{type(exc).__name__}: {exc}")
 
 
-class AzureTTS:
-    """Streaming Azure neural voices at a chosen raw PCM rate."""
+class AzureTTS(TTS):
+    """Streaming Azure neural voices at a chosen raw PCM rate (any of `OUTPUT_FORMATS`, see `for_rate`)."""
+
+    capabilities = Capabilities(streaming=True, sample_rates=tuple(OUTPUT_FORMATS))
 
     def __init__(self, *, key: str, endpoint: str, voice: str = DEFAULT_VOICE, language: str | None = None,
                  sample_rate: int = 24000, speed: float | None = None, name: str = "azure",
                  first_audio_timeout_s: float = 8.0, stream_timeout_s: float = 15.0, retries: int = 1) -> None:
         if sample_rate not in OUTPUT_FORMATS:
             raise ProviderError(name, f"sample rate {sample_rate} not offered; choose one of "
-                                f"{', '.join(map(str, OUTPUT_FORMATS))}", retryable=False)
+                                f"{', '.join(map(str, OUTPUT_FORMATS))}", retryable=False, component="tts")
         self.name = name
         self.sample_rate = sample_rate
         self.voice = voice
@@ -99,7 +100,7 @@ class AzureTTS:
         """The same voice producing PCM at `sample_rate` (e.g. a phone call's 8000), sharing connections.
 
         Returns `self` when the rate already matches or Azure offers no raw format at that rate."""
-        if sample_rate == self.sample_rate or sample_rate not in OUTPUT_FORMATS:
+        if sample_rate == self.sample_rate or sample_rate not in self.capabilities.sample_rates:
             return self
         other = copy.copy(self)
         other.sample_rate = sample_rate
@@ -112,7 +113,7 @@ class AzureTTS:
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
         return self._client
 
-    async def synthesize(self, text: str) -> AsyncIterator[Pcm]:
+    async def synthesize(self, text: str) -> AsyncGenerator[Pcm, None]:
         """Yield int16 PCM at `sample_rate` for `text`, from the first bytes Azure sends."""
         if not text.strip():
             return
@@ -124,16 +125,16 @@ class AzureTTS:
             if response.status_code != 200:
                 body = (await response.aread()).decode(errors="replace")
                 await manager.__aexit__(None, None, None)
-                raise _http_error(self.name, response.status_code, body)
+                raise _http_error(self, response.status_code, body)
 
             async def close() -> None:
                 await manager.__aexit__(None, None, None)
 
             return response.aiter_bytes(CHUNK_BYTES), close
 
-        opened = await open_first(self.name, start, timeout_s=self.first_audio_timeout_s, retries=self.retries,
-                                  classify=lambda exc: classify(self.name, exc), useful=bool)
-        async for pcm in pcm_stream(opened, self.name, self.stream_timeout_s, lambda exc: classify(self.name, exc)):
+        opened = await open_first(self, start, timeout_s=self.first_audio_timeout_s, retries=self.retries,
+                                  classify=lambda exc: classify(self, exc), useful=bool)
+        async for pcm in pcm_stream(opened, self, self.stream_timeout_s, lambda exc: classify(self, exc)):
             yield pcm
 
     async def aclose(self) -> None:
@@ -142,9 +143,11 @@ class AzureTTS:
             await self._client.aclose()
 
 
-def speech_credentials(provider: str, options: dict[str, Any], settings: Settings, service: str) -> tuple[str, str]:
+def speech_credentials(provider: str, options: Mapping[str, Any], settings: Settings,
+                       service: Literal["tts", "stt"]) -> tuple[str, str]:
     """(key, endpoint base URL) for Azure Speech: `AZURE_SPEECH_KEY` + `AZURE_SPEECH_REGION`, or options
-    `api_key_env` / `endpoint`. `service` is `tts` or `stt` (the regional host name's prefix)."""
+    `api_key_env` / `endpoint`. `service` is `tts` or `stt` (the regional host name's prefix, and the
+    component an error names)."""
     env_name = options.get("api_key_env")
     key = os.environ.get(str(env_name), "") if env_name else settings.azure_speech_key.get_secret_value()
     region = options.get("region") or settings.azure_speech_region
@@ -152,18 +155,19 @@ def speech_credentials(provider: str, options: dict[str, Any], settings: Setting
         f"https://{region}.{service}.speech.microsoft.com" if region else "")
     missing = [n for n, v in [(env_name or "AZURE_SPEECH_KEY", key), ("AZURE_SPEECH_REGION", endpoint)] if not v]
     if missing:
-        raise ProviderError(provider, f"not configured: set {' and '.join(missing)}", retryable=False)
+        raise ProviderError(provider, f"not configured: set {' and '.join(missing)}", retryable=False,
+                            component=service)
     return key, str(endpoint)
 
 
-def create(spec: ComponentSpec, *, settings: Settings, sample_rate: int | None = None) -> AzureTTS:
+def create(spec: ProviderOptions, *, settings: Settings, sample_rate: int | None = None) -> AzureTTS:
     """`tts: {provider: azure, voice: de-DE-KatjaNeural}`. Options: `sample_rate` (8000 for phone
     calls), `region`/`endpoint`, `api_key_env`, `first_audio_timeout_s`, `retries`."""
     options = spec.options
     key, endpoint = speech_credentials("azure", options, settings, "tts")
     return AzureTTS(
         key=key, endpoint=endpoint, voice=spec.voice or DEFAULT_VOICE, language=spec.language,
-        sample_rate=int(sample_rate or options.get("sample_rate", 24000)), speed=getattr(spec, "speed", None),
+        sample_rate=int(sample_rate or options.get("sample_rate", 24000)), speed=spec.speed,
         first_audio_timeout_s=float(options.get("first_audio_timeout_s", options.get("timeout_s", 8.0))),
         stream_timeout_s=float(options.get("stream_timeout_s", 15.0)), retries=int(options.get("retries", 1)),
     )

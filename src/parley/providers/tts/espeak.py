@@ -10,15 +10,15 @@ import asyncio
 import functools
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from parley.providers.base import Pcm, ProviderError
+from parley.providers.base import TTS, Capabilities, Pcm, ProviderError
+from parley.providers.options import ProviderOptions
 
 if TYPE_CHECKING:
-    from parley.agents.spec import ComponentSpec
     from parley.settings import Settings
 
 PROGRAM = "espeak-ng"
@@ -32,7 +32,7 @@ def program() -> str:
     path = shutil.which(PROGRAM)
     if path is None:
         raise ProviderError(
-            "espeak", "espeak-ng is not installed (apt-get install espeak-ng)", retryable=False
+            "espeak", "espeak-ng is not installed (apt-get install espeak-ng)", retryable=False, component="tts"
         )
     return path
 
@@ -51,11 +51,12 @@ def known_voices() -> frozenset[str]:
     return frozenset(names)
 
 
-class EspeakTTS:
-    """The `espeak` TTS provider."""
+class EspeakTTS(TTS):
+    """The `espeak` TTS provider: 22.05 kHz, audio read as the program writes it."""
 
     name = "espeak"
     sample_rate = 22050
+    capabilities = Capabilities(streaming=True)
 
     def __init__(self, *, voice: str = "en-us", wpm: int = DEFAULT_WPM, pitch: int | None = None) -> None:
         self._program = program()
@@ -71,7 +72,7 @@ class EspeakTTS:
         if pitch is not None:
             self._args += ["-p", str(pitch)]
 
-    async def synthesize(self, text: str) -> AsyncIterator[Pcm]:
+    async def synthesize(self, text: str) -> AsyncGenerator[Pcm, None]:
         """Yield int16 chunks of about 200 ms as espeak-ng produces them."""
         if not text.strip():
             return
@@ -89,7 +90,7 @@ class EspeakTTS:
             proc.stdin.close()
             header = await proc.stdout.readexactly(HEADER)
             if header[:4] != b"RIFF":
-                raise ProviderError("espeak", "espeak-ng did not write WAV audio")
+                raise self.error("espeak-ng did not write WAV audio")
             carry = b""
             while block := await proc.stdout.read(BLOCK):
                 block = carry + block
@@ -99,23 +100,23 @@ class EspeakTTS:
                     yield np.frombuffer(block[:usable], dtype="<i2").astype(np.int16)
             if await proc.wait() != 0:
                 err = (await proc.stderr.read()).decode(errors="replace").strip()
-                raise ProviderError("espeak", f"espeak-ng failed: {err or proc.returncode}")
+                raise self.error(f"espeak-ng failed: {err or proc.returncode}")
         except asyncio.IncompleteReadError:
             err = (await proc.stderr.read()).decode(errors="replace").strip()
-            raise ProviderError("espeak", f"espeak-ng produced no audio: {err}") from None
+            raise self.error(f"espeak-ng produced no audio: {err}") from None
         finally:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
 
 
-def create(spec: ComponentSpec, *, settings: Settings) -> EspeakTTS:
+def create(spec: ProviderOptions, *, settings: Settings) -> EspeakTTS:
     """Factory used by the registry: `voice` (or `language`), `speed` (× 175 wpm); options `wpm`, `pitch`."""
     opts = spec.options
     unknown = set(opts) - {"wpm", "pitch"}
     if unknown:
         raise ValueError(f"espeak: unknown option(s) {', '.join(sorted(unknown))}")
-    speed = float(getattr(spec, "speed", None) or 1.0)
+    speed = float(spec.speed or 1.0)
     wpm = int(opts.get("wpm", round(DEFAULT_WPM * speed)))
     voice = spec.voice or (spec.language or "en-us").lower()
     if voice == "en":

@@ -4,11 +4,12 @@ openedai-speech, LocalAI) with `response_format: pcm`: raw 24 kHz 16-bit mono, s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from parley.providers.base import Pcm, ProviderError
+from parley.providers.base import TTS, Capabilities, Pcm
 from parley.providers.llm.openai import classify_error, openai_endpoint
+from parley.providers.options import ProviderOptions
 from parley.providers.streaming import open_first, pcm_stream
 
 try:
@@ -17,15 +18,16 @@ except ImportError as exc:  # pragma: no cover
     raise ImportError("the openai providers need the 'cloud' extra: pip install 'parley[cloud]'") from exc
 
 if TYPE_CHECKING:
-    from parley.agents.spec import ComponentSpec
     from parley.settings import Settings
 
 PCM_RATE = 24000  # what the API sends for response_format=pcm
 CHUNK_BYTES = 2400 * 2  # 100 ms
 
 
-class OpenAISpeechTTS:
-    """Streamed speech from an OpenAI-compatible `/v1/audio/speech` endpoint."""
+class OpenAISpeechTTS(TTS):
+    """Streamed speech from an OpenAI-compatible `/v1/audio/speech` endpoint (24 kHz PCM only)."""
+
+    capabilities = Capabilities(streaming=True)
 
     sample_rate = PCM_RATE
 
@@ -42,7 +44,7 @@ class OpenAISpeechTTS:
         self.stream_timeout_s = stream_timeout_s
         self.retries = retries
 
-    async def synthesize(self, text: str) -> AsyncIterator[Pcm]:
+    async def synthesize(self, text: str) -> AsyncGenerator[Pcm, None]:
         """Yield 24 kHz int16 PCM chunks for `text` as the server sends them."""
         if not text.strip():
             return
@@ -61,21 +63,21 @@ class OpenAISpeechTTS:
 
             return response.iter_bytes(CHUNK_BYTES), close
 
-        opened = await open_first(self.name, start, timeout_s=self.first_audio_timeout_s, retries=self.retries,
-                                  classify=lambda exc: classify_error(self.name, exc), useful=bool)
-        async for pcm in pcm_stream(opened, self.name, self.stream_timeout_s, lambda exc: classify_error(self.name, exc)):
+        opened = await open_first(self, start, timeout_s=self.first_audio_timeout_s, retries=self.retries,
+                                  classify=lambda exc: classify_error(self, exc), useful=bool)
+        async for pcm in pcm_stream(opened, self, self.stream_timeout_s, lambda exc: classify_error(self, exc)):
             yield pcm
 
 
-def create(spec: ComponentSpec, *, settings: Settings) -> OpenAISpeechTTS:
+def create(spec: ProviderOptions, *, settings: Settings) -> OpenAISpeechTTS:
     """`tts: {provider: openai}`. Options: `base_url`, `api_key_env`, `model` (default gpt-4o-mini-tts),
     `voice` (default alloy), `speed`, `instructions`, `first_audio_timeout_s`, `retries`."""
     options = spec.options
-    base_url, key = openai_endpoint("openai", options, settings)
+    base_url, key = openai_endpoint("openai", options, settings, "tts")
     client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=30.0)
     return OpenAISpeechTTS(
         client, model=spec.model or "gpt-4o-mini-tts", voice=spec.voice or "alloy",
-        speed=getattr(spec, "speed", None), instructions=options.get("instructions"),
+        speed=spec.speed, instructions=options.get("instructions"),
         first_audio_timeout_s=float(options.get("first_audio_timeout_s", options.get("timeout_s", 8.0))),
         stream_timeout_s=float(options.get("stream_timeout_s", 15.0)), retries=int(options.get("retries", 1)),
     )

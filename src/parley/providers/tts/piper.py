@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from parley.providers import models
-from parley.providers.base import Pcm, ProviderError
+from parley.providers.base import TTS, Capabilities, Pcm, ProviderError
+from parley.providers.options import ProviderOptions
 
 if TYPE_CHECKING:
-    from parley.agents.spec import ComponentSpec
     from parley.settings import Settings
 
 _voices: dict[str, Any] = {}
@@ -37,14 +37,16 @@ def load_voice(onnx: Path) -> Any:
             try:
                 _voices[key] = PiperVoice.load(key)
             except Exception as exc:
-                raise ProviderError("piper", f"cannot load voice {onnx}: {exc}", retryable=False) from exc
+                raise ProviderError("piper", f"cannot load voice {onnx}: {exc}", retryable=False,
+                                    component="tts") from exc
         return _voices[key]
 
 
-class PiperTTS:
-    """The `piper` TTS provider."""
+class PiperTTS(TTS):
+    """The `piper` TTS provider: one chunk per sentence, at the voice's own rate."""
 
     name = "piper"
+    capabilities = Capabilities(streaming=True)
 
     def __init__(
         self,
@@ -85,14 +87,14 @@ class PiperTTS:
         try:
             audio = np.asarray(voice.phoneme_ids_to_audio(voice.phonemes_to_ids(phonemes), config))
         except Exception as exc:
-            raise ProviderError("piper", f"synthesis failed: {exc}") from exc
+            raise self.error(f"synthesis failed: {exc}") from exc
         peak = float(np.max(np.abs(audio))) if audio.size else 0.0
         if peak < 1e-8:
             return np.zeros(audio.size, dtype=np.int16)
         audio = np.clip(audio / peak * self._volume, -1.0, 1.0)
         return (audio * 32767).astype(np.int16)
 
-    async def synthesize(self, text: str) -> AsyncIterator[Pcm]:
+    async def synthesize(self, text: str) -> AsyncGenerator[Pcm, None]:
         """Yield one int16 chunk per sentence of `text` at `sample_rate`."""
         if not text.strip():
             return
@@ -111,7 +113,7 @@ class PiperTTS:
                 next_job.cancel()
 
 
-def create(spec: ComponentSpec, *, settings: Settings) -> PiperTTS:
+def create(spec: ProviderOptions, *, settings: Settings) -> PiperTTS:
     """Factory used by the registry: `voice` (bundled name or .onnx path), `speed`; options
     `noise_scale`, `volume`."""
     opts = spec.options
@@ -120,7 +122,7 @@ def create(spec: ComponentSpec, *, settings: Settings) -> PiperTTS:
         raise ValueError(f"piper: unknown option(s) {', '.join(sorted(unknown))}")
     return PiperTTS(
         voice=spec.voice,
-        speed=float(getattr(spec, "speed", None) or 1.0),
+        speed=float(spec.speed or 1.0),
         noise_scale=float(opts["noise_scale"]) if "noise_scale" in opts else None,
         volume=float(opts.get("volume", 1.0)),
     )

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from parley.providers.base import Pcm, ProviderError
+from parley.providers.base import VAD, Capabilities, Pcm, ProviderError
+from parley.providers.options import ProviderOptions
 
 if TYPE_CHECKING:
-    from parley.agents.spec import ComponentSpec
     from parley.settings import Settings
 
 RATES = (8000, 16000)
@@ -54,18 +54,21 @@ def shared_session() -> Any:
                     model_path(), sess_options=options, providers=["CPUExecutionProvider"]
                 )
             except Exception as exc:
-                raise ProviderError("silero", f"cannot load the VAD model: {exc}", retryable=False) from exc
+                raise ProviderError("silero", f"cannot load the VAD model: {exc}", retryable=False,
+                                    component="vad") from exc
         return _session
 
 
-class SileroVAD:
+class SileroVAD(VAD):
     """The `silero` VAD provider (one per call: it keeps recurrent state)."""
 
     name = "silero"
+    capabilities = Capabilities(sample_rates=RATES)
 
-    def __init__(self, sample_rate: int = 16000, *, gate: bool = True) -> None:
+    def __init__(self, sample_rate: int = 16000, *, gate: bool = True, threshold: float = 0.5) -> None:
         if sample_rate not in RATES:
             raise ValueError(f"silero VAD works at 8000 or 16000 Hz, not {sample_rate}")
+        self.threshold = threshold
         self._session = shared_session()
         self.sample_rate = sample_rate
         self.window_samples = WINDOW[sample_rate]
@@ -99,11 +102,12 @@ class SileroVAD:
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
 
 
-def create(spec: ComponentSpec, *, settings: Settings) -> SileroVAD:
+def create(spec: ProviderOptions, *, settings: Settings) -> SileroVAD:
     """Factory used by the registry: options `sample_rate` (8000 or 16000, default 16000) and `gate`
     (default true: skip the model on windows WebRTC VAD hears as silence)."""
     opts = spec.options
     unknown = set(opts) - {"sample_rate", "gate"}
     if unknown:
         raise ValueError(f"silero: unknown option(s) {', '.join(sorted(unknown))}")
-    return SileroVAD(int(opts.get("sample_rate", 16000)), gate=bool(opts.get("gate", True)))
+    return SileroVAD(int(opts.get("sample_rate", 16000)), gate=bool(opts.get("gate", True)),
+                     threshold=spec.threshold)

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from parley.providers.base import Pcm
+from parley.providers.base import VAD, Capabilities, Pcm
+from parley.providers.options import ProviderOptions
 
 if TYPE_CHECKING:
-    from parley.agents.spec import ComponentSpec
     from parley.settings import Settings
 
 RATES = (8000, 16000, 32000, 48000)
 FRAME_MS = (10, 20, 30)
 
 
-class WebRtcVAD:
+class WebRtcVAD(VAD):
     """The `webrtc` VAD provider; `aggressiveness` 0 (lenient) … 3 (strict)."""
 
     name = "webrtc"
+    capabilities = Capabilities(sample_rates=RATES)
 
-    def __init__(self, sample_rate: int = 16000, *, frame_ms: int = 30, aggressiveness: int = 3) -> None:
+    def __init__(self, sample_rate: int = 16000, *, frame_ms: int = 30, aggressiveness: int = 3,
+                 threshold: float = 0.5) -> None:
         import webrtcvad
 
         if sample_rate not in RATES:
@@ -32,6 +34,7 @@ class WebRtcVAD:
             raise ValueError(f"webrtc VAD frames are 10, 20 or 30 ms, not {frame_ms}")
         if aggressiveness not in (0, 1, 2, 3):
             raise ValueError(f"webrtc VAD aggressiveness is 0..3, not {aggressiveness}")
+        self.threshold = threshold
         self._aggressiveness = aggressiveness
         self._vad = webrtcvad.Vad(aggressiveness)
         self.sample_rate = sample_rate
@@ -49,7 +52,7 @@ class WebRtcVAD:
         self._vad = webrtcvad.Vad(self._aggressiveness)
 
 
-def create(spec: ComponentSpec, *, settings: Settings) -> WebRtcVAD:
+def create(spec: ProviderOptions, *, settings: Settings) -> WebRtcVAD:
     """Factory used by the registry: options `sample_rate`, `frame_ms`, `aggressiveness`."""
     opts = spec.options
     unknown = set(opts) - {"sample_rate", "frame_ms", "aggressiveness"}
@@ -59,4 +62,5 @@ def create(spec: ComponentSpec, *, settings: Settings) -> WebRtcVAD:
         int(opts.get("sample_rate", 16000)),
         frame_ms=int(opts.get("frame_ms", 30)),
         aggressiveness=int(opts.get("aggressiveness", 3)),
+        threshold=spec.threshold,
     )
