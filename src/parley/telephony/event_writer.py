@@ -25,11 +25,15 @@ BACKOFF = Backoff(first_s=0.2, factor=2.0, max_s=30.0)
 
 
 class CallEventWriter:
-    """Stores one call's conversation events through `CallsService`, in order."""
+    """Stores one call's conversation events through `CallsService`, in order; a failed write is tried
+    `attempts` times in all, `backoff` apart, before the event is only logged."""
 
-    def __init__(self, calls: CallsService, call_id: str) -> None:
+    def __init__(self, calls: CallsService, call_id: str, *, backoff: Backoff = BACKOFF,
+                 attempts: int = ATTEMPTS) -> None:
         self.calls = calls
         self.call_id = call_id
+        self.backoff = backoff
+        self.attempts = attempts
         self.queue: asyncio.Queue[Event | tuple[str, dict[str, Any]] | None] = asyncio.Queue()
         self.events: list[Event] = []
         self._tasks = TaskSet(f"events-{call_id}")
@@ -56,7 +60,8 @@ class CallEventWriter:
                         attempt=attempt, retry_in_s=delay_s, error=str(exc) or type(exc).__name__)
 
         try:
-            await retry_async(lambda: self._store(item), backoff=BACKOFF, attempts=ATTEMPTS, on_retry=retrying)
+            await retry_async(lambda: self._store(item), backoff=self.backoff, attempts=self.attempts,
+                              on_retry=retrying)
         except Exception as exc:
             data = item[1] if isinstance(item, tuple) else item.to_dict()
             log.error("gave up storing a conversation event; it is logged here instead",
