@@ -3,7 +3,6 @@ event, checks each signature, and records what it saw."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
