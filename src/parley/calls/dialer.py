@@ -8,8 +8,9 @@ call and returns a `DialOutcome`. While it runs it reports progress only (`trans
 returns `completed` without having reported the answer, the answer is recorded at that moment. Cancelling
 the task (a `POST /api/calls/{id}/cancel`) must hang the call up.
 
-The dialer works on the store and the queue it is given; the `CallsService` that starts it passes the agents
-(for per-agent caps and retry blocks) and `on_ended` (the end-of-call work: the conversation file).
+The dialer works on the store and the queue it is given; the `CallsService` that starts it passes
+`agent_spec` (an agent's settings: per-agent caps and retry blocks) and `on_ended` (the end-of-call work:
+the conversation file).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from parley.logging import bind_call, get_logger
 from parley.support.taskset import TaskSet
 
 if TYPE_CHECKING:
-    from parley.agents import AgentRegistry
     from parley.agents.spec import AgentSpec
 
 log = get_logger(__name__)
@@ -53,7 +53,15 @@ class PlaceCall(Protocol):
 OnEnded = Callable[[Call], Awaitable[None]]
 
 
+#: An agent's settings by name, None when there is no such agent.
+AgentSpecs = Callable[[str], "AgentSpec | None"]
+
+
 async def _nothing(_call: Call) -> None:
+    return None
+
+
+def _no_agents(_name: str) -> AgentSpec | None:
     return None
 
 
@@ -103,7 +111,7 @@ class Dialer:
         *,
         limits: DialerLimits | None = None,
         retry: RetryPolicy | None = None,
-        agents: AgentRegistry | None = None,
+        agent_spec: AgentSpecs = _no_agents,
         on_ended: OnEnded = _nothing,
         worker_id: str | None = None,
         poll_s: float = 0.5,
@@ -117,7 +125,7 @@ class Dialer:
         self.place_call = place_call
         self.limits = limits or DialerLimits()
         self.retry = retry or RetryPolicy()
-        self.agents = agents
+        self.agent_spec = agent_spec
         self.on_ended = on_ended
         self.worker_id = worker_id or default_worker_id()
         self.poll_s = poll_s
@@ -186,18 +194,10 @@ class Dialer:
 
     # --- limits -------------------------------------------------------------------------------
 
-    def _spec(self, agent: str) -> AgentSpec | None:
-        if self.agents is None:
-            return None
-        try:
-            return self.agents.get(agent).spec
-        except KeyError:
-            return None
-
     def agent_cap(self, agent: str) -> int | None:
         if agent in self.limits.per_agent:
             return self.limits.per_agent[agent]
-        spec = self._spec(agent)
+        spec = self.agent_spec(agent)
         return spec.max_concurrent_calls if spec else None
 
     def _fits(self, call: Call) -> bool:
@@ -337,7 +337,7 @@ class Dialer:
     def policy_for(self, call: Call) -> RetryPolicy:
         """Per-request values over the agent's `retry:` block over the dialer default."""
         policy = self.retry
-        spec = self._spec(call.agent)
+        spec = self.agent_spec(call.agent)
         if spec is not None and spec.retry:
             try:
                 policy = RetryPolicy.from_mapping(spec.retry, policy)

@@ -114,7 +114,8 @@ class CallsService:
 
     # --- agents -----------------------------------------------------------------------------------
 
-    def _agent_spec(self, name: str) -> AgentSpec | None:
+    def agent_spec(self, name: str) -> AgentSpec | None:
+        """The settings of the agent called `name`, None when there is no such agent (or no registry)."""
         if self.agents is None:
             return None
         try:
@@ -136,7 +137,7 @@ class CallsService:
         """The call's own webhook URL, else its agent's, else `WEBHOOK_URL`."""
         if call.webhook_url:
             return call.webhook_url
-        spec = self._agent_spec(call.agent)
+        spec = self.agent_spec(call.agent)
         if spec is not None and spec.webhook_url:
             return str(spec.webhook_url)
         return self.settings.webhook_url or None
@@ -286,8 +287,8 @@ class CallsService:
             raise RuntimeError("a dialer is already running for this service")
         limits = limits or DialerLimits(max_concurrent=self.settings.num_agents,
                                         calls_per_second=self.settings.max_calls_per_second)
-        self.dialer = Dialer(self.store, self.queue, place_call, limits=limits, retry=retry, agents=self.agents,
-                             on_ended=self._ended, **options)
+        self.dialer = Dialer(self.store, self.queue, place_call, limits=limits, retry=retry,
+                             agent_spec=self.agent_spec, on_ended=self._ended, **options)
         await self.dialer.start()
         self.add_cancel_listener(self.dialer.cancel_live)
         return self.dialer
