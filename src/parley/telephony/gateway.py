@@ -36,7 +36,16 @@ from parley.sip.call import Call as SipCall
 from parley.sip.call import IncomingCall, Progress
 from parley.sip.endpoint import SipEndpoint
 from parley.sip.errors import CallFailed
-from parley.telephony.admission import Refusal, Route, check_number, match_trunk, route
+from parley.sip.register import Registration
+from parley.telephony.admission import (
+    Refusal,
+    Route,
+    apply_webhook_answer,
+    check_capacity,
+    check_number,
+    match_trunk,
+    route,
+)
 from parley.telephony.event_writer import CallEventWriter
 from parley.telephony.recording import Recorder
 from parley.telephony.sip_channel import SipChannel
@@ -90,7 +99,11 @@ class TrunkState:
 
 
 class Gateway:
-    """Runs phone calls: inbound from the SIP endpoint, outbound for the dialer."""
+    """Runs phone calls: inbound from the SIP endpoint, outbound for the dialer.
+
+    About 400 lines on purpose: inbound and outbound share the live-call table, the trunk state and the
+    conversation run; every decision is elsewhere (`admission.py` who may call and where it goes,
+    `calls/outcomes.py` how a call's end is recorded)."""
 
     def __init__(
         self,
@@ -119,13 +132,8 @@ class Gateway:
         self._trunks: list[Trunk] = []
         self._rules: list[DispatchRule] = []
         self._http: httpx.AsyncClient | None = None
-        self._registrations: list[Any] = []
+        self._registrations: list[Registration] = []
         self._tasks = TaskSet("gateway")
-
-    @property
-    def trunks(self) -> list[Trunk]:
-        """The trunks in use (as of the last `reload()`)."""
-        return list(self._trunks)
 
     @property
     def rules(self) -> list[DispatchRule]:
@@ -168,9 +176,7 @@ class Gateway:
             await asyncio.wait(tasks, timeout=5)
         await self._tasks.cancel_all(timeout_s=5)
         for reg in self._registrations:
-            stop = getattr(reg, "stop", None)
-            if stop is not None:
-                await stop()
+            await reg.stop()
         await self.endpoint.close()
         if self._http is not None:
             await self._http.aclose()
@@ -290,7 +296,8 @@ class Gateway:
             await self._refuse(inc, Refusal(404, f"dispatch chose agent {decision.agent!r}: {exc.args[0]}",
                                             trunk_name))
             return
-        capacity = self._capacity_refusal(trunk, agent)
+        capacity = check_capacity(trunk, agent.key, agent.spec.max_concurrent_calls,
+                                  [(lc.trunk, lc.agent) for lc in self.live.values()], self.settings.num_agents)
         if capacity:
             await self._refuse(inc, capacity)
             return
@@ -323,19 +330,6 @@ class Gateway:
         finally:
             self.live.pop(record.id, None)
 
-    def _capacity_refusal(self, trunk: Trunk | None, agent: Agent) -> Refusal | None:
-        total, per_trunk = self.active_counts()
-        if trunk and trunk.inbound and trunk.inbound.max_concurrent_calls is not None:
-            if per_trunk[trunk.name] >= trunk.inbound.max_concurrent_calls:
-                return Refusal(486, f"trunk {trunk.name!r} is at its cap of "
-                                    f"{trunk.inbound.max_concurrent_calls} concurrent calls", trunk.name)
-        cap = agent.spec.max_concurrent_calls
-        if cap is not None and sum(1 for lc in self.live.values() if lc.agent == agent.key) >= cap:
-            return Refusal(486, f"agent {agent.key!r} is at its cap of {cap} concurrent calls")
-        if total >= self.settings.num_agents:
-            return Refusal(503, f"all {self.settings.num_agents} conversation slots are busy (NUM_AGENTS)")
-        return None
-
     async def _ask_webhook(self, inc: IncomingCall, trunk: str | None, decision: Route) -> Route | Refusal:
         """Let the incoming-call webhook choose the agent and variables, or reject; on timeout the rule decides."""
         url = self.settings.incoming_call_webhook_url
@@ -352,14 +346,7 @@ class Gateway:
             log.warning("incoming-call webhook gave no usable answer; the dispatch rule decides",
                         url=url, error=str(exc) or type(exc).__name__)
             return decision
-        if not isinstance(answer, dict):
-            return decision
-        if answer.get("action") == "reject":
-            code = answer.get("code", 603)
-            code = code if isinstance(code, int) and 400 <= code <= 699 else 603
-            return Refusal(code, f"rejected by the incoming-call webhook: {answer.get('reason', 'no reason')}", trunk)
-        variables = {**decision.variables, **(answer.get("variables") or {})}
-        return Route(agent=str(answer.get("agent") or decision.agent), rule="webhook", variables=variables)
+        return apply_webhook_answer(answer, decision, trunk)
 
     # --- outbound --------------------------------------------------------------------------------
 
