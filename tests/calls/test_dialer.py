@@ -5,6 +5,7 @@ and records how many calls it was handling at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from parley.calls.queue.local import LocalQueue
 from parley.calls.queue.redis import RedisQueue
 from parley.calls.store import Store
 from tests.conftest import ROOT
+from tests.eventually import eventually
 
 
 class Network:
@@ -49,10 +51,10 @@ class Network:
     async def _hold(self) -> None:
         # On a loaded machine the store may launch calls slower than they end; while the expected peaks
         # (`hold_until`) have not all been seen, calls stay up (at most 2 s) so the caps are really tested.
-        deadline = time.monotonic() + 2.0
-        while any(self.peak[k] < v for k, v in self.hold_until.items()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(random.uniform(*self.hold_s))
+        with contextlib.suppress(AssertionError):
+            await eventually(lambda: all(self.peak[k] >= v for k, v in self.hold_until.items()),
+                             timeout_s=2.0, interval_s=0.01)
+        await asyncio.sleep(random.uniform(*self.hold_s))  # the far end's talk time
 
     async def place_call(self, call: Call) -> DialOutcome:
         keys = ["all", f"agent:{call.agent}", f"trunk:{call.trunk}"]
@@ -84,17 +86,6 @@ class Network:
                 self.now[k] -= 1
 
 
-async def wait_for(predicate, timeout: float = 20.0, step: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(step)
-
-
 async def statuses(service: CallsService, ids: list[str]) -> dict[str, str]:
     calls, _ = await service.list_calls(limit=500)  # one query, so polling does not load the store
     by_id = {c.id: c.status for c in calls}
@@ -123,7 +114,7 @@ async def test_caps_hold_under_200_queued_calls(make_service) -> None:  # type: 
     async def done() -> bool:
         return (await service.store.counts_by_status()).get("completed", 0) == 200
 
-    await wait_for(done, timeout=120, step=0.5)
+    await eventually(done, timeout_s=120, interval_s=0.5, what="200 calls completed")
 
     assert set((await statuses(service, ids)).values()) == {"completed"}
     assert all(n == 1 for n in net.dialed.values()) and len(net.dialed) == 200
@@ -137,16 +128,16 @@ async def test_retry_policy_per_request(make_service) -> None:  # type: ignore[n
     service = await make_service()
     net = Network(service, script={"+15550000001": ["busy", "no_answer", "completed"],
                                    "+15550000002": ["no_answer", "no_answer", "no_answer"]})
-    eventually = await service.create_call(to_number="+15550000001", max_retries=2, retry_backoff_s=0.1)
+    persistent = await service.create_call(to_number="+15550000001", max_retries=2, retry_backoff_s=0.1)
     never = await service.create_call(to_number="+15550000002", max_retries=1, retry_backoff_s=0.05)
     await service.start_dialer(net.place_call, poll_s=0.05)
-    await wait_for(lambda: all_final(service, [eventually.id, never.id]))
+    await eventually(lambda: all_final(service, [persistent.id, never.id]), timeout_s=20)
 
-    ok = await service.get(eventually.id)
+    ok = await service.get(persistent.id)
     assert ok is not None and ok.call.status == "completed" and ok.call.attempt == 3
     failed = [e.data for e in ok.timeline if e.type == "attempt_failed"]
     assert [f["outcome"] for f in failed] == ["busy", "no_answer"]
-    starts = [t for t, cid in net.starts if cid == eventually.id]
+    starts = [t for t, cid in net.starts if cid == persistent.id]
     assert starts[1] - starts[0] >= 0.09 and starts[2] - starts[1] >= 0.19  # 0.1 s, then doubled
 
     gave_up = await service.get(never.id)
@@ -167,7 +158,7 @@ async def test_retry_policy_from_the_agent(tmp_path: Path, settings, make_servic
     busy = await service.create_call(to_number="+15550000003", agent="persistent")
     failing = await service.create_call(to_number="+15550000004", agent="persistent")
     await service.start_dialer(net.place_call, poll_s=0.05)
-    await wait_for(lambda: all_final(service, [busy.id, failing.id]))
+    await eventually(lambda: all_final(service, [busy.id, failing.id]), timeout_s=20)
     b = await service.get_call(busy.id)
     f = await service.get_call(failing.id)
     assert b is not None and b.status == "busy" and b.attempt == 3 and net.dialed[busy.id] == 3
@@ -188,7 +179,7 @@ async def test_calls_per_second_limit(make_service) -> None:  # type: ignore[no-
     net = Network(service)
     await service.start_dialer(net.place_call, limits=DialerLimits(max_concurrent=8, calls_per_second=5),
                                poll_s=0.05)
-    await wait_for(lambda: all_final(service, ids))
+    await eventually(lambda: all_final(service, ids), timeout_s=20)
     times = sorted(t for t, _ in net.starts)
     assert times[-1] - times[0] >= 7 * 0.2 - 0.1  # 8 starts at 5/s span at least 1.4 s
     for t in times:  # never more than 5 (+1 at the window edge) starts in any second
@@ -202,7 +193,7 @@ async def test_schedule_at_is_respected(make_service) -> None:  # type: ignore[n
     now = await service.create_call(to_number="+15550000011")
     net = Network(service)
     await service.start_dialer(net.place_call, poll_s=0.05)
-    await wait_for(lambda: all_final(service, [later.id, now.id]))
+    await eventually(lambda: all_final(service, [later.id, now.id]), timeout_s=20)
     order = [cid for _, cid in net.starts]
     assert order == [now.id, later.id]
     dialed = await service.get_call(later.id)
@@ -220,11 +211,13 @@ async def test_cancel_queued_and_live_calls(make_service) -> None:  # type: igno
         c = await service.get_call(live.id)
         return c is not None and c.status == "in_progress"
 
-    await wait_for(answered)
+    await eventually(answered, timeout_s=20, what="the live call answered")
     await service.cancel(queued.id)
     await service.cancel(live.id)
-    await wait_for(lambda: asyncio.sleep(0, result=live.id in net.hung_up))
-    await asyncio.sleep(1.3)  # past the queued call's schedule: it must not be dialed
+    await eventually(lambda: live.id in net.hung_up, timeout_s=20, what="the live call hung up")
+    # a call due after the canceled one: once it is dialed, the canceled one would have been dialed too
+    marker = await service.create_call(to_number="+15550000022", schedule_at=utcnow() + timedelta(seconds=1.2))
+    await eventually(lambda: all_final(service, [marker.id]), timeout_s=20, what="the later call dialed")
     assert queued.id not in net.dialed
     s = await statuses(service, [live.id, queued.id])
     assert s == {live.id: "canceled", queued.id: "canceled"}
@@ -242,7 +235,7 @@ async def test_restart_recovers_stranded_calls(settings, agents, make_service) -
     second = await make_service()
     net = Network(second)
     await second.start_dialer(net.place_call, poll_s=0.05)
-    await wait_for(lambda: all_final(second, [stranded.id, orphan.id]))
+    await eventually(lambda: all_final(second, [stranded.id, orphan.id]), timeout_s=20)
     s = await second.get(stranded.id)
     assert s is not None and s.call.status == "completed" and s.call.attempt == 2
     assert any(e.type == "attempt_failed" and "worker stopped" in e.data["reason"] for e in s.timeline)
@@ -293,7 +286,7 @@ async def test_redelivered_jobs_are_dialed_once(kind: str, settings, agents, tmp
         limits = DialerLimits(max_concurrent=3, calls_per_second=1000)
         await w1.start_dialer(net.place_call, limits=limits, poll_s=0.02, max_parked=4, worker_id="w1")
         await w2.start_dialer(net.place_call, limits=limits, poll_s=0.02, max_parked=4, worker_id="w2")
-        await wait_for(lambda: all_final(w1, ids), timeout=60, step=0.1)
+        await eventually(lambda: all_final(w1, ids), timeout_s=60, interval_s=0.1)
 
         assert set((await statuses(w1, ids)).values()) == {"completed"}
         assert dict(net.dialed) == {i: 1 for i in ids}
@@ -327,7 +320,7 @@ async def test_calls_accepted_while_redis_is_down_are_dialed_later(settings, age
     try:
         net = Network(worker)
         await worker.start_dialer(net.place_call, poll_s=0.05)
-        await wait_for(lambda: all_final(worker, [call.id]))
+        await eventually(lambda: all_final(worker, [call.id]), timeout_s=20)
         assert net.dialed[call.id] == 1
         assert (await worker.health_queue()).startswith("redis, ")
     finally:
@@ -342,7 +335,7 @@ async def test_trunk_chosen_by_the_transport_gets_its_caps_and_rate(make_service
                           calls_per_second=1000)
     await service.start_dialer(net.place_call, limits=limits, poll_s=0.05,
                                trunk_of=lambda call: call.trunk or "carrier")
-    await wait_for(lambda: all_final(service, ids))
+    await eventually(lambda: all_final(service, ids), timeout_s=20)
     assert net.peak["all"] <= 2
     times = sorted(t for t, _ in net.starts)
     assert times[-1] - times[0] >= 5 * 0.2 - 0.1

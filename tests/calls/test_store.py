@@ -157,27 +157,3 @@ async def test_no_webhook_url_means_no_outbox_rows(store: Store) -> None:
     call = await store.add_call(_outbound())
     await store.transition(call.id, "canceled")
     assert await store.webhooks_for(call.id) == []
-
-
-async def test_engine_events_land_in_transcript_timeline_and_metrics(make_service) -> None:  # type: ignore[no-untyped-def]
-    from parley.calls.metrics import REGISTRY
-
-    service = await make_service()
-    call = await service.create_call(direction="inbound", to_number="+15550000999", from_number="anonymous",
-                                     status="in_progress")
-    before = REGISTRY.get_sample_value("parley_turn_latency_seconds_count", {"stage": "stt_final"}) or 0.0
-    await service.record_event(call.id, {"type": "transcript", "role": "user", "text": "I need an appointment",
-                                         "start": 1.0, "end": 2.2, "interrupted": False, "turn": 1})
-    await service.record_event(call.id, {"type": "transcript", "role": "agent", "text": "Sure, which day?",
-                                         "start": 2.9, "end": 4.0, "interrupted": True, "turn": 1})
-    await service.record_event(call.id, {"type": "turn_metrics", "turn": 1, "stt_final_ms": 150.0,
-                                         "llm_first_token_ms": None, "voice_to_voice_ms": 880.0})
-    await service.record_event(call.id, {"type": "dtmf", "digit": "5", "t": 5.5})
-    detail = await service.get(call.id)
-    assert detail is not None
-    assert [(t.role, t.text) for t in detail.transcript] == [("caller", "I need an appointment"),
-                                                              ("agent", "Sure, which day?")]
-    assert detail.transcript[1].metadata["interrupted"] is True
-    assert [e.type for e in detail.timeline] == ["status", "turn_metrics", "dtmf"]
-    after = REGISTRY.get_sample_value("parley_turn_latency_seconds_count", {"stage": "stt_final"})
-    assert after == before + 1

@@ -3,7 +3,6 @@ event, checks each signature, and records what it saw."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -16,6 +15,7 @@ from pydantic import SecretStr
 
 from parley.calls.webhooks import RetryTiming, sign, verify
 from tests.conftest import free_port
+from tests.eventually import eventually
 
 SECRET = "whsec-test"
 
@@ -93,9 +93,7 @@ async def test_events_are_signed_retried_and_in_order_per_call(settings, receive
     await service.finish(a.id, "completed", "caller hung up")
     await service.finish(b.id, "completed", "agent ended the call")
 
-    deadline = time.monotonic() + 60
-    while len(receiver.accepted()) < 10 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await eventually(lambda: len(receiver.accepted()) >= 10, timeout_s=60, what="10 webhooks accepted")
 
     assert all(s["sig_ok"] for s in receiver.seen)
     full = ["call.queued", "call.ringing", "call.answered", "call.ended"]
@@ -124,12 +122,10 @@ async def test_per_call_url_wins_and_a_dead_receiver_is_given_up(settings, recei
     dead_url = f"http://127.0.0.1:{free_port(kind=1)}/nobody-listens"
     call = await service.create_call(to_number="+15550001004", webhook_url=dead_url)
     await service.cancel(call.id)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        rows = await service.store.webhooks_for(call.id)
-        if [r["status"] for r in rows] == ["dead", "dead"]:
-            break
-        await asyncio.sleep(0.05)
+    async def both_dead() -> bool:
+        return [r["status"] for r in await service.store.webhooks_for(call.id)] == ["dead", "dead"]
+
+    await eventually(both_dead, timeout_s=15, what="both events given up")
     rows = await service.store.webhooks_for(call.id)
     assert [(r["event"], r["status"], r["attempts"], r["url"]) for r in rows] == [
         ("call.queued", "dead", 2, dead_url), ("call.ended", "dead", 2, dead_url)]

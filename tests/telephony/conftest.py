@@ -3,7 +3,6 @@ a webhook receiver, a loopback RTP sniffer, and caller speech as raw μ-law for 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import socket
@@ -27,6 +26,7 @@ from parley.media.g711 import ulaw_decode
 from parley.sip.endpoint import SipEndpoint
 from parley.telephony.gateway import Gateway
 from tests.conftest import ROOT, free_port
+from tests.eventually import eventually
 
 
 @pytest.fixture(scope="session")
@@ -46,14 +46,13 @@ class WebhookReceiver:
     def types(self) -> list[str]:
         return [e.get("event") or e.get("type") or "" for e in self.events]
 
+    def find(self, event: str) -> dict[str, Any] | None:
+        """The first `event` webhook received, or None."""
+        return next((e for e in list(self.events) if (e.get("event") or e.get("type")) == event), None)
+
     async def wait_for(self, event: str, timeout: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for e in self.events:
-                if (e.get("event") or e.get("type")) == event:
-                    return e
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no {event!r} webhook within {timeout}s; got {self.types()}")
+        return await eventually(lambda: self.find(event), timeout_s=timeout,
+                                what=f"a {event!r} webhook (got {self.types()})")
 
 
 @pytest.fixture
@@ -97,23 +96,18 @@ class PhoneStack:
         return self.gateway.endpoint.port
 
     async def wait_status(self, call_id: str, statuses: set[str], timeout: float = 20.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        async def in_status() -> Any:
             call = await self.calls.get_call(call_id)
-            if call is not None and call.status in statuses:
-                return call
-            await asyncio.sleep(0.05)
-        call = await self.calls.get_call(call_id)
-        raise AssertionError(f"call {call_id} still {call.status if call else None}, wanted {statuses}")
+            return call if call is not None and call.status in statuses else None
+
+        return await eventually(in_status, timeout_s=timeout, what=f"call {call_id} in one of {statuses}")
 
     async def only_call(self, timeout: float = 10.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        async def first() -> Any:
             calls, _ = await self.calls.list_calls(limit=5)
-            if calls:
-                return calls[0]
-            await asyncio.sleep(0.05)
-        raise AssertionError("no call was recorded")
+            return calls[0] if calls else None
+
+        return await eventually(first, timeout_s=timeout, what="a call recorded")
 
 
 StackFactory = Callable[..., Awaitable[PhoneStack]]

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from parley.telephony.admission import Refusal, Route, TrunkMatch, check_number, match_trunk, route
+from parley.telephony.admission import (
+    Refusal,
+    Route,
+    TrunkMatch,
+    apply_webhook_answer,
+    check_capacity,
+    check_number,
+    match_trunk,
+    route,
+)
 from parley.telephony.trunks import DispatchRule, Trunk
 
 TWILIO = Trunk.model_validate({
@@ -77,3 +86,27 @@ def test_outbound_from_user_and_uri() -> None:
     assert out.model_copy(update={"from_user": "username"}).from_user_part() == "u"
     assert out.uri_for("+1 (555) 000-1") == "sip:+15550001@example.pstn.twilio.com"
     assert TWILIO.public_dict()["outbound"]["password"] == "********"
+
+
+def test_incoming_call_webhook_answer_over_the_rule() -> None:
+    rule = Route(agent="receptionist", rule="main", variables={"lang": "en"})
+    assert apply_webhook_answer("not a dict", rule, "pbx") == rule
+    assert apply_webhook_answer({}, rule, "pbx") == Route("receptionist", "webhook", {"lang": "en"})
+    chosen = apply_webhook_answer({"agent": "german_assistant", "variables": {"vip": True}}, rule, "pbx")
+    assert chosen == Route("german_assistant", "webhook", {"lang": "en", "vip": True})
+    assert apply_webhook_answer({"action": "reject", "code": 486, "reason": "closed"}, rule, "pbx") == Refusal(
+        486, "rejected by the incoming-call webhook: closed", "pbx")
+    bad_code = apply_webhook_answer({"action": "reject", "code": 200}, rule, None)
+    assert isinstance(bad_code, Refusal) and bad_code.code == 603
+
+
+def test_capacity_per_trunk_per_agent_and_overall() -> None:
+    capped = Trunk.model_validate({"name": "pbx", "inbound": {"allowed_addresses": ["10.0.0.1"],
+                                                              "max_concurrent_calls": 1}})
+    assert check_capacity(capped, "receptionist", None, [], slots=4) is None
+    full_trunk = check_capacity(capped, "receptionist", None, [("pbx", "other")], slots=4)
+    assert full_trunk is not None and full_trunk.code == 486 and "trunk 'pbx' is at its cap of 1" in full_trunk.reason
+    full_agent = check_capacity(None, "receptionist", 2, [(None, "receptionist")] * 2, slots=4)
+    assert full_agent is not None and full_agent.code == 486 and "agent 'receptionist'" in full_agent.reason
+    no_slot = check_capacity(None, "receptionist", None, [(None, "a"), ("x", "b")], slots=2)
+    assert no_slot == Refusal(503, "all 2 conversation slots are busy (NUM_AGENTS)")

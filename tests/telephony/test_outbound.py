@@ -16,8 +16,10 @@ import uvicorn
 
 from parley.api import ApiState, create_app
 from parley.api.runtime import gateway_startup
+from parley.calls.states import TERMINAL
 from parley.telephony.trunks import Trunk
 from tests.conftest import free_port
+from tests.eventually import eventually
 from tests.sip.sipp import run_sipp
 from tests.telephony.conftest import ulaw_file
 
@@ -43,13 +45,11 @@ class Platform:
 
     async def wait_final(self, call_id: str, timeout: float = 45.0) -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=self.url, headers=KEY) as client:
-            deadline = asyncio.get_running_loop().time() + timeout
-            while asyncio.get_running_loop().time() < deadline:
-                body = (await client.get(f"/api/calls/{call_id}")).json()
-                if body["status"] in ("completed", "failed", "busy", "no_answer", "canceled"):
-                    return body
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"call {call_id} did not end: {body['status']}")
+            async def final() -> dict[str, Any] | None:
+                body: dict[str, Any] = (await client.get(f"/api/calls/{call_id}")).json()
+                return body if body["status"] in TERMINAL else None
+
+            return await eventually(final, timeout_s=timeout, interval_s=0.1, what=f"call {call_id} ended")
 
 
 @pytest.fixture
@@ -62,8 +62,7 @@ async def platform(settings, webhook_receiver) -> AsyncIterator[Any]:  # type: i
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
         servers.append(server)
         tasks.append(asyncio.create_task(server.serve()))
-        while not server.started:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: server.started, timeout_s=30, what="the API server started")
         trunk = Trunk.model_validate({"name": "carrier", "outbound": {
             "host": "127.0.0.1", "port": trunk_port, "username": "parley", "password": "secret",
             "caller_id": "+4930123456"}})
@@ -177,7 +176,7 @@ async def test_trunks_and_rules_api(platform) -> None:
                                                                 "agent": "receptionist"})
         assert ok.status_code == 200 and ok.json()["changed"] is True
         assert (await client.get("/api/dispatch-rules")).json()["dispatch_rules"][0]["prefixes"] == ["+49"]
-        assert [r.name for r in p.gateway._rules] == ["main"]  # the running gateway reloaded them
+        assert [r.name for r in p.gateway.rules] == ["main"]  # the running gateway reloaded them
         assert (await client.delete("/api/dispatch-rules/main")).status_code == 200
         assert (await client.delete("/api/trunks/carrier")).status_code == 200
         missing = await client.delete("/api/trunks/carrier")

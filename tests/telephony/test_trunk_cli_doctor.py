@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, free_port
+from tests.eventually import eventually, udp_port_bound
 from tests.sip.sipp import run_sipp
 
 pytestmark = [pytest.mark.sip]
@@ -90,7 +91,7 @@ async def test_doctor_probes_trunk(tmp_path: Path, password: str, ok: bool) -> N
                                 env=env)
     assert code == 0, err
     sipp = asyncio.create_task(run_sipp(SCENARIOS / "registrar.xml", None, tmp_path, port, calls=2, timeout=30))
-    await asyncio.sleep(0.3)
+    await eventually(lambda: udp_port_bound(port), what="SIPp listening as the trunk")
     code, out, err = await parley("doctor", "--no-providers", env=env)
     await sipp
     assert "ok   trunk carrier reachability: reachable: OPTIONS answered 200" in out, out + err

@@ -7,15 +7,16 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
 from tests.conftest import ROOT, free_port
+from tests.eventually import eventually
 from tests.sip.test_baresip import baresip_config
 from tests.telephony.conftest import speech_energy_seconds
 
@@ -46,18 +47,20 @@ async def test_parley_up_answers_baresip(tmp_path: Path, speech_wav) -> None:  #
         log_file.flush()
         return log_path.read_text()[-4000:]
     try:
-        deadline = time.monotonic() + 60
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", headers={"X-API-Key": "k"}) as api:
-            while True:
+            async def healthy() -> httpx.Response | None:
+                if server.poll() is not None:
+                    pytest.fail(f"parley up exited:\n{server_log()}")
                 try:
                     health = await api.get("/health")
-                    if health.status_code == 200:
-                        break
                 except httpx.HTTPError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"parley up did not start:\n{server_log()}")
-                await asyncio.sleep(0.3)
+                    return None
+                return health if health.status_code == 200 else None
+
+            try:
+                health = await eventually(healthy, timeout_s=60, interval_s=0.3, what="parley up healthy")
+            except AssertionError:
+                pytest.fail(f"parley up did not start:\n{server_log()}")
             assert {"db", "queue", "sip"} <= set(health.json()["services"])
 
             conf = baresip_config(tmp_path, free_port())
@@ -71,13 +74,15 @@ async def test_parley_up_answers_baresip(tmp_path: Path, speech_wav) -> None:  #
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             phone_out = (await phone.communicate())[0].decode(errors="replace")
 
-            for _ in range(100):
+            async def completed() -> list[dict[str, Any]] | None:
+                calls: list[dict[str, Any]] = (await api.get("/api/calls")).json()["calls"]
+                return calls if calls and calls[0]["status"] == "completed" else None
+
+            try:
+                calls = await eventually(completed, timeout_s=20, interval_s=0.2, what="the call completed")
+            except AssertionError:
                 calls = (await api.get("/api/calls")).json()["calls"]
-                if calls and calls[0]["status"] == "completed":
-                    break
-                await asyncio.sleep(0.2)
-            assert calls and calls[0]["status"] == "completed", \
-                f"{calls}\n--- baresip ---\n{phone_out[-3000:]}\n--- parley up ---\n{server_log()}"
+                pytest.fail(f"{calls}\n--- baresip ---\n{phone_out[-3000:]}\n--- parley up ---\n{server_log()}")
             detail = (await api.get(f"/api/calls/{calls[0]['id']}")).json()
             said = " ".join(t["text"] for t in detail["transcript"] if t["role"] == "caller").lower()
             assert "appointment" in said and "tuesday" in said, detail["transcript"]

@@ -1,9 +1,11 @@
 """Calls service: call records, state machine, queue, dialer, webhooks, export.
 
-Use `CallsService` (service.py); the transport dials through `place_call(call) -> DialOutcome` (dialer.py).
+Use `CallsService` (service.py); the transport dials through `place_call(call) -> DialOutcome` (dialer.py);
+how a call's end is recorded is decided in outcomes.py.
 """
 
-from parley.calls.dialer import Dialer, DialerLimits, DialOutcome, PlaceCall, RetryPolicy
+from parley.calls.dialer import Dialer, DialerLimits, PlaceCall
+from parley.calls.outcomes import DialOutcome, RetryPolicy
 from parley.calls.records import Call, CallDetail, CallEvent, TranscriptEntry
 from parley.calls.service import CallRequestError, CallsService
 from parley.calls.states import CallStatus, IllegalTransition

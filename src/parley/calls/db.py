@@ -11,17 +11,23 @@ from __future__ import annotations
 import logging
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, CursorResult, Result, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE touched. Its result is a `CursorResult`; SQLAlchemy types `execute` as
+    returning the general `Result`, which has no `rowcount`."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def normalise_url(url: str) -> tuple[str, dict[str, Any]]:

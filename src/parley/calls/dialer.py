@@ -1,12 +1,16 @@
 """The dialer: takes due jobs from the queue and places calls through an injected `place_call`, within
-exact concurrency caps (global, per trunk, per agent) and a calls-per-second limit, retrying busy /
-no-answer / failed attempts by policy.
+exact concurrency caps (global, per trunk, per agent) and a calls-per-second limit, and records how each
+attempt ended (a retry, or the final status) as `outcomes.settle` decides.
 
 `place_call(call)` is provided by the transport (the SIP gateway). It is awaited for the whole life of the
-call and returns a `DialOutcome`. While it runs it reports progress through the `CallsService`
-(`transition(id, "ringing")`, `transition(id, "in_progress")`, transcript entries …). If it returns
-`completed` without having reported the answer, the dialer records the answer at that moment. Cancelling the
-task (a `POST /api/calls/{id}/cancel`) must hang the call up; the dialer then records `canceled`.
+call and returns a `DialOutcome`. While it runs it reports progress only (`transition(id, "ringing")`,
+`transition(id, "in_progress")`, transcript entries …); the final status is the dialer's to write. If it
+returns `completed` without having reported the answer, the answer is recorded at that moment. Cancelling
+the task (a `POST /api/calls/{id}/cancel`) must hang the call up.
+
+The dialer works on the store and the queue it is given; the `CallsService` that starts it passes
+`agent_spec` (an agent's settings: per-agent caps and retry blocks) and `on_ended` (the end-of-call work:
+the conversation file).
 """
 
 from __future__ import annotations
@@ -15,82 +19,50 @@ import asyncio
 import os
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from parley.calls import metrics
 from parley.calls.models import utcnow
-from parley.calls.queue.base import Job
+from parley.calls.outcomes import DialOutcome, Finish, Leave, RetryPolicy, settle
+from parley.calls.queue.base import CallQueue, Job
 from parley.calls.records import Call
-from parley.calls.states import ACTIVE, RETRYABLE, TERMINAL, CallStatus, IllegalTransition
+from parley.calls.states import ACTIVE, CallStatus, IllegalTransition
+from parley.calls.store import Store
 from parley.logging import bind_call, get_logger
+from parley.support.taskset import TaskSet
 
 if TYPE_CHECKING:
-    from parley.calls.service import CallsService
+    from parley.agents.spec import AgentSpec
 
 log = get_logger(__name__)
 
 #: Worker ids of the dialers running in this process: their live calls are not leftovers to recover.
 _RUNNING: set[str] = set()
 
-OUTCOMES = frozenset({"completed", "busy", "no_answer", "failed", "canceled"})
+
+class PlaceCall(Protocol):
+    """The transport's dialing function: dial `call`, run it to its end, say how it ended."""
+
+    def __call__(self, call: Call, /) -> Awaitable[DialOutcome]: ...
 
 
-@dataclass(frozen=True)
-class DialOutcome:
-    """How a call placed by `place_call` ended."""
-
-    status: str
-    reason: str = ""
-    sip_call_id: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.status not in OUTCOMES:
-            raise ValueError(f"dial outcome must be one of {', '.join(sorted(OUTCOMES))}, not {self.status!r}")
+#: End-of-call work after the dialer recorded a final status (the service writes the conversation file).
+OnEnded = Callable[[Call], Awaitable[None]]
 
 
-#: The transport's dialing function.
-PlaceCall = Callable[[Call], Awaitable[DialOutcome]]
+#: An agent's settings by name, None when there is no such agent.
+AgentSpecs = Callable[[str], "AgentSpec | None"]
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retry a failed attempt up to `max_retries` times, waiting `backoff_s * multiplier**(n-1)` (capped)."""
+async def _nothing(_call: Call) -> None:
+    return None
 
-    max_retries: int = 0
-    backoff_s: float = 60.0
-    multiplier: float = 2.0
-    max_backoff_s: float = 3600.0
-    retry_on: frozenset[str] = RETRYABLE
 
-    KEYS = ("max_retries", "backoff_s", "multiplier", "max_backoff_s", "retry_on")
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], base: RetryPolicy | None = None) -> RetryPolicy:
-        """A policy from an agent's `retry:` block, over `base`; ValueError names a bad key."""
-        unknown = set(data) - set(cls.KEYS)
-        if unknown:
-            raise ValueError(f"unknown retry key(s) {', '.join(sorted(unknown))}; known: {', '.join(cls.KEYS)}")
-        values: dict[str, Any] = dict(vars(base or cls()))
-        for key, value in data.items():
-            if key == "retry_on":
-                bad = set(value) - set(RETRYABLE)
-                if bad:
-                    raise ValueError(f"retry_on may list {', '.join(sorted(RETRYABLE))}; not {', '.join(bad)}")
-                values[key] = frozenset(value)
-            elif key == "max_retries":
-                values[key] = int(value)
-            else:
-                values[key] = float(value)
-        if values["max_retries"] < 0 or values["backoff_s"] < 0:
-            raise ValueError("max_retries and backoff_s must not be negative")
-        return cls(**values)
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before the attempt after `attempt` (1-based)."""
-        return min(self.max_backoff_s, self.backoff_s * self.multiplier ** max(0, attempt - 1))
+def _no_agents(_name: str) -> AgentSpec | None:
+    return None
 
 
 @dataclass
@@ -129,15 +101,18 @@ def default_worker_id() -> str:
 
 
 class Dialer:
-    """Pulls jobs from the service's queue and runs `place_call` for each, within the limits."""
+    """Pulls jobs from `queue` and runs `place_call` for each, within the limits; records every outcome."""
 
     def __init__(
         self,
-        service: CallsService,
+        store: Store,
+        queue: CallQueue,
         place_call: PlaceCall,
         *,
         limits: DialerLimits | None = None,
         retry: RetryPolicy | None = None,
+        agent_spec: AgentSpecs = _no_agents,
+        on_ended: OnEnded = _nothing,
         worker_id: str | None = None,
         poll_s: float = 0.5,
         cancel_check_s: float = 1.0,
@@ -145,10 +120,13 @@ class Dialer:
         max_parked: int | None = None,
         trunk_of: Callable[[Call], str | None] | None = None,
     ) -> None:
-        self.service = service
+        self.store = store
+        self.queue = queue
         self.place_call = place_call
         self.limits = limits or DialerLimits()
         self.retry = retry or RetryPolicy()
+        self.agent_spec = agent_spec
+        self.on_ended = on_ended
         self.worker_id = worker_id or default_worker_id()
         self.poll_s = poll_s
         self.cancel_check_s = cancel_check_s
@@ -166,7 +144,8 @@ class Dialer:
         self._parked: deque[tuple[Job, Call]] = deque()
         self._canceling: set[str] = set()
         self._changed = asyncio.Condition()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = TaskSet("dialer")
+        self._calls = TaskSet("dialer-calls")
         self._stopping = False
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -175,34 +154,28 @@ class Dialer:
         """Recover what a previous run left, then start taking jobs."""
         await self.recover()
         _RUNNING.add(self.worker_id)
-        self._tasks = [asyncio.create_task(self._loop(), name="parley-dialer"),
-                       asyncio.create_task(self._watch_cancels(), name="parley-dialer-cancels")]
-        self.service.add_cancel_listener(self._on_cancel)
+        self._loops.spawn(self._loop(), name="parley-dialer")
+        self._loops.spawn(self._watch_cancels(), name="parley-dialer-cancels")
         log.info("dialer started", worker=self.worker_id, max_concurrent=self.limits.max_concurrent,
                  calls_per_second=self.limits.calls_per_second)
 
     async def stop(self, grace_s: float = 0.0) -> None:
-        """Stop taking jobs; give live calls `grace_s` to end, then hang them up (recorded as failed)."""
+        """Stop taking jobs; give live calls `grace_s` to end, then hang them up (recorded as failed).
+        Stopping twice is harmless."""
         self._stopping = True
         _RUNNING.discard(self.worker_id)
-        self.service.remove_cancel_listener(self._on_cancel)
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await self._loops.cancel_all()
         live = list(self.active.values())
         if live and grace_s > 0:
             await asyncio.wait(live, timeout=grace_s)
-        for t in self.active.values():
-            t.cancel()
-        await asyncio.gather(*self.active.values(), return_exceptions=True)
+        await self._calls.cancel_all()
 
     async def recover(self) -> None:
         """Fail outbound calls a dead run of this worker left active (retry policy applies), and make
         sure every queued call has a job (a job lost between commit and enqueue is queued again)."""
-        local = self.service.queue.kind == "local"
+        local = self.queue.kind == "local"
         worker = None if local else self.worker_id
-        for call in await self.service.store.calls_in({s.value for s in ACTIVE}, worker=worker):
+        for call in await self.store.calls_in({s.value for s in ACTIVE}, worker=worker):
             if call.direction != "outbound":
                 continue
             if local and call.worker in _RUNNING:
@@ -214,9 +187,9 @@ class Dialer:
     async def sweep(self) -> int:
         """Give every queued outbound call a job (idempotent); returns how many were missing."""
         added = 0
-        for call in await self.service.store.calls_in({CallStatus.QUEUED.value}):
+        for call in await self.store.calls_in({CallStatus.QUEUED.value}):
             if call.direction == "outbound":
-                added += await self.service.queue.put(call.id, attempt=call.attempt, due_at=call.schedule_at)
+                added += await self.queue.put(call.id, attempt=call.attempt, due_at=call.schedule_at)
         return added
 
     # --- limits -------------------------------------------------------------------------------
@@ -224,7 +197,8 @@ class Dialer:
     def agent_cap(self, agent: str) -> int | None:
         if agent in self.limits.per_agent:
             return self.limits.per_agent[agent]
-        return self.service.agent_max_concurrent(agent)
+        spec = self.agent_spec(agent)
+        return spec.max_concurrent_calls if spec else None
 
     def _fits(self, call: Call) -> bool:
         if len(self.active) >= self.limits.max_concurrent:
@@ -260,8 +234,6 @@ class Dialer:
         while not self._stopping:
             try:
                 await self._step()
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("dialer step failed; continuing")
                 await asyncio.sleep(self.poll_s)
@@ -281,13 +253,13 @@ class Dialer:
                 except TimeoutError:
                     pass
             return
-        job = await self.service.queue.get(timeout=self.poll_s)
+        job = await self.queue.get(timeout=self.poll_s)
         if job is None:
             return
-        call = await self.service.store.get_call(job.call_id)
+        call = await self.store.get_call(job.call_id)
         if call is None or call.status != CallStatus.QUEUED or call.attempt != job.attempt:
             # a duplicate delivery, a canceled call, or a stale attempt: nothing to dial
-            await self.service.queue.ack(job)
+            await self.queue.ack(job)
             return
         if not self._fits(call):
             self._parked.append((job, call))
@@ -300,14 +272,14 @@ class Dialer:
         if trunk in self.trunk_pacers:
             await self.trunk_pacers[trunk].wait()
         try:
-            call = await self.service.store.transition(
+            call = await self.store.transition(
                 call.id, CallStatus.DIALING, expect_attempt=job.attempt, updates={"worker": self.worker_id},
                 data={"attempt": job.attempt, "worker": self.worker_id})
         except (IllegalTransition, KeyError):
-            await self.service.queue.ack(job)  # someone else dialed it, or it was canceled
+            await self.queue.ack(job)  # someone else dialed it, or it was canceled
             return
-        await self.service.queue.ack(job)
-        task = asyncio.create_task(self._run(call), name=f"dial-{call.id}")
+        await self.queue.ack(job)
+        task = self._calls.spawn(self._run(call), name=f"dial-{call.id}")
         self._reserve(call, task)
 
     async def _run(self, call: Call) -> None:
@@ -330,6 +302,8 @@ class Dialer:
             finally:
                 await self._release(call)
 
+    # --- recording the outcome ------------------------------------------------------------------
+
     async def _settle_safely(self, call: Call, outcome: DialOutcome, *, retry: bool = True) -> None:
         try:
             await self._settle(call, outcome, retry=retry)
@@ -337,49 +311,44 @@ class Dialer:
             log.exception("recording the dial outcome failed", outcome=outcome.status)
 
     async def _settle(self, call: Call, outcome: DialOutcome, *, retry: bool = True) -> None:
-        """Record how an attempt ended: a retry, or the final status."""
+        """Record how an attempt ended, as `outcomes.settle` decides: a retry, the final status, or nothing."""
         metrics.DIAL_OUTCOMES.labels(outcome=outcome.status).inc()
-        current = await self.service.store.get_call(call.id)
-        if current is None or current.status in TERMINAL:
-            return  # the transport already recorded the end (or it was canceled meanwhile)
-        if outcome.sip_call_id and not current.sip_call_id:
-            await self.service.store.update_call(call.id, sip_call_id=outcome.sip_call_id)
-        policy = self.policy_for(current)
-        if (retry and outcome.status in policy.retry_on and current.attempt <= policy.max_retries
-                and current.status != CallStatus.IN_PROGRESS):
-            due = utcnow() + timedelta(seconds=policy.delay(current.attempt))
-            updated = await self.service.store.requeue(call.id, outcome=outcome.status,
-                                                       reason=outcome.reason or outcome.status, due_at=due)
-            await self.service.queue.put(call.id, attempt=updated.attempt, due_at=due)
-            log.info("dial attempt failed; retry scheduled", outcome=outcome.status, attempt=current.attempt,
-                     retry_at=due.isoformat())
+        current = await self.store.get_call(call.id)
+        if current is None:
             return
-        target = outcome.status
-        if target == "completed" and current.status != CallStatus.IN_PROGRESS:
-            await self.service.transition(call.id, CallStatus.IN_PROGRESS, reason="answer reported at the end")
-        if target in ("busy", "no_answer") and current.status == CallStatus.IN_PROGRESS:
-            target = "failed"
-        await self.service.finish(call.id, target, outcome.reason or target)
+        if outcome.sip_call_id and not current.sip_call_id:
+            current = await self.store.update_call(call.id, sip_call_id=outcome.sip_call_id)
+        decision = settle(current, outcome, self.policy_for(current) if retry else None)
+        if isinstance(decision, Leave):
+            return
+        if isinstance(decision, Finish):
+            if decision.answer_first:
+                await self.store.transition(call.id, CallStatus.IN_PROGRESS, reason="answer reported at the end")
+            ended = await self.store.transition(call.id, decision.status, reason=decision.reason)
+            await self.on_ended(ended)
+            return
+        due = utcnow() + timedelta(seconds=decision.delay_s)
+        updated = await self.store.requeue(call.id, outcome=outcome.status,
+                                           reason=outcome.reason or outcome.status, due_at=due)
+        await self.queue.put(call.id, attempt=updated.attempt, due_at=due)
+        log.info("dial attempt failed; retry scheduled", outcome=outcome.status, attempt=current.attempt,
+                 retry_at=due.isoformat(), why=decision.why)
 
     def policy_for(self, call: Call) -> RetryPolicy:
         """Per-request values over the agent's `retry:` block over the dialer default."""
         policy = self.retry
-        agent_retry = self.service.agent_retry(call.agent)
-        if agent_retry:
+        spec = self.agent_spec(call.agent)
+        if spec is not None and spec.retry:
             try:
-                policy = RetryPolicy.from_mapping(agent_retry, policy)
+                policy = RetryPolicy.from_mapping(spec.retry, policy)
             except ValueError as exc:
                 log.warning("agent retry policy ignored", agent=call.agent, error=str(exc))
-        overrides: dict[str, Any] = {}
-        if call.max_retries is not None:
-            overrides["max_retries"] = call.max_retries
-        if call.retry_backoff_s is not None:
-            overrides["backoff_s"] = call.retry_backoff_s
-        return RetryPolicy.from_mapping(overrides, policy) if overrides else policy
+        return policy.over(call)
 
     # --- cancellation ---------------------------------------------------------------------------
 
-    def _on_cancel(self, call_id: str) -> None:
+    def cancel_live(self, call_id: str) -> None:
+        """Hang up `call_id` if this dialer is running it (a cancel by request; recorded as canceled)."""
         task = self.active.get(call_id)
         if task is not None and not task.done():
             self._canceling.add(call_id)
@@ -401,9 +370,9 @@ class Dialer:
                     log.exception("queue sweep failed")
             for call_id in list(self.active):
                 try:
-                    call = await self.service.store.get_call(call_id)
+                    call = await self.store.get_call(call_id)
                 except Exception:
                     log.exception("cancel check failed")
                     break
                 if call is not None and call.status == CallStatus.CANCELED:
-                    self._on_cancel(call_id)
+                    self.cancel_live(call_id)

@@ -5,7 +5,7 @@
     dialer = await service.start_dialer(gateway.place_call)              # outbound: worker / `parley up`
     await service.transition(call.id, "ringing"); await service.transition(call.id, "in_progress")
     await service.add_transcript(call.id, "agent", "Hello!")
-    await service.finish(call.id, "completed", "caller hung up")
+    await service.end(call.id, DialOutcome("completed", "caller hung up"))   # inbound; the dialer ends outbound
     await service.close()
 """
 
@@ -13,22 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from parley.calls import export, metrics
+from parley.calls.dialer import Dialer, DialerLimits, PlaceCall
+from parley.calls.outcomes import DialOutcome, Finish, RetryPolicy, settle
 from parley.calls.queue import CallQueue, make_queue
 from parley.calls.records import Call, CallDetail, TranscriptEntry
-from parley.calls.states import TERMINAL, CallStatus, IllegalTransition, parse_status
+from parley.calls.states import ACTIVE, TERMINAL, CallStatus, IllegalTransition, parse_status
 from parley.calls.store import CallNotFound, Store
-from parley.calls.webhooks import RetryTiming, WebhookSender
+from parley.calls.webhook_sender import WebhookSender
+from parley.calls.webhooks import RetryTiming
 from parley.logging import get_logger
 
 if TYPE_CHECKING:
     from parley.agents import AgentRegistry
-    from parley.calls.dialer import Dialer, DialerLimits, PlaceCall, RetryPolicy
+    from parley.agents.spec import AgentSpec
     from parley.settings import Settings
 
 log = get_logger(__name__)
@@ -101,6 +104,7 @@ class CallsService:
     async def close(self) -> None:
         """Stop the dialer (live calls are hung up), the webhook sender, the queue and the store."""
         if self.dialer is not None:
+            self.remove_cancel_listener(self.dialer.cancel_live)
             await self.dialer.stop()
             self.dialer = None
         if self.webhooks is not None:
@@ -110,7 +114,8 @@ class CallsService:
 
     # --- agents -----------------------------------------------------------------------------------
 
-    def _agent_spec(self, name: str) -> Any:
+    def agent_spec(self, name: str) -> AgentSpec | None:
+        """The settings of the agent called `name`, None when there is no such agent (or no registry)."""
         if self.agents is None:
             return None
         try:
@@ -128,19 +133,11 @@ class CallsService:
         except KeyError as exc:
             raise CallRequestError("agent", str(exc.args[0])) from None
 
-    def agent_max_concurrent(self, agent: str) -> int | None:
-        spec = self._agent_spec(agent)
-        return spec.max_concurrent_calls if spec else None
-
-    def agent_retry(self, agent: str) -> dict[str, Any]:
-        spec = self._agent_spec(agent)
-        return dict(spec.retry) if spec else {}
-
     def webhook_url_for(self, call: Call) -> str | None:
         """The call's own webhook URL, else its agent's, else `WEBHOOK_URL`."""
         if call.webhook_url:
             return call.webhook_url
-        spec = self._agent_spec(call.agent)
+        spec = self.agent_spec(call.agent)
         if spec is not None and spec.webhook_url:
             return str(spec.webhook_url)
         return self.settings.webhook_url or None
@@ -218,6 +215,19 @@ class CallsService:
             raise ValueError(f"finish needs a final status ({', '.join(sorted(TERMINAL))}), not {status!r}")
         return await self.transition(call_id, status, reason=reason)
 
+    async def end(self, call_id: str, outcome: DialOutcome) -> Call | None:
+        """Record how a call without a dialer (an inbound one) ended, as `outcomes.settle` decides: nothing
+        when it already ended (a cancel hung it up), else its final status. None if there is no such call."""
+        current = await self.store.get_call(call_id)
+        if current is None:
+            return None
+        decision = settle(current, outcome)
+        if not isinstance(decision, Finish):
+            return current
+        if decision.answer_first:
+            await self.transition(call_id, CallStatus.IN_PROGRESS, reason="answer reported at the end")
+        return await self.finish(call_id, decision.status, decision.reason)
+
     async def cancel(self, call_id: str, reason: str = "canceled by request") -> Call:
         """Cancel a queued or live call. Live calls are hung up by the dialer or gateway holding them."""
         call = await self.store.transition(call_id, CallStatus.CANCELED, reason=reason)
@@ -244,21 +254,6 @@ class CallsService:
     async def add_event(self, call_id: str, type_: str, data: dict[str, Any] | None = None) -> None:
         """Append a timeline event (dtmf, transfer, tool call, interruption, inbound webhook …)."""
         await self.store.add_event(call_id, type_, data)
-
-    async def record_event(self, call_id: str, event: Mapping[str, Any]) -> None:
-        """Store one conversation event (the engine's `event.to_dict()`): `transcript` entries go to the
-        transcript, `turn_metrics` feed the latency histograms and the timeline, every other type
-        (dtmf, interruption, tool_call, provider_error, conversation_started/ended …) goes to the timeline."""
-        data = {k: v for k, v in event.items() if k != "type"}
-        kind = str(event.get("type") or "event")
-        if kind == "transcript":
-            meta: dict[str, Any] = {k: data[k] for k in ("start", "end", "interrupted", "turn") if k in data}
-            await self.add_transcript(call_id, str(data.get("role", "caller")), str(data.get("text", "")),
-                                      metadata=meta)
-            return
-        if kind == "turn_metrics":
-            metrics.observe_turn(data)
-        await self.store.add_event(call_id, kind, data)
 
     async def update(self, call_id: str, **fields: Any) -> Call:
         """Set sip_call_id, trunk, recording_path, worker, metadata (as `meta`) or variables."""
@@ -288,14 +283,14 @@ class CallsService:
                            retry: RetryPolicy | None = None, **options: Any) -> Dialer:
         """Start dialing queued calls through `place_call` (one dialer per service). Limits default to
         `NUM_AGENTS` concurrent calls and `MAX_CALLS_PER_SECOND`; `close()` stops it."""
-        from parley.calls.dialer import Dialer, DialerLimits
-
         if self.dialer is not None:
             raise RuntimeError("a dialer is already running for this service")
         limits = limits or DialerLimits(max_concurrent=self.settings.num_agents,
                                         calls_per_second=self.settings.max_calls_per_second)
-        self.dialer = Dialer(self, place_call, limits=limits, retry=retry, **options)
+        self.dialer = Dialer(self.store, self.queue, place_call, limits=limits, retry=retry,
+                             agent_spec=self.agent_spec, on_ended=self._ended, **options)
         await self.dialer.start()
+        self.add_cancel_listener(self.dialer.cancel_live)
         return self.dialer
 
     def add_cancel_listener(self, listener: Callable[[str], None]) -> None:
@@ -313,8 +308,6 @@ class CallsService:
     async def fail_stale_calls(self, *, direction: str | None = None, worker: str | None = None,
                                reason: str = "worker stopped during the call") -> int:
         """Mark calls left active by a dead process as failed (the gateway calls this for inbound calls)."""
-        from parley.calls.states import ACTIVE
-
         n = 0
         for call in await self.store.calls_in({s.value for s in ACTIVE}, worker=worker):
             if direction and call.direction != direction:

@@ -331,7 +331,7 @@ class Store:
                     .values(locked_until=now + timedelta(seconds=lease_s))
                     .execution_options(synchronize_session=False)
                 )
-                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                if db.rowcount(claimed) == 1:
                     out.append(OutboxItem(row.id, row.call_id, row.event, row.url, row.body, row.attempts))
         return out
 

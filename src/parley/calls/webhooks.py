@@ -1,5 +1,6 @@
-"""Outbound webhooks: which status change sends which event, the signed body, and the sender that drains
-the persisted outbox with exponential backoff (at least once, in order per call).
+"""Outbound webhooks, the contract: which status change sends which event, the body, its signature and the
+retry timing. The sender that drains the persisted outbox (at least once, in order per call) is
+`webhook_sender.py`; the store writes the events in the same transaction as the status change.
 
 Every request is a `POST` of `application/json` with these headers:
 
@@ -15,27 +16,18 @@ A 2xx answer counts as delivered; anything else (or no answer within the timeout
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
-
-import httpx
+from typing import Any
 
 from parley.calls.models import utcnow
 from parley.calls.records import Call, TranscriptEntry
 from parley.calls.states import CallStatus
-from parley.logging import get_logger
-
-if TYPE_CHECKING:
-    from parley.calls.store import OutboxItem, Store
-
-log = get_logger(__name__)
+from parley.support.retry import Backoff
 
 EVENTS = ("call.queued", "call.ringing", "call.answered", "call.ended", "call.failed")
 SIGNATURE_HEADER = "X-Parley-Signature"
@@ -90,7 +82,8 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *, toleranc
 
 @dataclass
 class RetryTiming:
-    """Backoff for failed deliveries: `base_s * factor**(attempt-1)`, capped, at most `max_attempts`."""
+    """Backoff for failed deliveries: `base_s * factor**(attempt-1)`, capped at `max_delay_s`, at most
+    `max_attempts` attempts; `timeout_s` per request."""
 
     base_s: float = 5.0
     factor: float = 2.0
@@ -98,97 +91,6 @@ class RetryTiming:
     max_attempts: int = 10
     timeout_s: float = 10.0
 
-    def delay(self, attempts_done: int) -> float:
-        return min(self.max_delay_s, self.base_s * self.factor ** max(0, attempts_done - 1))
-
-
-class WebhookSender:
-    """Drains the outbox: one in-flight event per call, the oldest first; failures back off exponentially."""
-
-    def __init__(self, store: Store, secret: str = "", *, timing: RetryTiming | None = None,
-                 poll_s: float = 1.0, concurrency: int = 8) -> None:
-        self.store = store
-        self.secret = secret
-        self.timing = timing or RetryTiming()
-        self.poll_s = poll_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._limit = asyncio.Semaphore(concurrency)
-
-    def wake(self) -> None:
-        """Look at the outbox now (called after something was added)."""
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.timing.timeout_s, follow_redirects=False)
-        self._task = asyncio.create_task(self._run(), name="parley-webhooks")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        if self._client:
-            await self._client.aclose()
-            self._client = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                sent = await self.drain_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("webhook outbox pass failed; retrying")
-                sent = 0
-            if sent:
-                continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-
-    async def drain_once(self) -> int:
-        """Attempt every due head-of-line event once; returns how many were attempted."""
-        items = await self.store.claim_webhooks(lease_s=self.timing.timeout_s * 3 + 5)
-        if items:
-            await asyncio.gather(*(self._deliver(i) for i in items))
-        return len(items)
-
-    async def _deliver(self, item: OutboxItem) -> None:
-        from parley.calls import metrics
-
-        async with self._limit:
-            attempt = item.attempts + 1
-            body = item.body.encode()
-            ts = str(int(time.time()))
-            event_id = json.loads(item.body).get("id", "")
-            headers = {"Content-Type": "application/json", "User-Agent": "parley-webhooks",
-                       "X-Parley-Event": item.event, "X-Parley-Event-Id": event_id,
-                       "X-Parley-Attempt": str(attempt), TIMESTAMP_HEADER: ts}
-            if self.secret:
-                headers[SIGNATURE_HEADER] = sign(self.secret, ts, body)
-            error = ""
-            try:
-                assert self._client is not None
-                r = await self._client.post(item.url, content=body, headers=headers)
-                if 200 <= r.status_code < 300:
-                    await self.store.webhook_done(item.id)
-                    metrics.WEBHOOK_DELIVERIES.labels(result="delivered").inc()
-                    log.info("webhook delivered", call_id=item.call_id, webhook_event=item.event,
-                             attempt=attempt)
-                    return
-                error = f"HTTP {r.status_code}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            give_up = attempt >= self.timing.max_attempts
-            retry_at = None if give_up else utcnow() + timedelta(seconds=self.timing.delay(attempt))
-            await self.store.webhook_failed(item.id, error, retry_at)
-            metrics.WEBHOOK_DELIVERIES.labels(result="dead" if give_up else "failed").inc()
-            log.warning("webhook delivery failed", call_id=item.call_id, webhook_event=item.event,
-                        attempt=attempt, error=error, gave_up=give_up)
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(first_s=self.base_s, factor=self.factor, max_s=self.max_delay_s)

@@ -94,9 +94,8 @@ class Conversation:
         self._emit = emitter(on_event)
         self.history: list[Message] = [Message("system", system_prompt)] if system_prompt else []
         self._rate = channel.sample_rate
-        threshold = getattr(agent.components.vad, "threshold", 0.5)
         self.segmenter = SpeechSegmenter(
-            threshold=threshold,
+            threshold=vad.threshold,
             min_speech_ms=agent.turn.min_speech_ms,
             end_silence_ms=agent.turn.end_of_turn_silence_ms,
         )

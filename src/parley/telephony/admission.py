@@ -2,12 +2,14 @@
 
 Every refusal carries a SIP status and a reason in words naming the source address, the called
 number and the closest trunk or rule — "no trunk found" alone is what users of other gateways hate.
-Order: trunk authentication (address, else digest) → numbers the trunk carries → dispatch rule.
+Order: trunk authentication (address, else digest) → numbers the trunk carries → dispatch rule → the
+incoming-call webhook's answer → capacity (per trunk, per agent, NUM_AGENTS).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,3 +111,32 @@ def route(rules: list[DispatchRule], called: str, trunk: str | None, default_age
         )
     best = max(matching, key=lambda s: (s[0], -s[1]))[3]
     return Route(agent=best.agent, rule=best.name, variables=dict(best.variables))
+
+
+def apply_webhook_answer(answer: object, decision: Route, trunk: str | None) -> Route | Refusal:
+    """The incoming-call webhook's JSON answer over the rule's `decision`: `{"action": "reject", "code",
+    "reason"}` refuses (code 400–699, else 603); `agent` / `variables` change the route; anything else
+    leaves the rule's decision."""
+    if not isinstance(answer, dict):
+        return decision
+    if answer.get("action") == "reject":
+        code = answer.get("code", 603)
+        code = code if isinstance(code, int) and 400 <= code <= 699 else 603
+        return Refusal(code, f"rejected by the incoming-call webhook: {answer.get('reason', 'no reason')}", trunk)
+    variables = {**decision.variables, **(answer.get("variables") or {})}
+    return Route(agent=str(answer.get("agent") or decision.agent), rule="webhook", variables=variables)
+
+
+def check_capacity(trunk: Trunk | None, agent: str, agent_cap: int | None,
+                   live: Sequence[tuple[str | None, str]], slots: int) -> Refusal | None:
+    """Room for one more call? `live` holds (trunk, agent) of every call running now, `slots` is NUM_AGENTS.
+    A full trunk or agent answers 486, no free slot 503."""
+    if trunk and trunk.inbound and trunk.inbound.max_concurrent_calls is not None:
+        if sum(1 for t, _ in live if t == trunk.name) >= trunk.inbound.max_concurrent_calls:
+            return Refusal(486, f"trunk {trunk.name!r} is at its cap of "
+                                f"{trunk.inbound.max_concurrent_calls} concurrent calls", trunk.name)
+    if agent_cap is not None and sum(1 for _, a in live if a == agent) >= agent_cap:
+        return Refusal(486, f"agent {agent!r} is at its cap of {agent_cap} concurrent calls")
+    if len(live) >= slots:
+        return Refusal(503, f"all {slots} conversation slots are busy (NUM_AGENTS)")
+    return None

@@ -6,8 +6,12 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from parley.settings import Settings
+
+if TYPE_CHECKING:
+    from parley.agents import AgentRegistry
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,11 @@ async def run_checks(settings: Settings, *, providers: bool = True, trunks: bool
             yield finding
 
 
-async def _check_providers(settings: Settings, registry: object) -> AsyncIterator[Finding]:
+async def _check_providers(settings: Settings, registry: AgentRegistry) -> AsyncIterator[Finding]:
     from parley.providers.check import check_component
 
     seen: set[tuple[str, str]] = set()
-    for agent in registry:  # type: ignore[attr-defined]
+    for agent in registry:
         for kind in ("stt", "llm", "tts"):
             spec = getattr(agent.spec.components, kind)
             key = (kind, spec.model_dump_json())

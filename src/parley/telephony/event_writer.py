@@ -14,22 +14,30 @@ from parley.calls import metrics
 from parley.calls.service import CallsService
 from parley.engine.events import Event, TranscriptEntry, TurnMetrics
 from parley.logging import get_logger
+from parley.support.retry import Backoff, retry_async
+from parley.support.taskset import TaskSet
 
 log = get_logger(__name__)
 
 _ROLE = {"user": "caller", "agent": "agent"}
-RETRIES = 12  # ~3 minutes of backoff before an event is only logged
+ATTEMPTS = 12  # ~3 minutes of backoff (BACKOFF) before an event is only logged
+BACKOFF = Backoff(first_s=0.2, factor=2.0, max_s=30.0)
 
 
 class CallEventWriter:
-    """Stores one call's conversation events through `CallsService`, in order."""
+    """Stores one call's conversation events through `CallsService`, in order; a failed write is tried
+    `attempts` times in all, `backoff` apart, before the event is only logged."""
 
-    def __init__(self, calls: CallsService, call_id: str) -> None:
+    def __init__(self, calls: CallsService, call_id: str, *, backoff: Backoff = BACKOFF,
+                 attempts: int = ATTEMPTS) -> None:
         self.calls = calls
         self.call_id = call_id
+        self.backoff = backoff
+        self.attempts = attempts
         self.queue: asyncio.Queue[Event | tuple[str, dict[str, Any]] | None] = asyncio.Queue()
         self.events: list[Event] = []
-        self._task = asyncio.create_task(self._run(), name=f"events-{call_id}")
+        self._tasks = TaskSet(f"events-{call_id}")
+        self._task = self._tasks.spawn(self._run(), name=f"events-{call_id}")
 
     def __call__(self, event: Event) -> None:
         self.queue.put_nowait(event)
@@ -46,38 +54,35 @@ class CallEventWriter:
 
     async def _store_patiently(self, item: Event | tuple[str, dict[str, Any]]) -> None:
         """Store one item, retrying with backoff while the database is busy or away (never drop silently)."""
-        delay = 0.2
-        for attempt in range(1, RETRIES + 1):
-            try:
-                if isinstance(item, tuple):
-                    await self.calls.add_event(self.call_id, *item)
-                else:
-                    await self._store(item)
-                return
-            except Exception as exc:
-                if attempt == RETRIES:
-                    data = item[1] if isinstance(item, tuple) else item.to_dict()
-                    log.error("gave up storing a conversation event; it is logged here instead",
-                              call_id=self.call_id, event=data, error=str(exc) or type(exc).__name__)
-                    return
-                log.warning("storing a conversation event failed; retrying", call_id=self.call_id,
-                            attempt=attempt, retry_in_s=delay, error=str(exc) or type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
 
-    async def _store(self, event: Event) -> None:
-        data: dict[str, Any] = event.to_dict()
-        if isinstance(event, TranscriptEntry):
-            if event.text.strip():
+        def retrying(attempt: int, exc: BaseException, delay_s: float) -> None:
+            log.warning("storing a conversation event failed; retrying", call_id=self.call_id,
+                        attempt=attempt, retry_in_s=delay_s, error=str(exc) or type(exc).__name__)
+
+        try:
+            await retry_async(lambda: self._store(item), backoff=self.backoff, attempts=self.attempts,
+                              on_retry=retrying)
+        except Exception as exc:
+            data = item[1] if isinstance(item, tuple) else item.to_dict()
+            log.error("gave up storing a conversation event; it is logged here instead",
+                      call_id=self.call_id, lost_event=data, error=str(exc) or type(exc).__name__)
+
+    async def _store(self, item: Event | tuple[str, dict[str, Any]]) -> None:
+        if isinstance(item, tuple):
+            await self.calls.add_event(self.call_id, *item)
+            return
+        data: dict[str, Any] = item.to_dict()
+        if isinstance(item, TranscriptEntry):
+            if item.text.strip():
                 await self.calls.add_transcript(
-                    self.call_id, _ROLE.get(event.role, event.role), event.text,
-                    metadata={"start": event.start, "end": event.end, "interrupted": event.interrupted,
-                              "turn": event.turn},
+                    self.call_id, _ROLE.get(item.role, item.role), item.text,
+                    metadata={"start": item.start, "end": item.end, "interrupted": item.interrupted,
+                              "turn": item.turn},
                 )
             return
-        if isinstance(event, TurnMetrics):
+        if isinstance(item, TurnMetrics):
             metrics.observe_turn(data)
-        await self.calls.add_event(self.call_id, event.type, data)
+        await self.calls.add_event(self.call_id, item.type, data)
 
     async def close(self) -> None:
         """Store everything still queued, then stop."""

@@ -12,6 +12,7 @@ Every refused INVITE is logged with the reason in words (source address, called 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -21,24 +22,36 @@ from typing import Any, Literal
 import httpx
 
 from parley.agents import Agent, AgentRegistry
-from parley.calls.dialer import DialerLimits, DialOutcome
+from parley.calls.dialer import DialerLimits
+from parley.calls.outcomes import DialOutcome
 from parley.calls.records import Call as CallRecord
 from parley.calls.service import CallsService
 from parley.engine.session import Engines
 from parley.logging import bind_call, get_logger
 from parley.providers.fallback import context_listener, listen_in_context
 from parley.settings import Settings
+from parley.support.taskset import TaskSet
 from parley.sip.auth import Credentials
 from parley.sip.call import Call as SipCall
-from parley.sip.call import IncomingCall, Progress
+from parley.sip.call import IncomingCall
+from parley.sip.invite_client import Progress
 from parley.sip.endpoint import SipEndpoint
 from parley.sip.errors import CallFailed
-from parley.telephony.admission import Refusal, Route, check_number, match_trunk, route
+from parley.sip.register import Registration
+from parley.telephony.admission import (
+    Refusal,
+    Route,
+    apply_webhook_answer,
+    check_capacity,
+    check_number,
+    match_trunk,
+    route,
+)
 from parley.telephony.event_writer import CallEventWriter
 from parley.telephony.recording import Recorder
 from parley.telephony.sip_channel import SipChannel
 from parley.telephony.store import TelephonyStore
-from parley.telephony.trunks import Trunk
+from parley.telephony.trunks import DispatchRule, Trunk
 
 log = get_logger(__name__)
 
@@ -87,7 +100,11 @@ class TrunkState:
 
 
 class Gateway:
-    """Runs phone calls: inbound from the SIP endpoint, outbound for the dialer."""
+    """Runs phone calls: inbound from the SIP endpoint, outbound for the dialer.
+
+    About 400 lines on purpose: inbound and outbound share the live-call table, the trunk state and the
+    conversation run; every decision is elsewhere (`admission.py` who may call and where it goes,
+    `calls/outcomes.py` how a call's end is recorded)."""
 
     def __init__(
         self,
@@ -114,10 +131,15 @@ class Gateway:
         self.trunk_state: dict[str, TrunkState] = {}
         self._engines: dict[str, asyncio.Future[Engines]] = {}
         self._trunks: list[Trunk] = []
-        self._rules: list[Any] = []
+        self._rules: list[DispatchRule] = []
         self._http: httpx.AsyncClient | None = None
-        self._registrations: list[Any] = []
-        self._background: set[asyncio.Task[None]] = set()
+        self._registrations: list[Registration] = []
+        self._tasks = TaskSet("gateway")
+
+    @property
+    def rules(self) -> list[DispatchRule]:
+        """The dispatch rules in use (as of the last `reload()`)."""
+        return list(self._rules)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -133,7 +155,7 @@ class Gateway:
             log.warning("marked inbound calls left by a stopped process as failed", count=failed)
         for trunk in self._trunks:
             if trunk.outbound and trunk.outbound.registration:
-                self._background.add(asyncio.create_task(self._register(trunk), name=f"register-{trunk.name}"))
+                self._tasks.spawn(self._register(trunk), name=f"register-{trunk.name}")
         if not [t for t in self._trunks if t.inbound]:
             log.warning("no inbound trunk configured: accepting SIP calls from loopback only, "
                         "answered by the default agent", agent=self.settings.default_agent,
@@ -153,12 +175,9 @@ class Gateway:
         tasks = [lc.task for lc in self.live.values() if lc.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=5)
-        for task in self._background:
-            task.cancel()
+        await self._tasks.cancel_all(timeout_s=5)
         for reg in self._registrations:
-            stop = getattr(reg, "stop", None)
-            if stop is not None:
-                await stop()
+            await reg.stop()
         await self.endpoint.close()
         if self._http is not None:
             await self._http.aclose()
@@ -278,7 +297,8 @@ class Gateway:
             await self._refuse(inc, Refusal(404, f"dispatch chose agent {decision.agent!r}: {exc.args[0]}",
                                             trunk_name))
             return
-        capacity = self._capacity_refusal(trunk, agent)
+        capacity = check_capacity(trunk, agent.key, agent.spec.max_concurrent_calls,
+                                  [(lc.trunk, lc.agent) for lc in self.live.values()], self.settings.num_agents)
         if capacity:
             await self._refuse(inc, capacity)
             return
@@ -297,26 +317,19 @@ class Gateway:
                 try:
                     sip = await inc.accept()
                 except CallFailed as exc:
-                    await self.calls.finish(record.id, "failed", describe_failure(exc.code, exc.reason, trunk_name))
+                    failed = DialOutcome("failed", describe_failure(exc.code, exc.reason, trunk_name))
+                    await self.calls.end(record.id, failed)
                     return
                 live.sip = sip
                 await self.calls.transition(record.id, "in_progress")
-                await self._converse(record.id, sip, agent, "inbound", decision.variables, None, None)
+                try:
+                    ended = await self._converse(record.id, sip, agent, "inbound", decision.variables, None, None)
+                except asyncio.CancelledError:
+                    await self.calls.end(record.id, DialOutcome("canceled", "canceled"))
+                    raise
+                await self.calls.end(record.id, ended)
         finally:
             self.live.pop(record.id, None)
-
-    def _capacity_refusal(self, trunk: Trunk | None, agent: Agent) -> Refusal | None:
-        total, per_trunk = self.active_counts()
-        if trunk and trunk.inbound and trunk.inbound.max_concurrent_calls is not None:
-            if per_trunk[trunk.name] >= trunk.inbound.max_concurrent_calls:
-                return Refusal(486, f"trunk {trunk.name!r} is at its cap of "
-                                    f"{trunk.inbound.max_concurrent_calls} concurrent calls", trunk.name)
-        cap = agent.spec.max_concurrent_calls
-        if cap is not None and sum(1 for lc in self.live.values() if lc.agent == agent.key) >= cap:
-            return Refusal(486, f"agent {agent.key!r} is at its cap of {cap} concurrent calls")
-        if total >= self.settings.num_agents:
-            return Refusal(503, f"all {self.settings.num_agents} conversation slots are busy (NUM_AGENTS)")
-        return None
 
     async def _ask_webhook(self, inc: IncomingCall, trunk: str | None, decision: Route) -> Route | Refusal:
         """Let the incoming-call webhook choose the agent and variables, or reject; on timeout the rule decides."""
@@ -334,14 +347,7 @@ class Gateway:
             log.warning("incoming-call webhook gave no usable answer; the dispatch rule decides",
                         url=url, error=str(exc) or type(exc).__name__)
             return decision
-        if not isinstance(answer, dict):
-            return decision
-        if answer.get("action") == "reject":
-            code = answer.get("code", 603)
-            code = code if isinstance(code, int) and 400 <= code <= 699 else 603
-            return Refusal(code, f"rejected by the incoming-call webhook: {answer.get('reason', 'no reason')}", trunk)
-        variables = {**decision.variables, **(answer.get("variables") or {})}
-        return Route(agent=str(answer.get("agent") or decision.agent), rule="webhook", variables=variables)
+        return apply_webhook_answer(answer, decision, trunk)
 
     # --- outbound --------------------------------------------------------------------------------
 
@@ -413,7 +419,9 @@ class Gateway:
         for step in outgoing.history:
             progress.put_nowait(step)
         outgoing.on_progress = progress.put_nowait
-        answer = asyncio.ensure_future(outgoing.answered())
+        # both waits are awaited right here; `finally` cancels whichever is still pending
+        answer = asyncio.create_task(outgoing.answered(), name=f"answer-{record.id}")
+        step_task: asyncio.Task[Progress] | None = None
 
         async def note(step: Progress) -> None:
             nonlocal ringing
@@ -426,7 +434,7 @@ class Gateway:
 
         try:
             while True:
-                step_task = asyncio.ensure_future(progress.get())
+                step_task = asyncio.create_task(progress.get(), name=f"progress-{record.id}")
                 await asyncio.wait({step_task, answer}, return_when=asyncio.FIRST_COMPLETED)
                 if not step_task.done():
                     step_task.cancel()
@@ -445,29 +453,34 @@ class Gateway:
                 self._trunk_error(trunk.name, text)
             status = "busy" if exc.code in BUSY else "no_answer" if exc.code in NO_ANSWER else "failed"
             return DialOutcome(status, text, outgoing.call_id)
+        finally:
+            for pending in (answer, step_task):
+                if pending is not None and not pending.done():
+                    pending.cancel()
         live.sip = sip
         try:
             if not ringing:
                 await self.calls.transition(record.id, "ringing")
             await self.calls.transition(record.id, "in_progress")
-            reason = await self._converse(record.id, sip, agent, "outbound", dict(record.variables or {}),
-                                          record.llm_prompt, record.greeting, caller_name=record.caller_name)
+            ended = await self._converse(record.id, sip, agent, "outbound", dict(record.variables or {}),
+                                         record.llm_prompt, record.greeting, caller_name=record.caller_name)
         except asyncio.CancelledError:
             await sip.hangup()
             raise
-        return DialOutcome("completed", reason, outgoing.call_id)
+        return dataclasses.replace(ended, sip_call_id=outgoing.call_id)
 
     def _on_cancel(self, call_id: str) -> None:
         live = self.live.get(call_id)
         if live and live.task is not None and live.direction == "inbound" and live.sip is not None:
-            asyncio.ensure_future(live.sip.hangup())
+            self._tasks.spawn(live.sip.hangup(), name=f"hangup-{call_id}")
 
     # --- the conversation ------------------------------------------------------------------------
 
     async def _converse(self, call_id: str, sip: SipCall, agent: Agent, direction: Literal["inbound", "outbound"],
                         variables: dict[str, Any], llm_prompt: str | None, greeting: str | None,
-                        caller_name: str | None = None) -> str:
-        """Run the agent on an answered call until it ends; store everything; returns the end reason."""
+                        caller_name: str | None = None) -> DialOutcome:
+        """Run the agent on an answered call until it ends; store everything; returns how it ended (the
+        caller records the final status: `CallsService.end` inbound, the dialer outbound)."""
         if caller_name:
             variables = {"caller_name": caller_name, **variables}
         recorder = None
@@ -494,9 +507,6 @@ class Gateway:
                 await channel.hangup(reason)
             finally:
                 context_listener.reset(token)
-        except asyncio.CancelledError:
-            reason, status = "canceled", "canceled"
-            raise
         except Exception as exc:
             log.exception("conversation failed", call_id=call_id)
             reason, status = f"conversation error: {exc}", "failed"
@@ -506,9 +516,4 @@ class Gateway:
             await writer.close()
             if recorder is not None:
                 await self.calls.set_recording(call_id, recorder.close())
-            if status != "canceled" or direction == "inbound":
-                final = await self.calls.get_call(call_id)
-                if final is not None and final.status not in ("completed", "failed", "canceled", "busy",
-                                                               "no_answer"):
-                    await self.calls.finish(call_id, status, reason)
-        return reason
+        return DialOutcome(status, reason)

@@ -35,7 +35,7 @@ def _request(endpoint: SipEndpoint, method: str, target: SipUri, user: str, tran
     h.add("To", str(NameAddr(aor if method == "REGISTER" else target)))
     h.add("Call-ID", f"{os.urandom(10).hex()}@{endpoint.public_host}")
     h.add("CSeq", f"1 {method}")
-    h.add("Contact", endpoint._contact(transport, user))
+    h.add("Contact", endpoint.contact(transport, user))
     if method == "REGISTER":
         h.add("Expires", "0")  # a handshake only: register nothing
     return SipRequest(headers=h, method=method, uri=str(target.copy(user=None)))

@@ -7,6 +7,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import delete, select
 
+from parley.calls.db import rowcount
 from parley.calls.store import Store
 from parley.telephony.models import TelephonyRow
 from parley.telephony.trunks import DispatchRule, TelephonyConfig, Trunk
@@ -61,12 +62,13 @@ class TelephonyStore:
         async with self.store.transaction() as s:
             result = await s.execute(delete(TelephonyRow).where(TelephonyRow.kind == kind,
                                                                 TelephonyRow.name == name))
-            return bool(result.rowcount)
+            return bool(rowcount(result))
 
     async def ensure(self, config: TelephonyConfig) -> dict[str, list[str]]:
         """Idempotently apply `config`; returns the names created/updated/unchanged."""
         report: dict[str, list[str]] = {"changed": [], "unchanged": []}
-        for item in [*config.trunks, *config.dispatch_rules]:
+        items: list[Trunk | DispatchRule] = [*config.trunks, *config.dispatch_rules]
+        for item in items:
             changed = await self.put(item)
             report["changed" if changed else "unchanged"].append(item.name)
         return report

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from parley.calls import db
 from parley.calls.models import JobRow, utcnow
 from parley.calls.queue.base import CallQueue, Job
 from parley.calls.store import Store
@@ -104,7 +105,7 @@ class LocalQueue(CallQueue):
             result = await s.execute(update(JobRow).where(JobRow.call_id == call_id,
                                                           JobRow.state.in_(("ready", "leased")))
                                      .values(state="canceled"))
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            return bool(db.rowcount(result))
 
     async def depth(self) -> int:
         async with self.store.sessions() as s:

@@ -18,7 +18,8 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
@@ -178,10 +179,13 @@ class RedisQueue(CallQueue):
                 waiting += 1
         return bool(removed or waiting)
 
-    async def _stream_entries(self):  # type: ignore[no-untyped-def]
+    async def _stream_entries(self) -> AsyncIterator[tuple[str, dict[str, str]]]:
+        """Every entry of the stream, in batches: (entry id, fields), decoded (`decode_responses=True`)."""
         last = "-"
         while True:
-            batch = await self.redis.xrange(self.stream, min=last, count=500)
+            # redis-py types replies for every client setting; with decode_responses=True they are str
+            batch = cast(list[tuple[str, dict[str, str]]],
+                         await self.redis.xrange(self.stream, min=last, count=500))
             if last != "-" and batch and batch[0][0] == last:
                 batch = batch[1:]
             if not batch:
