@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from parley.logging import get_logger
+from parley.support.taskset import TaskSet
 from parley.sip.message import Headers, SipRequest, SipResponse
 
 if TYPE_CHECKING:
@@ -275,10 +276,10 @@ class TransactionManager:
         self.transport = transport
         self.client: dict[tuple[str, str], ClientTransaction] = {}
         self.server: dict[tuple[str, str, str], ServerTransaction] = {}
+        self._sends = TaskSet("sip-transactions", on_failure=_send_failed)
 
     def send_bytes(self, data: bytes, transport: str, addr: tuple[str, int]) -> None:
-        task = asyncio.get_running_loop().create_task(self.transport.send(data, transport, addr))
-        task.add_done_callback(_swallow)
+        self._sends.spawn(self.transport.send(data, transport, addr), name="sip-send")
 
     def match_response(self, response: SipResponse) -> ClientTransaction | None:
         try:
@@ -305,6 +306,5 @@ class TransactionManager:
         self.server.clear()
 
 
-def _swallow(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.info("sip.send_failed", error=str(task.exception()))
+def _send_failed(task: asyncio.Task[Any], exc: BaseException) -> None:
+    log.info("sip.send_failed", error=str(exc))

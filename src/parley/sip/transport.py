@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from parley.logging import get_logger
+from parley.support.taskset import TaskSet
 from parley.sip.errors import SipParseError
 from parley.sip.message import (
     MAX_MESSAGE_BYTES, SipRequest, SipResponse, content_length_of, header_end, parse_message,
@@ -50,6 +51,8 @@ class _UdpSocket:
         self.sock = sock
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(sock.fileno(), self._readable)
+        self._sends = TaskSet("sip-udp", on_failure=lambda _task, exc: log.info("sip.udp_send_failed",
+                                                                               error=str(exc)))
 
     @property
     def port(self) -> int:
@@ -72,12 +75,12 @@ class _UdpSocket:
         try:
             self.sock.sendto(data, addr)
         except (BlockingIOError, InterruptedError):
-            task = self.loop.create_task(self.loop.sock_sendto(self.sock, data, addr))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._sends.spawn(self.loop.sock_sendto(self.sock, data, addr), name="sip-udp-send")
         except OSError as exc:
             log.info("sip.udp_send_failed", peer=addr, error=str(exc))
 
     def close(self) -> None:
+        self._sends.cancel()
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
 
@@ -158,6 +161,7 @@ class TransportLayer:
         self._tcp_server: asyncio.base_events.Server | None = None
         self._conns: dict[tuple[str, int], TcpConnection] = {}
         self._connecting: dict[tuple[str, int], asyncio.Future[TcpConnection]] = {}
+        self._tasks = TaskSet("sip-transport")
         self.stats = {"received": 0, "malformed": 0, "sent": 0}
 
     async def start(self) -> None:
@@ -194,6 +198,7 @@ class TransportLayer:
         self.port = port
 
     async def close(self) -> None:
+        self._tasks.cancel()
         if self._udp is not None:
             self._udp.close()
         self._udp = None
@@ -323,7 +328,7 @@ class TransportLayer:
         if conn is not None and conn.open:
             conn.send(data)
         else:
-            asyncio.get_running_loop().create_task(self._send_tcp_later(data, addr))
+            self._tasks.spawn(self._send_tcp_later(data, addr), name="sip-tcp-send")
 
     async def _send_tcp_later(self, data: bytes, addr: tuple[str, int]) -> None:
         try:

@@ -13,7 +13,7 @@ nobody awaited — so no background failure is silent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from parley.logging import get_logger
@@ -23,10 +23,16 @@ T = TypeVar("T")
 
 
 class TaskSet:
-    """Tasks started on behalf of `owner` (named in the log line of a task that fails)."""
+    """Tasks started on behalf of `owner` (named in the log line of a task that fails).
 
-    def __init__(self, owner: str) -> None:
+    `on_failure(task, exc)`, when given, reports a failed task instead of the default error log line
+    (for expected failures such as a send to a peer that went away)."""
+
+    def __init__(
+        self, owner: str, on_failure: Callable[[asyncio.Task[Any], BaseException], None] | None = None
+    ) -> None:
         self.owner = owner
+        self._on_failure = on_failure
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
@@ -37,7 +43,11 @@ class TaskSet:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        if self._on_failure is not None:
+            self._on_failure(task, exc)
+        else:
             log.error("background task failed", owner=self.owner, task=task.get_name(),
                       error=str(exc) or type(exc).__name__, exc_info=exc)
 
