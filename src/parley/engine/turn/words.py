@@ -126,8 +126,7 @@ EN = LanguageRules(
                             "although", "whereas", "whether", "than", "plus", "nor", "as", "until", "till"}),
     conjunction_phrases=_phrases("so that", "and then", "but then", "or else", "and also", "such as",
                                  "as well as", "rather than", "even though", "as if", "as though",
-                                 "in case", "except that", "think that", "said that", "say that",
-                                 "know that", "mean that", "is that", "was that"),
+                                 "in case", "except that", "think that"),
     list_conjunctions=frozenset({"and", "or"}),
     prepositions=frozenset({"for", "to", "from", "with", "of", "at", "about", "into", "onto", "towards",
                             "toward", "between", "via", "per", "without", "during", "within", "upon",
@@ -348,6 +347,10 @@ def _announces(rules: LanguageRules, tokens: list[str], clause: list[str], body:
         ):
             start -= 1
         return unfinished(f"ends on '{' '.join(tokens[start:])}': what it announces is still to come",
+                          "announcement")
+    if (last == "that" and len(tokens) >= 3 and tokens[-2] in rules.copulas
+            and tokens[-3] in rules.announcing_nouns):
+        return unfinished(f"ends on '{' '.join(tokens[-3:])}': what it announces is still to come",
                           "announcement")
     if len(last) > 2 and last.endswith("'s") and last[:-2] in rules.announcing_nouns:
         return unfinished(f"ends on '{last}': what it announces is still to come", "announcement")
