@@ -7,6 +7,8 @@
   of the agent's side (`AgentState`), and returns `Action`s, each with its reason in words. The
   `Conversation` carries them out.
 
+* `words` — word rules per language: does the transcript so far say the caller has not finished?
+
 Where new turn detection plugs in: another end-of-turn detector (a Smart Turn model, word rules) replaces
 or refines the segmenter's silence rule and reports `TurnPolicy.speech_ended`; interim transcripts and
 preemptive generation become further event methods on the policy returning further actions.
