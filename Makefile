@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
 	$(BIN)/python -m pip install -q -e '.[cloud,test]'
+	$(BIN)/python -m parley.providers.turn.smart_turn fetch
 	@touch $(STAMP)
 
 install: $(STAMP)

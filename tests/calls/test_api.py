@@ -216,13 +216,18 @@ async def test_metrics_and_health(client: httpx.AsyncClient) -> None:
     from parley.calls.metrics import observe_turn
 
     await queue_call(client)
-    observe_turn({"stt_final_ms": 180.0, "llm_first_token_ms": 420.0, "voice_to_voice_ms": 910.0})
+    observe_turn({"stt_final_ms": 180.0, "llm_first_token_ms": 420.0, "voice_to_voice_ms": 910.0,
+                  "silence_waited_ms": 240.0, "detector": "finished", "probability": 0.93,
+                  "preemptive_restarts": 1})
     r = await client.get("/metrics", headers=KEY)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
     assert 'parley_calls{status="queued"} 1.0' in text
     assert "parley_queue_depth 1.0" in text
     assert 'parley_turn_latency_seconds_count{stage="voice_to_voice"}' in text
+    assert 'parley_turn_latency_seconds_count{stage="silence_waited"}' in text
+    assert 'parley_turn_endings_total{detector="finished"}' in text
+    assert "parley_turn_model_probability_count" in text and "parley_preemptive_restarts_total" in text
     assert "parley_dial_outcomes_total" in text and "parley_webhook_deliveries_total" in text
     health = (await client.get("/health")).json()
     assert health["status"] == "healthy"

@@ -133,10 +133,30 @@ class Greeting(_Strict):
 
 
 class TurnSpec(_Strict):
-    """When the caller's turn ends."""
+    """When the caller's turn ends.
 
-    end_of_turn_silence_ms: int = Field(700, ge=100, le=5000)
+    `detector: smart_turn` (default): after `min_silence_ms` of silence the Smart Turn audio model and the
+    words so far decide; "finished" ends the turn there, "unfinished" waits up to `max_silence_ms`, and a
+    caller asking for time ("hold on", "um") up to `hold_silence_ms`. `detector: silence`: the turn ends
+    after a fixed `end_of_turn_silence_ms`."""
+
+    detector: Literal["smart_turn", "silence"] = "smart_turn"
+    min_silence_ms: int = Field(200, ge=50, le=2000, description="Silence before the detector decides.")
+    max_silence_ms: int = Field(1500, ge=200, le=10000,
+                                description="Longest wait when the detector hears an unfinished turn.")
+    hold_silence_ms: int = Field(6000, ge=200, le=60000,
+                                 description="Longest wait after the caller asked for time ('hold on', 'um').")
+    threshold: float = Field(0.5, gt=0, lt=1,
+                             description="Smart Turn probability from which the audio says 'finished'.")
+    end_of_turn_silence_ms: int = Field(700, ge=100, le=5000, description="The `silence` detector's wait.")
     min_speech_ms: int = Field(150, ge=0, le=2000, description="Shorter sounds (clicks, coughs) are ignored.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TurnSpec:
+        if not self.min_silence_ms < self.max_silence_ms <= self.hold_silence_ms:
+            raise ValueError("need min_silence_ms < max_silence_ms <= hold_silence_ms; got "
+                             f"{self.min_silence_ms}, {self.max_silence_ms}, {self.hold_silence_ms}")
+        return self
 
 
 class InterruptionSpec(_Strict):

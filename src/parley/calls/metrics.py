@@ -34,7 +34,16 @@ TURN_LATENCY = Histogram("parley_turn_latency_seconds",
 #: The engine's `TurnMetrics` marks (milliseconds after the end-of-turn decision, except
 #: `voice_to_voice_ms`: end of the caller's speech to the agent's first audio, media time).
 TURN_MARKS = ("stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_frame_out_ms",
-              "voice_to_voice_ms")
+              "voice_to_voice_ms", "silence_waited_ms")
+TURN_VERDICTS = Counter("parley_turn_endings_total",
+                        "Caller turns by what ended them: finished (detector), timeout (max silence), "
+                        "silence (fixed silence), key (DTMF).", ["detector"], registry=REGISTRY)
+TURN_PROBABILITY = Histogram("parley_turn_model_probability",
+                             "The end-of-turn audio model's P(finished) when the turn ended.",
+                             buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=REGISTRY)
+PREEMPTIVE_RESTARTS = Counter("parley_preemptive_restarts_total",
+                              "Replies started on early words and restarted because the final transcript "
+                              "differed.", registry=REGISTRY)
 
 
 def observe_turn(marks: Mapping[str, Any]) -> dict[str, float]:
@@ -50,6 +59,15 @@ def observe_turn(marks: Mapping[str, Any]) -> dict[str, float]:
             seconds = float(value) / 1000.0
             TURN_LATENCY.labels(stage=key.removesuffix("_ms")).observe(seconds)
             observed[key.removesuffix("_ms")] = seconds
+    detector = marks.get("detector")
+    if isinstance(detector, str) and detector:
+        TURN_VERDICTS.labels(detector=detector).inc()
+    probability = marks.get("probability")
+    if isinstance(probability, (int, float)):
+        TURN_PROBABILITY.observe(float(probability))
+    restarts = marks.get("preemptive_restarts")
+    if isinstance(restarts, int) and restarts > 0:
+        PREEMPTIVE_RESTARTS.inc(restarts)
     return observed
 
 

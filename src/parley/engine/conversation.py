@@ -31,6 +31,7 @@ from parley.engine.events import (
     EventSink,
     Interruption,
     TranscriptEntry,
+    TurnDecision,
     emitter,
 )
 from parley.engine.listener import Listener
@@ -51,6 +52,14 @@ from parley.engine.turn.policy import (
     TakeKey,
     Transcribe,
     TurnPolicy,
+)
+from parley.engine.turn.detector import (
+    AskModel,
+    DetectorStep,
+    EndOfTurnDetector,
+    Snapshot,
+    TurnModel,
+    TurnVerdict,
 )
 from parley.engine.turn.segmenter import SegmentEvent, SpeechSegmenter
 from parley.logging import get_logger
@@ -84,6 +93,7 @@ class Conversation:
         first_speaker: Literal["agent", "caller"] | None = None,
         on_event: EventSink | None = None,
         http: httpx.AsyncClient | None = None,
+        turn_model: TurnModel | None = None,
     ) -> None:
         self.agent = agent
         self.channel = channel
@@ -94,11 +104,19 @@ class Conversation:
         self._emit = emitter(on_event)
         self.history: list[Message] = [Message("system", system_prompt)] if system_prompt else []
         self._rate = channel.sample_rate
+        # the segmenter finds speech; when a turn ends after a silence is the detector's decision
         self.segmenter = SpeechSegmenter(
             threshold=vad.threshold,
             min_speech_ms=agent.turn.min_speech_ms,
-            end_silence_ms=agent.turn.end_of_turn_silence_ms,
+            end_silence_ms=float("inf"),
+            discard_gap_ms=min(agent.turn.end_of_turn_silence_ms, 300),
         )
+        self.turn_model = turn_model if agent.turn.detector == "smart_turn" else None
+        self.detector = EndOfTurnDetector(
+            agent.turn, agent.components.stt.language or agent.language, model=self.turn_model is not None
+        )
+        self._detector_steps: list[DetectorStep] = []  # results that came back from tasks
+        self._verdict: TurnVerdict | None = None  # what ended the last turn
         self.policy = TurnPolicy(agent)
         self.speaker = Speaker(
             self, agent, channel, llm=llm, tts=tts, history=self.history, emit=self._emit, http=http
@@ -164,6 +182,8 @@ class Conversation:
             async for item in self.channel.inbound():
                 if isinstance(item, DtmfEvent):
                     self._emit(DtmfReceived(item.digit, round(item.timestamp, 3)))
+                    if self.segmenter.segment is not None and self.segmenter.segment.confirmed:
+                        await self._end_turn(self.detector.force_end("the caller pressed a key"))
                     self._apply(self.policy.key(self._now, item.digit, item.timestamp, self._agent()))
                 else:
                     await self._on_audio(item)
@@ -189,24 +209,76 @@ class Conversation:
         assert self._listener is not None
         self._now = now = frame.timestamp + frame.pcm.size / self._rate
         policy = self.policy
-        end_of_turn = False
         for event in await self._listener.feed(frame.pcm, now):
             if event is SegmentEvent.ONSET:
                 self._apply(policy.speech_started(now, self._agent()))
             elif event is SegmentEvent.CONFIRMED:
+                self.detector.speech()
                 self._apply(policy.speech_confirmed(now, self._agent()))
             elif event is SegmentEvent.DISCARDED:
                 self._apply(policy.speech_discarded(now))
-            else:
-                end_of_turn = True
         segment = self.segmenter.segment
         if segment is not None and segment.confirmed:
             self._apply(policy.speech_ongoing(now, segment.voiced_ms, self._agent()))
-        if end_of_turn:
-            ended = self.segmenter.ended
-            assert ended is not None
-            self._apply(policy.speech_ended(now, ended.start, ended.last_voiced))
+            await self._detect(segment.voiced_ms)
         self._apply(policy.tick(now, busy=self.busy, caller_speaking=self.segmenter.in_speech))
+
+    # --- end of turn --------------------------------------------------------------------------------
+
+    async def _detect(self, voiced_ms: float) -> None:
+        """One frame of an open utterance: tell the detector about the silence, start what it asks for,
+        and end the turn when it says so."""
+        silence_ms = self.segmenter.silence_ms
+        if silence_ms == 0.0:
+            if self.detector.silence_ms > 0.0:
+                self.detector.speech()  # the caller went on: an earlier silence's results are stale
+            self._detector_steps.clear()
+            return
+        steps, self._detector_steps = [*self._detector_steps, self.detector.silence(silence_ms)], []
+        for step in steps:
+            for request in step.requests:
+                if isinstance(request, Snapshot):
+                    self._tasks.spawn(self._snapshot(request.gap), name="stt-snapshot")
+                elif isinstance(request, AskModel):
+                    self._tasks.spawn(self._ask_model(request.gap), name="turn-model")
+            verdict = step.verdict
+            if verdict is None:
+                continue
+            self._emit(TurnDecision(verdict.kind, verdict.reason, verdict.silence_ms, round(self._now, 3),
+                                    verdict.probability, verdict.words, self.detector.text or ""))
+            if verdict.ends_turn:
+                await self._end_turn(verdict)
+                return
+
+    async def _snapshot(self, gap: int) -> None:
+        assert self._stream is not None
+        try:
+            text = " ".join((await self._stream.snapshot()).text.split())
+        except Exception as exc:  # noqa: BLE001 - the final transcript will report a real STT failure
+            log.info("stt snapshot failed", error=str(exc))
+            text = ""
+        self._detector_steps.append(self.detector.words_ready(gap, text))
+
+    async def _ask_model(self, gap: int) -> None:
+        assert self._listener is not None and self.turn_model is not None
+        audio = self._listener.turn_audio(16000)
+        try:
+            probability: float | None = await asyncio.to_thread(self.turn_model.predict, audio)
+        except Exception as exc:  # noqa: BLE001 - a broken model must not end the call: silence decides
+            log.warning("end-of-turn model failed; the silence decides", error=str(exc))
+            probability = None
+        self._detector_steps.append(self.detector.model_ready(gap, probability))
+
+    async def _end_turn(self, verdict: TurnVerdict) -> None:
+        """The detector (or a key) ended the caller's turn: close the utterance and tell the policy."""
+        assert self._listener is not None
+        ended = self.segmenter.end_now()
+        if ended is None:
+            return
+        self._verdict = verdict
+        self._detector_steps.clear()
+        await self._listener.finish()
+        self._apply(self.policy.speech_ended(self._now, ended.start, ended.last_voiced))
 
     async def _transcribe(self, utt: Utterance) -> None:
         text = ""
@@ -271,6 +343,8 @@ class Conversation:
         match action:
             case Transcribe(turn=turn, start=start, end=end, overlapped=overlapped):
                 marks = self._marks[turn] = TurnMarks(turn, end, self._now)
+                if self._verdict is not None:
+                    marks.verdict, self._verdict = self._verdict, None
                 utt = Utterance(start, end, marks, asyncio.get_running_loop().create_future())
                 self._utts.append(utt)
                 self._tasks.spawn(self._transcribe(utt), name=f"stt-turn-{turn}")

@@ -69,6 +69,26 @@ class TurnMetrics(Event):
     tts_first_audio_ms: float | None = None
     first_frame_out_ms: float | None = None
     voice_to_voice_ms: float | None = None
+    silence_waited_ms: float | None = None  # caller's last voiced audio → end-of-turn decision (media ms)
+    detector: str = ""  # how the turn ended: finished | timeout | silence | key (see TurnDecision)
+    probability: float | None = None  # the audio model's last P(finished)
+    words_rule: str = ""  # the word rule that made the detector wait, if any
+    preemptive_restarts: int = 0  # replies started on early words and restarted on the final transcript
+
+
+@dataclass
+class TurnDecision(Event):
+    """The end-of-turn detector's view after a silence (`kind`: finished, unfinished, hold, timeout,
+    silence): `reason` in words, the silence so far, the audio model's P(finished), the word rule."""
+
+    type: ClassVar[str] = "turn_decision"
+    kind: str
+    reason: str
+    silence_ms: float
+    t: float
+    probability: float | None = None
+    words_rule: str = ""
+    text: str = ""
 
 
 @dataclass

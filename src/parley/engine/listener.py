@@ -19,6 +19,7 @@ from parley.media.resample import Resampler
 from parley.providers.base import VAD, ProviderError, STTStream
 
 PREROLL_MS = 300
+TURN_AUDIO_S = 8.0  # the utterance audio kept for the end-of-turn model (Smart Turn reads the last 8 s)
 
 
 class Listener:
@@ -47,6 +48,8 @@ class Listener:
         self._preroll_max = sample_rate * PREROLL_MS // 1000
         self._collected: list[np.ndarray] | None = None  # an utterance not confirmed yet
         self._pushing = False
+        self._turn_audio: deque[np.ndarray] = deque()  # the open utterance at the call's rate, last 8 s
+        self._turn_samples = 0
 
     async def feed(self, pcm: np.ndarray, now: float) -> list[SegmentEvent]:
         """One frame of caller audio ending at media time `now`; returns the segment events it caused."""
@@ -66,6 +69,8 @@ class Listener:
             events.append(event)
             if event is SegmentEvent.ONSET:
                 self._collected = list(self._preroll)
+                self._turn_audio = deque(self._preroll)
+                self._turn_samples = sum(c.size for c in self._turn_audio)
             elif event is SegmentEvent.CONFIRMED:
                 to_push.extend(self._collected if self._collected is not None else self._preroll)
                 self._collected = None
@@ -76,6 +81,8 @@ class Listener:
         self._vad_buf = buf[n * w :].copy() if n else buf.copy()
 
         end_of_turn = SegmentEvent.END_OF_TURN in events
+        if self.segmenter.in_speech:
+            self._keep_turn_audio(pcm)
         if self._pushing:
             to_push.append(pcm)
         elif self._collected is not None:
@@ -90,6 +97,33 @@ class Listener:
         if end_of_turn:
             self._pushing = False
         return events
+
+    def _keep_turn_audio(self, pcm: np.ndarray) -> None:
+        self._turn_audio.append(pcm)
+        self._turn_samples += pcm.size
+        limit = int(TURN_AUDIO_S * self.sample_rate)
+        while self._turn_audio and self._turn_samples - self._turn_audio[0].size >= limit:
+            self._turn_samples -= self._turn_audio.popleft().size
+
+    def turn_audio(self, rate: int = 16000) -> np.ndarray:
+        """The open utterance (with its pre-roll and trailing silence so far), last 8 s, at `rate`."""
+        if not self._turn_audio:
+            return np.zeros(0, dtype=np.int16)
+        pcm = np.concatenate(self._turn_audio)
+        return pcm if rate == self.sample_rate else soxr.resample(pcm, self.sample_rate, rate).astype(np.int16)
+
+    async def finish(self) -> None:
+        """The turn was ended by a decision, not by the segmenter's silence: hand the STT the rest of
+        the utterance (the resampler's tail) and stop streaming until the next confirmed speech."""
+        if self._pushing and self._to_stt is not None:
+            tail = self._to_stt.flush()
+            self._pushing = False
+            if tail.size and self.push_failed is None:
+                try:
+                    await self.stream.push(tail)
+                except ProviderError as exc:
+                    self.push_failed = exc
+        self._pushing = False
 
     async def _push(self, chunks: list[np.ndarray], *, last: bool) -> None:
         assert self._to_stt is not None

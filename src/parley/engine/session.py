@@ -17,7 +17,9 @@ import numpy as np
 from parley.engine.conversation import Conversation
 from parley.engine.events import Event, EventSink, TranscriptEntry, TurnMetrics, emitter
 from parley.engine.file_channel import FileChannel
-from parley.providers.base import LLM, STT, TTS, VAD
+from parley.engine.turn.detector import TurnModel
+from parley.logging import get_logger
+from parley.providers.base import LLM, STT, TTS, VAD, ProviderError
 from parley.providers.factory import build_llm, build_stt, build_tts, build_vad
 
 if TYPE_CHECKING:
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
     from parley.agents.loader import Agent
     from parley.settings import Settings
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -36,10 +40,14 @@ class Engines:
     stt: STT
     llm: LLM
     tts: TTS
+    turn_model: TurnModel | None = None
 
     @classmethod
     def build(cls, agent: Agent, settings: Settings) -> Engines:
-        """Create the providers named in the agent's `components` (raises `ValueError`/`ProviderError`)."""
+        """Create the providers named in the agent's `components` (raises `ValueError`/`ProviderError`),
+        and load the end-of-turn model when the agent's `turn.detector` is `smart_turn` (blocking: it
+        is read and hash-checked once per process). A missing model is logged with the fix; the agent
+        then ends turns after `turn.end_of_turn_silence_ms`."""
         c = agent.spec.components
         return cls(
             agent=agent,
@@ -47,6 +55,7 @@ class Engines:
             stt=build_stt(c.stt, settings),
             llm=build_llm(c.llm, settings, agent=agent.spec),
             tts=build_tts(c.tts, settings),
+            turn_model=_turn_model(agent) if agent.spec.turn.detector == "smart_turn" else None,
         )
 
     def vad(self, sample_rate: int | None = None) -> VAD:
@@ -90,7 +99,18 @@ class Engines:
             first_speaker=first_speaker,
             on_event=on_event,
             http=http,
+            turn_model=self.turn_model,
         )
+
+
+def _turn_model(agent: Agent) -> TurnModel | None:
+    from parley.providers.turn.smart_turn import SmartTurnModel
+
+    try:
+        return SmartTurnModel.shared()
+    except ProviderError as exc:
+        log.warning("no end-of-turn model: turns end after a fixed silence", agent=agent.name, error=str(exc))
+        return None
 
 
 @dataclass

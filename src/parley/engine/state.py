@@ -10,6 +10,7 @@ from typing import Literal
 from parley.engine.events import TurnMetrics
 from parley.engine.playout import SpeechTrack
 from parley.engine.reply import ReplyStream
+from parley.engine.turn.detector import TurnVerdict
 from parley.providers.base import ToolCall
 from parley.support.taskset import TaskSet
 
@@ -28,6 +29,8 @@ class TurnMarks:
     frame_out: float | None = None
     voice_to_voice_ms: float | None = None
     emitted: bool = False
+    verdict: TurnVerdict | None = None  # what ended the caller's turn (None: a key, or no detector)
+    restarts: int = 0  # preemptive replies restarted because the final transcript differed
 
     def ms(self, at: float | None) -> float | None:
         return None if at is None else round((at - self.t0) * 1000.0, 2)
@@ -42,6 +45,15 @@ class TurnMarks:
             tts_first_audio_ms=self.ms(self.tts_first),
             first_frame_out_ms=self.ms(self.frame_out),
             voice_to_voice_ms=self.voice_to_voice_ms,
+            silence_waited_ms=(
+                None if self.speech_end is None or self.end_of_turn is None
+                else round((self.end_of_turn - self.speech_end) * 1000.0, 1)
+            ),
+            detector=self.verdict.kind if self.verdict is not None else "key" if self.speech_end is None else "",
+            probability=None if self.verdict is None or self.verdict.probability is None
+            else round(self.verdict.probability, 3),
+            words_rule=self.verdict.words if self.verdict is not None else "",
+            preemptive_restarts=self.restarts,
         )
 
 

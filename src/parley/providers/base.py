@@ -107,6 +107,11 @@ class STTStream(abc.ABC):
         return
         yield  # pragma: no cover - makes this an async generator
 
+    async def snapshot(self) -> Transcript:
+        """The words of the audio pushed since the current utterance began, without ending it (an
+        interim). Default: an empty interim (no opinion)."""
+        return Transcript("", False)
+
     async def close(self) -> None:
         """Release this stream's engine resources. Default: nothing."""
 

@@ -100,4 +100,13 @@ class SpeechSegmenter:
             return SegmentEvent.END_OF_TURN
         return None
 
+    def end_now(self) -> Segment | None:
+        """Close the open confirmed segment as an end of turn now (the detector or a key decided);
+        returns it (also as `ended`), or None when no confirmed segment is open."""
+        seg = self.segment
+        if seg is None or not seg.confirmed:
+            return None
+        self.ended, self.segment, self.silence_ms = seg, None, 0.0
+        return seg
+
     ended: Segment | None = None  # the segment that the last END_OF_TURN closed

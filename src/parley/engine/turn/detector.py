@@ -1,0 +1,231 @@
+"""End of turn: after a short silence, the audio model and the words decide — pure, time passed in.
+
+One `EndOfTurnDetector` per call. While the caller is quiet after confirmed speech, the conversation
+tells it how long the silence is (`silence(silence_ms)`, once per frame) and hands it the results it
+asked for (`words_ready`, `model_ready`). Each call returns a `DetectorStep`: what to start now
+(`Snapshot`: the STT's words so far; `AskModel`: the Smart Turn model on the utterance audio) and, once
+the turn is over, the `TurnVerdict` that ended it. Caller speech (`speech()`) starts over: results for
+an earlier silence are ignored.
+
+The rules (`detector: smart_turn`):
+* the words are asked for at `SNAPSHOT_AFTER_MS` of silence (so the transcript is ready when the turn
+  ends), the audio model at `min_silence_ms`;
+* words that say the caller has not finished ("... for", "my number is", an open list) wait up to
+  `max_silence_ms`; words asking for time ("hold on", "um") up to `hold_silence_ms` — the audio model
+  cannot overrule either;
+* otherwise the audio model decides: P(finished) ≥ `threshold` ends the turn at once; below it, the model
+  is asked again every `REASK_MS` (its confidence grows with the silence) until `max_silence_ms`;
+* whatever is pending, the turn ends at `max_silence_ms` (`hold_silence_ms` after a request for time).
+With `detector: silence` the turn ends after `end_of_turn_silence_ms`, and the words are still fetched
+early so the transcript is ready. Without an audio model (not installed, or it failed) a `smart_turn`
+detector ends after `end_of_turn_silence_ms` too, unless the words say wait.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from parley.agents.spec import TurnSpec
+from parley.engine.turn.words import WordVerdict, judge
+
+SNAPSHOT_AFTER_MS = 100.0
+REASK_MS = 200.0
+HOLD_RULES = frozenset({"filler", "pause_phrase", "thinking"})
+
+VerdictKind = Literal["finished", "unfinished", "hold", "timeout", "silence"]
+
+
+class TurnModel(Protocol):
+    """An audio end-of-turn model (Smart Turn): P(the turn is finished) from 16 kHz audio. Blocking."""
+
+    def predict(self, pcm16k: np.ndarray) -> float: ...
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Ask the STT for the words of the utterance so far (for silence number `gap`)."""
+
+    gap: int
+
+
+@dataclass(frozen=True)
+class AskModel:
+    """Run the audio end-of-turn model on the utterance audio (for silence number `gap`)."""
+
+    gap: int
+
+
+Request = Snapshot | AskModel
+
+
+@dataclass(frozen=True)
+class TurnVerdict:
+    """Why a turn ended (or, with `kind` unfinished/hold, why the detector waits).
+
+    `silence_ms`: the silence when it was decided; `probability`: the audio model's last answer;
+    `words`: the rule that fired on the transcript (empty when none did); `model_runs`: how often the
+    model was asked in this silence."""
+
+    kind: VerdictKind
+    reason: str
+    silence_ms: float
+    probability: float | None = None
+    words: str = ""
+    model_runs: int = 0
+
+    @property
+    def ends_turn(self) -> bool:
+        return self.kind in ("finished", "timeout", "silence")
+
+
+@dataclass(frozen=True)
+class DetectorStep:
+    """What to start now, and the verdict when the turn ended (or the detector's view changed)."""
+
+    requests: list[Request] = field(default_factory=list)
+    verdict: TurnVerdict | None = None
+
+    @property
+    def end(self) -> bool:
+        return self.verdict is not None and self.verdict.ends_turn
+
+
+def judge_turn(probability: float | None, words: WordVerdict, threshold: float) -> tuple[VerdictKind, str]:
+    """The combined decision, pure: the words can only say "wait"; the audio model says "finished"."""
+    if words.unfinished:
+        return ("hold" if words.rule in HOLD_RULES else "unfinished"), words.reason
+    if probability is None:
+        return "unfinished", "waiting for the audio model"
+    if probability >= threshold:
+        return "finished", f"the audio model hears a finished turn (p={probability:.2f}) and the words agree"
+    return "unfinished", f"the audio model hears an unfinished turn (p={probability:.2f} < {threshold:g})"
+
+
+class EndOfTurnDetector:
+    """The end-of-turn decisions of one call (see the module docstring)."""
+
+    def __init__(self, turn: TurnSpec, language: str | None = "en", *, model: bool = True) -> None:
+        self.spec = turn
+        self.language = language
+        self.uses_model = model and turn.detector == "smart_turn"
+        self.gap = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.silence_ms = 0.0
+        self.text: str | None = None
+        self.words: WordVerdict | None = None
+        self.probability: float | None = None
+        self._snapshot_asked = False
+        self._model_pending = False
+        self._model_asked_at: float | None = None
+        self._model_runs = 0
+        self._view: tuple[VerdictKind, str] | None = None
+        self.ended: TurnVerdict | None = None
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def speech(self) -> None:
+        """The caller is speaking (again): a new silence will be judged afresh."""
+        self.gap += 1
+        self._reset()
+
+    def silence(self, silence_ms: float) -> DetectorStep:
+        """The caller has been quiet `silence_ms` after confirmed speech (call once per frame)."""
+        self.silence_ms = silence_ms
+        if self.ended is not None:
+            return DetectorStep()
+        requests: list[Request] = []
+        if not self._snapshot_asked and silence_ms >= min(SNAPSHOT_AFTER_MS, self.spec.min_silence_ms):
+            self._snapshot_asked = True
+            requests.append(Snapshot(self.gap))
+        if self._wants_model():
+            self._model_pending = True
+            self._model_asked_at = silence_ms
+            self._model_runs += 1
+            requests.append(AskModel(self.gap))
+        return DetectorStep(requests, self._decide())
+
+    def words_ready(self, gap: int, text: str) -> DetectorStep:
+        """The STT's words so far for silence `gap`."""
+        if gap != self.gap or self.ended is not None:
+            return DetectorStep()
+        self.text = text
+        self.words = judge(text, self.language)
+        return DetectorStep([], self._decide())
+
+    def model_ready(self, gap: int, probability: float | None) -> DetectorStep:
+        """The audio model's P(finished) for silence `gap` (None: the model failed)."""
+        if gap != self.gap:
+            return DetectorStep()
+        self._model_pending = False
+        if self.ended is not None:
+            return DetectorStep()
+        if probability is None:
+            self.uses_model = False  # it failed: silence and words decide from here on
+        else:
+            self.probability = probability
+        return DetectorStep([], self._decide())
+
+    def force_end(self, reason: str) -> TurnVerdict:
+        """The turn ends now whatever the detector thinks (a key was pressed)."""
+        self.ended = self._verdict("finished", reason)
+        return self.ended
+
+    # --- rules ----------------------------------------------------------------------------------
+
+    def _wants_model(self) -> bool:
+        if not self.uses_model or self._model_pending or self.silence_ms < self.spec.min_silence_ms:
+            return False
+        if self.words is not None and self.words.unfinished:
+            return False  # the words already said "wait": the model cannot overrule them
+        if self._model_asked_at is None:
+            return True
+        below = self.probability is not None and self.probability < self.spec.threshold
+        return below and self.silence_ms - self._model_asked_at >= REASK_MS
+
+    def _limit_ms(self) -> float:
+        if self.spec.detector == "silence":
+            return float(self.spec.end_of_turn_silence_ms)
+        if self.words is not None and self.words.unfinished:
+            return float(self.spec.hold_silence_ms if self.words.rule in HOLD_RULES else self.spec.max_silence_ms)
+        if not self.uses_model:  # no audio model (missing or failed): the fixed silence decides
+            return float(self.spec.end_of_turn_silence_ms)
+        return float(self.spec.max_silence_ms)
+
+    def _decide(self) -> TurnVerdict | None:
+        """The verdict that ends the turn now, or a changed 'wait' view (returned once), or None."""
+        if self.ended is not None:
+            return None
+        limit = self._limit_ms()
+        if self.silence_ms >= limit:
+            if self.spec.detector == "silence" or not self.uses_model:
+                kind: VerdictKind = "silence"
+                reason = f"{limit:.0f} ms of silence"
+            else:
+                kind = "timeout"
+                waited = self._view[1] if self._view else "no decision yet"
+                reason = f"{limit:.0f} ms of silence ({waited})"
+            self.ended = self._verdict(kind, reason)
+            return self.ended
+        if self.spec.detector == "silence" or self.words is None or self.silence_ms < self.spec.min_silence_ms:
+            return None
+        if not self.uses_model and not self.words.unfinished:
+            return None  # no model: the silence limit decides
+        kind, reason = judge_turn(self.probability, self.words, self.spec.threshold)
+        if kind == "finished":
+            self.ended = self._verdict(kind, reason)
+            return self.ended
+        if self.probability is None and not self.words.unfinished:
+            return None  # the model has not answered yet
+        if self._view == (kind, reason):
+            return None
+        self._view = (kind, reason)
+        return self._verdict(kind, reason)
+
+    def _verdict(self, kind: VerdictKind, reason: str) -> TurnVerdict:
+        rule = self.words.rule if self.words is not None and self.words.unfinished else ""
+        return TurnVerdict(kind, reason, round(self.silence_ms, 1), self.probability, rule, self._model_runs)

@@ -1,0 +1,141 @@
+"""The end-of-turn detector as a specification: silence in, requests and verdicts out (no audio, no clock).
+
+Driven with recorded model outputs (probabilities as Smart Turn v3.2 gave them on this machine for
+piper speech, docs/turn-detection.md) and transcripts; time is the silence in milliseconds.
+"""
+
+from __future__ import annotations
+
+from parley.agents.spec import TurnSpec
+from parley.engine.turn.detector import AskModel, DetectorStep, EndOfTurnDetector, Snapshot, judge_turn
+from parley.engine.turn.words import judge
+
+SPEC = TurnSpec(min_silence_ms=200, max_silence_ms=1500, hold_silence_ms=6000, threshold=0.5)
+
+
+def run_silence(det: EndOfTurnDetector, until_ms: float, *, text: str | None, probabilities: list[float],
+                frame_ms: float = 20.0) -> tuple[DetectorStep | None, list[str]]:
+    """Feed silence frame by frame; answer each request at once (words: `text`; model: the next
+    probability, the last one repeated). Returns the step that ended the turn and what was asked."""
+    asked: list[str] = []
+    answers = list(probabilities)
+    t = 0.0
+    while t < until_ms:
+        t += frame_ms
+        step = det.silence(t)
+        steps = [step]
+        for req in step.requests:
+            if isinstance(req, Snapshot):
+                asked.append(f"words@{t:.0f}")
+                assert text is not None
+                steps.append(det.words_ready(req.gap, text))
+            elif isinstance(req, AskModel):
+                asked.append(f"model@{t:.0f}")
+                p = answers.pop(0) if len(answers) > 1 else answers[0]
+                steps.append(det.model_ready(req.gap, p))
+        for s in steps:
+            if s.end:
+                return s, asked
+    return None, asked
+
+
+def test_a_finished_question_ends_the_turn_at_the_minimum_silence() -> None:
+    det = EndOfTurnDetector(SPEC)
+    step, asked = run_silence(det, 3000, text="What time do you open on Saturday?", probabilities=[0.93])
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "finished" and step.verdict.silence_ms == 200
+    assert asked == ["words@100", "model@200"]
+    assert "finished turn (p=0.93)" in step.verdict.reason
+
+
+def test_words_that_announce_more_wait_even_when_the_model_says_finished() -> None:
+    det = EndOfTurnDetector(SPEC)
+    # "my number is" scored 0.98 "finished" over G.711: the words must win
+    step, asked = run_silence(det, 3000, text="Sure, my number is", probabilities=[0.98])
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "timeout" and step.verdict.silence_ms == 1500
+    assert step.verdict.words == "announcement"
+    assert "model@200" not in asked  # words said "wait" first: the model cannot overrule them
+
+
+def test_a_conjunction_at_the_end_waits_for_the_rest() -> None:
+    det = EndOfTurnDetector(SPEC)
+    step, _ = run_silence(det, 1000, text="I would like to book a table and", probabilities=[0.95])
+    assert step is None  # still waiting after a second of silence
+
+
+def test_asking_for_time_waits_much_longer() -> None:
+    det = EndOfTurnDetector(SPEC)
+    step, _ = run_silence(det, 5000, text="Hold on", probabilities=[0.9])
+    assert step is None
+    step, _ = run_silence(EndOfTurnDetector(SPEC), 7000, text="Um", probabilities=[0.9])
+    assert step is not None and step.verdict is not None and step.verdict.silence_ms == 6000
+
+
+def test_an_unsure_model_is_asked_again_as_the_silence_grows() -> None:
+    det = EndOfTurnDetector(SPEC)
+    step, asked = run_silence(det, 3000, text="Can I book an appointment", probabilities=[0.2, 0.4, 0.7])
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "finished" and step.verdict.silence_ms == 600
+    assert asked == ["words@100", "model@200", "model@400", "model@600"]
+    assert step.verdict.model_runs == 3
+
+
+def test_a_model_that_never_gets_sure_ends_at_the_maximum_silence() -> None:
+    det = EndOfTurnDetector(SPEC)
+    step, _ = run_silence(det, 3000, text="Thanks", probabilities=[0.1])
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "timeout" and step.verdict.silence_ms == 1500
+    assert "unfinished turn (p=0.10" in step.verdict.reason
+
+
+def test_results_for_an_earlier_silence_are_ignored_when_the_caller_resumed() -> None:
+    det = EndOfTurnDetector(SPEC)
+    step = det.silence(120)
+    (snap,) = step.requests
+    det.speech()  # the caller went on talking before the words came back
+    assert det.words_ready(snap.gap, "What time do you open?").verdict is None
+    assert det.words is None
+    step = det.silence(200)
+    assert [type(r) for r in step.requests] == [Snapshot, AskModel]
+
+
+def test_a_failed_model_leaves_the_silence_and_the_words_to_decide() -> None:
+    det = EndOfTurnDetector(SPEC)
+    step = det.silence(200)
+    gap = step.requests[0].gap
+    det.words_ready(gap, "What time do you open?")
+    assert det.model_ready(gap, None).verdict is None
+    step, _ = run_silence(det, 3000, text="What time do you open?", probabilities=[0.9])
+    assert step is not None and step.verdict is not None and step.verdict.kind == "silence"
+
+
+def test_the_silence_detector_ends_after_its_fixed_silence_and_still_fetches_words() -> None:
+    spec = TurnSpec(detector="silence", end_of_turn_silence_ms=700)
+    step, asked = run_silence(EndOfTurnDetector(spec), 3000, text="Hello", probabilities=[0.0])
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "silence" and step.verdict.silence_ms == 700
+    assert asked == ["words@100"]
+
+
+def test_a_key_ends_the_turn_at_once() -> None:
+    det = EndOfTurnDetector(SPEC)
+    det.silence(60)
+    verdict = det.force_end("the caller pressed a key")
+    assert verdict.ends_turn and verdict.silence_ms == 60
+    assert det.silence(80).verdict is None  # nothing more for this turn
+
+
+def test_the_combined_rule_in_words() -> None:
+    assert judge_turn(0.9, judge("I need it for"), 0.5)[0] == "unfinished"
+    assert judge_turn(0.9, judge("let me think"), 0.5)[0] == "hold"
+    assert judge_turn(0.9, judge("What are your opening hours?"), 0.5)[0] == "finished"
+    assert judge_turn(0.3, judge("What are your opening hours?"), 0.5)[0] == "unfinished"
+
+
+def test_the_waits_must_be_ordered() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="min_silence_ms < max_silence_ms"):
+        TurnSpec(min_silence_ms=800, max_silence_ms=600)
