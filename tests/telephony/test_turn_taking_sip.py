@@ -1,0 +1,85 @@
+"""Turn-taking on a real phone call: SIPp calls the gateway and speaks synthesised sentences as RTP;
+the offline receptionist (Whisper, Smart Turn + word rules, scripted LLM, piper) must answer a finished
+question quickly and must not answer a sentence the caller pauses in for 600 ms after "for", "and",
+"because" or "my number is". Asserted on what the call stored: the caller's transcript entries (one per
+turn) and the detector's decisions on the timeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parley.media.wav import read_wav, write_wav
+from tests.sip.sipp import rtp_stream, run_sipp, uac_scenario
+from tests.telephony.conftest import ulaw_file
+
+pytestmark = [pytest.mark.sip, pytest.mark.slow]
+
+RATE = 16000
+PAUSE_S = 0.6
+
+# (first part, second part): the caller stops for PAUSE_S after the first part
+PAUSED = [
+    ("I would like to book an appointment for", "next Tuesday morning."),
+    ("I need to cancel my appointment because", "I am travelling that week."),
+    ("Please call me back, my number is", "five five five, one two three four."),
+    ("I want to ask about opening hours and", "whether you are open on Saturday."),
+]
+
+
+def _caller_audio(speech_wav, tmp_path: Path) -> tuple[Path, float]:  # type: ignore[no-untyped-def]
+    """The caller's side: 6 s for the greeting, two finished questions (piper, espeak-ng), then the paused
+    sentences (piper), each followed by 9 s for the agent's reply. Returns the μ-law file and its length in seconds."""
+    def say(text: str, engine: str) -> np.ndarray:
+        pcm, rate = read_wav(speech_wav(text, engine=engine, rate=RATE))
+        assert rate == RATE
+        return pcm
+
+    def quiet(seconds: float) -> np.ndarray:
+        return np.zeros(int(seconds * RATE), np.int16)
+
+    parts = [quiet(6.0), say("What are your opening hours?", "piper"), quiet(9.0),
+             say("I want to cancel my appointment.", "espeak"), quiet(9.0)]
+    for head, tail in PAUSED:
+        parts += [say(head, "piper"), quiet(PAUSE_S), say(tail, "piper"), quiet(9.0)]
+    pcm = np.concatenate(parts)
+    wav = write_wav(tmp_path / "caller.wav", pcm, RATE)
+    return ulaw_file(wav, tmp_path / "caller.ulaw"), len(pcm) / RATE
+
+
+async def test_finished_questions_are_answered_and_pauses_mid_sentence_are_not(
+    phone_stack, speech_wav, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    stack = await phone_stack(warm=True)
+    audio, seconds = _caller_audio(speech_wav, tmp_path)
+    from tests.conftest import free_port
+
+    scenario = uac_scenario("PCMU", actions=rtp_stream(audio, 0), pause_ms=int(seconds * 1000) + 1000)
+    result = await run_sipp(scenario, f"127.0.0.1:{stack.sip_port}", tmp_path, port=free_port(),
+                            extra=["-s", "+4930123456"], timeout=seconds + 30)
+    assert result.code == 0, str(result)
+
+    call = await stack.wait_status((await stack.only_call()).id, {"completed"})
+    detail = await stack.calls.get(call.id)
+    assert detail is not None
+    caller = [e.text.lower() for e in detail.transcript if e.role == "caller"]
+    agent = " ".join(e.text for e in detail.transcript if e.role == "agent").lower()
+
+    # the finished questions (two voices) got their own turns and answers
+    assert any("opening hours" in t for t in caller), caller
+    assert any("cancel" in t for t in caller), caller
+    assert "monday" in agent, agent
+    assert "which day was your appointment" in agent, agent
+
+    # each paused sentence is one caller turn: the words after the pause belong to the same entry
+    joined = {"for": "tuesday", "because": "travel", "number is": "five", "and": "saturday"}
+    for word, after in joined.items():
+        entries = [t for t in caller if after in t]
+        assert entries, f"nothing heard of the part after '{word}': {caller}"
+        assert any(word in t for t in entries), f"the turn was cut after '{word}': {caller}"
+
+    decisions = [e for e in detail.timeline if e.type == "turn_decision"]
+    assert decisions and any(d.data["kind"] in ("unfinished", "hold") for d in decisions), decisions
+    assert sum(1 for t in caller if t.strip()) == 2 + len(PAUSED), caller
