@@ -23,7 +23,7 @@ PAUSE_S = 0.6
 # (first part, second part): the caller stops for PAUSE_S after the first part
 PAUSED = [
     ("I would like to book an appointment for", "next Tuesday morning."),
-    ("I need to cancel my appointment because", "I am travelling that week."),
+    ("I need to move my appointment because", "I am travelling that week."),
     ("Please call me back, my number is", "five five five, one two three four."),
     ("I want to ask about opening hours and", "whether you are open on Saturday."),
 ]
