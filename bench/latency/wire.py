@@ -9,9 +9,10 @@ What it does:
 2. per call, writes the softphone's microphone: 8 kHz WAV with the greeting's silence, then utterances
    in rotating voices (espeak-ng ×3, piper ×2; bench/latency/speech.py), each followed by a gap long
    enough for the reply;
-3. baresip (headless: aufile microphone, sndfile recorder) dials `parley up`; meanwhile an AF_PACKET socket
-   on `lo` (root) captures every RTP packet to and from baresip's RTP ports with kernel timestamps
-   (SO_TIMESTAMPNS);
+3. baresip (headless: aufile microphone, sndfile recorder, `aubridge` as its player — on `alsa,null`
+   Debian's baresip 1.0 busy-loops a whole core, which on 2 cores slows the engine under test) dials
+   `parley up`; meanwhile an AF_PACKET socket on `lo` (root) captures every RTP packet to and from
+   baresip's RTP ports with kernel timestamps (SO_TIMESTAMPNS);
 4. per turn: **end of caller speech** = the wire time of the caller's packet carrying the utterance's last
    sample (the microphone script is aligned with the caller's RTP stream by cross-correlating their
    20 ms energy envelopes); **first reply audio** = the first packet from Parley after that whose decoded
@@ -19,10 +20,13 @@ What it does:
    silence the caller hears on the line, before the softphone's own jitter buffer (baresip's playout adds
    its buffer on top; the figure is what any phone receives).
 
-Modes: `normal` (complete utterances, `--turns` per call) → p50/p90 of the latency; `pause` (sentences
-with a 400–800 ms pause after "for", "and", "because", "my number is", …) → cut-in rate: reply audio that
-starts during the pause or within 300 ms after the caller resumed, plus the caller turns the call
-record split the sentence into. The load average is printed before and after each run.
+Modes: `normal` (complete utterances, `--turns` per call) → p50/p90 of the latency, with the engine's
+own `voice_to_voice_ms` for the same turns beside it (from the call record's `turn_metrics`, matched on
+`speech_end`), so the part lost between the wire and the engine shows; `pause` (sentences with a
+400–800 ms pause after "for", "and", "because", "my number is", …) → cut-in rate: a sentence is cut into
+when the engine ended the caller's turn during the pause (an `end_of_turn` mark between the pause and
+300 ms after the caller resumed) or reply audio reached the line then. The load average is printed
+before, after each call, and after the run.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import statistics
 import struct
@@ -50,32 +55,43 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from bench.latency.speech import PAUSED, VOICES, Voice, say  # noqa: E402
+from bench.latency.speech import VOICES, Voice, say  # noqa: E402
 from parley.media.g711 import alaw_decode, ulaw_decode  # noqa: E402
 
 RATE = 8000
 FRAME = 160  # 20 ms at 8 kHz
 SPEECH_RMS = 500.0
 
-#: Complete questions for `normal` mode; none of them asks for a person or says goodbye (the scripted
-#: receptionist would transfer or hang up).
+#: Complete requests for `normal` mode. Each matches one of the scripted receptionist's intents with a
+#: short reply (booking, opening hours, cancelling): the fallback reply is ~7 s long and the caller's next
+#: utterance would barge into it; a request for a person or a goodbye would end the call.
 WIRE_UTTERANCES = [
     "I would like to book an appointment for next Tuesday.",
     "What are your opening hours on Saturday?",
     "I need to cancel my appointment.",
-    "Do you have any time free tomorrow?",
-    "Where is your office located?",
-    "How much does a standard cleaning cost?",
-    "Is there parking near the building?",
-    "Could you send me the invoice by email?",
-    "My tooth has been hurting since last week.",
-    "Can I change the time of my booking?",
-    "Are you open on Sunday?",
-    "Do you accept my insurance?",
+    "Can I make an appointment for Friday?",
+    "When are you open?",
+    "I want to cancel my booking for Wednesday.",
+    "Could I schedule a visit for tomorrow?",
+    "Are you open today?",
+    "Please cancel my appointment on Friday.",
+    "What time do you close on Thursday?",
+    "I need to see the dentist on Monday.",
+    "Is the clinic open on Sunday?",
+]
+
+#: Sentences with a pause for `pause` mode: (before the pause, after it); same intents as above.
+WIRE_PAUSED = [
+    ("I would like to book an appointment for", "next Tuesday morning."),
+    ("I need to cancel my appointment and", "book a new one next week."),
+    ("I am calling because", "I want to cancel my appointment."),
+    ("My number is", "five five five, one two three four, and I want to book an appointment."),
+    ("I wanted to ask about", "your opening hours on Sunday."),
+    ("Can you tell me when", "you are open on Saturday?"),
 ]
 
 GREETING_WAIT_S = 7.0
-GAP_S = 7.5  # after each utterance: the reply (≤ ~5 s) and some quiet, below the 8 s idle reminder
+GAP_S = 10.0  # after each utterance: latency + the reply (≤ ~5 s) + quiet below the 8 s idle reminder
 
 
 # --- capture ---------------------------------------------------------------------------------
@@ -191,7 +207,7 @@ def build_script(mode: str, count: int, seed: int, offset: int) -> Script:
             speech = _at_8k(text, voice)
             script.turns.append(Turn(text, voice.name, position, position + len(speech)))
         else:
-            first, rest = PAUSED[(offset + i) % len(PAUSED)]
+            first, rest = WIRE_PAUSED[(offset + i) % len(WIRE_PAUSED)]
             pause_s = rng.uniform(0.4, 0.8)
             a, b = _at_8k(first, voice), _at_8k(rest, voice)
             gap = np.zeros(int(pause_s * RATE), np.int16)
@@ -261,13 +277,13 @@ class ParleyUp:
         self._log.close()
 
 
-def baresip_config(folder: Path, mic: Path) -> tuple[Path, range]:
+def baresip_config(folder: Path, mic: Path, player: str = "aubridge,x") -> tuple[Path, range]:
     folder.mkdir(parents=True)
     sip = _free_port()
     rtp_lo = _free_port() & ~1
     (folder / "config").write_text(f"""poll_method epoll
 sip_listen 127.0.0.1:{sip}
-audio_player alsa,null
+audio_player {player}
 audio_source aufile,{mic}
 audio_alert alsa,null
 rtp_ports {rtp_lo}-{rtp_lo + 40}
@@ -275,6 +291,7 @@ net_interface 127.0.0.1
 module_path /usr/lib/baresip/modules
 module g711.so
 module aufile.so
+module aubridge.so
 module alsa.so
 module sndfile.so
 module account.so
@@ -338,9 +355,11 @@ def attach_engine_marks(results: list[TurnResult], metrics: list[dict], script: 
         return
     for r in results:
         turn = r.turn
+        nearest = min(metrics, key=lambda m: abs(float(m.get("speech_end", -1e9)) - (turn.end / RATE + offset)))
+        if abs(float(nearest.get("speech_end", -1e9)) - (turn.end / RATE + offset)) < 0.15:
+            value = nearest.get("voice_to_voice_ms")
+            r.engine_ms = float(value) if value is not None else None
         for m in metrics:
-            if abs(float(m.get("speech_end", -1e9)) - (turn.end / RATE + offset)) < 0.15:
-                r.engine_ms = float(m["voice_to_voice_ms"]) if m.get("voice_to_voice_ms") is not None else None
             if turn.pause_at is not None and turn.resume_at is not None:
                 if turn.pause_at / RATE + offset - 0.05 <= float(m["end_of_turn"]) <= turn.resume_at / RATE + offset + 0.3:
                     r.turn_ended_in_pause = True
@@ -414,20 +433,25 @@ def analyse(script: Script, capture: LoopbackCapture, caller_ports: range, mode:
 
 # --- run -------------------------------------------------------------------------------------
 
-def run_call(parley: ParleyUp, workdir: Path, mode: str, count: int, seed: int, offset: int) -> tuple[
+def run_call(parley: ParleyUp, workdir: Path, mode: str, count: int, seed: int, offset: int,
+             player: str = "aubridge,x") -> tuple[
         list[TurnResult], list[str]]:
     script = build_script(mode, count, seed, offset)
     folder = workdir / f"call-{mode}-{offset}"
     mic = workdir / f"mic-{mode}-{offset}.wav"
     _write_wav(mic, script.pcm)
-    conf, ports = baresip_config(folder, mic)
+    conf, ports = baresip_config(folder, mic, player)
     seconds = len(script.pcm) / RATE
     capture = LoopbackCapture(ports)
+    phone = subprocess.Popen(["baresip", "-f", str(conf), "-t", str(int(seconds + 4)),
+                              "-e", f"/dial sip:+4930123456@127.0.0.1:{parley.sip_port}"],
+                             cwd=conf, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        subprocess.run(["timeout", str(int(seconds + 40)), "baresip", "-f", str(conf), "-t", str(int(seconds + 4)),
-                        "-e", f"/dial sip:+4930123456@127.0.0.1:{parley.sip_port}"],
-                       cwd=conf, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        phone.wait(seconds + 40)
     finally:
+        if phone.poll() is None:
+            phone.kill()
+            phone.wait()
         time.sleep(0.5)
         capture.stop()
     results = analyse(script, capture, ports, mode)
@@ -457,6 +481,8 @@ def main() -> None:
     parser.add_argument("--pauses-per-call", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (recordings, logs)")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--player", default="aubridge,x",
+                        help="baresip's audio player (alsa,null busy-loops a core; aubridge,x does not)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the capture on lo uses AF_PACKET")
@@ -464,6 +490,7 @@ def main() -> None:
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed")
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     workdir = Path(tempfile.mkdtemp(prefix="parley-wire-"))
     print(f"work folder {workdir}; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     parley = ParleyUp(workdir)
@@ -472,7 +499,8 @@ def main() -> None:
         parley.wait_healthy()
         normal: list[TurnResult] = []
         for call in range(args.calls):
-            results, _ = run_call(parley, workdir, "normal", args.turns, args.seed + call, call * args.turns)
+            results, _ = run_call(parley, workdir, "normal", args.turns, args.seed + call, call * args.turns,
+                                  args.player)
             loads.append(os.getloadavg()[0])
             normal += results
             for r in results:
@@ -485,7 +513,8 @@ def main() -> None:
         done = 0
         while done < args.pauses:
             n = min(args.pauses_per_call, args.pauses - done)
-            results, caller_turns = run_call(parley, workdir, "pause", n, args.seed + 100 + done, done)
+            results, caller_turns = run_call(parley, workdir, "pause", n, args.seed + 100 + done, done,
+                                             args.player)
             loads.append(os.getloadavg()[0])
             paused += results
             splits += max(0, len(caller_turns) - len(results))
