@@ -52,7 +52,8 @@ def test_first_clause_cut_only_in_long_sentences() -> None:
     ]
     assert speech_pieces("I can help with that, but first I need your name. Thanks.") == [
         "I can help with that,",
-        "but first I need your name. Thanks.",
+        "but first I need your name.",
+        "Thanks.",
     ]
     assert speech_pieces("Your visit is on Tuesday at ten and I will text you.") == [
         "Your visit is on Tuesday at ten",

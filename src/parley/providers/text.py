@@ -154,16 +154,12 @@ def first_clause_cut(
 
 
 def speech_pieces(text: str) -> list[str]:
-    """`text` as TTS requests: its first clause alone when its first sentence is long, then the rest."""
-    text = text.strip()
-    if not text:
-        return []
-    cuts = _cut_points(text)
-    first = text[: cuts[0]] if cuts else text
-    cut = first_clause_cut(first)
-    if cut is None:
-        return [text]
-    return [text[:cut].strip(), text[cut:].strip()]
+    """`text` as the TTS requests a streamed reply of it becomes: its sentences, the first one cut after
+    its first clause when long (what `SentenceBuffer(first_clause=True)` releases for the same text)."""
+    buf = SentenceBuffer(first_clause=True)
+    pieces = buf.push(text.strip() + " ")
+    rest = buf.flush()
+    return [*pieces, rest] if rest else pieces
 
 
 class SentenceBuffer:
