@@ -76,7 +76,8 @@ async def test_the_cache_serves_the_greeting_without_running_the_tts() -> None:
     for _call in range(2):  # every conversation of the agent shares the one cache
         run = await converse(eng, CallerAudio(4))
         assert run.agent() == ["Hello, thanks for calling Parley."]
-        assert run.voiced_s() == pytest.approx(tts.samples_for("Hello, thanks for calling Parley.") / 16000, abs=0.03)
+        heard = tts.samples_for("Hello, thanks for calling Parley.") / 16000
+        assert run.voiced_s() == pytest.approx(heard, abs=0.03)
     assert len(tts.started) == warmed, "the greeting was synthesized again instead of served from the cache"
     assert eng.cache.stats.hits >= 2
 
@@ -93,7 +94,8 @@ async def test_a_greeting_with_variables_is_never_served_from_a_stale_entry() ->
     run = await converse(eng, CallerAudio(4), variables={"caller": "Bob"})
     assert run.agent() == ["Hi Bob, nice to hear from you."]
     assert tts.started[-1] == "Hi Bob, nice to hear from you.", "a call's own greeting is synthesized"
-    assert run.voiced_s() == pytest.approx(tts.samples_for("Hi Bob, nice to hear from you.") / 16000, abs=0.03)
+    heard = tts.samples_for("Hi Bob, nice to hear from you.") / 16000
+    assert run.voiced_s() == pytest.approx(heard, abs=0.03)
 
     before = len(tts.started)
     run = await converse(eng, CallerAudio(4))
@@ -127,7 +129,8 @@ async def test_a_slow_answer_is_acknowledged_from_the_cache() -> None:
 
 async def test_a_prompt_answer_is_not_acknowledged() -> None:
     tts = ToneTTS()
-    eng = engines(tts, ScriptLLM(["Tuesday at ten works."]), acknowledgement={"enabled": True, "after_ms": 400})
+    ack = {"enabled": True, "after_ms": 400}
+    eng = engines(tts, ScriptLLM(["Tuesday at ten works."]), acknowledgement=ack)
     await eng.warm()
     run = await converse(eng, CallerAudio(5).say(300, 0.3, 1.0))
     assert run.agent() == ["Tuesday at ten works."]

@@ -84,7 +84,9 @@ def test_bad_input_is_refused_clearly() -> None:
         stream.process(np.zeros(160, np.int16))
 
 
-@pytest.mark.parametrize("src,dst,chunk_ms", [(22050, 8000, 20), (24000, 8000, 67), (16000, 8000, 20), (24000, 16000, 20)])
+@pytest.mark.parametrize(
+    "src,dst,chunk_ms", [(22050, 8000, 20), (24000, 8000, 67), (16000, 8000, 20), (24000, 16000, 20)]
+)
 def test_stream_hands_out_audio_with_the_first_chunk(src: int, dst: int, chunk_ms: int) -> None:
     """soxr's HQ stream alone gives nothing for the first 20 ms chunks (22.05 -> 8 kHz: ~80 ms): a TTS
     sentence would start late. The stream's start is primed, and the audio is still the stream's."""

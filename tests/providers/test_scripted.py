@@ -136,6 +136,7 @@ async def test_fixed_replies_are_the_texts_respond_gives(llm: ScriptedLLM, recep
     assert f"Thank you for calling {company}. Goodbye!" in fixed  # an agent variable is fixed per agent
     assert receptionist.fallback_reply in fixed
     assert not [t for t in fixed if "book that" in t]  # the booking reply depends on the day said
-    for heard in ["when are you open", "I need to cancel my appointment", "can I speak to a person", "goodbye"]:
+    asked = ["when are you open", "I need to cancel my appointment", "can I speak to a person", "goodbye"]
+    for heard in asked:
         _, text = await _reply(llm, heard)
         assert text in fixed

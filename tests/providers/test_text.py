@@ -64,7 +64,8 @@ def test_first_clause_cut_only_in_long_sentences() -> None:
         "how can I help you today?",
     ]
     # too short a clause, too short a sentence, a number's comma, a one-word rest: one piece
-    assert speech_pieces("Sure, I can book that for you on Tuesday.") == ["Sure, I can book that for you on Tuesday."]
+    one = "Sure, I can book that for you on Tuesday."
+    assert speech_pieces(one) == [one]
     assert speech_pieces("Okay Bob, see you then.") == ["Okay Bob, see you then."]
     assert speech_pieces("It costs 1,000 dollars for the whole thing today.") == [
         "It costs 1,000 dollars for the whole thing today."

@@ -170,7 +170,9 @@ class AcknowledgementSpec(_Strict):
     the LLM was asked; it is heard and in the transcript, not in the LLM's history as an answer."""
 
     enabled: bool = False
-    after_ms: int = Field(600, ge=100, le=10000, description="Wait this long for the answer's first sentence.")
+    after_ms: int = Field(
+        600, ge=100, le=10000, description="Wait this long for the answer's first sentence."
+    )
     phrases: list[str] = Field(
         default_factory=lambda: ["Let me check.", "One moment.", "Okay, let me see."],
         description="Said in turn, one per slow answer.",

@@ -3,9 +3,10 @@
 `Engines.build(agent, settings)` creates the agent's STT, LLM and TTS once (they are shared by all its
 conversations; the VAD is made per call), and one TTS cache of the agent's fixed texts (`fixed_texts`:
 greetings, reminders, closing lines, apology, acknowledgements, tool messages, the scripted LLM's fixed
-replies), filled by `warm()` and shared by its conversations through a `CachedTTS`. `Engines.conversation(channel, …)` renders the agent's prompt
-and greeting and returns a ready `Conversation`. `talk_file(…)` runs a whole conversation over a WAV
-recording and returns what happened: transcript, latency marks, the agent's audio.
+replies), filled by `warm()` and shared by its conversations through a `CachedTTS`.
+`Engines.conversation(channel, …)` renders the agent's prompt and greeting and returns a ready
+`Conversation`. `talk_file(…)` runs a whole conversation over a WAV recording and returns what happened:
+transcript, latency marks, the agent's audio.
 """
 
 from __future__ import annotations

@@ -161,7 +161,8 @@ class ScriptedLLM(LLM):
         return list(self._fixed)
 
     def _fixed_texts(self) -> list[str]:
-        sources = [(i.reply, set(i.slots)) for i in self.script.intents] + [(self.script.fallback_reply, set())]
+        sources = [(i.reply, set(i.slots)) for i in self.script.intents]
+        sources.append((self.script.fallback_reply, set()))
         texts: list[str] = []
         for source, slots in sources:
             used = meta.find_undeclared_variables(self._env.parse(source))
