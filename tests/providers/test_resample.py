@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -81,3 +82,25 @@ def test_bad_input_is_refused_clearly() -> None:
     stream.flush()
     with pytest.raises(RuntimeError, match="flushed"):
         stream.process(np.zeros(160, np.int16))
+
+
+@pytest.mark.parametrize(
+    "src,dst,chunk_ms", [(22050, 8000, 20), (24000, 8000, 67), (16000, 8000, 20), (24000, 16000, 20)]
+)
+def test_stream_hands_out_audio_with_the_first_chunk(src: int, dst: int, chunk_ms: int) -> None:
+    """soxr's HQ stream alone gives nothing for the first 20 ms chunks (22.05 -> 8 kHz: ~80 ms): a TTS
+    sentence would start late. The stream's start is primed, and the audio is still the stream's."""
+    rng = np.random.default_rng(7)
+    pcm = (tone(300, src) // 2 + tone(1700, src) // 4 + rng.normal(0, 300, src)).astype(np.int16)
+    step = src * chunk_ms // 1000
+    stream = Resampler(src, dst)
+    parts = [stream.process(pcm[i : i + step]) for i in range(0, len(pcm), step)]
+    out = np.concatenate([*parts, stream.flush()])
+    assert parts[0].size >= dst * (chunk_ms - 6) // 1000, "the first chunk's audio comes out at once"
+    assert len(out) == dst
+    plain = soxr.ResampleStream(src, dst, 1, dtype="int16", quality="HQ")
+    ref = np.concatenate(
+        [plain.resample_chunk(pcm[i : i + step]) for i in range(0, len(pcm), step)]
+        + [plain.resample_chunk(np.zeros(0, np.int16), last=True)]
+    )
+    assert np.abs(out.astype(np.int32) - ref.astype(np.int32)).max() <= 16  # of ±~7000: inaudible

@@ -128,3 +128,15 @@ async def test_echo_llm(settings) -> None:  # type: ignore[no-untyped-def]
     chunks = [c async for c in echo.chat([Message("user", "  testing   one two ")])]
     assert "".join(c.text for c in chunks) == "You said: testing one two"
     assert len(chunks) == 5
+
+
+async def test_fixed_replies_are_the_texts_respond_gives(llm: ScriptedLLM, receptionist: AgentSpec) -> None:
+    fixed = llm.fixed_replies()
+    company = receptionist.variables["company_name"]
+    assert f"Thank you for calling {company}. Goodbye!" in fixed  # an agent variable is fixed per agent
+    assert receptionist.fallback_reply in fixed
+    assert not [t for t in fixed if "book that" in t]  # the booking reply depends on the day said
+    asked = ["when are you open", "I need to cancel my appointment", "can I speak to a person", "goodbye"]
+    for heard in asked:
+        _, text = await _reply(llm, heard)
+        assert text in fixed

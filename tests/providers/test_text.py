@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from parley.providers.text import SentenceBuffer, split_sentences
+from parley.providers.text import SentenceBuffer, first_clause_cut, speech_pieces, split_sentences
 
 
 def test_split_keeps_abbreviations_decimals_and_initials() -> None:
@@ -43,3 +43,47 @@ def test_buffer_holds_back_short_fragments() -> None:
         out += buf.push(word + " ")
     assert out == ["Hi. Ok. Your table is ready."]
     assert buf.flush() == "Bye."
+
+
+def test_first_clause_cut_only_in_long_sentences() -> None:
+    assert speech_pieces("Sure thing Bob, I can book that for you on Tuesday.") == [
+        "Sure thing Bob,",
+        "I can book that for you on Tuesday.",
+    ]
+    assert speech_pieces("I can help with that, but first I need your name. Thanks.") == [
+        "I can help with that,",
+        "but first I need your name.",
+        "Thanks.",
+    ]
+    assert speech_pieces("Your visit is on Tuesday at ten and I will text you.") == [
+        "Your visit is on Tuesday at ten",
+        "and I will text you.",
+    ]
+    assert speech_pieces("Thanks for calling Acme — how can I help you today?") == [
+        "Thanks for calling Acme —",
+        "how can I help you today?",
+    ]
+    # too short a clause, too short a sentence, a number's comma, a one-word rest: one piece
+    one = "Sure, I can book that for you on Tuesday."
+    assert speech_pieces(one) == [one]
+    assert speech_pieces("Okay Bob, see you then.") == ["Okay Bob, see you then."]
+    assert speech_pieces("It costs 1,000 dollars for the whole thing today.") == [
+        "It costs 1,000 dollars for the whole thing today."
+    ]
+    assert speech_pieces("I will book that for you now, okay?") == ["I will book that for you now, okay?"]
+    assert speech_pieces("  ") == []
+    assert first_clause_cut("Hello there") is None
+
+
+def test_buffer_releases_the_first_clause_before_the_sentence_ends() -> None:
+    buf = SentenceBuffer(first_clause=True)
+    released: list[list[str]] = []
+    for word in "Sure thing Bob, I can book that for you. Anything else, or is that all for today?".split():
+        released.append(buf.push(word + " "))
+    flat = [p for r in released for p in r]
+    # the clause goes out as soon as the sentence is known to be long (seven words), not at its end
+    assert released[6] == ["Sure thing Bob,"]
+    # only the first sentence is cut
+    assert flat == ["Sure thing Bob,", "I can book that for you.", "Anything else, or is that all for today?"]
+    assert buf.flush() is None
+    assert "".join(SentenceBuffer(first_clause=True).push("Hi. How are you? ")) == "Hi.How are you?"

@@ -183,6 +183,28 @@ class IdleSpec(_Strict):
     hangup_message: str = "I haven't heard from you, so I'll end the call now. Goodbye!"
 
 
+class AcknowledgementSpec(_Strict):
+    """A short line ("Let me check.") said when the LLM's answer is slow to start. Off by default.
+
+    Said from the TTS cache (warmed at start) when no sentence of the answer has arrived `after_ms` after
+    the LLM was asked; it is heard and in the transcript, not in the LLM's history as an answer."""
+
+    enabled: bool = False
+    after_ms: int = Field(
+        600, ge=100, le=10000, description="Wait this long for the answer's first sentence."
+    )
+    phrases: list[str] = Field(
+        default_factory=lambda: ["Let me check.", "One moment.", "Okay, let me see."],
+        description="Said in turn, one per slow answer.",
+    )
+
+    @model_validator(mode="after")
+    def _has_phrases(self) -> AcknowledgementSpec:
+        if self.enabled and not any(p.strip() for p in self.phrases):
+            raise ValueError("acknowledgement is enabled but has no phrases; add some or set enabled: false")
+        return self
+
+
 class ToolSpec(_Strict):
     """A tool the LLM may call: a built-in (`end_call`, `transfer_call`, `send_dtmf`) or an HTTP tool."""
 
@@ -253,6 +275,7 @@ class AgentSpec(_Strict):
     turn: TurnSpec = Field(default_factory=TurnSpec)
     interruption: InterruptionSpec = Field(default_factory=InterruptionSpec)
     idle: IdleSpec = Field(default_factory=IdleSpec)
+    acknowledgement: AcknowledgementSpec = Field(default_factory=AcknowledgementSpec)
     max_duration_s: int = Field(1800, ge=10, le=6 * 3600)
     tools: list[ToolSpec] = Field(default_factory=list)
     intents: list[IntentSpec] = Field(default_factory=list)

@@ -1,6 +1,7 @@
 """Which of the agent's words the caller actually heard.
 
-`SpeechTrack` records, for one agent utterance, where each sentence's audio sits in the channel's output
+`SpeechTrack` records, for one agent utterance, where each sentence's audio (each TTS request: a long
+first sentence is two, its first clause and the rest) sits in the channel's output
 sample count (`MediaChannel.played_samples` space). After a barge-in, `heard(played)` gives the text
 up to the last word whose audio was played (by the sentence's share of samples), and `unheard(played)`
 the sentences to say again if the interruption turns out to be false.
@@ -16,12 +17,14 @@ _SECONDS_PER_CHAR = 0.065
 
 @dataclass
 class SentenceSpan:
-    """One sentence and its samples `[start, end)` in the output count; `complete` once fully written."""
+    """One sentence (or piece of one) and its samples `[start, end)` in the output count; `complete` once
+    fully written. A `filler` (an acknowledgement) is heard but never said again on a resume."""
 
     text: str
     start: int
     end: int
     complete: bool = False
+    filler: bool = False
 
 
 class SpeechTrack:
@@ -32,9 +35,9 @@ class SpeechTrack:
         self.spans: list[SentenceSpan] = []
         self.pending: list[str] = []  # sentences known but not yet (fully) written
 
-    def begin(self, text: str, at_sample: int) -> SentenceSpan:
+    def begin(self, text: str, at_sample: int, *, filler: bool = False) -> SentenceSpan:
         """A sentence starts being written at output sample `at_sample`."""
-        span = SentenceSpan(text, at_sample, at_sample)
+        span = SentenceSpan(text, at_sample, at_sample, filler=filler)
         self.spans.append(span)
         return span
 
@@ -59,7 +62,7 @@ class SpeechTrack:
 
     def unheard(self, played: int) -> list[str]:
         """Sentences not fully heard (from the interrupted one on), plus those never written."""
-        out = [s.text for s in self.spans if not (s.complete and played >= s.end)]
+        out = [s.text for s in self.spans if not (s.filler or (s.complete and played >= s.end))]
         return out + list(self.pending)
 
 

@@ -1,5 +1,8 @@
 """`ReplyStream`: one streamed LLM answer, cut into sentences for the TTS as they complete.
 
+A long first sentence comes as two pieces, its first clause and the rest (`SentenceBuffer(first_clause=
+True)`): the clause is synthesized on its own, so the first audio comes sooner.
+
 The conversation reads the answer inline up to its first sentence (no task hop before the first audio),
 then lets a task `pump()` the rest while the TTS speaks. Sentences, the end (None) or the error arrive on
 `queue`; tool calls are collected in `calls`. Whoever stops reading calls `close()`, which closes the
@@ -29,7 +32,7 @@ class ReplyStream:
         on_sentence: Callable[[str], None] | None = None,
     ) -> None:
         self._stream = stream
-        self._splitter = SentenceBuffer()
+        self._splitter = SentenceBuffer(first_clause=True)
         self._on_chunk = on_chunk
         self._on_sentence = on_sentence
         self.queue: asyncio.Queue[Item] = asyncio.Queue()

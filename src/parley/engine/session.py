@@ -1,26 +1,32 @@
 """Build conversations for an agent, and run one over a recording (the file front).
 
 `Engines.build(agent, settings)` creates the agent's STT, LLM and TTS once (they are shared by all its
-conversations; the VAD is made per call). `Engines.conversation(channel, …)` renders the agent's prompt
-and greeting and returns a ready `Conversation`. `talk_file(…)` runs a whole conversation over a WAV
-recording and returns what happened: transcript, latency marks, the agent's audio.
+conversations; the VAD is made per call), and one TTS cache of the agent's fixed texts (`fixed_texts`:
+greetings, reminders, closing lines, apology, acknowledgements, tool messages, the scripted LLM's fixed
+replies), filled by `warm()` and shared by its conversations through a `CachedTTS`.
+`Engines.conversation(channel, …)` renders the agent's prompt and greeting and returns a ready
+`Conversation`. `talk_file(…)` runs a whole conversation over a WAV recording and returns what happened:
+transcript, latency marks, the agent's audio.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from parley.agents.prompts import PromptError
 from parley.engine.conversation import Conversation
 from parley.engine.events import Event, EventSink, TranscriptEntry, TurnMetrics, emitter
 from parley.engine.file_channel import FileChannel
+from parley.engine.tts_cache import CachedTTS, TTSCache, WarmReport
 from parley.engine.turn.detector import TurnModel
 from parley.logging import get_logger
 from parley.providers.base import LLM, STT, TTS, VAD, ProviderError
 from parley.providers.factory import build_llm, build_stt, build_tts, build_vad
+from parley.providers.text import speech_pieces
 
 if TYPE_CHECKING:
     import httpx
@@ -31,9 +37,16 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
+@runtime_checkable
+class HasFixedReplies(Protocol):
+    """An LLM that knows replies it always says the same way (the scripted one)."""
+
+    def fixed_replies(self) -> list[str]: ...
+
+
 @dataclass
 class Engines:
-    """An agent's providers, built once."""
+    """An agent's providers, built once, and the cache of its fixed texts' audio."""
 
     agent: Agent
     settings: Settings
@@ -41,6 +54,7 @@ class Engines:
     llm: LLM
     tts: TTS
     turn_model: TurnModel | None = None
+    cache: TTSCache = field(default_factory=TTSCache)
 
     @classmethod
     def build(cls, agent: Agent, settings: Settings) -> Engines:
@@ -62,11 +76,38 @@ class Engines:
         """A fresh VAD for one call, at the channel's `sample_rate` when the VAD supports it (no resampling)."""
         return build_vad(self.agent.spec.components.vad, self.settings, sample_rate=sample_rate)
 
-    async def warm(self) -> None:
-        """Load models now (each provider's `warm()`, and the VAD's library), so the first call does not wait."""
+    @property
+    def voice(self) -> CachedTTS:
+        """The agent's TTS answering its fixed texts from the cache (what conversations speak with)."""
+        return CachedTTS(self.tts, self.cache)
+
+    async def warm(self) -> WarmReport:
+        """Load models now (each provider's `warm()`, and the VAD's library), so the first call does not
+        wait, then synthesize the agent's fixed texts into the cache (failures are logged, not raised)."""
         await asyncio.to_thread(self.vad)
         for provider in (self.stt, self.llm, self.tts):
             await provider.warm()
+        report = await self.voice.warm_texts(self.fixed_texts())
+        if report.failed:
+            log.warning("some fixed texts could not be cached", failed=report.failed[:3])
+        return report
+
+    def fixed_texts(self) -> list[str]:
+        """Every text the agent says the same way on every call, in the pieces the voice requests them."""
+        spec = self.agent.spec
+        texts: list[str] = []
+        for direction in ("inbound", "outbound"):
+            try:  # rendered with the agent's own variables: a call's variables make another text (a miss)
+                texts.append(self.agent.greeting(direction))
+            except PromptError:  # it needs per-call variables: not fixed
+                pass
+        texts += [*spec.idle.reminders, spec.idle.hangup_message, spec.apology]
+        if spec.acknowledgement.enabled:
+            texts += spec.acknowledgement.phrases
+        texts += [t.message for t in spec.tools if t.message]
+        if isinstance(self.llm, HasFixedReplies):
+            texts += self.llm.fixed_replies()
+        return [piece for text in texts for piece in speech_pieces(text)]
 
     def conversation(
         self,
@@ -89,7 +130,7 @@ class Engines:
             channel,
             stt=self.stt,
             llm=self.llm,
-            tts=self.tts,
+            tts=self.voice,
             vad=self.vad(channel.sample_rate),
             system_prompt=system_prompt
             if system_prompt is not None

@@ -6,6 +6,9 @@ false interruption. `barge_in()` stops the current speech at once and keeps what
 `interrupted` until the turn policy decides: `commit_interrupted()` (the history keeps only the heard
 words) or `resume()` (the speech goes on from the interrupted sentence).
 
+With `acknowledgement.enabled`, a reply whose LLM has not given its first sentence `after_ms` after it
+was asked starts with a short phrase (`engine/acknowledgement.py`).
+
 It decides nothing about turns: the `Conversation` (its `SpeakerHost`) says when to speak and stop.
 """
 
@@ -19,6 +22,7 @@ from typing import Any, Protocol
 import httpx
 
 from parley.agents.spec import AgentSpec
+from parley.engine.acknowledgement import Acknowledger
 from parley.engine.channel import MediaChannel
 from parley.engine.events import Event, Interruption, ProviderFailed, ToolInvoked
 from parley.engine.playout import SpeechTrack
@@ -96,6 +100,7 @@ class Speaker:
         self.current: AgentSpeech | None = None
         self.interrupted: Interrupted | None = None
         self.failures = 0  # consecutive failed turns
+        self.acknowledger = Acknowledger(agent.acknowledgement, self.voice)
 
     # --- starting and stopping ------------------------------------------------------------------------
 
@@ -263,7 +268,7 @@ class Speaker:
                 if not calls:
                     break
                 self.history.append(Message("assistant", said, tool_calls=calls))
-                sp.said_before.append(said)
+                sp.said_before.append(sp.track.written_text)  # an acknowledgement is heard, not answered
                 sp.track = SpeechTrack(self.rate)
                 if await self._run_tools(sp, calls):
                     return
@@ -297,6 +302,7 @@ class Speaker:
         )
         sp.reply = reply
         producer: asyncio.Task[None] | None = None
+        ack = self.acknowledger.later(sp, reply)
         said: list[str] = []
         try:
             await reply.pump(until_sentence=True)  # inline: no task hop before the first sentence
@@ -304,6 +310,9 @@ class Speaker:
                 producer = sp.children.spawn(reply.pump(), name="llm-reader")
             while True:
                 item = await reply.queue.get()
+                if ack is not None:  # the answer is here: an acknowledgement not begun is not said
+                    await ack.settle()
+                    ack = None
                 if item is None:
                     break
                 if isinstance(item, ProviderError):
@@ -314,6 +323,8 @@ class Speaker:
                 await self.voice.say_sentence(sp, item)
                 said.append(item)
         finally:
+            if ack is not None:
+                ack.cancel()
             if producer is not None and not producer.done():
                 producer.cancel()
                 await asyncio.gather(producer, return_exceptions=True)

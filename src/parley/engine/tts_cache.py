@@ -13,18 +13,27 @@ chunks. The voice and speed in the key come from the object's `voice` and `speed
 them (Azure, OpenAI, espeak), or from the caller (`voice=`, `speed=`) — pass them for providers that keep
 them private (piper), or two voices of one provider would share entries.
 
-Pure data structure plus two small async helpers; no locks (it lives on the event loop).
+`CachedTTS(tts, cache)` is how the engine uses it: a TTS whose `synthesize(text)` answers a cached text
+in one chunk without running `tts`, and streams anything else from `tts` without storing it (only
+`warm_texts` fills the cache, so one-off LLM replies never push the fixed texts out). `Engines` keeps one
+cache per agent, warms it at start and hands each conversation a `CachedTTS`.
+
+Pure data structure plus small async helpers; no locks (it lives on the event loop).
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from parley.engine.streams import close_stream
+from parley.providers.base import TTS, Pcm
 
 _SPACES = re.compile(r"\s+")
 
@@ -188,7 +197,7 @@ async def speak(
     voice: str | None = None,
     speed: float | None = None,
     store: bool = True,
-) -> AsyncIterator[np.ndarray]:
+) -> AsyncGenerator[np.ndarray, None]:
     """The audio of `text`: from the cache when there (one chunk, no TTS run), else streamed from the TTS
     chunk by chunk as it comes — and, with `store`, kept once the whole text has been synthesized (a
     stream abandoned half-way stores nothing)."""
@@ -198,10 +207,51 @@ async def speak(
         yield cached
         return
     chunks: list[np.ndarray] = []
-    async for chunk in tts.synthesize(key.text):
-        pcm = np.asarray(chunk, dtype=np.int16).reshape(-1)
-        if store:
-            chunks.append(pcm)
-        yield pcm
+    stream = tts.synthesize(key.text)
+    try:
+        async for chunk in stream:
+            pcm = np.asarray(chunk, dtype=np.int16).reshape(-1)
+            if store:
+                chunks.append(pcm)
+            yield pcm
+    finally:
+        await close_stream(stream)  # abandoned (barge-in): the TTS stops at once
     if store:
         cache.put(key, np.concatenate(chunks) if chunks else np.zeros(0, np.int16))
+
+
+class CachedTTS(TTS):
+    """`inner` with the texts warmed into `cache` answered from it (see the module docstring)."""
+
+    def __init__(self, inner: TTS, cache: TTSCache) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.name = inner.name
+        self.sample_rate = inner.sample_rate
+        self.capabilities = inner.capabilities
+
+    def has(self, text: str) -> bool:
+        """True when `text` would be answered from the cache."""
+        return CacheKey.for_tts(self.inner, text) in self.cache
+
+    async def synthesize(self, text: str) -> AsyncGenerator[Pcm, None]:
+        """The cached audio of `text` in one chunk, else the inner TTS's stream (not stored)."""
+        async with aclosing(speak(self.cache, self.inner, text, store=False)) as chunks:
+            async for pcm in chunks:
+                yield pcm
+
+    async def warm_texts(self, texts: Iterable[str]) -> WarmReport:
+        """Synthesize the fixed `texts` into the cache now (failures reported, not raised)."""
+        return await warm(self.cache, self.inner, texts)
+
+    def for_rate(self, sample_rate: int) -> TTS:
+        """The inner voice at `sample_rate` (when it has it natively), with the same cache: entries are
+        keyed by rate, so each rate warms its own."""
+        other = self.inner.for_rate(sample_rate)
+        return self if other is self.inner else CachedTTS(other, self.cache)
+
+    async def warm(self) -> None:
+        await self.inner.warm()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -1,5 +1,9 @@
 """`AgentVoice`: the agent's words to the line — TTS per sentence, resampled, written to the channel.
 
+A canned text (greeting, reminder, closing line) is said in the pieces a streamed reply of it would be
+(`speech_pieces`: a long first sentence's first clause alone, then each sentence), so it starts as soon
+and the TTS cache, warmed with those pieces, answers them (`engine/tts_cache.py`, `CachedTTS`).
+
 It keeps each speech's `SpeechTrack` (which sentence occupies which output samples), so a barge-in knows
 what the caller heard, and reports what was said: the agent's `TranscriptEntry` once a speech is over and
 each turn's latency marks (`TurnMetrics`) at its first frame out.
@@ -19,6 +23,7 @@ from parley.engine.state import AgentSpeech
 from parley.engine.streams import close_stream
 from parley.media.resample import Resampler
 from parley.providers.base import TTS, ProviderError
+from parley.providers.text import speech_pieces
 
 
 class AgentVoice:
@@ -46,19 +51,21 @@ class AgentVoice:
         self.cursor = self.channel.played_samples
         return self.cursor
 
-    async def say(self, sp: AgentSpeech, sentences: list[str]) -> None:
-        sp.track.pending.extend(sentences)
-        for sentence in sentences:
-            sp.track.pending.remove(sentence)
-            await self.say_sentence(sp, sentence)
+    async def say(self, sp: AgentSpeech, texts: list[str], *, filler: bool = False) -> None:
+        """Say `texts` in order, each in its `speech_pieces`; a `filler` is never said again on a resume."""
+        pieces = [piece for text in texts for piece in speech_pieces(text)]
+        sp.track.pending.extend(pieces)
+        for piece in pieces:
+            sp.track.pending.remove(piece)
+            await self.say_sentence(sp, piece, filler=filler)
 
-    async def say_sentence(self, sp: AgentSpeech, text: str) -> None:
-        """Synthesise one sentence and queue its audio, keeping track of its place in the output.
+    async def say_sentence(self, sp: AgentSpeech, text: str, *, filler: bool = False) -> None:
+        """Synthesise one sentence (or piece) and queue its audio, keeping track of its place in the output.
 
         A `ProviderError` without a component is the TTS's."""
         if sp.cancelled:
             raise asyncio.CancelledError
-        span = sp.track.begin(text, self.cursor)
+        span = sp.track.begin(text, self.cursor, filler=filler)
         resampler = Resampler(self.tts.sample_rate, self.rate)
         stream = self.tts.synthesize(text)
         try:

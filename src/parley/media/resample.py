@@ -6,6 +6,8 @@ by chunk and, after `flush()`, has produced exactly `round(samples_in * to_rate 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import soxr
 
@@ -45,10 +47,22 @@ def resample(pcm: Pcm | bytes, from_rate: int, to_rate: int) -> Pcm:
     return out
 
 
+#: A one-shot conversion of a window of input is off near the window's edges (it assumes silence beyond
+#: them): this much of its end is held back, and this much of its start is context only. Inside, it is
+#: within a few LSB of the stream's own output.
+PRIME_GUARD_MS = 5
+PRIME_CONTEXT_MS = 10
+
+
 class Resampler:
     """Streaming converter for one direction of one call; keeps filter state between chunks.
 
-    Output lags the input by a few milliseconds (filter delay); `flush()` returns the tail.
+    soxr's HQ stream hands its output out in blocks (e.g. 22.05 → 8 kHz in 20 ms chunks: nothing for the
+    first four, then ~70 ms at once), which would hold the start of a TTS sentence back for later chunks.
+    So while the stream is behind, each chunk is also converted one-shot (over a short window: the chunk,
+    `PRIME_CONTEXT_MS` before it) and handed out at once but for its last `PRIME_GUARD_MS`; the stream's
+    own samples take over where those end once it has caught up. The first audio leaves with the first
+    chunk; after `flush()` exactly `round(samples_in * to_rate / from_rate)` samples have been produced.
     """
 
     def __init__(self, from_rate: int, to_rate: int) -> None:
@@ -62,6 +76,14 @@ class Resampler:
             else soxr.ResampleStream(from_rate, to_rate, 1, dtype="int16", quality="HQ")
         )
         self._flushed = False
+        common = math.gcd(from_rate, to_rate)
+        self._in_period, self._out_period = from_rate // common, to_rate // common  # aligned instants
+        self._guard = to_rate * PRIME_GUARD_MS // 1000
+        self._context = to_rate * PRIME_CONTEXT_MS // 1000
+        self._window: Pcm | None = _EMPTY  # recent input while priming (None: the stream has caught up)
+        self._window_start = 0  # input index of its first sample (a multiple of the input period)
+        self._made = 0  # samples the stream has produced
+        self._given = 0  # samples handed out
 
     def process(self, chunk: Pcm | bytes) -> Pcm:
         """Convert the next chunk; may return fewer (or more) samples than the exact ratio."""
@@ -72,8 +94,37 @@ class Resampler:
             return arr
         if arr.size == 0:
             return _EMPTY.copy()
-        out: Pcm = self._stream.resample_chunk(arr)
-        return out
+        fresh = self._continue(self._stream.resample_chunk(arr))
+        if self._window is None:
+            return fresh
+        if self._given and self._made >= self._given:  # caught up: the stream alone from now on
+            self._window = None
+            return fresh
+        primed = self._prime(arr)
+        return np.concatenate((fresh, primed)) if fresh.size else primed
+
+    def _prime(self, arr: Pcm) -> Pcm:
+        assert self._window is not None
+        window = np.concatenate((self._window, arr))
+        first_out = self._window_start // self._in_period * self._out_period
+        out: Pcm = soxr.resample(window, self.from_rate, self.to_rate, quality="HQ")
+        ready = out[self._given - first_out : max(self._given - first_out, out.size - self._guard)]
+        self._given += ready.size
+        # keep what the next conversion needs: from CONTEXT before the next sample to give, period-aligned
+        keep_out = max(0, self._given - self._context)
+        periods = min(keep_out // self._out_period, (self._window_start + window.size) // self._in_period)
+        start = max(self._window_start, periods * self._in_period)
+        self._window = window[start - self._window_start :].copy()
+        self._window_start = start
+        return ready
+
+    def _continue(self, made: Pcm) -> Pcm:
+        """The part of the stream's new output not handed out yet."""
+        start = self._made
+        self._made += made.size
+        fresh = made[min(made.size, max(0, self._given - start)) :]
+        self._given += fresh.size
+        return fresh
 
     def flush(self) -> Pcm:
         """End of stream: the samples still held in the filter."""
@@ -82,5 +133,5 @@ class Resampler:
         self._flushed = True
         if self._stream is None:
             return _EMPTY.copy()
-        tail: Pcm = self._stream.resample_chunk(_EMPTY, last=True)
-        return tail
+        self._window = None
+        return self._continue(self._stream.resample_chunk(_EMPTY, last=True))

@@ -2,6 +2,8 @@
 
 `split_sentences(text)` splits a whole text; `SentenceBuffer` takes an LLM's streamed pieces and hands
 back each sentence once the text after it shows it has ended (so "Dr. Smith" and "3.5" stay whole).
+`first_clause_cut(text)` finds where a long first sentence can be cut after its first clause, so that
+clause is synthesized on its own and heard sooner (`SentenceBuffer(first_clause=True)`, `speech_pieces`).
 """
 
 from __future__ import annotations
@@ -116,6 +118,50 @@ def _merge_short(sentences: list[str], min_chars: int) -> list[str]:
     return merged
 
 
+#: A clause ends after a comma, semicolon or colon, or at a dash, when text follows.
+_CLAUSE_PUNCT = re.compile(r"[,;:](?=\s+\S)|\s[-–—]+(?=\s+\S)")
+#: ... or before "and" / "but" (the conjunction starts the next piece).
+_CLAUSE_WORD = re.compile(r"\s+(?=(?:and|but)\s+\S)", re.IGNORECASE)
+_WORD = re.compile(r"\S+")
+
+CLAUSE_MIN_WORDS = 3  # a first clause shorter than this is not worth its own TTS request
+CLAUSE_MIN_REST = 2  # nor is a rest shorter than this
+LONG_SENTENCE_WORDS = 7  # only sentences of at least this many words are cut
+
+
+def _words(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def first_clause_cut(
+    text: str,
+    *,
+    min_words: int = CLAUSE_MIN_WORDS,
+    min_rest: int = CLAUSE_MIN_REST,
+    long_words: int = LONG_SENTENCE_WORDS,
+) -> int | None:
+    """Offset at which to cut the start of `text` (a sentence, maybe still incomplete) after its first
+    clause: the first comma, semicolon, colon or dash, or the first " and " / " but ", that has at least
+    `min_words` words before it and `min_rest` after it — when `text` has at least `long_words` words.
+    None: no cut (short, or no boundary). `text[:cut].strip()` + `text[cut:].strip()` is the sentence."""
+    if _words(text) < long_words:
+        return None
+    cuts = [m.end() for m in _CLAUSE_PUNCT.finditer(text)] + [m.start() for m in _CLAUSE_WORD.finditer(text)]
+    for cut in sorted(cuts):
+        if _words(text[:cut]) >= min_words:
+            return cut if _words(text[cut:]) >= min_rest else None
+    return None
+
+
+def speech_pieces(text: str) -> list[str]:
+    """`text` as the TTS requests a streamed reply of it becomes: its sentences, the first one cut after
+    its first clause when long (what `SentenceBuffer(first_clause=True)` releases for the same text)."""
+    buf = SentenceBuffer(first_clause=True)
+    pieces = buf.push(text.strip() + " ")
+    rest = buf.flush()
+    return [*pieces, rest] if rest else pieces
+
+
 class SentenceBuffer:
     """Collects streamed text and releases complete sentences.
 
@@ -126,18 +172,24 @@ class SentenceBuffer:
     []
     >>> buf.flush()
     'How are you?'
+
+    With `first_clause`, a long first sentence is released in two pieces: its first clause as soon as
+    the clause and two more words have arrived (see `first_clause_cut`), then the rest of it.
     """
 
-    def __init__(self, *, min_chars: int = 0) -> None:
+    def __init__(self, *, min_chars: int = 0, first_clause: bool = False) -> None:
         self._text = ""
         self._min_chars = min_chars
+        self._clause_pending = first_clause  # the first sentence may still be cut after its first clause
 
     def push(self, piece: str) -> list[str]:
-        """Add streamed text; return the sentences it completed (maybe none)."""
+        """Add streamed text; return the sentences (or first clause) it completed (maybe none)."""
         self._text += piece
+        clause = self._first_clause() if self._clause_pending else []
         cuts = _cut_points(self._text)
         if not cuts:
-            return []
+            return clause
+        self._clause_pending = False
         bounds = [0, *cuts]
         sentences = [self._text[a:b].strip() for a, b in zip(bounds, bounds[1:], strict=False)]
         rest = self._text[cuts[-1] :].lstrip()
@@ -145,7 +197,18 @@ class SentenceBuffer:
         if self._min_chars and ready and len(ready[-1]) < self._min_chars:
             rest = f"{ready.pop()} {rest}"  # too short alone: join it with what follows
         self._text = rest
-        return ready
+        return clause + ready
+
+    def _first_clause(self) -> list[str]:
+        cuts = _cut_points(self._text)
+        sentence = self._text[: cuts[0]] if cuts else self._text
+        cut = first_clause_cut(sentence)
+        if cut is None:
+            return []
+        self._clause_pending = False
+        clause = self._text[:cut].strip()
+        self._text = self._text[cut:].lstrip()
+        return [clause]
 
     def flush(self) -> str | None:
         """End of stream: the remaining text (None when there is none)."""

@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from rapidfuzz import fuzz
 from rapidfuzz.utils import default_process
@@ -142,6 +142,7 @@ class ScriptedLLM(LLM):
             except TemplateError as exc:
                 raise ValueError(f"intent {intent.name!r}: reply template error: {exc}") from None
         self._fallback = self._env.from_string(script.fallback_reply)
+        self._fixed = self._fixed_texts()
         by_name = {i.name: i for i in script.intents}
         self._dtmf: dict[str, Intent] = {}
         for digit, name in (dtmf or {}).items():
@@ -153,6 +154,24 @@ class ScriptedLLM(LLM):
             if human is not None:
                 self._dtmf["0"] = human
         self._word_delay = word_delay_s
+
+    def fixed_replies(self) -> list[str]:
+        """The replies that are always the same text (for a TTS cache): the intents' and the fallback's
+        templates that use no slot and no variable the agent does not define, rendered as `respond` would."""
+        return list(self._fixed)
+
+    def _fixed_texts(self) -> list[str]:
+        sources = [(i.reply, set(i.slots)) for i in self.script.intents]
+        sources.append((self.script.fallback_reply, set()))
+        texts: list[str] = []
+        for source, slots in sources:
+            used = meta.find_undeclared_variables(self._env.parse(source))
+            if used & slots or not used <= set(self.script.variables):
+                continue
+            text = _render(self._env.from_string(source), dict(self.script.variables))
+            if text and text not in texts:
+                texts.append(text)
+        return texts
 
     def respond(self, messages: list[Message]) -> tuple[str, list[ToolCall]]:
         """The reply text and tool calls for the conversation so far (no streaming)."""
@@ -173,7 +192,7 @@ class ScriptedLLM(LLM):
                 context.update(capture_slots(match.intent, message.content))
             context.update(match.slots)
         template = self._templates[match.intent.name] if match.intent else self._fallback
-        text = " ".join(template.render(**context).split())
+        text = _render(template, context)
         calls: list[ToolCall] = []
         if match.intent is not None:
             if match.intent.transfer_to:
@@ -194,6 +213,10 @@ class ScriptedLLM(LLM):
         for call in calls:
             if offered is None or call.name in offered:
                 yield LLMChunk(tool_call=call)
+
+
+def _render(template: Template, context: dict[str, Any]) -> str:
+    return " ".join(template.render(**context).split())
 
 
 def _call(name: str, arguments: dict[str, Any]) -> ToolCall:
