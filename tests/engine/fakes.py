@@ -90,6 +90,8 @@ class ToneSTT(STT):
         self.fail = fail
         self.fail_push = fail_push
         self.finals: list[str] = []
+        self.snapshots: list[str] = []
+        self.early_words: dict[str, str] = {}  # final text -> what a snapshot says instead
 
     def stream(self, *, language: str | None = None) -> _ToneStream:
         return _ToneStream(self)
@@ -130,6 +132,13 @@ class _ToneStream(STTStream):
         text = self.stt.recognise(pcm)
         self.stt.finals.append(text)
         return Transcript(text, True)
+
+    async def snapshot(self) -> Transcript:
+        """The words so far, at once (`stt.early_words` may make them differ from the final ones)."""
+        pcm = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
+        text = self.stt.recognise(pcm)
+        self.stt.snapshots.append(text)
+        return Transcript(self.stt.early_words.get(text, text), False)
 
     async def close(self) -> None:
         self.chunks = []

@@ -16,6 +16,7 @@ tasks, CPU-heavy parts off the loop inside the providers.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Coroutine
 from typing import Any, Literal
@@ -67,6 +68,12 @@ from parley.providers.base import LLM, STT, TTS, VAD, Message, ProviderError, ST
 from parley.support.taskset import TaskSet
 
 log = get_logger(__name__)
+_WORDS = re.compile(r"[\w']+")
+
+
+def same_words(a: str, b: str) -> bool:
+    """The same words, whatever the case and punctuation (what "differs in substance" means here)."""
+    return _WORDS.findall(a.lower()) == _WORDS.findall(b.lower())
 
 
 class Conversation:
@@ -117,6 +124,8 @@ class Conversation:
         )
         self._detector_steps: list[DetectorStep] = []  # results that came back from tasks
         self._verdict: TurnVerdict | None = None  # what ended the last turn
+        self._preview = ""  # the words the detector had when it ended the last turn
+        self._to_confirm: tuple[Message, str, list[Utterance], list[str]] | None = None
         self.policy = TurnPolicy(agent)
         self.speaker = Speaker(
             self, agent, channel, llm=llm, tts=tts, history=self.history, emit=self._emit, http=http
@@ -276,6 +285,7 @@ class Conversation:
         if ended is None:
             return
         self._verdict = verdict
+        self._preview = self.detector.text or ""
         self._detector_steps.clear()
         await self._listener.finish()
         self._apply(self.policy.speech_ended(self._now, ended.start, ended.last_voiced))
@@ -310,9 +320,20 @@ class Conversation:
             actions = self.policy.resolve_next(self._now, self._agent())
 
     async def user_text(self) -> str | None:
-        """The caller's words since the last reply (None when there is nothing to answer)."""
+        """The caller's words since the last reply (None when there is nothing to answer).
+
+        An utterance whose final transcript is still being made but whose words the detector already
+        had (`preview`) is answered from the preview: the reply starts now and `confirmation()` checks
+        the final words before anything is heard."""
         pending = [u for u in self._utts if u.kind == "turn" and not u.consumed]
-        texts = [await asyncio.shield(u.future) for u in pending]
+        texts: list[str] = []
+        previewed: list[tuple[Utterance, str]] = []
+        for u in pending:
+            if not u.future.done() and u.preview:
+                texts.append(u.preview)
+                previewed.append((u, u.preview))
+            else:
+                texts.append(await asyncio.shield(u.future))
         for u in pending:
             u.consumed = True
         self._utts = [u for u in self._utts if not u.consumed and u.kind != "dropped"]
@@ -324,13 +345,30 @@ class Conversation:
             return "" if self.history and self.history[-1].role == "user" else None
         if self.history and self.history[-1].role == "user":
             last = self.history[-1]
+            before = last.content
             if last.content.startswith("DTMF:") and text.startswith("DTMF:"):
                 last.content = "DTMF: " + last.content[5:].strip() + text[5:].strip()
             else:
                 last.content = f"{last.content} {text}".strip()
         else:
-            self.history.append(Message("user", text))
+            before = ""
+            last = Message("user", text)
+            self.history.append(last)
+        self._to_confirm = (last, before, pending, texts) if previewed else None
         return text
+
+    def confirmation(self) -> asyncio.Task[bool] | None:
+        check, self._to_confirm = self._to_confirm, None
+        if check is None:
+            return None
+        return self._tasks.spawn(self._confirm(*check), name="confirm-words")
+
+    async def _confirm(self, message: Message, before: str, utts: list[Utterance], used: list[str]) -> bool:
+        finals = [await asyncio.shield(u.future) for u in utts]
+        if all(u.failed or same_words(final, said) for u, final, said in zip(utts, finals, used)):
+            return True
+        message.content = f"{before} {' '.join(t for t in finals if t)}".strip()
+        return False
 
     # --- carrying out the policy's decisions ---------------------------------------------------------
 
@@ -346,6 +384,7 @@ class Conversation:
                 if self._verdict is not None:
                     marks.verdict, self._verdict = self._verdict, None
                 utt = Utterance(start, end, marks, asyncio.get_running_loop().create_future())
+                utt.preview, self._preview = ("" if overlapped else self._preview), ""
                 self._utts.append(utt)
                 self._tasks.spawn(self._transcribe(utt), name=f"stt-turn-{turn}")
             case TakeKey(turn=turn, digit=digit, t=t):

@@ -27,9 +27,9 @@ from parley.engine.channel import MediaChannel
 from parley.engine.events import Event, Interruption, ProviderFailed, ToolInvoked
 from parley.engine.playout import SpeechTrack
 from parley.engine.reply import ReplyStream
-from parley.engine.state import AgentSpeech, Interrupted, TurnMarks
+from parley.engine.state import AgentSpeech, Interrupted, TurnMarks, WordsChanged
 from parley.engine.tools import ToolBox, ToolContext
-from parley.engine.voice import AgentVoice
+from parley.engine.voice import AgentVoice, confirm_words
 from parley.logging import get_logger
 from parley.providers.base import LLM, TTS, Component, LLMChunk, Message, ProviderError, ToolCall
 
@@ -58,7 +58,12 @@ class SpeakerHost(Protocol):
         """A tool ended the call (it hangs up itself)."""
 
     async def user_text(self) -> str | None:
-        """The caller's words to answer, now in the history (None: nothing to answer)."""
+        """The caller's words to answer, now in the history (None: nothing to answer). They may be the
+        detector's preview of a transcript not final yet: then `confirmation()` says whether they held."""
+
+    def confirmation(self) -> asyncio.Task[bool] | None:
+        """For words `user_text` took from a preview: a task that is True once the final transcript says
+        the same (False: it did not, and the history now has the final words). None: nothing to confirm."""
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]: ...
 
@@ -261,20 +266,19 @@ class Speaker:
         if text is None:
             self.voice.report_marks(sp)
             return
+        sp.gate = self.host.confirmation()
         try:
-            for _round in range(MAX_TOOL_ROUNDS):
-                sp.track = SpeechTrack(self.rate)
-                said, calls = await self._llm_round(sp)
-                if not calls:
+            while True:
+                try:
+                    said = await self._answer(sp)
                     break
-                self.history.append(Message("assistant", said, tool_calls=calls))
-                sp.said_before.append(sp.track.written_text)  # an acknowledgement is heard, not answered
-                sp.track = SpeechTrack(self.rate)
-                if await self._run_tools(sp, calls):
-                    return
-                sp.calls = []
-            else:
-                said = ""  # tool rounds used up: everything said is in the history already
+                except WordsChanged:  # started on early words the final transcript did not confirm
+                    if sp.marks is not None:
+                        sp.marks.restarts += 1
+                    sp.calls, sp.gate = [], None  # the history now holds the final words
+                    log.info("preemptive reply restarted on the final transcript", turn=self.host.turn)
+            if said is None:
+                return
         except ProviderError as exc:
             self.provider_failed(exc)
             await self._apologise(sp)
@@ -284,6 +288,23 @@ class Speaker:
         if said:
             self.history.append(Message("assistant", said))
         self.voice.finish(sp)
+
+    async def _answer(self, sp: AgentSpeech) -> str | None:
+        """The LLM rounds of one reply (with tools); the last round's text, or None when a tool ended
+        the call. Tools act only on confirmed words."""
+        for _round in range(MAX_TOOL_ROUNDS):
+            sp.track = SpeechTrack(self.rate)
+            said, calls = await self._llm_round(sp)
+            if not calls:
+                return said
+            await confirm_words(sp)
+            self.history.append(Message("assistant", said, tool_calls=calls))
+            sp.said_before.append(sp.track.written_text)  # an acknowledgement is heard, not answered
+            sp.track = SpeechTrack(self.rate)
+            if await self._run_tools(sp, calls):
+                return None
+            sp.calls = []
+        return ""  # tool rounds used up: everything said is in the history already
 
     async def _llm_round(self, sp: AgentSpeech) -> tuple[str, list[ToolCall]]:
         """Stream one LLM answer into the TTS; returns (text said, tool calls) once all audio is written."""

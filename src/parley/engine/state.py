@@ -68,6 +68,7 @@ class Utterance:
     kind: Literal["pending", "turn", "dropped"] = "pending"
     consumed: bool = False
     failed: bool = False
+    preview: str = ""  # the words the detector decided on (a reply may start on them before the final)
 
 
 @dataclass
@@ -88,9 +89,14 @@ class AgentSpeech:
     cancelled: bool = False
     started: bool = False
     first_out: float | None = None  # media time of the first frame written
+    gate: asyncio.Task[bool] | None = None  # preemptive start: True once the final words match the preview
 
     def __post_init__(self) -> None:
         self.track = SpeechTrack(self.sample_rate)
+
+
+class WordsChanged(Exception):
+    """The final transcript differs from the words a preemptive reply was started on: start again."""
 
 
 @dataclass

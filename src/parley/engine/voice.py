@@ -19,7 +19,7 @@ import numpy as np
 from parley.engine.channel import MediaChannel
 from parley.engine.events import Event, TranscriptEntry
 from parley.engine.playout import SentenceSpan
-from parley.engine.state import AgentSpeech
+from parley.engine.state import AgentSpeech, WordsChanged
 from parley.engine.streams import close_stream
 from parley.media.resample import Resampler
 from parley.providers.base import TTS, ProviderError
@@ -86,6 +86,8 @@ class AgentVoice:
             raise asyncio.CancelledError
         if pcm.size == 0:
             return
+        if not sp.started and sp.gate is not None:
+            await confirm_words(sp)
         if not sp.started:
             sp.started = True
             sp.first_out = self._clock()
@@ -133,3 +135,14 @@ class AgentVoice:
         if marks is not None and not marks.emitted:
             marks.emitted = True
             self._emit(marks.event())
+
+
+async def confirm_words(sp: AgentSpeech) -> None:
+    """Before a preemptive reply is heard (or acts): wait for the final transcript; `WordsChanged` when it
+    says something else than the words the reply was started on."""
+    gate = sp.gate
+    if gate is None:
+        return
+    if not await asyncio.shield(gate):
+        raise WordsChanged()
+    sp.gate = None

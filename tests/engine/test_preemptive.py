@@ -1,0 +1,74 @@
+"""Preemptive replies: the reply starts on the words the turn detector decided on, before the final
+transcript; it is heard only once the final transcript confirms those words, and it is started again
+when the final words differ — never an answer to words the caller did not say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from parley.engine.conversation import Conversation
+from parley.engine.events import Event, TranscriptEntry, TurnMetrics
+from parley.engine.file_channel import FileChannel
+from parley.providers.base import Message
+from tests.engine.fakes import CallerAudio, EnergyVAD, ScriptLLM, ToneSTT, ToneTTS, agent_spec
+
+pytestmark = pytest.mark.timeout(60)
+RATE = 8000
+WORDS = {300: "what are your opening hours", 400: "cancel my booking"}
+ANSWERS = {"what are your opening hours": "We open at nine.", "cancel my booking": "Your booking is cancelled."}
+
+
+class SureModel:
+    """An end-of-turn model that always hears a finished turn."""
+
+    def predict(self, pcm16k: np.ndarray) -> float:
+        return 0.95
+
+
+def answer(messages: list[Message]) -> str:
+    return ANSWERS.get(messages[-1].content, "Sorry?")
+
+
+async def talk(stt: ToneSTT, llm: ScriptLLM) -> tuple[Conversation, list[Event]]:
+    audio = CallerAudio(5).say(300, 0.5, 1.0)
+    channel = FileChannel(audio.pcm, audio.rate, speed=4.0, tail_s=1.0)
+    events: list[Event] = []
+    conv = Conversation(agent_spec(turn={"detector": "smart_turn"}, idle={"reminder_after_s": 60}), channel, stt=stt, llm=llm,
+                        tts=ToneTTS(), vad=EnergyVAD(), on_event=events.append, turn_model=SureModel())
+    await conv.run()
+    return conv, events
+
+
+def of(events: list[Event], kind: type) -> list[Any]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+async def test_the_reply_starts_on_the_detectors_words_before_the_final_transcript() -> None:
+    stt = ToneSTT(WORDS, delay_s=0.5)  # the final transcript takes half a second
+    llm = ScriptLLM(respond=answer)
+    conv, events = await talk(stt, llm)
+    (marks,) = of(events, TurnMetrics)
+    assert marks.detector == "finished" and marks.preemptive_restarts == 0
+    assert marks.llm_first_token_ms is not None and marks.stt_final_ms is not None
+    assert marks.llm_first_token_ms < marks.stt_final_ms  # the LLM was asked before the final words came
+    assert marks.first_frame_out_ms >= marks.stt_final_ms  # but nothing was heard before they confirmed it
+    assert [e.text for e in of(events, TranscriptEntry) if e.role == "agent"] == ["We open at nine."]
+    assert len(llm.requests) == 1
+
+
+async def test_a_reply_to_words_the_caller_did_not_say_is_never_heard() -> None:
+    stt = ToneSTT(WORDS, delay_s=0.5)
+    stt.early_words = {"what are your opening hours": "cancel my booking"}  # the early words were wrong
+    llm = ScriptLLM(respond=answer)
+    conv, events = await talk(stt, llm)
+    (marks,) = of(events, TurnMetrics)
+    assert marks.preemptive_restarts == 1
+    assert [m.content for m in llm.requests[0] if m.role == "user"] == ["cancel my booking"]
+    assert [m.content for m in llm.requests[1] if m.role == "user"] == ["what are your opening hours"]
+    agent = [e.text for e in of(events, TranscriptEntry) if e.role == "agent"]
+    assert agent == ["We open at nine."]  # the answer to the unsaid words was never spoken
+    assert [(m.role, m.content) for m in conv.history if m.role != "system"] == [
+        ("user", "what are your opening hours"), ("assistant", "We open at nine.")]
