@@ -72,3 +72,50 @@ async def test_a_reply_to_words_the_caller_did_not_say_is_never_heard() -> None:
     assert agent == ["We open at nine."]  # the answer to the unsaid words was never spoken
     assert [(m.role, m.content) for m in conv.history if m.role != "system"] == [
         ("user", "what are your opening hours"), ("assistant", "We open at nine.")]
+
+
+# --- caller cues with the smart_turn detector ------------------------------------------------------
+
+
+async def converse_cues(audio: CallerAudio, llm: ScriptLLM, *, model: float = 0.95,
+                        dtmf: tuple[tuple[float, str], ...] = ()) -> tuple[Conversation, FileChannel, list[Event]]:
+    class Model:
+        def predict(self, pcm16k: np.ndarray) -> float:
+            return model
+
+    channel = FileChannel(audio.pcm, audio.rate, speed=4.0, tail_s=1.0, dtmf=dtmf)
+    events: list[Event] = []
+    conv = Conversation(agent_spec(turn={"detector": "smart_turn"}, idle={"reminder_after_s": 60}), channel,
+                        stt=ToneSTT(WORDS, delay_s=0.1), llm=llm, tts=ToneTTS(), vad=EnergyVAD(),
+                        on_event=events.append, turn_model=Model())
+    await conv.run()
+    return conv, channel, events
+
+
+def voiced(channel: FileChannel, start: float, end: float) -> float:
+    out = channel.output()[int(start * RATE): int(end * RATE)]
+    blocks = out[: out.size - out.size % 40].reshape(-1, 40).astype(np.float32)
+    return float(np.count_nonzero(np.sqrt((blocks ** 2).mean(axis=1)) > 300)) * 0.005
+
+
+async def test_a_caller_who_resumes_after_the_decision_cancels_the_reply_in_flight() -> None:
+    # the detector ends the turn ~0.2 s into the pause; the LLM is slow, so nothing is heard yet when the
+    # caller goes on: that reply is dropped, and one reply answers everything
+    audio = CallerAudio(6).say(300, 0.2, 0.8).say(400, 1.6, 0.7)
+    llm = ScriptLLM(respond=lambda m: "Alright." if m[-1].role == "user" else None, word_delay_s=0.3)
+    conv, channel, events = await converse_cues(audio, llm)
+    assert voiced(channel, 0, 2.3) == 0, "nothing half-spoken while the caller was still talking"
+    assert [e.text for e in of(events, TranscriptEntry) if e.role == "agent"] == ["Alright."]
+    assert [(m.role, m.content) for m in conv.history if m.role != "system"] == [
+        ("user", "what are your opening hours cancel my booking"), ("assistant", "Alright.")]
+
+
+async def test_a_key_pressed_in_the_pause_ends_the_turn_at_once() -> None:
+    # the audio model hears an unfinished turn (it would wait 1.5 s); a key 0.1 s into the pause ends it
+    audio = CallerAudio(5).say(300, 0.5, 1.0)
+    llm = ScriptLLM(respond=lambda m: "Got it." if m[-1].role == "user" else None)
+    conv, channel, events = await converse_cues(audio, llm, model=0.1, dtmf=((1.6, "1"),))
+    user = [m.content for m in conv.history if m.role == "user"]
+    assert user == ["what are your opening hours DTMF: 1"] or user == ["what are your opening hours", "DTMF: 1"]
+    (first, *_) = of(events, TurnMetrics)
+    assert first.silence_waited_ms is not None and first.silence_waited_ms < 300
