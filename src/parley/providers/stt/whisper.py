@@ -172,8 +172,10 @@ class WhisperSTT(STT):
     def _language(self, language: str | None) -> str | None:
         """The Whisper code for `language`; `ValueError` when this model cannot recognise it."""
         code = normalise_language(language)
-        if self.model == TINY_EN and code != "en":
-            raise ValueError(f"whisper tiny.en only recognises English, not {language!r}; use model: base")
+        if self.model == TINY_EN:
+            if code not in (None, "en"):
+                raise ValueError(f"whisper tiny.en only recognises English, not {language!r}; use model: base")
+            return "en"  # nothing to detect
         return code
 
     def stream(self, *, language: str | None = None) -> WhisperStream:
