@@ -112,11 +112,13 @@ async def bench_turn_latency(tmp: Path, repeat: int) -> None:
         waits = []
         for _ in range(repeat):
             stream = stt.stream()
-            stream._speculative = speculative
             audio = np.concatenate([clip, tail])
+            snapshot_at = len(clip) + 1600  # the engine asks for a snapshot after 100 ms of silence
             start = time.perf_counter()
             for n, i in enumerate(range(0, len(audio), 320)):
                 await stream.push(audio[i : i + 320])
+                if speculative and i < snapshot_at <= i + 320:
+                    asyncio.ensure_future(stream.snapshot())
                 await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.perf_counter()))
             t = time.perf_counter()
             await stream.end_utterance()

@@ -86,7 +86,9 @@ class Settings(BaseSettings):
     livekit_api_secret: SecretStr = SecretStr("")
 
     # --- offline engines -----------------------------------------------------------------------
-    whisper_model: str = Field("", description="Model dir or size name; empty = bundled Whisper base.")
+    whisper_model: str = Field(
+        "", description="Model dir or size name; empty = bundled tiny.en for English, bundled base otherwise."
+    )
     whisper_threads: int = Field(2, ge=1)
 
     # --- logging -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 
 from parley.agents.spec import AgentSpec, LLMSpec, STTSpec, TTSSpec
 from parley.media.wav import read_wav
-from parley.providers.base import Message, ProviderError
+from parley.providers.base import Message, ProviderError, Transcript
 from parley.providers.factory import build_llm, build_stt, build_tts
 from parley.providers.fallback import FailoverEvent, FallbackLLM, FallbackSTT, FallbackTTS
 
@@ -131,10 +131,13 @@ async def test_stt_hands_the_kept_utterance_to_the_offline_engine(cloud_settings
     stt = build_stt(spec, cloud_settings)
     assert isinstance(stt, FallbackSTT)
     pcm, _rate = read_wav(speech_wav("I would like to book an appointment", engine="piper", rate=16000))
-    openai_server.plan("transcribe", Reply(status=500, error_message="upstream failure"))
+    openai_server.plan("transcribe", Reply(status=500, error_message="upstream failure"),
+                       Reply(status=500, error_message="upstream failure"))
     stream = stt.stream()
     for start in range(0, len(pcm), 320):
         await stream.push(pcm[start:start + 320])
+    assert await stream.snapshot() == Transcript("", False)  # a failed snapshot is no opinion, not a failover
+    assert not stt.events
     result = await stream.end_utterance()
     assert "appointment" in result.text.lower()
     assert stream.provider.name == "pocketsphinx"

@@ -42,6 +42,28 @@ async def test_utterance_is_sent_as_one_wav_and_the_text_comes_back(cloud_settin
     await stream.close()
 
 
+async def test_snapshot_is_sent_early_and_reused_when_only_silence_follows(cloud_settings, openai_server,
+                                                                           speech_wav) -> None:
+    pcm, _ = read_wav(speech_wav("Please book an appointment for Monday", rate=16000))
+    quiet = np.zeros(1600, np.int16)
+    stream = build_stt(STTSpec(provider="openai"), cloud_settings).stream()
+    openai_server.default_transcript = "Please book an appointment"
+    await stream.push(np.concatenate([pcm, quiet]))
+    early = await stream.snapshot()
+    assert early.text == "Please book an appointment" and not early.is_final
+    assert await stream.snapshot() == early  # nothing new: no second request
+    await stream.push(np.zeros(8000, np.int16))
+    assert (await stream.end_utterance()).text == "Please book an appointment"
+    assert len(openai_server.requests_of("transcribe")) == 1  # the silence did not cost a request
+
+    await stream.push(np.concatenate([pcm, quiet]))
+    await stream.snapshot()
+    openai_server.default_transcript = "Please book an appointment for Monday"
+    await stream.push(pcm)  # the caller went on: the early text is incomplete
+    assert (await stream.end_utterance()).text == "Please book an appointment for Monday"
+    assert len(openai_server.requests_of("transcribe")) == 3
+
+
 async def test_no_audio_makes_no_request(cloud_settings, openai_server) -> None:
     stream = build_stt(STTSpec(provider="openai"), cloud_settings).stream()
     await stream.push(np.zeros(160, np.int16))

@@ -15,11 +15,12 @@ import pytest
 
 from parley.agents.spec import STTSpec
 from parley.media.wav import read_wav
-from parley.providers.base import ProviderError
+from parley.providers.base import ProviderError, Transcript
 from parley.providers.factory import build_stt
 from parley.providers.stt.azure import AzureSTT, confidence_from_json, error_from_cancellation, to_transcript
 
 from ..conftest import free_port
+from ..eventually import eventually
 
 
 def _german(tmp_path, text: str) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -52,6 +53,12 @@ async def test_interim_and_final_results_arrive_through_the_sdk(settings, azure_
 
     watcher = asyncio.create_task(watch())
     await _feed(stream, np.concatenate([silence[:4000], speech, silence]), 320)
+    async def heard_so_far() -> Transcript | None:  # what Azure has so far, without ending the utterance
+        so_far = await stream.snapshot()
+        return so_far if so_far.text.lower().startswith("guten tag") else None
+
+    so_far = await eventually(heard_so_far, what="Azure's words so far")
+    assert not so_far.is_final
     first = await stream.end_utterance()
     assert first.text == "Guten Tag, ich möchte einen Termin vereinbaren." and first.is_final
     assert first.confidence == pytest.approx(0.91) and first.language == "de-DE"

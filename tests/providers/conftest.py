@@ -1,4 +1,4 @@
-"""Fixtures for the offline provider tests: one Whisper model per session, the receptionist agent,
+"""Fixtures for the offline provider tests: one Whisper model of each size per session, the receptionist agent,
 and a telephone path (16 kHz → 8 kHz → G.711 μ-law when the codec module exists → 16 kHz)."""
 
 from __future__ import annotations
@@ -33,7 +33,15 @@ def whisper_stt(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     """The bundled Whisper base, assembled into a session data dir and loaded once."""
     from parley.providers.stt.whisper import WhisperSTT
 
-    return WhisperSTT(model=None, data_dir=tmp_path_factory.mktemp("whisper-data"), language="en", threads=2)
+    return WhisperSTT(model="base", data_dir=tmp_path_factory.mktemp("whisper-data"), language="en", threads=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_en_stt(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Whisper tiny.en from its registry package (hashes checked at load), loaded once."""
+    from parley.providers.stt.whisper import WhisperSTT
+
+    return WhisperSTT(model="tiny.en", data_dir=tmp_path_factory.mktemp("whisper-data"), language="en", threads=2)
 
 
 @pytest.fixture(scope="session")

@@ -81,3 +81,13 @@ def test_whisper_model_setting_is_honoured(settings, tmp_path) -> None:  # type:
     assert factory.build_stt(STTSpec(provider="whisper"), settings).model == str(folder.resolve())
     settings.whisper_model = "tiny.en"
     assert factory.build_stt(STTSpec(provider="whisper"), settings).model == "tiny.en"
+
+
+def test_english_agents_get_tiny_en_and_others_base(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.whisper_model = ""
+    assert factory.build_stt(STTSpec(provider="whisper", language="en-US"), settings).model == "tiny.en"
+    assert factory.build_stt(STTSpec(provider="whisper", language="de-DE"), settings).model == "bundled-base"
+    assert factory.build_stt(STTSpec(provider="whisper", language="auto"), settings).model == "bundled-base"
+    assert factory.build_stt(STTSpec(provider="whisper", model="base", language="en"), settings).model == "bundled-base"
+    with pytest.raises(ValueError, match="only recognises English"):
+        factory.build_stt(STTSpec(provider="whisper", model="tiny.en", language="de"), settings)

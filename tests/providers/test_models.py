@@ -81,3 +81,23 @@ def test_missing_package_names_the_install_command(tmp_path: Path) -> None:
     )
     with pytest.raises(ProviderError, match="no_such_package_here is not installed.*pip install x"):
         models.ensure_model(missing, tmp_path)
+
+
+def _fake_package(root: Path, name: str, files: dict[str, bytes]) -> None:
+    (root / name / "model").mkdir(parents=True)
+    (root / name / "__init__.py").write_text("")
+    for file, data in files.items():
+        (root / name / "model" / file).write_bytes(data)
+
+
+def test_tiny_en_files_are_checked_against_their_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert models.verified_folder(models.WHISPER_TINY_EN).name == "model"  # the installed package passes
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pinned = {"model.bin": (4, "0" * 64)}
+    _fake_package(tmp_path, "parley_fake_tiny", {"model.bin": b"evil"})
+    fake = models.PackagedModel("fake-tiny", "parley_fake_tiny", "model", pinned, "pip install fake-tiny==1", "stt")
+    with pytest.raises(ProviderError, match="not the pinned file.*pip install fake-tiny==1"):
+        models.verified_folder(fake)
+    absent = models.PackagedModel("absent", "parley_no_such_pkg", "model", pinned, "pip install absent==2", "stt")
+    with pytest.raises(ProviderError, match=r"parley_no_such_pkg is not installed \(pip install absent==2\)"):
+        models.packaged_folder(absent)

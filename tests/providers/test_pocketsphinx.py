@@ -31,6 +31,8 @@ async def test_interim_results_then_a_final(speech_wav) -> None:  # type: ignore
     collector = asyncio.create_task(collect())
     for i in range(0, len(pcm), 320):
         await stream.push(pcm[i : i + 320])
+    so_far = await stream.snapshot()  # the hypothesis before the utterance ends
+    assert not so_far.is_final and "appointment" in words(so_far.text)
     final = await stream.end_utterance()
     await stream.close()
     await asyncio.wait_for(collector, 5)

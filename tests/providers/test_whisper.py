@@ -1,4 +1,5 @@
-"""Whisper base (bundled) on telephone-quality speech, silence and noise; never blocks the event loop."""
+"""Whisper base and tiny.en (bundled) on telephone-quality speech, silence and noise; early decoding on
+`snapshot()`; never blocks the event loop."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from parley.media.resample import resample
-from parley.providers.base import Message
+from parley.providers.base import Message, Transcript
 from parley.providers.factory import build_llm
 from parley.providers.stt.whisper import WhisperSTT
 
@@ -83,14 +84,51 @@ async def test_piper_speech_over_the_phone_is_understood_off_the_loop(
     assert elapsed < 30  # generous bound for a loaded 2-core machine (bench/ has the real figures)
 
 
+async def _push_frames(stream, *parts: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    for part in parts:
+        for i in range(0, len(part), 320):  # 20 ms frames, as a call delivers them
+            await stream.push(part[i : i + 320])
+
+
+def _silence(ms: int) -> np.ndarray:
+    return np.zeros(16 * ms, np.int16)
+
+
+async def test_snapshot_is_kept_while_only_silence_follows(whisper_stt: WhisperSTT, phone_speech) -> None:  # type: ignore[no-untyped-def]
+    speech = phone_speech("What are your opening hours?", "piper")
+    stream = whisper_stt.stream()
+    assert (await stream.snapshot()) == Transcript("", False)  # nothing pushed: nothing decoded
+    await _push_frames(stream, speech, _silence(100))  # the engine asks after ~100 ms of silence
+    first, again = await asyncio.gather(stream.snapshot(), stream.snapshot())
+    assert not first.is_final and {"opening", "hours"} <= words(first.text)
+    assert again == first and stream.decodes == 1  # asked twice, decoded once
+    await _push_frames(stream, _silence(600))
+    assert (await stream.snapshot()).text == first.text and stream.decodes == 1  # silence adds no words
+    final = await stream.end_utterance()
+    assert final.is_final and final.text == first.text and stream.decodes == 1  # no second decode
+    assert final.end == pytest.approx((len(speech) + 16 * 700) / 16000)
+    await stream.close()
+
+
 async def test_caller_resuming_after_a_pause_is_not_cut(whisper_stt: WhisperSTT, phone_speech) -> None:  # type: ignore[no-untyped-def]
     first = phone_speech("I would like to book", "piper")
     second = phone_speech("an appointment for Tuesday", "piper")
     stream = whisper_stt.stream()
-    pause = np.zeros(16000 // 2, np.int16)  # long enough to start an early decode of the first half
-    for part in (first, pause, second, pause):
-        for i in range(0, len(part), 320):
-            await stream.push(part[i : i + 320])
+    await _push_frames(stream, first, _silence(100))
+    early = await stream.snapshot()  # the engine's snapshot in the caller's pause
+    assert "like" in words(early.text) and "tuesday" not in words(early.text)
+    await _push_frames(stream, _silence(400), second, _silence(500))
     result = await stream.end_utterance()
     assert {"like", "appointment", "tuesday"} <= words(result.text)
+    assert stream.decodes == 2  # the early words were dropped when the caller went on
     await stream.close()
+
+
+async def test_tiny_en_from_its_package_understands_a_phone_caller(
+    tiny_en_stt: WhisperSTT, phone_speech
+) -> None:  # type: ignore[no-untyped-def]
+    assert tiny_en_stt.model == "tiny.en" and tiny_en_stt.beam_size == 5
+    result = await tiny_en_stt.transcribe(resample(phone_speech(SENTENCE, "piper"), 16000, 8000), 8000)
+    assert result.is_final and {"appointment", "tuesday"} <= words(result.text)
+    hours = await tiny_en_stt.transcribe(phone_speech("What are your opening hours?", "piper"), 16000)
+    assert {"opening", "hours"} <= words(hours.text)  # greedy tiny.en heard "opening now"

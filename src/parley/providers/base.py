@@ -25,7 +25,7 @@ import numpy as np
 Pcm = np.ndarray  # dtype int16, shape (n,)
 
 
-Component = Literal["stt", "llm", "tts", "vad"]
+Component = Literal["stt", "llm", "tts", "vad", "turn"]
 
 
 class ProviderError(Exception):
@@ -109,7 +109,13 @@ class STTStream(abc.ABC):
 
     async def snapshot(self) -> Transcript:
         """The words of the audio pushed since the current utterance began, without ending it (an
-        interim). Default: an empty interim (no opinion)."""
+        interim, `is_final=False`).
+
+        Batch engines decode now and keep the result: if only silence is pushed afterwards,
+        `end_utterance()` returns it without decoding again; if more speech is pushed, the kept result
+        is dropped. Streaming engines return their latest interim. May be called several times per
+        utterance; cheap when nothing new was pushed (the same result, or the same decode awaited).
+        Called from the event loop: CPU work runs in a thread. Default: an empty interim (no opinion)."""
         return Transcript("", False)
 
     async def close(self) -> None:

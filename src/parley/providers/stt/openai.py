@@ -2,7 +2,8 @@
 as faster-whisper-server, speaches, LocalAI, Groq), one request per utterance.
 
 Audio pushed during an utterance is kept as int16 and sent as one WAV file when the engine says the
-caller stopped talking. There are no interim results.
+caller stopped talking — or earlier, on `snapshot()`, and then reused when only silence followed (see
+`parley.providers.stt.batch`). There are no interim results.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from parley.media.wav import wav_bytes
-from parley.providers.base import STT, Pcm, ProviderError, STTStream, Transcript
+from parley.providers.base import STT, Pcm, ProviderError, Transcript
 from parley.providers.llm.openai import classify_error, openai_endpoint
 from parley.providers.options import ProviderOptions
 from parley.providers.streaming import reason
+from parley.providers.stt.batch import BatchSTTStream
 from parley.support.retry import Backoff, retry_async
 
 try:
@@ -85,26 +87,16 @@ class OpenAITranscriptionSTT(STT):
         return Transcript(str(text).strip(), True, 0.0, seconds, language=lang)
 
 
-class _UtteranceStream(STTStream):
+class _UtteranceStream(BatchSTTStream):
+    """One request per utterance; `snapshot()` sends the audio so far and keeps the answer."""
+
     def __init__(self, stt: OpenAITranscriptionSTT, language: str | None) -> None:
-        self._stt = stt
+        super().__init__(stt, stt.sample_rate)
+        self._transcriber = stt
         self._language = language
-        self._chunks: list[np.ndarray] = []
-        self._offset = 0.0  # seconds of audio before the current utterance
 
-    async def push(self, pcm: Pcm) -> None:
-        self._chunks.append(np.asarray(pcm, dtype=np.int16).copy())
-
-    async def end_utterance(self) -> Transcript:
-        pcm = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-        self._chunks = []
-        start = self._offset
-        self._offset += len(pcm) / self._stt.sample_rate
-        result = await self._stt.transcribe(pcm, self._stt.sample_rate, language=self._language)
-        return Transcript(result.text, True, start, self._offset, result.confidence, result.language)
-
-    async def close(self) -> None:
-        self._chunks = []
+    async def _decode(self, pcm: Pcm) -> Transcript:
+        return await self._transcriber.transcribe(pcm, self._transcriber.sample_rate, language=self._language)
 
 
 def create(spec: ProviderOptions, *, settings: Settings) -> OpenAITranscriptionSTT:

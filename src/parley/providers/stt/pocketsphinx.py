@@ -153,6 +153,13 @@ class PocketSphinxStream(STTStream):
         self._last_interim = ""
         return Transcript(text, True, start, self._offset)
 
+    async def snapshot(self) -> Transcript:
+        """The decoder's hypothesis for the audio so far (pending audio decoded first), not final."""
+        await self._feed()
+        async with self._lock:
+            text = _hyp_text(self._decoder) if self._in_utt else ""
+        return Transcript(text, False, self._offset, self._offset + self._samples / SAMPLE_RATE)
+
     async def interim(self) -> AsyncIterator[Transcript]:
         while True:
             item = await self._interim.get()

@@ -119,7 +119,8 @@ def locate(path: str | os.PathLike[str] | None = None) -> Path:
         if candidate.is_dir():
             candidate = candidate / MODEL_NAME
         if not candidate.is_file():
-            raise ProviderError("smart_turn", f"model file {candidate} does not exist", retryable=False)
+            raise ProviderError("smart_turn", f"model file {candidate} does not exist", retryable=False,
+                                component="turn")
         return candidate
     installed = default_dir() / MODEL_NAME
     if installed.is_file():
@@ -131,8 +132,7 @@ def locate(path: str | os.PathLike[str] | None = None) -> Path:
         "smart_turn",
         f"the Smart Turn v3.2 model is not installed (looked in {default_dir()}); install it with: "
         f"{INSTALL_HINT}",
-        retryable=False,
-    )
+        retryable=False, component="turn")
 
 
 # --- install time ----------------------------------------------------------------------------
@@ -165,8 +165,7 @@ def fetch(dest: Path | None = None, *, python: str = sys.executable, wheel: Path
         got = _sha256(Path(wheel).read_bytes())
         if got != WHEEL_SHA256:
             raise ProviderError(
-                "smart_turn", f"{wheel} has SHA-256 {got}, expected {WHEEL_SHA256}", retryable=False
-            )
+                "smart_turn", f"{wheel} has SHA-256 {got}, expected {WHEEL_SHA256}", retryable=False, component="turn")
         staging = tmp / FOLDER_NAME
         staging.mkdir()
         with zipfile.ZipFile(wheel) as archive:
@@ -177,8 +176,7 @@ def fetch(dest: Path | None = None, *, python: str = sys.executable, wheel: Path
                         "smart_turn",
                         f"{member.wheel_path} in {Path(wheel).name} is not the pinned file "
                         f"(size {len(data)}, sha256 {_sha256(data)[:12]}…)",
-                        retryable=False,
-                    )
+                        retryable=False, component="turn")
                 (staging / name).write_bytes(data)
         os.chmod(staging, 0o755)
         if dest.exists():
@@ -201,8 +199,7 @@ def _download_wheel(folder: Path, python: str) -> Path:
         raise ProviderError(
             "smart_turn",
             f"pip could not download {WHEEL_REQUIREMENT}: {(result.stderr or result.stdout).strip()[-500:]}",
-            retryable=False,
-        )
+            retryable=False, component="turn")
     return wheels[0]
 
 
@@ -298,8 +295,7 @@ class SmartTurnModel:
                 "smart_turn",
                 f"{self.path} is not the pinned Smart Turn v3.2 CPU model (sha256 {digest[:12]}…, expected "
                 f"{MODEL_SHA256[:12]}…); reinstall it: {INSTALL_HINT}",
-                retryable=False,
-            )
+                retryable=False, component="turn")
         options = ort.SessionOptions()
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1

@@ -1,0 +1,147 @@
+"""`BatchSTTStream`: the stream of an engine that recognises whole utterances (Whisper, OpenAI-style
+transcription), with an early decode the engine asks for through `snapshot()`.
+
+The stream buffers the caller's audio. `snapshot()` decodes what was pushed so far and keeps that
+decode (a shielded future, so a cancelled caller does not cancel it). While a kept decode exists, every
+pushed 20 ms frame is checked against the silence that preceded the snapshot: the engine asks for a
+snapshot once its VAD has heard ~100 ms of silence, so the last 100 ms before the snapshot are the
+line's noise floor. A frame louder than `QUIET_MARGIN` × that floor (at least `SILENCE_RMS`, at most
+`SPEECH_RMS`) means the caller spoke again: the kept decode is dropped and the next `snapshot()` or
+`end_utterance()` decodes the whole utterance. Trailing silence does not change the words, so
+`end_utterance()` after silence only returns the kept result without decoding again.
+
+The level test errs towards "speech": a cough or a click after the snapshot costs a second decode,
+never words.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+
+from parley.providers.base import STT, Pcm, STTStream, Transcript
+
+#: 20 ms frames at 16 kHz; other rates scale the frame (`frame = rate // 50`).
+FRAMES_PER_SECOND = 50
+#: The silence the engine heard before asking for a snapshot; its level is the line's noise floor.
+FLOOR_S = 0.1
+#: A frame above this many times the noise floor is the caller speaking again (≈ +10 dB).
+QUIET_MARGIN = 3.0
+#: Thresholds (int16 RMS) for "speaking again": never below −60 dBFS, never above −40 dBFS.
+SILENCE_RMS = 30.0
+SPEECH_RMS = 300.0
+
+
+def rms(pcm: Pcm) -> float:
+    """Root-mean-square level of int16 `pcm` (0 for no samples)."""
+    return float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) if len(pcm) else 0.0
+
+
+def loudest_frame(pcm: Pcm, frame: int) -> float:
+    """The highest RMS over the `frame`-sample frames of `pcm` (a short last frame counts too)."""
+    whole = len(pcm) // frame * frame
+    levels = []
+    if whole:
+        blocks = pcm[:whole].astype(np.float32).reshape(-1, frame)
+        levels.append(float(np.sqrt((blocks**2).mean(axis=1)).max()))
+    if len(pcm) > whole:
+        levels.append(rms(pcm[whole:]))
+    return max(levels, default=0.0)
+
+
+@dataclass
+class _Kept:
+    """An early decode of the first `samples` samples; valid while only silence followed."""
+
+    samples: int
+    speech_rms: float  # a later frame above this means the caller spoke again
+    result: asyncio.Future[Transcript]
+
+
+class BatchSTTStream(STTStream):
+    """Buffers one call's utterance; decodes it on `end_utterance()`, or early on `snapshot()`.
+
+    Subclasses implement `_decode(pcm)` (the whole utterance so far, at `sample_rate`; CPU work in a
+    thread). With `early=False`, `snapshot()` is the default empty interim (no early decode).
+    `decodes` counts the decodes started (for tests and benchmarks)."""
+
+    def __init__(self, stt: STT, sample_rate: int, *, early: bool = True) -> None:
+        self._stt = stt
+        self._rate = sample_rate
+        self._frame = max(1, sample_rate // FRAMES_PER_SECOND)
+        self._early = early
+        self._chunks: list[Pcm] = []
+        self._samples = 0
+        self._offset = 0.0  # seconds of audio before the current utterance
+        self._kept: _Kept | None = None
+        self._closed = False
+        self.decodes = 0
+
+    @abc.abstractmethod
+    async def _decode(self, pcm: Pcm) -> Transcript:
+        """Recognise `pcm` (the utterance so far); an empty-text result for silence or noise."""
+
+    async def push(self, pcm: Pcm) -> None:
+        if self._closed:
+            raise self._stt.error("stream is closed", retryable=False)
+        if not len(pcm):
+            return
+        pcm = np.asarray(pcm, dtype=np.int16)
+        self._chunks.append(pcm)
+        self._samples += len(pcm)
+        kept = self._kept
+        if kept is not None and loudest_frame(pcm, self._frame) > kept.speech_rms:
+            self._kept = None  # the caller went on talking: the early words are incomplete
+
+    def _audio(self) -> Pcm:
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0] if self._chunks else np.zeros(0, np.int16)
+
+    def _start(self, pcm: Pcm) -> asyncio.Future[Transcript]:
+        self.decodes += 1
+        future = asyncio.ensure_future(self._decode(pcm))
+        future.add_done_callback(_retrieve)
+        return future
+
+    async def snapshot(self) -> Transcript:
+        if not self._early or self._closed or not self._samples:
+            return await super().snapshot()
+        if self._kept is None:
+            pcm = self._audio()
+            floor = rms(pcm[-int(FLOOR_S * self._rate) :])
+            threshold = min(max(SILENCE_RMS, QUIET_MARGIN * floor), SPEECH_RMS)
+            self._kept = _Kept(self._samples, threshold, self._start(pcm))
+        kept = self._kept
+        result = await asyncio.shield(kept.result)
+        return Transcript(result.text, False, self._offset, self._offset + kept.samples / self._rate,
+                          confidence=result.confidence, language=result.language)
+
+    async def end_utterance(self) -> Transcript:
+        pcm = self._audio()
+        kept, self._kept = self._kept, None
+        self._chunks, self._samples = [], 0
+        start = self._offset
+        self._offset += len(pcm) / self._rate
+        if kept is not None:
+            try:
+                result = await asyncio.shield(kept.result)
+            except Exception:  # noqa: BLE001 - the early decode failed: decode again, its error counts
+                result = await self._start(pcm)
+        else:
+            result = await self._start(pcm)
+        return Transcript(result.text, True, start, self._offset, confidence=result.confidence,
+                          language=result.language)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._chunks, self._samples, self._kept = [], 0, None
+
+
+def _retrieve(future: asyncio.Future[Transcript]) -> None:
+    """Mark a dropped early decode's error as seen (the utterance is decoded again if needed)."""
+    if not future.cancelled():
+        future.exception()
