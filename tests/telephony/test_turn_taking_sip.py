@@ -74,7 +74,7 @@ async def test_finished_questions_are_answered_and_pauses_mid_sentence_are_not(
     assert "which day was your appointment" in agent, agent
 
     # each paused sentence is one caller turn: the words after the pause belong to the same entry
-    joined = {"for": "tuesday", "because": "travel", "number is": "five", "and": "saturday"}
+    joined = {"for": "tuesday", "because": "travel", "number is": "1234", "and": "saturday"}
     for word, after in joined.items():
         entries = [t for t in caller if after in t]
         assert entries, f"nothing heard of the part after '{word}': {caller}"
