@@ -243,7 +243,8 @@ class Conversation:
                 self.detector.speech()  # the caller went on: an earlier silence's results are stale
             self._detector_steps.clear()
             return
-        steps, self._detector_steps = [*self._detector_steps, self.detector.silence(silence_ms)], []
+        step = self.detector.silence(silence_ms, over_agent=self.policy.caller_over_agent)
+        steps, self._detector_steps = [*self._detector_steps, step], []
         for step in steps:
             for request in step.requests:
                 if isinstance(request, Snapshot):

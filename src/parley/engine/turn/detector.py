@@ -116,6 +116,7 @@ class EndOfTurnDetector:
 
     def _reset(self) -> None:
         self.silence_ms = 0.0
+        self.over_agent = False
         self.text: str | None = None
         self.words: WordVerdict | None = None
         self.probability: float | None = None
@@ -133,9 +134,13 @@ class EndOfTurnDetector:
         self.gap += 1
         self._reset()
 
-    def silence(self, silence_ms: float) -> DetectorStep:
-        """The caller has been quiet `silence_ms` after confirmed speech (call once per frame)."""
+    def silence(self, silence_ms: float, *, over_agent: bool = False) -> DetectorStep:
+        """The caller has been quiet `silence_ms` after confirmed speech (call once per frame).
+
+        `over_agent`: the speech overlapped the agent; its words decide later whether it takes the turn
+        (a backchannel, a barge-in), so they do not make the detector wait here."""
         self.silence_ms = silence_ms
+        self.over_agent = over_agent
         if self.ended is not None:
             return DetectorStep()
         requests: list[Request] = []
@@ -180,7 +185,7 @@ class EndOfTurnDetector:
     def _wants_model(self) -> bool:
         if not self.uses_model or self._model_pending or self.silence_ms < self.spec.min_silence_ms:
             return False
-        if self.words is not None and self.words.unfinished:
+        if self._waiting_words():
             return False  # the words already said "wait": the model cannot overrule them
         if self._model_asked_at is None:
             return True
@@ -190,7 +195,7 @@ class EndOfTurnDetector:
     def _limit_ms(self) -> float:
         if self.spec.detector == "silence":
             return float(self.spec.end_of_turn_silence_ms)
-        if self.words is not None and self.words.unfinished:
+        if self.words is not None and self._waiting_words():
             return float(self.spec.hold_silence_ms if self.words.rule in HOLD_RULES else self.spec.max_silence_ms)
         if not self.uses_model:  # no audio model (missing or failed): the fixed silence decides
             return float(self.spec.end_of_turn_silence_ms)
@@ -213,19 +218,23 @@ class EndOfTurnDetector:
             return self.ended
         if self.spec.detector == "silence" or self.words is None or self.silence_ms < self.spec.min_silence_ms:
             return None
-        if not self.uses_model and not self.words.unfinished:
+        words = self.words if not self.over_agent else judge("", None)
+        if not self.uses_model and not words.unfinished:
             return None  # no model: the silence limit decides
-        kind, reason = judge_turn(self.probability, self.words, self.spec.threshold)
+        kind, reason = judge_turn(self.probability, words, self.spec.threshold)
         if kind == "finished":
             self.ended = self._verdict(kind, reason)
             return self.ended
-        if self.probability is None and not self.words.unfinished:
+        if self.probability is None and not words.unfinished:
             return None  # the model has not answered yet
         if self._view == (kind, reason):
             return None
         self._view = (kind, reason)
         return self._verdict(kind, reason)
 
+    def _waiting_words(self) -> bool:
+        return self.words is not None and self.words.unfinished and not self.over_agent
+
     def _verdict(self, kind: VerdictKind, reason: str) -> TurnVerdict:
-        rule = self.words.rule if self.words is not None and self.words.unfinished else ""
+        rule = self.words.rule if self._waiting_words() and self.words is not None else ""
         return TurnVerdict(kind, reason, round(self.silence_ms, 1), self.probability, rule, self._model_runs)

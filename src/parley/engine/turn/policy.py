@@ -201,6 +201,12 @@ class TurnPolicy:
         """An overlapped utterance or an interruption is still to be judged."""
         return bool(self._unresolved) or self._interruption is not None
 
+    @property
+    def caller_over_agent(self) -> bool:
+        """The caller speech in progress overlaps the agent (or an interruption in doubt): its words
+        will be judged as a backchannel or a barge-in, not waited for as an unfinished sentence."""
+        return self._segment.overlap or self._interruption is not None or bool(self._unresolved)
+
     def may_interrupt(self, agent: AgentState) -> bool:
         return self.allow_interruptions and agent.speaking and agent.interruptible and not self.ending
 

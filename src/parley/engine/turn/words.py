@@ -250,8 +250,11 @@ def judge(text: str, language: str | None = "en") -> WordVerdict:
     return no_opinion()
 
 
+_ACKNOWLEDGEMENT = re.compile(r"(?:^|\s)(?:mm+-?hm+|uh-huh|mhm)\W*$")  # "mm-hm" agrees; it is no filler
+
+
 def _filler(rules: LanguageRules, tokens: list[str], clause: list[str], body: str) -> WordVerdict | None:
-    if tokens[-1] in rules.fillers:
+    if tokens[-1] in rules.fillers and not _ACKNOWLEDGEMENT.search(body):
         return unfinished(f"ends on the filler '{tokens[-1]}'", "filler")
     return None
 
