@@ -47,8 +47,10 @@ import threading
 import time
 import urllib.request
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -239,7 +241,8 @@ def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
 class ParleyUp:
     """`parley up` in a subprocess on free ports with a fresh data dir."""
 
-    def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None,
+                 command: list[str] | None = None) -> None:
         self.sip_port, self.api_port = _free_port(), _free_port(socket.SOCK_STREAM)
         self.log_path = workdir / "parley-up.log"
         env = {**os.environ, "SIP_PORT": str(self.sip_port), "API_PORT": str(self.api_port),
@@ -247,7 +250,7 @@ class ParleyUp:
                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
                **(extra_env or {})}
         self._log = self.log_path.open("w")
-        self.process = subprocess.Popen([sys.executable, "-m", "parley.cli.main", "up"], cwd=ROOT, env=env,
+        self.process = subprocess.Popen(command or [sys.executable, "-m", "parley.cli.main", "up"], cwd=ROOT, env=env,
                                         stdout=self._log, stderr=subprocess.STDOUT)
 
     def api(self, path: str) -> dict:  # type: ignore[type-arg]
@@ -299,6 +302,49 @@ module_app menu.so
 """)
     (folder / "accounts").write_text("<sip:bench@127.0.0.1>;regint=0;answermode=auto\n")
     return folder, range(rtp_lo, rtp_lo + 41)
+
+
+# --- the LLM: the shipped scripted one, or the OpenAI provider against the stand-in ----------
+
+#: The stand-in's replies: the receptionist's own short replies, chosen by the same keywords.
+STANDIN_REPLIES = [
+    (("cancel",), "No problem. Which day was your appointment?"),
+    (("hours", "open", "opening", "close", "closing"),
+     "We're open Monday to Friday, from nine in the morning to five in the afternoon."),
+    (("book", "appointment", "schedule", "booking", "see", "visit"), "Sure, I can book that. May I have your name, please?"),
+]
+STANDIN_FALLBACK = "Sorry, could you say that again?"
+
+
+def start_openai_standin(first_token_ms: float) -> tuple[Any, str]:
+    """The OpenAI-compatible stand-in (tests/cloud/standins) on a free port, answering every chat request with
+    the receptionist's reply for the caller's last words after a `first_token_ms` first-token delay."""
+    from tests.cloud.standins.openai_server import OpenAIStandIn
+    from tests.cloud.standins.server import Reply
+
+    def respond(body: dict[str, Any]) -> Reply:
+        said = next((str(m.get("content") or "") for m in reversed(body["messages"]) if m.get("role") == "user"), "")
+        lowered = said.lower()
+        text = next((reply for keys, reply in STANDIN_REPLIES if any(k in lowered for k in keys)), STANDIN_FALLBACK)
+        return Reply(text=text, first_delay_s=first_token_ms / 1000.0, chunk_delay_s=0.02)
+
+    server = OpenAIStandIn(api_key="sk-bench")
+    server.chat_responder = respond
+    return server, server.start() + "/v1"
+
+
+def standin_agents_dir(workdir: Path, base_url: str) -> Path:
+    """A temporary agents folder: the shipped receptionist with its LLM replaced by `provider: openai` at
+    `base_url` (agents/ is not touched)."""
+    import yaml
+
+    agent = yaml.safe_load((ROOT / "agents" / "receptionist.yaml").read_text())
+    agent["components"]["llm"] = {"provider": "openai", "model": "standin-model", "base_url": base_url,
+                                  "api_key_env": "BENCH_STANDIN_KEY"}
+    folder = workdir / "agents"
+    folder.mkdir()
+    (folder / "receptionist.yaml").write_text(yaml.safe_dump(agent, sort_keys=False))
+    return folder
 
 
 # --- analysis --------------------------------------------------------------------------------
@@ -434,8 +480,9 @@ def analyse(script: Script, capture: LoopbackCapture, caller_ports: range, mode:
 # --- run -------------------------------------------------------------------------------------
 
 def run_call(parley: ParleyUp, workdir: Path, mode: str, count: int, seed: int, offset: int,
-             player: str = "aubridge,x") -> tuple[
-        list[TurnResult], list[str]]:
+             player: str = "aubridge,x",
+             on_capture: Callable[[Script, LoopbackCapture, range, dict], None] | None = None,  # type: ignore[type-arg]
+             ) -> tuple[list[TurnResult], list[str]]:
     script = build_script(mode, count, seed, offset)
     folder = workdir / f"call-{mode}-{offset}"
     mic = workdir / f"mic-{mode}-{offset}.wav"
@@ -463,6 +510,8 @@ def run_call(parley: ParleyUp, workdir: Path, mode: str, count: int, seed: int, 
             detail = parley.api(f"/api/calls/{calls[0]['id']}")
             caller_turns = [t["text"] for t in detail.get("transcript", []) if t.get("role") == "caller"]
             attach_engine_marks(results, _turn_metrics(detail), script)
+            if on_capture is not None:
+                on_capture(script, capture, ports, detail)
     except OSError:
         pass
     return results, caller_turns
@@ -483,6 +532,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--player", default="aubridge,x",
                         help="baresip's audio player (alsa,null busy-loops a core; aubridge,x does not)")
+    parser.add_argument("--llm", choices=["scripted", "openai-standin"], default="scripted",
+                        help="the receptionist's own scripted LLM, or the OpenAI provider against the stand-in")
+    parser.add_argument("--first-token-ms", type=float, default=300.0,
+                        help="openai-standin: the stand-in's first-token delay")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the capture on lo uses AF_PACKET")
@@ -493,7 +546,13 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     workdir = Path(tempfile.mkdtemp(prefix="parley-wire-"))
     print(f"work folder {workdir}; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    parley = ParleyUp(workdir)
+    standin = None
+    extra_env: dict[str, str] = {}
+    if args.llm == "openai-standin":
+        standin, base_url = start_openai_standin(args.first_token_ms)
+        extra_env = {"AGENTS_DIR": str(standin_agents_dir(workdir, base_url)), "BENCH_STANDIN_KEY": "sk-bench"}
+        print(f"LLM: provider openai at the stand-in {base_url}, first token after {args.first_token_ms:.0f} ms")
+    parley = ParleyUp(workdir, extra_env)
     loads: list[float] = []
     try:
         parley.wait_healthy()
@@ -526,6 +585,10 @@ def main() -> None:
             done += n
     finally:
         parley.stop()
+        if standin is not None:
+            chats = standin.requests_of("chat")
+            print(f"stand-in: {len(chats)} chat requests")
+            standin.stop()
     latencies = [r.latency_ms for r in normal if r.latency_ms is not None]
     print()
     print(f"load average during the runs (1 min, after each call): {' '.join(f'{x:.2f}' for x in loads)}; "
