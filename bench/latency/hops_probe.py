@@ -65,7 +65,7 @@ def install() -> None:
     async def probed_inbound(self: SipChannel) -> Any:
         async for item in inbound(self):
             if isinstance(item, AudioFrame):
-                _emit("in", t=item.t)
+                _emit("in", t=item.timestamp)
             yield item
 
     write = SipChannel.write

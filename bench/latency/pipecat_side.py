@@ -23,7 +23,7 @@ silence (room for the reply, so no barge-in). Both sides use the same parts:
   receptionist's replies by keyword, no delay), `PiperTTSService` loading the *same* onnx file. Audio is
   queued into the pipeline at real-time pace in 20 ms `InputAudioRawFrame`s.
 
-Measures, per turn: **end of caller speech** (the utterance's last sample, trimmed at |x| > 200) → **first
+Measures, per turn: **end of caller speech** (the utterance's last sample, speech.say trims at |x| > 200) → **first
 reply audio** (the first sample of the agent's audio with |x| > 500): on Parley's media timeline (the
 `FileChannel` output, where each frame sits when a caller would hear it); on Pipecat's side from wall
 clock (frames queued in real time; a `TTSAudioRawFrame` reaching the end of the pipeline plays from
@@ -49,42 +49,14 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT)]
+
+from bench.latency.receptionist_script import REQUESTS, reply_for  # noqa: E402
 RATE = 16000
 GAP_S = 7.5
 LEAD_S = 0.5
-SPEECH_LEVEL = 200  # the utterance's end: speech.trim's threshold
 REPLY_LEVEL = 500  # first reply audio: as the wire harness's RMS gate, per sample here
-
-#: Requests whose receptionist reply is short (the fallback is ~7 s and would overrun the gap).
-REQUESTS = [
-    "I would like to book an appointment for next Tuesday.",
-    "What are your opening hours on Saturday?",
-    "I need to cancel my appointment.",
-    "Can I make an appointment for Friday?",
-    "When are you open?",
-    "I want to cancel my booking for Wednesday.",
-    "Could I schedule a visit for tomorrow?",
-    "Are you open today?",
-    "Please cancel my appointment on Friday.",
-    "What time do you close on Thursday?",
-    "I need to see the dentist on Monday.",
-    "Is the clinic open on Sunday?",
-]
-
-#: Pipecat's scripted LLM: the receptionist's replies, chosen by its keywords.
-REPLIES = [
-    (("cancel",), "No problem. Which day was your appointment?"),
-    (("hours", "open", "opening", "close", "closing"),
-     "We're open Monday to Friday, from nine in the morning to five in the afternoon."),
-    (("book", "appointment", "schedule", "booking", "see", "visit"), "Sure, I can book that. May I have your name, please?"),
-]
-FALLBACK = "Sorry, I didn't catch that. You can book an appointment, ask our opening hours, or speak to a person."
-
-
-def scripted_reply(said: str) -> str:
-    lowered = said.lower()
-    return next((reply for keys, reply in REPLIES if any(k in lowered for k in keys)), FALLBACK)
-
+WARM_UP = "(warm-up, not counted)"
 
 def first_reply(samples: np.ndarray, start: int) -> int | None:
     loud = np.flatnonzero(np.abs(samples[start:].astype(np.int32)) > REPLY_LEVEL)
@@ -176,7 +148,7 @@ def pipecat_worker(pcm: np.ndarray, ends: list[int], whisper_dir: str, piper_onn
                              if isinstance(m, dict) and m.get("role") == "user"), "")
                 said.append(text)
                 await self.push_frame(LLMFullResponseStartFrame())
-                await self.push_frame(LLMTextFrame(scripted_reply(text)))
+                await self.push_frame(LLMTextFrame(reply_for(text)))
                 await self.push_frame(LLMFullResponseEndFrame())
             else:
                 await self.push_frame(frame, direction)
@@ -248,17 +220,20 @@ def worker_main(kind: str) -> None:
 # --- orchestrator (Parley's venv) ------------------------------------------------------------------
 
 def build_audio(turns: int) -> tuple[np.ndarray, list[int], list[str]]:
+    """The caller's recording: a warm-up request (first decodes are cold on both sides; not counted), then
+    `turns` requests in rotating voices, each followed by `GAP_S` of silence."""
     sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
     from bench.latency.speech import VOICES, say
 
     parts = [np.zeros(int(LEAD_S * RATE), np.int16)]
     ends, labels, at = [], [], len(parts[0])
-    for i in range(turns):
-        voice = VOICES[i % len(VOICES)]
-        speech = say(REQUESTS[i % len(REQUESTS)], voice, RATE)
+    for i in range(-1, turns):
+        voice = VOICES[i % len(VOICES)] if i >= 0 else VOICES[3]
+        text = REQUESTS[i % len(REQUESTS)] if i >= 0 else "Are you open today?"
+        speech = say(text, voice, RATE)
         parts += [speech, np.zeros(int(GAP_S * RATE), np.int16)]
         ends.append(at + len(speech))
-        labels.append(f"{voice.name}: {REQUESTS[i % len(REQUESTS)]}")
+        labels.append(f"{voice.name}: {text}" if i >= 0 else WARM_UP)
         at += len(speech) + int(GAP_S * RATE)
     return np.concatenate(parts), ends, labels
 
@@ -309,9 +284,9 @@ def main() -> None:
                 result = run_worker(python, kind, job)
                 result["load"] = (before, os.getloadavg()[0])
                 results[kind].append(result)
-                got = [x for x in result["latencies_ms"] if x is not None]
+                got = [x for x in result["latencies_ms"][1:] if x is not None]
                 print(f"  {kind:8s} p50 {_pct(got, 0.5) if got else float('nan'):6.0f} ms over {len(got)}/"
-                      f"{len(ends)} turns; CPU {result['cpu_s']:.1f} s over {result['wall_s']:.0f} s "
+                      f"{len(ends) - 1} turns; CPU {result['cpu_s']:.1f} s over {result['wall_s']:.0f} s "
                       f"({100 * result['cpu_s'] / result['wall_s']:.1f} % of a core); load {before:.2f} → "
                       f"{result['load'][1]:.2f}", flush=True)
                 for label, value in zip(labels, result["latencies_ms"]):
@@ -321,8 +296,8 @@ def main() -> None:
         work.unlink(missing_ok=True)
     print()
     for kind, runs in results.items():
-        values = [x for r in runs for x in r["latencies_ms"] if x is not None]
-        missed = sum(x is None for r in runs for x in r["latencies_ms"])
+        values = [x for r in runs for x in r["latencies_ms"][1:] if x is not None]
+        missed = sum(x is None for r in runs for x in r["latencies_ms"][1:])
         cpu = sum(r["cpu_s"] for r in runs) / len(runs)
         wall = sum(r["wall_s"] for r in runs) / len(runs)
         loads = ", ".join(f"{a:.2f}→{b:.2f}" for r in runs for a, b in [r["load"]])
@@ -330,7 +305,7 @@ def main() -> None:
             print(f"{kind:8s} end of speech → first reply audio: p50 {_pct(values, 0.5):.0f} ms, p90 "
                   f"{_pct(values, 0.9):.0f} ms over {len(values)} turns ({missed} unanswered); CPU per "
                   f"conversation {cpu:.1f} s ({100 * cpu / wall:.1f} % of a core over {wall:.0f} s, "
-                  f"{1000 * cpu / len(ends):.0f} ms per turn); load {loads}")
+                  f"{1000 * cpu / len(ends):.0f} ms per turn, warm-up included); load {loads}")
 
 
 if __name__ == "__main__":

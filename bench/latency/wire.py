@@ -1,6 +1,14 @@
 """On-the-wire latency: a real softphone (baresip) calls `parley up`; a packet capture on `lo` times turns.
 
     PYTHONPATH=src .venv/bin/python bench/latency/wire.py [--calls 3] [--turns 12] [--pauses 20]
+    PYTHONPATH=src .venv/bin/python bench/latency/wire.py --llm openai-standin --first-token-ms 300 --pauses 0
+
+`--llm openai-standin`: the receptionist with its LLM replaced by `provider: openai` pointed at the
+OpenAI-compatible stand-in (tests/cloud/standins/openai_server.py, started in this process on a free port):
+every chat request is answered, streamed, with the receptionist's own short reply for the caller's words
+(chosen by its keywords), the first content token `--first-token-ms` after the role chunk, then a word
+every 20 ms. The agent comes from a temporary agents folder (`AGENTS_DIR` of `parley up`); agents/ is not
+touched.
 
 What it does:
 
@@ -57,6 +65,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from bench.latency.receptionist_script import REQUESTS, reply_for  # noqa: E402
 from bench.latency.speech import VOICES, Voice, say  # noqa: E402
 from parley.media.g711 import alaw_decode, ulaw_decode  # noqa: E402
 
@@ -64,23 +73,8 @@ RATE = 8000
 FRAME = 160  # 20 ms at 8 kHz
 SPEECH_RMS = 500.0
 
-#: Complete requests for `normal` mode. Each matches one of the scripted receptionist's intents with a
-#: short reply (booking, opening hours, cancelling): the fallback reply is ~7 s long and the caller's next
-#: utterance would barge into it; a request for a person or a goodbye would end the call.
-WIRE_UTTERANCES = [
-    "I would like to book an appointment for next Tuesday.",
-    "What are your opening hours on Saturday?",
-    "I need to cancel my appointment.",
-    "Can I make an appointment for Friday?",
-    "When are you open?",
-    "I want to cancel my booking for Wednesday.",
-    "Could I schedule a visit for tomorrow?",
-    "Are you open today?",
-    "Please cancel my appointment on Friday.",
-    "What time do you close on Thursday?",
-    "I need to see the dentist on Monday.",
-    "Is the clinic open on Sunday?",
-]
+#: Complete requests for `normal` mode (see bench/latency/receptionist_script.py).
+WIRE_UTTERANCES = REQUESTS
 
 #: Sentences with a pause for `pause` mode: (before the pause, after it); same intents as above.
 WIRE_PAUSED = [
@@ -91,6 +85,9 @@ WIRE_PAUSED = [
     ("I wanted to ask about", "your opening hours on Sunday."),
     ("Can you tell me when", "you are open on Saturday?"),
 ]
+
+#: The engine's turn_metrics summarised after a normal run.
+ENGINE_MARKS = ["silence_waited_ms", "stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_frame_out_ms"]
 
 GREETING_WAIT_S = 7.0
 GAP_S = 10.0  # after each utterance: latency + the reply (≤ ~5 s) + quiet below the 8 s idle reminder
@@ -306,13 +303,7 @@ module_app menu.so
 
 # --- the LLM: the shipped scripted one, or the OpenAI provider against the stand-in ----------
 
-#: The stand-in's replies: the receptionist's own short replies, chosen by the same keywords.
-STANDIN_REPLIES = [
-    (("cancel",), "No problem. Which day was your appointment?"),
-    (("hours", "open", "opening", "close", "closing"),
-     "We're open Monday to Friday, from nine in the morning to five in the afternoon."),
-    (("book", "appointment", "schedule", "booking", "see", "visit"), "Sure, I can book that. May I have your name, please?"),
-]
+#: The stand-in's reply when no keyword matches: short, so the caller's next request does not barge in.
 STANDIN_FALLBACK = "Sorry, could you say that again?"
 
 
@@ -324,9 +315,7 @@ def start_openai_standin(first_token_ms: float) -> tuple[Any, str]:
 
     def respond(body: dict[str, Any]) -> Reply:
         said = next((str(m.get("content") or "") for m in reversed(body["messages"]) if m.get("role") == "user"), "")
-        lowered = said.lower()
-        text = next((reply for keys, reply in STANDIN_REPLIES if any(k in lowered for k in keys)), STANDIN_FALLBACK)
-        return Reply(text=text, first_delay_s=first_token_ms / 1000.0, chunk_delay_s=0.02)
+        return Reply(text=reply_for(said, STANDIN_FALLBACK), first_delay_s=first_token_ms / 1000.0, chunk_delay_s=0.02)
 
     server = OpenAIStandIn(api_key="sk-bench")
     server.chat_responder = respond
@@ -357,6 +346,7 @@ class TurnResult:
     note: str = ""
     engine_ms: float | None = None  # the engine's own voice_to_voice_ms for this turn
     turn_ended_in_pause: bool = False  # pause mode: the engine ended the caller's turn during the pause
+    marks: dict | None = None  # type: ignore[type-arg]  # the engine's turn_metrics for this turn
 
 
 def _turn_metrics(detail: object) -> list[dict]:  # type: ignore[type-arg]
@@ -405,6 +395,7 @@ def attach_engine_marks(results: list[TurnResult], metrics: list[dict], script: 
         if abs(float(nearest.get("speech_end", -1e9)) - (turn.end / RATE + offset)) < 0.15:
             value = nearest.get("voice_to_voice_ms")
             r.engine_ms = float(value) if value is not None else None
+            r.marks = nearest
         for m in metrics:
             if turn.pause_at is not None and turn.resume_at is not None:
                 if turn.pause_at / RATE + offset - 0.05 <= float(m["end_of_turn"]) <= turn.resume_at / RATE + offset + 0.3:
@@ -610,6 +601,18 @@ def main() -> None:
             print(f"  the engine's own voice_to_voice_ms on the same turns: p50 {_percentile(engine, 0.5):.0f} ms, "
                   f"p90 {_percentile(engine, 0.9):.0f} ms; wire minus engine: p50 {_percentile(extra, 0.5):.0f} ms "
                   f"(min {min(extra):.0f}, max {max(extra):.0f}) over {len(pairs)} turns")
+        marked = [r.marks for r in normal if r.latency_ms is not None and r.marks is not None]
+        if marked:
+            parts = []
+            for key in ENGINE_MARKS:
+                values = [float(m[key]) for m in marked if m.get(key) is not None]
+                if values:
+                    parts.append(f"{key} {statistics.median(values):.0f}")
+            verdicts: dict[str, int] = {}
+            for m in marked:
+                verdicts[str(m.get("detector", ""))] = verdicts.get(str(m.get("detector", "")), 0) + 1
+            print(f"  the engine's marks, medians (ms; STT/LLM/TTS counted from the end of turn): {', '.join(parts)}; "
+                  f"detector verdicts {verdicts}")
     if paused:
         cut = sum(r.cut_in for r in paused)
         ended = sum(r.cut_in or r.turn_ended_in_pause for r in paused)
