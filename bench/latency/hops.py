@@ -58,7 +58,7 @@ def _load(path: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def analyse(script: wire.Script, capture: wire.LoopbackCapture, ports: range, detail: dict[str, Any],
-            log: Path, rows: list[dict[str, float]]) -> None:
+            log: Path, rows: list[dict[str, Any]]) -> None:
     hops = _load(log)
     sent = sorted((p for p in capture.packets if p.sport in ports and p.pt in (0, 8)), key=lambda p: p.ts)
     received = sorted((p for p in capture.packets if p.dport in ports and p.pt in (0, 8)), key=lambda p: p.t)
@@ -113,7 +113,7 @@ def analyse(script: wire.Script, capture: wire.LoopbackCapture, ports: range, de
         first_audio_pkt = next((p.t for p in received if p.t >= first_tx - 1e-3), first_tx)
         heard = float(r_times[loud[0]])
         rows.append({
-            "voice": turn.voice, "text": turn.text,  # type: ignore[dict-item]
+            "voice": turn.voice, "text": turn.text,
             "wire_ms": (heard - wire_end) * 1000,
             "engine_ms": float(mark.get("voice_to_voice_ms") or float("nan")),
             "kernel_to_app_ms": (rx[packet.seq] - wire_end - (FRAME - within) / RATE) * 1000,
@@ -150,7 +150,7 @@ def main() -> None:
           flush=True)
     parley = wire.ParleyUp(workdir, {"PARLEY_HOPS_LOG": str(log)},
                            command=[sys.executable, str(ROOT / "bench" / "latency" / "hops_probe.py"), "up"])
-    rows: list[dict[str, float]] = []
+    rows: list[dict[str, Any]] = []
     loads = []
     try:
         parley.wait_healthy()
@@ -163,7 +163,7 @@ def main() -> None:
     print(f"load average after each call: {' '.join(f'{x:.2f}' for x in loads)}")
     print(f"{'voice':15s} " + " ".join(f"{c.removesuffix('_ms')[:10]:>10s}" for c in COLUMNS))
     for r in rows:
-        print(f"{r['voice']:15s} " + " ".join(f"{r[c]:10.0f}" for c in COLUMNS))  # type: ignore[str-format]
+        print(f"{r['voice']:15s} " + " ".join(f"{r[c]:10.0f}" for c in COLUMNS))
     if rows:
         print(f"{'median':15s} " + " ".join(f"{statistics.median(r[c] for r in rows):10.0f}" for c in COLUMNS))
         print(f"{'min':15s} " + " ".join(f"{min(r[c] for r in rows):10.0f}" for c in COLUMNS))

@@ -245,7 +245,8 @@ def run_worker(python: str, kind: str, job: dict[str, Any]) -> dict[str, Any]:
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         sys.exit(f"the {kind} worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(line[len("RESULT "):])  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(line[len("RESULT "):])
+    return result
 
 
 def _pct(values: list[float], q: float) -> float:

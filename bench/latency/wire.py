@@ -346,7 +346,7 @@ class TurnResult:
     note: str = ""
     engine_ms: float | None = None  # the engine's own voice_to_voice_ms for this turn
     turn_ended_in_pause: bool = False  # pause mode: the engine ended the caller's turn during the pause
-    marks: dict | None = None  # type: ignore[type-arg]  # the engine's turn_metrics for this turn
+    marks: dict[str, Any] | None = None  # the engine's turn_metrics for this turn
 
 
 def _turn_metrics(detail: object) -> list[dict]:  # type: ignore[type-arg]
@@ -472,7 +472,7 @@ def analyse(script: Script, capture: LoopbackCapture, caller_ports: range, mode:
 
 def run_call(parley: ParleyUp, workdir: Path, mode: str, count: int, seed: int, offset: int,
              player: str = "aubridge,x",
-             on_capture: Callable[[Script, LoopbackCapture, range, dict], None] | None = None,  # type: ignore[type-arg]
+             on_capture: Callable[[Script, LoopbackCapture, range, dict[str, Any]], None] | None = None,
              ) -> tuple[list[TurnResult], list[str]]:
     script = build_script(mode, count, seed, offset)
     folder = workdir / f"call-{mode}-{offset}"
