@@ -20,7 +20,8 @@ and the engine's own marks for the turn (`speech_end`, `end_of_turn`, `voice_to_
 end sample's place in its frame, so `vad_late` = speech_end − true end (positive: the VAD's end is later
 than the audio's, which the engine's waited silence then does not count).
 
-    wire − engine = (in − wire_end) − vad_late + (eot wall − eot media-clock estimate) + (heard − write)
+    wire − engine ≈ (in − wire_end) + vad_late + (heard − write), less the rounding of the decision to
+    the 20 ms frame grid
 """
 
 from __future__ import annotations
