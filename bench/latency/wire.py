@@ -1,6 +1,14 @@
 """On-the-wire latency: a real softphone (baresip) calls `parley up`; a packet capture on `lo` times turns.
 
     PYTHONPATH=src .venv/bin/python bench/latency/wire.py [--calls 3] [--turns 12] [--pauses 20]
+    PYTHONPATH=src .venv/bin/python bench/latency/wire.py --llm openai-standin --first-token-ms 300 --pauses 0
+
+`--llm openai-standin`: the receptionist with its LLM replaced by `provider: openai` pointed at the
+OpenAI-compatible stand-in (tests/cloud/standins/openai_server.py, started in this process on a free port):
+every chat request is answered, streamed, with the receptionist's own short reply for the caller's words
+(chosen by its keywords), the first content token `--first-token-ms` after the role chunk, then a word
+every 20 ms. The agent comes from a temporary agents folder (`AGENTS_DIR` of `parley up`); agents/ is not
+touched.
 
 What it does:
 
@@ -47,14 +55,17 @@ import threading
 import time
 import urllib.request
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from bench.latency.receptionist_script import REQUESTS, reply_for  # noqa: E402
 from bench.latency.speech import VOICES, Voice, say  # noqa: E402
 from parley.media.g711 import alaw_decode, ulaw_decode  # noqa: E402
 
@@ -62,23 +73,8 @@ RATE = 8000
 FRAME = 160  # 20 ms at 8 kHz
 SPEECH_RMS = 500.0
 
-#: Complete requests for `normal` mode. Each matches one of the scripted receptionist's intents with a
-#: short reply (booking, opening hours, cancelling): the fallback reply is ~7 s long and the caller's next
-#: utterance would barge into it; a request for a person or a goodbye would end the call.
-WIRE_UTTERANCES = [
-    "I would like to book an appointment for next Tuesday.",
-    "What are your opening hours on Saturday?",
-    "I need to cancel my appointment.",
-    "Can I make an appointment for Friday?",
-    "When are you open?",
-    "I want to cancel my booking for Wednesday.",
-    "Could I schedule a visit for tomorrow?",
-    "Are you open today?",
-    "Please cancel my appointment on Friday.",
-    "What time do you close on Thursday?",
-    "I need to see the dentist on Monday.",
-    "Is the clinic open on Sunday?",
-]
+#: Complete requests for `normal` mode (see bench/latency/receptionist_script.py).
+WIRE_UTTERANCES = REQUESTS
 
 #: Sentences with a pause for `pause` mode: (before the pause, after it); same intents as above.
 WIRE_PAUSED = [
@@ -89,6 +85,9 @@ WIRE_PAUSED = [
     ("I wanted to ask about", "your opening hours on Sunday."),
     ("Can you tell me when", "you are open on Saturday?"),
 ]
+
+#: The engine's turn_metrics summarised after a normal run.
+ENGINE_MARKS = ["silence_waited_ms", "stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_frame_out_ms"]
 
 GREETING_WAIT_S = 7.0
 GAP_S = 10.0  # after each utterance: latency + the reply (≤ ~5 s) + quiet below the 8 s idle reminder
@@ -239,7 +238,8 @@ def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
 class ParleyUp:
     """`parley up` in a subprocess on free ports with a fresh data dir."""
 
-    def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None,
+                 command: list[str] | None = None) -> None:
         self.sip_port, self.api_port = _free_port(), _free_port(socket.SOCK_STREAM)
         self.log_path = workdir / "parley-up.log"
         env = {**os.environ, "SIP_PORT": str(self.sip_port), "API_PORT": str(self.api_port),
@@ -247,7 +247,7 @@ class ParleyUp:
                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
                **(extra_env or {})}
         self._log = self.log_path.open("w")
-        self.process = subprocess.Popen([sys.executable, "-m", "parley.cli.main", "up"], cwd=ROOT, env=env,
+        self.process = subprocess.Popen(command or [sys.executable, "-m", "parley.cli.main", "up"], cwd=ROOT, env=env,
                                         stdout=self._log, stderr=subprocess.STDOUT)
 
     def api(self, path: str) -> dict:  # type: ignore[type-arg]
@@ -301,6 +301,41 @@ module_app menu.so
     return folder, range(rtp_lo, rtp_lo + 41)
 
 
+# --- the LLM: the shipped scripted one, or the OpenAI provider against the stand-in ----------
+
+#: The stand-in's reply when no keyword matches: short, so the caller's next request does not barge in.
+STANDIN_FALLBACK = "Sorry, could you say that again?"
+
+
+def start_openai_standin(first_token_ms: float) -> tuple[Any, str]:
+    """The OpenAI-compatible stand-in (tests/cloud/standins) on a free port, answering every chat request with
+    the receptionist's reply for the caller's last words after a `first_token_ms` first-token delay."""
+    from tests.cloud.standins.openai_server import OpenAIStandIn
+    from tests.cloud.standins.server import Reply
+
+    def respond(body: dict[str, Any]) -> Reply:
+        said = next((str(m.get("content") or "") for m in reversed(body["messages"]) if m.get("role") == "user"), "")
+        return Reply(text=reply_for(said, STANDIN_FALLBACK), first_delay_s=first_token_ms / 1000.0, chunk_delay_s=0.02)
+
+    server = OpenAIStandIn(api_key="sk-bench")
+    server.chat_responder = respond
+    return server, server.start() + "/v1"
+
+
+def standin_agents_dir(workdir: Path, base_url: str) -> Path:
+    """A temporary agents folder: the shipped receptionist with its LLM replaced by `provider: openai` at
+    `base_url` (agents/ is not touched)."""
+    import yaml
+
+    agent = yaml.safe_load((ROOT / "agents" / "receptionist.yaml").read_text())
+    agent["components"]["llm"] = {"provider": "openai", "model": "standin-model", "base_url": base_url,
+                                  "api_key_env": "BENCH_STANDIN_KEY"}
+    folder = workdir / "agents"
+    folder.mkdir()
+    (folder / "receptionist.yaml").write_text(yaml.safe_dump(agent, sort_keys=False))
+    return folder
+
+
 # --- analysis --------------------------------------------------------------------------------
 
 @dataclass
@@ -311,6 +346,7 @@ class TurnResult:
     note: str = ""
     engine_ms: float | None = None  # the engine's own voice_to_voice_ms for this turn
     turn_ended_in_pause: bool = False  # pause mode: the engine ended the caller's turn during the pause
+    marks: dict[str, Any] | None = None  # the engine's turn_metrics for this turn
 
 
 def _turn_metrics(detail: object) -> list[dict]:  # type: ignore[type-arg]
@@ -359,6 +395,7 @@ def attach_engine_marks(results: list[TurnResult], metrics: list[dict], script: 
         if abs(float(nearest.get("speech_end", -1e9)) - (turn.end / RATE + offset)) < 0.15:
             value = nearest.get("voice_to_voice_ms")
             r.engine_ms = float(value) if value is not None else None
+            r.marks = nearest
         for m in metrics:
             if turn.pause_at is not None and turn.resume_at is not None:
                 if turn.pause_at / RATE + offset - 0.05 <= float(m["end_of_turn"]) <= turn.resume_at / RATE + offset + 0.3:
@@ -434,8 +471,9 @@ def analyse(script: Script, capture: LoopbackCapture, caller_ports: range, mode:
 # --- run -------------------------------------------------------------------------------------
 
 def run_call(parley: ParleyUp, workdir: Path, mode: str, count: int, seed: int, offset: int,
-             player: str = "aubridge,x") -> tuple[
-        list[TurnResult], list[str]]:
+             player: str = "aubridge,x",
+             on_capture: Callable[[Script, LoopbackCapture, range, dict[str, Any]], None] | None = None,
+             ) -> tuple[list[TurnResult], list[str]]:
     script = build_script(mode, count, seed, offset)
     folder = workdir / f"call-{mode}-{offset}"
     mic = workdir / f"mic-{mode}-{offset}.wav"
@@ -463,6 +501,8 @@ def run_call(parley: ParleyUp, workdir: Path, mode: str, count: int, seed: int, 
             detail = parley.api(f"/api/calls/{calls[0]['id']}")
             caller_turns = [t["text"] for t in detail.get("transcript", []) if t.get("role") == "caller"]
             attach_engine_marks(results, _turn_metrics(detail), script)
+            if on_capture is not None:
+                on_capture(script, capture, ports, detail)
     except OSError:
         pass
     return results, caller_turns
@@ -483,6 +523,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--player", default="aubridge,x",
                         help="baresip's audio player (alsa,null busy-loops a core; aubridge,x does not)")
+    parser.add_argument("--llm", choices=["scripted", "openai-standin"], default="scripted",
+                        help="the receptionist's own scripted LLM, or the OpenAI provider against the stand-in")
+    parser.add_argument("--first-token-ms", type=float, default=300.0,
+                        help="openai-standin: the stand-in's first-token delay")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the capture on lo uses AF_PACKET")
@@ -493,7 +537,13 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     workdir = Path(tempfile.mkdtemp(prefix="parley-wire-"))
     print(f"work folder {workdir}; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    parley = ParleyUp(workdir)
+    standin = None
+    extra_env: dict[str, str] = {}
+    if args.llm == "openai-standin":
+        standin, base_url = start_openai_standin(args.first_token_ms)
+        extra_env = {"AGENTS_DIR": str(standin_agents_dir(workdir, base_url)), "BENCH_STANDIN_KEY": "sk-bench"}
+        print(f"LLM: provider openai at the stand-in {base_url}, first token after {args.first_token_ms:.0f} ms")
+    parley = ParleyUp(workdir, extra_env)
     loads: list[float] = []
     try:
         parley.wait_healthy()
@@ -526,6 +576,10 @@ def main() -> None:
             done += n
     finally:
         parley.stop()
+        if standin is not None:
+            chats = standin.requests_of("chat")
+            print(f"stand-in: {len(chats)} chat requests")
+            standin.stop()
     latencies = [r.latency_ms for r in normal if r.latency_ms is not None]
     print()
     print(f"load average during the runs (1 min, after each call): {' '.join(f'{x:.2f}' for x in loads)}; "
@@ -547,6 +601,18 @@ def main() -> None:
             print(f"  the engine's own voice_to_voice_ms on the same turns: p50 {_percentile(engine, 0.5):.0f} ms, "
                   f"p90 {_percentile(engine, 0.9):.0f} ms; wire minus engine: p50 {_percentile(extra, 0.5):.0f} ms "
                   f"(min {min(extra):.0f}, max {max(extra):.0f}) over {len(pairs)} turns")
+        marked = [r.marks for r in normal if r.latency_ms is not None and r.marks is not None]
+        if marked:
+            parts = []
+            for key in ENGINE_MARKS:
+                values = [float(m[key]) for m in marked if m.get(key) is not None]
+                if values:
+                    parts.append(f"{key} {statistics.median(values):.0f}")
+            verdicts: dict[str, int] = {}
+            for m in marked:
+                verdicts[str(m.get("detector", ""))] = verdicts.get(str(m.get("detector", "")), 0) + 1
+            print(f"  the engine's marks, medians (ms; STT/LLM/TTS counted from the end of turn): {', '.join(parts)}; "
+                  f"detector verdicts {verdicts}")
     if paused:
         cut = sum(r.cut_in for r in paused)
         ended = sum(r.cut_in or r.turn_ended_in_pause for r in paused)

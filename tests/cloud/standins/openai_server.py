@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -35,12 +36,18 @@ SPEECH_RATE = 24000
 
 
 class OpenAIStandIn(StandInServer):
-    """The server; `plan("chat"|"transcribe"|"speech", Reply(...))` scripts the next answers."""
+    """The server; `plan("chat"|"transcribe"|"speech", Reply(...))` scripts the next answers.
+
+    `chat_responder`, when set, makes the chat answer for any request nothing was planned for, from the
+    request body (a benchmark's scripted conversation: its text and its `first_delay_s`, the first token's
+    delay after the role chunk).
+    """
 
     def __init__(self, api_key: str = "sk-test", azure_key: str = "azure-test") -> None:
         self.api_key = api_key
         self.azure_key = azure_key
         self.default_transcript = "hello world"
+        self.chat_responder: Callable[[dict[str, Any]], Reply] | None = None
         routes = [
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/openai/deployments/{deployment}/chat/completions", self._azure_chat, methods=["POST"]),
@@ -86,7 +93,8 @@ class OpenAIStandIn(StandInServer):
         if not isinstance(body.get("messages"), list) or not body.get("messages"):
             return self.error(400, "'messages' is a required property")
         self.record(kind, body=body, deployment=deployment)
-        reply = self.next_reply(kind, Reply(text=DEFAULT_TEXT))
+        default = self.chat_responder(body) if self.chat_responder is not None else Reply(text=DEFAULT_TEXT)
+        reply = self.next_reply(kind, default)
         if reply.status != 200:
             return self.error(reply.status, reply.error_message or f"stand-in error {reply.status}")
         if not body.get("stream"):
