@@ -7,9 +7,18 @@ piper speech, docs/turn-detection.md) and transcripts; time is the silence in mi
 from __future__ import annotations
 
 from parley.agents.spec import TurnSpec
-from parley.engine.turn.detector import AskModel, DetectorStep, EndOfTurnDetector, Snapshot, judge_turn
+from parley.engine.turn.detector import (
+    SNAPSHOT_AFTER_MS,
+    AskModel,
+    DetectorStep,
+    EndOfTurnDetector,
+    Snapshot,
+    judge_turn,
+)
 from parley.engine.turn.words import judge
 
+# the first 20 ms frame at or past the snapshot time
+WORDS_AT = f"words@{-(-SNAPSHOT_AFTER_MS // 20) * 20:.0f}"
 SPEC = TurnSpec(min_silence_ms=200, max_silence_ms=1500, hold_silence_ms=6000, threshold=0.5)
 
 
@@ -44,7 +53,7 @@ def test_a_finished_question_ends_the_turn_at_the_minimum_silence() -> None:
     step, asked = run_silence(det, 3000, text="What time do you open on Saturday?", probabilities=[0.93])
     assert step is not None and step.verdict is not None
     assert step.verdict.kind == "finished" and step.verdict.silence_ms == 200
-    assert asked == ["words@100", "model@200"]
+    assert asked == [WORDS_AT, "model@200"]
     assert "finished turn (p=0.93)" in step.verdict.reason
 
 
@@ -77,7 +86,7 @@ def test_an_unsure_model_is_asked_again_as_the_silence_grows() -> None:
     step, asked = run_silence(det, 3000, text="Can I book an appointment", probabilities=[0.2, 0.4, 0.7])
     assert step is not None and step.verdict is not None
     assert step.verdict.kind == "finished" and step.verdict.silence_ms == 600
-    assert asked == ["words@100", "model@200", "model@400", "model@600"]
+    assert asked == [WORDS_AT, "model@200", "model@400", "model@600"]
     assert step.verdict.model_runs == 3
 
 
@@ -115,7 +124,7 @@ def test_the_silence_detector_ends_after_its_fixed_silence_and_still_fetches_wor
     step, asked = run_silence(EndOfTurnDetector(spec), 3000, text="Hello", probabilities=[0.0])
     assert step is not None and step.verdict is not None
     assert step.verdict.kind == "silence" and step.verdict.silence_ms == 700
-    assert asked == ["words@100"]
+    assert asked == [WORDS_AT]
 
 
 def test_a_key_ends_the_turn_at_once() -> None:
