@@ -132,3 +132,45 @@ async def test_tiny_en_from_its_package_understands_a_phone_caller(
     assert result.is_final and {"appointment", "tuesday"} <= words(result.text)
     hours = await tiny_en_stt.transcribe(phone_speech("What are your opening hours?", "piper"), 16000)
     assert {"opening", "hours"} <= words(hours.text)  # greedy tiny.en heard "opening now"
+
+
+async def test_a_short_utterance_is_decoded_on_the_short_window_and_a_long_one_on_the_full(
+    tiny_en_stt: WhisperSTT, phone_speech
+) -> None:  # type: ignore[no-untyped-def]
+    """The short encoder window gives the same words several times faster; what does not fit in it
+    (a 30 s monologue), or everything with the window turned off, takes faster-whisper's 30 s window."""
+    assert tiny_en_stt.window_s == 10.0
+    pcm = phone_speech(SENTENCE, "piper")
+    short_before, full_before = tiny_en_stt.window_decodes, tiny_en_stt.full_decodes
+    t0 = time.perf_counter()
+    short = await tiny_en_stt.transcribe(pcm, 16000)
+    short_s = time.perf_counter() - t0
+    assert tiny_en_stt.window_decodes == short_before + 1 and tiny_en_stt.full_decodes == full_before
+    assert {"appointment", "tuesday"} <= words(short.text)
+
+    full_stt = WhisperSTT(model="tiny.en", data_dir=tiny_en_stt._data_dir, language="en", threads=2,
+                          window_s=0)
+    t0 = time.perf_counter()
+    full = await full_stt.transcribe(pcm, 16000)
+    full_s = time.perf_counter() - t0
+    assert full_stt.window_decodes == 0 and full_stt.full_decodes == 1
+    assert words(full.text) == words(short.text)
+    assert short_s < full_s  # generous: measured ~4× faster (bench/latency/stt_window.py)
+
+    gap = np.zeros(16000, np.int16)
+    longest = np.concatenate([pcm, gap] * int(29.5 * 16000 // (len(pcm) + len(gap)) + 1))
+    assert len(longest) / 16000 >= 29.0  # with its margin it needs Whisper's whole 30 s window
+    before = (tiny_en_stt.window_decodes, tiny_en_stt.full_decodes)
+    result = await tiny_en_stt.transcribe(longest[: 30 * 16000], 16000)
+    assert "appointment" in words(result.text)
+    assert (tiny_en_stt.window_decodes, tiny_en_stt.full_decodes) == (before[0], before[1] + 1)
+
+
+def test_the_window_grows_with_the_utterance_and_is_off_at_30_s() -> None:
+    from parley.providers.stt.whisper_window import window_for
+
+    assert window_for(3.0, 10.0) == 10.0
+    assert window_for(9.5, 10.0) == 15.0  # a second of padding must fit after the speech
+    assert window_for(20.0, 10.0) == 25.0
+    assert window_for(29.5, 10.0) is None  # the full window: faster-whisper's own path
+    assert window_for(3.0, 0.0) is None  # turned off

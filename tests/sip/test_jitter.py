@@ -148,3 +148,71 @@ def test_frames_are_always_whole_whatever_arrives(
     for now in sorted(reads):
         frame = jb.frame(now)
         assert frame.dtype == np.int16 and len(frame) == 160
+
+
+# --- adaptive delay (min_ms) ------------------------------------------------------------------------
+
+
+def distinct_levels(n: int, start: int) -> list[int]:
+    """`n` levels from `start` up whose packets decode to n different levels (μ-law is coarse)."""
+    levels: list[int] = []
+    seen: set[int] = set()
+    level = start
+    while len(levels) < n:
+        decoded = frame_level(PCMU.decode(level_payload(level)))
+        if decoded not in seen:
+            seen.add(decoded)
+            levels.append(level)
+        level += 1
+    return levels
+
+
+def steady_stream(jb: JitterBuffer, levels: list[int], *, spread: float = 0.0,
+                  phase: float = 0.005) -> list[float]:
+    """Feed one packet per 20 ms (arrival `phase` ms into each tick, ± `spread` alternately) and read one
+    frame per tick; returns, per packet that played, the delay from its arrival to its frame (s)."""
+    arrivals: dict[int, float] = {}
+    heard: list[float] = []
+    for k, level in enumerate(levels):
+        t = 0.02 * k
+        arrival = t + phase + (spread if k % 2 else -spread)
+        arrivals[frame_level(PCMU.decode(level_payload(level)))] = arrival
+        jb.push(k, level_payload(level), arrival)
+        got = frame_level(jb.frame(t + 0.02))
+        if got in arrivals:
+            heard.append(t + 0.02 - arrivals[got])
+    return heard
+
+
+def test_a_steady_stream_is_heard_sooner_once_its_jitter_is_known() -> None:
+    fixed, adaptive = make(target_ms=60), make(target_ms=60, min_ms=20)
+    # a pause, then speech: quiet packets (skippable), then loud ones, every packet told apart
+    levels = distinct_levels(30, 60) + distinct_levels(50, 1000)
+    late_fixed = steady_stream(fixed, levels)[-20:]
+    late_adaptive = steady_stream(adaptive, levels)[-20:]
+    assert min(late_fixed) >= 0.055  # the fixed buffer keeps its 60 ms however clean the line
+    assert max(late_adaptive) <= 0.036  # the adaptive one came down to about one packet
+    assert adaptive.skipped >= 1 and adaptive.concealed == 0 and adaptive.underruns == 0
+
+
+def test_speech_is_never_skipped_to_shorten_the_delay() -> None:
+    jb = make(target_ms=60, min_ms=20)
+    levels = distinct_levels(60, 600)  # speech from the first packet: nothing quiet
+    steady_stream(jb, levels)
+    assert jb.skipped == 0 and jb.concealed == 0
+
+
+def test_a_jittery_line_keeps_more_delay_and_a_late_packet_raises_it() -> None:
+    jb = make(target_ms=60, min_ms=20)
+    steady_stream(jb, [100] * 60, spread=0.008)  # ±8 ms around the tick: J ≈ 16 ms
+    assert jb.delay >= 0.05
+    calm = make(target_ms=60, min_ms=20)
+    steady_stream(calm, [100] * 60)
+    assert calm.delay == pytest.approx(0.02)
+    calm.push(0, level_payload(100), 2.0)  # long gone: late
+    assert calm.late == 1 and calm.delay == pytest.approx(0.04)
+
+
+def test_rejects_a_floor_above_the_target() -> None:
+    with pytest.raises(ValueError):
+        make(target_ms=40, min_ms=60)

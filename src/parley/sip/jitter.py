@@ -1,6 +1,7 @@
 """Receive jitter buffer: reorder, duplicate drop, late drop, loss concealment, bounded delay.
 
-    jb = JitterBuffer(decode=codec.decode, frame_samples=160, sample_rate=8000, target_ms=60, max_ms=300)
+    jb = JitterBuffer(decode=codec.decode, frame_samples=160, sample_rate=8000, target_ms=60, max_ms=300,
+                      min_ms=20)
     jb.push(ext_seq, payload, arrival)   # -> "ok" | "duplicate" | "late"
     jb.push_gap(ext_seq, arrival)        # a sequence number used by a non-audio packet (DTMF, CN)
     pcm = jb.frame(now)                  # always exactly frame_samples int16 samples
@@ -13,6 +14,14 @@ decoded packet with a falling gain (-3 dB per frame, silent after 5 frames). If 
 of audio waits (sender clock faster than ours, burst after a stall), the oldest packets are dropped
 down to `target_ms` so the delay stays bounded. Decoded audio longer than a frame (30 ms packets,
 say) is carried over to the next frame.
+
+Adaptive delay (`min_ms` given): every audio packet's transit time (arrival minus its place in the
+stream) updates an interarrival-jitter estimate (RFC 3550's J, smoothed over 16 packets). The delay the
+buffer aims for is `JITTER_FACTOR` × J, never below `min_ms` nor above `target_ms`; it rises at once
+(and by a packet on each late drop) and falls by `DECAY_MS` a packet. New talkspurts prefetch that
+delay, and while more audio waits than it, a quiet packet (decoded RMS under `QUIET_RMS`: a pause, not
+speech) is skipped (`skipped`) — a voice agent hears the caller's last word sooner, and nothing
+audible is lost. Without `min_ms` the delay is always `target_ms`.
 """
 
 from __future__ import annotations
@@ -26,6 +35,12 @@ __all__ = ["JitterBuffer"]
 
 _FADE = 0.7071  # per concealed frame
 _MAX_CONCEAL = 5
+#: The adaptive delay is this many times the interarrival jitter (covers ~99 % of arrivals).
+JITTER_FACTOR = 4.0
+#: The adaptive delay falls by at most this much per audio packet (a 40 ms fall takes ~0.8 s).
+DECAY_MS = 1.0
+#: A decoded packet under this RMS (int16) is a pause, safe to skip to shorten the delay (−40 dBFS).
+QUIET_RMS = 330.0
 
 
 class JitterBuffer:
@@ -38,16 +53,24 @@ class JitterBuffer:
         sample_rate: int,
         target_ms: int = 60,
         max_ms: int = 300,
+        min_ms: int | None = None,
     ) -> None:
         if frame_samples <= 0 or sample_rate <= 0:
             raise ValueError("frame_samples and sample_rate must be positive")
         if not 0 <= target_ms <= max_ms:
             raise ValueError("need 0 <= target_ms <= max_ms")
+        if min_ms is not None and not 0 <= min_ms <= target_ms:
+            raise ValueError("need 0 <= min_ms <= target_ms")
         self._decode = decode
         self.frame_samples = frame_samples
         self.sample_rate = sample_rate
         self.target = target_ms / 1000.0
         self.max_delay = max_ms / 1000.0
+        self.adaptive = min_ms is not None
+        self.min_delay = min_ms / 1000.0 if min_ms is not None else self.target
+        self.delay = self.target  # the delay aimed for now (adaptive: between min and target)
+        self.jitter = 0.0  # interarrival jitter estimate, seconds
+        self._last_transit: float | None = None
         self._audio_count = 0  # audio (not gap) entries in _packets
         self._packets: dict[int, Any] = {}  # ext seq -> payload given to decode (None: non-audio gap)
         self._next: int | None = None
@@ -65,6 +88,7 @@ class JitterBuffer:
         self.late = 0
         self.duplicates = 0
         self.overflow_dropped = 0
+        self.skipped = 0  # quiet packets skipped to bring the delay down (adaptive only)
 
     # -- input ------------------------------------------------------------------------------
     def push(self, ext_seq: int, payload: Any, arrival: float) -> str:
@@ -79,6 +103,8 @@ class JitterBuffer:
         if self._next is not None and ext_seq < self._next:
             if payload is not None:
                 self.late += 1
+                if self.adaptive:  # it needed more delay than we gave it
+                    self.delay = min(self.target, self.delay + self._packet_samples / self.sample_rate)
             return "late"
         if ext_seq in self._packets:
             self.duplicates += 1
@@ -88,8 +114,18 @@ class JitterBuffer:
         self._packets[ext_seq] = payload
         if payload is not None:
             self._audio_count += 1
+            if self.adaptive:
+                self._adapt(ext_seq, arrival)
         self._trim()
         return "ok"
+
+    def _adapt(self, ext_seq: int, arrival: float) -> None:
+        transit = arrival - ext_seq * self._packet_samples / self.sample_rate
+        if self._last_transit is not None:
+            self.jitter += (abs(transit - self._last_transit) - self.jitter) / 16.0
+        self._last_transit = transit
+        wanted = min(self.target, max(self.min_delay, JITTER_FACTOR * self.jitter))
+        self.delay = wanted if wanted > self.delay else max(wanted, self.delay - DECAY_MS / 1000.0)
 
     def _buffered_seconds(self) -> float:
         return self._audio_count * self._packet_samples / self.sample_rate
@@ -141,7 +177,7 @@ class JitterBuffer:
     def _next_chunk(self, now: float) -> np.ndarray | None:
         """Decoded (or concealed) audio of the next packet, or None when nothing is due yet."""
         if not self._playing:
-            if not self._packets or self._prefetch_since is None or now - self._prefetch_since < self.target:
+            if not self._packets or self._prefetch_since is None or now - self._prefetch_since < self.delay:
                 return None
             first = min(self._packets)
             if self._next is None or first > self._next:
@@ -163,6 +199,9 @@ class JitterBuffer:
                 if len(pcm) == 0:
                     continue
                 self._packet_samples = len(pcm)
+                if self._should_skip(pcm):
+                    self.skipped += 1
+                    continue
                 self._last_pcm = pcm
                 self._conceal_run = 0
                 self.played += 1
@@ -172,6 +211,12 @@ class JitterBuffer:
                 self.concealed += 1
                 return self._conceal(self._packet_samples)
             return None
+
+    def _should_skip(self, pcm: np.ndarray) -> bool:
+        """Skip this quiet packet: more audio waits behind it than the delay aimed for."""
+        if not self.adaptive or self._audio_count * self._packet_samples / self.sample_rate <= self.delay:
+            return False
+        return float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) < QUIET_RMS
 
     def _conceal(self, n: int) -> np.ndarray:
         last = self._last_pcm

@@ -47,7 +47,7 @@ log = get_logger(__name__)
 PT_CN = 13  # comfort noise (RFC 3389)
 G711_PTS = (0, 8)
 RESYNC_TICKS = 25
-JITTER_COUNTERS = ("concealed", "underruns", "late", "duplicates", "overflow_dropped")
+JITTER_COUNTERS = ("concealed", "underruns", "late", "duplicates", "overflow_dropped", "skipped")
 
 
 class RtpReceiver:
@@ -62,10 +62,12 @@ class RtpReceiver:
         jitter_target_ms: int,
         jitter_max_ms: int,
         clock: Clock,
+        jitter_min_ms: int | None = None,
     ) -> None:
         self.ptime_ms = ptime_ms
         self._jitter_target_ms = jitter_target_ms
         self._jitter_max_ms = jitter_max_ms
+        self._jitter_min_ms = jitter_min_ms
         self._clock = clock
         self.latch = SourceLatch()
         self.receiving = True
@@ -107,6 +109,7 @@ class RtpReceiver:
             sample_rate=codec.sample_rate,
             target_ms=self._jitter_target_ms,
             max_ms=self._jitter_max_ms,
+            min_ms=self._jitter_min_ms,
         )
 
     def _restart_jitter_buffer(self) -> None:

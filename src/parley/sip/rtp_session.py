@@ -2,6 +2,7 @@
 
     s = RtpSession(bind_host, port_range=(20000, 30000), codec=get_codec("PCMU"), telephone_event_pt=101,
                    ptime_ms=20, port=None, *, send_silence=True, jitter_target_ms=60, jitter_max_ms=300,
+                   jitter_min_ms=20,
                    rtcp_interval=5.0, cname=None, clock=MONOTONIC)
     await s.start()                      # binds an even RTP port in [lo, hi) (or exactly `port=`), RTCP on +1;
                                          # OSError naming the range when no pair is free
@@ -163,6 +164,7 @@ class RtpSession:
         send_silence: bool = True,
         jitter_target_ms: int = 60,
         jitter_max_ms: int = 300,
+        jitter_min_ms: int | None = 20,
         rtcp_interval: float = 5.0,
         cname: str | None = None,
         clock: Clock = MONOTONIC,
@@ -200,6 +202,7 @@ class RtpSession:
             jitter_target_ms=jitter_target_ms,
             jitter_max_ms=jitter_max_ms,
             clock=clock,
+            jitter_min_ms=jitter_min_ms,
         )
         self._sender = RtpSender(
             self.ssrc,

@@ -28,6 +28,7 @@ from parley.providers import models
 from parley.providers.base import STT, Capabilities, Pcm, ProviderError, Transcript
 from parley.providers.options import ProviderOptions
 from parley.providers.stt.batch import SILENCE_RMS, BatchSTTStream, rms
+from parley.providers.stt.whisper_window import decode_window
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -47,6 +48,8 @@ DEFAULT_BEAM = {TINY_EN: 5}
 #: A segment whose no-speech probability is above this and whose tokens are unlikely is dropped.
 NO_SPEECH_PROB = 0.6
 LOGPROB_FLOOR = -1.0
+#: Utterances that fit are encoded on a 10 s window, not 30 s (`whisper_window`; 0 = always 30 s).
+DEFAULT_WINDOW_S = 10.0
 
 _models: dict[tuple[str, int, int], WhisperModel] = {}
 _models_lock = threading.Lock()
@@ -149,6 +152,7 @@ class WhisperSTT(STT):
         beam_size: int | None = None,
         initial_prompt: str | None = None,
         speculative: bool = True,
+        window_s: float = DEFAULT_WINDOW_S,
     ) -> None:
         self.model = resolve_model(model, language)
         if self.model == BUNDLED:
@@ -163,6 +167,11 @@ class WhisperSTT(STT):
         self.beam_size = beam_size
         self.initial_prompt = initial_prompt
         self.speculative = speculative
+        if window_s < 0 or window_s > 30:
+            raise ValueError(f"whisper window_s must be 0..30 seconds, got {window_s}")
+        self.window_s = window_s
+        self.window_decodes = 0  # decoded on the short window
+        self.full_decodes = 0  # decoded on the full 30 s window (too long, refused, or window off)
         self._data_dir = Path(data_dir)
         self._threads = threads
         self._workers = workers
@@ -199,6 +208,19 @@ class WhisperSTT(STT):
         if len(pcm) < SAMPLE_RATE // 10 or rms(pcm) < SILENCE_RMS:
             return Transcript("", True, 0.0, duration, language=language)
         audio = pcm.astype(np.float32) / 32768.0
+        if self.window_s and language:
+            try:
+                short = decode_window(self._model(), audio, language, beam_size=self.beam_size,
+                                      window_s=self.window_s, initial_prompt=self.initial_prompt)
+            except ProviderError:
+                raise
+            except Exception as exc:
+                raise self.error(f"recognition failed: {exc}") from exc
+            if short is not None:
+                self.window_decodes += 1
+                confidence = float(np.exp(short.avg_logprob)) if short.text else None
+                return Transcript(short.text, True, 0.0, duration, confidence=confidence, language=language)
+        self.full_decodes += 1
         try:
             segments, info = self._model().transcribe(
                 audio,
@@ -239,9 +261,10 @@ class WhisperStream(BatchSTTStream):
 
 
 def create(spec: ProviderOptions, *, settings: Settings) -> WhisperSTT:
-    """Factory used by the registry: options `beam_size`, `initial_prompt`, `workers`, `speculative`."""
+    """Factory used by the registry: options `beam_size`, `initial_prompt`, `workers`, `speculative`,
+    `window_s`."""
     opts = spec.options
-    unknown = set(opts) - {"beam_size", "initial_prompt", "workers", "speculative"}
+    unknown = set(opts) - {"beam_size", "initial_prompt", "workers", "speculative", "window_s"}
     if unknown:
         raise ValueError(f"whisper: unknown option(s) {', '.join(sorted(unknown))}")
     return WhisperSTT(
@@ -253,4 +276,5 @@ def create(spec: ProviderOptions, *, settings: Settings) -> WhisperSTT:
         beam_size=int(opts["beam_size"]) if "beam_size" in opts else None,
         initial_prompt=opts.get("initial_prompt"),
         speculative=bool(opts.get("speculative", True)),
+        window_s=float(opts.get("window_s", DEFAULT_WINDOW_S)),
     )
