@@ -152,9 +152,11 @@ class ToneTTS(TTS):
     capabilities = Capabilities(streaming=True)
 
     def __init__(
-        self, *, seconds_per_char: float = 0.05, chunk_delay_s: float = 0.0, fail: bool = False
+        self, *, seconds_per_char: float = 0.05, chunk_delay_s: float = 0.0, fail: bool = False,
+        lead_silence_s: float = 0.0,
     ) -> None:
         self.seconds_per_char = seconds_per_char
+        self.lead_silence_s = lead_silence_s  # silence before each sentence's tone (as piper starts)
         self.chunk_delay_s = chunk_delay_s
         self.fail = fail
         self.started: list[str] = []
@@ -169,6 +171,8 @@ class ToneTTS(TTS):
             raise self.error("voice server down")
         self.started.append(text)
         audio = tone(600, self.samples_for(text) / self.sample_rate, self.sample_rate, amplitude=10000)
+        if self.lead_silence_s:
+            audio = np.concatenate([np.zeros(int(self.lead_silence_s * self.sample_rate), np.int16), audio])
         step = self.sample_rate // 10
         done = False
         try:

@@ -4,6 +4,7 @@ acknowledgement of a slow answer — over the file channel with the fakes of fak
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,16 @@ async def test_a_prompt_answer_is_not_acknowledged() -> None:
     off = engines(ToneTTS(), ScriptLLM(["Tuesday at ten works."], word_delay_s=0.25))  # off by default
     run = await converse(off, CallerAudio(7).say(300, 0.3, 1.0))
     assert run.agent() == ["Tuesday at ten works."]
+
+
+def test_the_tts_leading_silence_is_not_played_before_the_first_word() -> None:
+    def first_sound_s(lead_s: float) -> float:
+        tts = ToneTTS(lead_silence_s=lead_s)
+        eng = engines(tts, ScriptLLM(), first_speaker="agent", greeting="Hello there.")
+        run = asyncio.run(converse(eng, CallerAudio(2)))
+        out = run.channel.output()
+        return int(np.flatnonzero(np.abs(out) > 300)[0]) / RATE
+
+    clean = first_sound_s(0.0)
+    assert first_sound_s(0.06) == pytest.approx(clean, abs=0.01)  # piper's ~60 ms onset: dropped
+    assert first_sound_s(0.3) == pytest.approx(clean + 0.18, abs=0.02)  # only 120 ms is ever dropped

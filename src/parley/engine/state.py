@@ -90,6 +90,7 @@ class AgentSpeech:
     started: bool = False
     first_out: float | None = None  # media time of the first frame written
     gate: asyncio.Task[bool] | None = None  # preemptive start: True once the final words match the preview
+    lead_trimmed: int = 0  # output samples of leading silence dropped before the first sound
 
     def __post_init__(self) -> None:
         self.track = SpeechTrack(self.sample_rate)

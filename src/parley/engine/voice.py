@@ -7,6 +7,9 @@ and the TTS cache, warmed with those pieces, answers them (`engine/tts_cache.py`
 It keeps each speech's `SpeechTrack` (which sentence occupies which output samples), so a barge-in knows
 what the caller heard, and reports what was said: the agent's `TranscriptEntry` once a speech is over and
 each turn's latency marks (`TurnMetrics`) at its first frame out.
+
+A speech's leading silence (TTS engines start with up to ~60 ms of it; piper does) is dropped, up to
+`LEAD_TRIM_MS`: the caller hears the first word that much sooner.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ from parley.engine.streams import close_stream
 from parley.media.resample import Resampler
 from parley.providers.base import TTS, ProviderError
 from parley.providers.text import speech_pieces
+
+#: Samples under this magnitude before a speech's first sound are silence (−50 dBFS).
+LEAD_SILENCE = 100
+#: At most this much leading silence is dropped per speech (never a quiet first syllable).
+LEAD_TRIM_MS = 120
 
 
 class AgentVoice:
@@ -44,6 +52,7 @@ class AgentVoice:
         self._clock = clock  # media seconds now
         self._turn = turn  # the current turn number (for speech without marks of its own)
         self.cursor = 0  # output samples written so far (never behind what was played)
+        self._lead_budget = self.rate * LEAD_TRIM_MS // 1000
 
     def stop(self) -> int:
         """Drop all queued audio now; returns the samples played so far."""
@@ -86,6 +95,10 @@ class AgentVoice:
             raise asyncio.CancelledError
         if pcm.size == 0:
             return
+        if not sp.started:
+            pcm = self._trim_lead(sp, pcm)
+            if pcm.size == 0:
+                return
         if not sp.started and sp.gate is not None:
             await confirm_words(sp)
         if not sp.started:
@@ -101,6 +114,17 @@ class AgentVoice:
         self.cursor += pcm.size
         span.end = self.cursor
         await self.channel.write(pcm)
+
+    def _trim_lead(self, sp: AgentSpeech, pcm: np.ndarray) -> np.ndarray:
+        """`pcm` without the silence before the speech's first sound (within the speech's trim budget)."""
+        trimmed = sp.lead_trimmed
+        budget = self._lead_budget - trimmed
+        if budget <= 0:
+            return pcm
+        loud = np.flatnonzero(np.abs(pcm[:budget].astype(np.int32)) >= LEAD_SILENCE)
+        cut = int(loud[0]) if loud.size else min(budget, pcm.size)
+        sp.lead_trimmed = trimmed + cut if loud.size == 0 else self._lead_budget
+        return pcm[cut:]
 
     async def played(self, sp: AgentSpeech) -> None:
         """Wait until this speech's last sample has been played out."""
