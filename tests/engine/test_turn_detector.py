@@ -90,12 +90,35 @@ def test_an_unsure_model_is_asked_again_as_the_silence_grows() -> None:
     assert step.verdict.model_runs == 3
 
 
-def test_a_model_that_never_gets_sure_ends_at_the_maximum_silence() -> None:
+def test_a_model_that_alone_never_gets_sure_ends_at_the_doubt_limit() -> None:
+    # espeak's "Can I speak to a person about my bill, please?" scored 0.02-0.07 at every silence: the
+    # words have no objection, so the model's doubt alone holds the turn only `doubt_silence_ms`
     det = EndOfTurnDetector(SPEC)
-    step, _ = run_silence(det, 3000, text="Thanks", probabilities=[0.1])
+    step, asked = run_silence(det, 3000, text="Can I speak to a person about my bill, please?",
+                              probabilities=[0.07, 0.02, 0.07, 0.06])
     assert step is not None and step.verdict is not None
-    assert step.verdict.kind == "timeout" and step.verdict.silence_ms == 1500
-    assert "unfinished turn (p=0.10" in step.verdict.reason
+    assert step.verdict.kind == "timeout" and step.verdict.silence_ms == SPEC.doubt_silence_ms == 800
+    assert "unfinished turn (p=0.07" in step.verdict.reason and "the words have no objection" in step.verdict.reason
+    assert asked == [WORDS_AT, "model@200", "model@400", "model@600"]
+
+
+def test_without_the_words_the_model_s_doubt_waits_up_to_the_maximum() -> None:
+    det = EndOfTurnDetector(SPEC)
+    gap = det.silence(100).requests[0].gap  # the snapshot is asked, and never answered
+    t, step = 100.0, DetectorStep()
+    while not step.end:
+        t += 20
+        step = det.silence(t)
+        for req in step.requests:
+            if isinstance(req, AskModel):
+                assert det.model_ready(gap, 0.1).verdict is None
+    assert step.verdict is not None and step.verdict.kind == "timeout" and step.verdict.silence_ms == 1500
+
+
+def test_the_doubt_limit_never_exceeds_the_maximum() -> None:
+    spec = TurnSpec(min_silence_ms=200, max_silence_ms=600, doubt_silence_ms=800)
+    step, _ = run_silence(EndOfTurnDetector(spec), 3000, text="Thanks", probabilities=[0.1])
+    assert step is not None and step.verdict is not None and step.verdict.silence_ms == 600
 
 
 def test_results_for_an_earlier_silence_are_ignored_when_the_caller_resumed() -> None:

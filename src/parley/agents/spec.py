@@ -136,14 +136,18 @@ class TurnSpec(_Strict):
     """When the caller's turn ends.
 
     `detector: smart_turn` (default): after `min_silence_ms` of silence the Smart Turn audio model and the
-    words so far decide; "finished" ends the turn there, "unfinished" waits up to `max_silence_ms`, and a
-    caller asking for time ("hold on", "um") up to `hold_silence_ms`. `detector: silence`: the turn ends
-    after a fixed `end_of_turn_silence_ms`."""
+    words so far decide; "finished" ends the turn there; words that say the caller has not finished wait up
+    to `max_silence_ms`, the audio model alone (the words have no objection) up to `doubt_silence_ms` (never
+    more than `max_silence_ms`), and a caller asking for time ("hold on", "um") up to `hold_silence_ms`.
+    `detector: silence`: the turn ends after a fixed `end_of_turn_silence_ms`."""
 
     detector: Literal["smart_turn", "silence"] = "smart_turn"
     min_silence_ms: int = Field(200, ge=50, le=2000, description="Silence before the detector decides.")
     max_silence_ms: int = Field(1500, ge=200, le=10000,
-                                description="Longest wait when the detector hears an unfinished turn.")
+                                description="Longest wait when the words say the turn is unfinished.")
+    doubt_silence_ms: int = Field(800, ge=100, le=10000,
+                                  description="Longest wait when only the audio model hears an unfinished "
+                                              "turn (the words have no objection); capped at max_silence_ms.")
     hold_silence_ms: int = Field(6000, ge=200, le=60000,
                                  description="Longest wait after the caller asked for time ('hold on', 'um').")
     threshold: float = Field(0.5, gt=0, lt=1,

@@ -36,7 +36,7 @@ TURN_LATENCY = Histogram("parley_turn_latency_seconds",
 TURN_MARKS = ("stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_frame_out_ms",
               "voice_to_voice_ms", "silence_waited_ms")
 TURN_VERDICTS = Counter("parley_turn_endings_total",
-                        "Caller turns by what ended them: finished (detector), timeout (max silence), "
+                        "Caller turns by what ended them: finished (detector), timeout (max or doubt silence), "
                         "silence (fixed silence), key (DTMF).", ["detector"], registry=REGISTRY)
 TURN_PROBABILITY = Histogram("parley_turn_model_probability",
                              "The end-of-turn audio model's P(finished) when the turn ended.",

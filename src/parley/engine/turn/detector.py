@@ -14,8 +14,10 @@ The rules (`detector: smart_turn`):
   `max_silence_ms`; words asking for time ("hold on", "um") up to `hold_silence_ms` — the audio model
   cannot overrule either;
 * otherwise the audio model decides: P(finished) ≥ `threshold` ends the turn at once; below it, the model
-  is asked again every `REASK_MS` (its confidence grows with the silence) until `max_silence_ms`;
-* whatever is pending, the turn ends at `max_silence_ms` (`hold_silence_ms` after a request for time).
+  is asked again every `REASK_MS` until `doubt_silence_ms` — the model alone is a weak witness (on our
+  measured speech it doubts one finished question in four), so its doubt alone waits less than words do;
+* whatever is pending, the turn ends at `max_silence_ms` (`hold_silence_ms` after a request for time;
+  `doubt_silence_ms` when the words are in and have no objection).
 With `detector: silence` the turn ends after `end_of_turn_silence_ms`, and the words are still fetched
 early so the transcript is ready. Without an audio model (not installed, or it failed) a `smart_turn`
 detector ends after `end_of_turn_silence_ms` too, unless the words say wait.
@@ -185,6 +187,8 @@ class EndOfTurnDetector:
     def _wants_model(self) -> bool:
         if not self.uses_model or self._model_pending or self.silence_ms < self.spec.min_silence_ms:
             return False
+        if self.silence_ms >= self._limit_ms():
+            return False  # the turn ends on this frame anyway
         if self._waiting_words():
             return False  # the words already said "wait": the model cannot overrule them
         if self._model_asked_at is None:
@@ -199,6 +203,8 @@ class EndOfTurnDetector:
             return float(self.spec.hold_silence_ms if self.words.rule in HOLD_RULES else self.spec.max_silence_ms)
         if not self.uses_model:  # no audio model (missing or failed): the fixed silence decides
             return float(self.spec.end_of_turn_silence_ms)
+        if self.words is not None:  # the words are in and have no objection: only the model doubts
+            return float(min(self.spec.doubt_silence_ms, self.spec.max_silence_ms))
         return float(self.spec.max_silence_ms)
 
     def _decide(self) -> TurnVerdict | None:
@@ -213,6 +219,8 @@ class EndOfTurnDetector:
             else:
                 kind = "timeout"
                 waited = self._view[1] if self._view else "no decision yet"
+                if self.words is not None and not self._waiting_words():
+                    waited += "; the words have no objection"
                 reason = f"{limit:.0f} ms of silence ({waited})"
             self.ended = self._verdict(kind, reason)
             return self.ended
