@@ -137,8 +137,9 @@ async def test_tiny_en_from_its_package_understands_a_phone_caller(
 async def test_a_short_utterance_is_decoded_on_the_short_window_and_a_long_one_on_the_full(
     tiny_en_stt: WhisperSTT, phone_speech
 ) -> None:  # type: ignore[no-untyped-def]
-    """The short encoder window gives the same words several times faster; what does not fit in it
-    (a 30 s monologue), or everything with the window turned off, takes faster-whisper's 30 s window."""
+    """The short encoder window gives the same words (give or take one, e.g. a leading "I") several
+    times faster; what does not fit in it (a 30 s monologue), or everything with the window turned off,
+    takes faster-whisper's 30 s window."""
     assert tiny_en_stt.window_s == 10.0
     pcm = phone_speech(SENTENCE, "piper")
     short_before, full_before = tiny_en_stt.window_decodes, tiny_en_stt.full_decodes
@@ -154,7 +155,8 @@ async def test_a_short_utterance_is_decoded_on_the_short_window_and_a_long_one_o
     full = await full_stt.transcribe(pcm, 16000)
     full_s = time.perf_counter() - t0
     assert full_stt.window_decodes == 0 and full_stt.full_decodes == 1
-    assert words(full.text) == words(short.text)
+    differ = words(full.text) ^ words(short.text)
+    assert len(differ) <= 1, f"the windowed decode heard other words: {short.text!r} vs {full.text!r}"
     assert short_s < full_s  # generous: measured ~4× faster (bench/latency/stt_window.py)
 
     gap = np.zeros(16000, np.int16)
