@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,9 @@ from parley.calls.service import normalise_e164
 from parley.calls.states import CallStatus
 
 router = APIRouter(tags=["calls"])
+
+#: Largest `metadata` / `variables` of a call, as compact JSON (they ride along in every webhook).
+MAX_FREE_DATA_BYTES = 16 * 1024
 
 
 def _invalid(field: str, message: str) -> ApiError:
@@ -44,8 +48,10 @@ class OutboundCallRequest(BaseModel):
     agent: str | None = Field(None, description="Agent key or name (default DEFAULT_AGENT).")
     from_number: str | None = Field(None, description="Caller ID in E.164 (default the trunk's number).")
     trunk: str | None = Field(None, max_length=64, description="Outbound trunk name.")
-    variables: dict[str, Any] = Field(default_factory=dict, description="Prompt/greeting template values.")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Free data returned in webhooks.")
+    variables: dict[str, Any] = Field(default_factory=dict,
+                                      description="Prompt/greeting template values (at most 16 KiB as JSON).")
+    metadata: dict[str, Any] = Field(default_factory=dict,
+                                     description="Free data returned in webhooks (at most 16 KiB as JSON).")
     schedule_at: datetime | None = Field(None, description="Dial no earlier than this (ISO 8601).")
     max_retries: int | None = Field(None, ge=0, le=20, description="Retries on busy/no answer/failure.")
     retry_backoff_s: float | None = Field(None, ge=0, le=86400, description="First retry delay (doubles).")
@@ -60,6 +66,14 @@ class OutboundCallRequest(BaseModel):
     @classmethod
     def _from(cls, value: str | None) -> str | None:
         return _e164(value, "from_number") if value else None
+
+    @field_validator("variables", "metadata")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+        if size > MAX_FREE_DATA_BYTES:
+            raise ValueError(f"is {size} bytes as JSON; at most {MAX_FREE_DATA_BYTES // 1024} KiB")
+        return value
 
     @field_validator("webhook_url")
     @classmethod
