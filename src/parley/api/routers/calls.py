@@ -18,6 +18,7 @@ from parley.api.errors import ApiError
 from parley.calls import CallNotFound, CallRequestError, IllegalTransition
 from parley.calls.service import normalise_e164
 from parley.calls.states import CallStatus
+from parley.support.egress import EgressPolicy, EgressRefused, check_url
 
 router = APIRouter(tags=["calls"])
 
@@ -85,6 +86,12 @@ class OutboundCallRequest(BaseModel):
 
 @router.post("/api/outbound-call", summary="Queue an outbound call")
 async def outbound_call(body: OutboundCallRequest, service: CallsDep) -> dict[str, Any]:
+    if body.webhook_url:
+        # SSRF guard (support/egress.py): refuse loopback/private/metadata targets now; every send checks again.
+        try:
+            await check_url(body.webhook_url, EgressPolicy.of(service.settings), unresolved_ok=True)
+        except EgressRefused as exc:
+            raise _invalid("webhook_url", exc.reason) from None
     try:
         call = await service.create_call(direction="outbound", **body.model_dump())
     except CallRequestError as exc:
