@@ -43,9 +43,9 @@ def _free_port() -> int:
 class ApiProcess:
     """`uvicorn` serving `create_app` from the sources in `src`, on a free port, until `stop()`."""
 
-    def __init__(self, src: Path, data_dir: Path) -> None:
+    def __init__(self, src: Path, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
-        env = {**os.environ, "PYTHONPATH": str(src)}
+        env = {**os.environ, "PYTHONPATH": str(src), **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(data_dir), str(ROOT), str(self.port)],
                                      env=env, cwd=str(data_dir.parent), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)

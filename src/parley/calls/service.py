@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")  # ASCII digits only (\d takes any Unicode digit)
 ROLES = ("agent", "caller", "system", "tool")
 #: Role names other parts use, mapped to ours (the engine says `user` for the caller).
 ROLE_ALIASES = {"user": "caller", "assistant": "agent"}
