@@ -106,6 +106,8 @@ class WebhookSender:
                 error = f"HTTP {r.status_code}"
             except EgressBlocked as exc:
                 error, refused = str(exc), True
+            except httpx.InvalidURL as exc:  # never deliverable: give up now, as for a refused address
+                error, refused = f"invalid webhook URL: {exc}", True
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             give_up = refused or attempt >= self.timing.max_attempts

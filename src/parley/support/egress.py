@@ -229,6 +229,8 @@ async def resolve(host: str, port: int, timeout_s: float) -> list[IPAddress]:
             loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout_s)
     except TimeoutError:
         raise OSError(f"resolving {host} took longer than {timeout_s:g} s") from None
+    except (UnicodeError, ValueError) as exc:  # not encodable as a DNS name (IDNA), or NUL in it
+        raise OSError(f"not a valid host name ({exc})") from None
     found: list[IPAddress] = []
     for *_, sockaddr in infos:
         ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])

@@ -33,8 +33,18 @@ def _invalid(field: str, message: str) -> ApiError:
 E164_INPUT = r"^[\s().-]*\+[\s().-]*[1-9]([\s().-]*[0-9]){1,14}[\s().-]*$"
 #: An http(s) URL with a host (the scheme in any case); refused addresses are checked by `support/egress.py`.
 _PORT = r"([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-WEBHOOK_URL = (r"^[Hh][Tt][Tt][Pp][Ss]?://(\[[0-9A-Fa-f:.]+\]|[^\s/?#@:\[\]]+)"
-               rf"(:{_PORT})?([/?#]\S*)?$")
+_V4 = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}"
+_H = "[0-9A-Fa-f]{1,4}"
+_V6 = "|".join([
+    f"({_H}:){{7}}{_H}", f"({_H}:){{1,7}}:", f"({_H}:){{1,6}}:{_H}", f"({_H}:){{1,5}}(:{_H}){{1,2}}",
+    f"({_H}:){{1,4}}(:{_H}){{1,3}}", f"({_H}:){{1,3}}(:{_H}){{1,4}}", f"({_H}:){{1,2}}(:{_H}){{1,5}}",
+    f"{_H}:(:{_H}){{1,6}}", f":((:{_H}){{1,7}}|:)", f"({_H}:){{6}}{_V4}", f"::([Ff]{{4}}:)?{_V4}",
+])
+#: An http(s) URL: scheme in any case, a host name (ASCII; IDN in its xn-- form), IPv4 or [IPv6] address, an
+#: optional port, then a path/query/fragment without spaces. Whether the address may be reached is decided
+#: after DNS (`support/egress.py`), which no pattern can say.
+WEBHOOK_URL = (rf"^[Hh][Tt][Tt][Pp][Ss]?://(\[({_V6})\]|[A-Za-z0-9._~%!$&'()*+,;=-]+)"
+               rf"(:{_PORT})?([/?#][\x21-\x7e]*)?$")
 #: RFC 3339 date-time, as the OpenAPI `format: date-time` means (seconds and offset required).
 RFC3339 = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$")
 
@@ -49,6 +59,15 @@ def _rfc3339(value: Any) -> Any:
 
 
 DateTime = Annotated[datetime, BeforeValidator(_rfc3339)]
+
+
+def _json_number(value: Any) -> Any:
+    """JSON numbers only (pydantic would also take "3" and true); 5.0 is the integer 5, as in JSON Schema."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON number")
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 
 
 def _e164(value: str, field: str) -> str:
@@ -76,10 +95,10 @@ class OutboundCallRequest(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict,
                                      description="Free data returned in webhooks (at most 16 KiB as JSON).")
     schedule_at: DateTime | None = Field(None, description="Dial no earlier than this (RFC 3339).")
-    max_retries: int | None = Field(None, ge=0, le=20, strict=True,
-                                    description="Retries on busy/no answer/failure.")
-    retry_backoff_s: float | None = Field(None, ge=0, le=86400, strict=True,
-                                          description="First retry delay (doubles).")
+    max_retries: Annotated[int, Field(ge=0, le=20), BeforeValidator(_json_number)] | None = Field(
+        None, description="Retries on busy/no answer/failure.")
+    retry_backoff_s: Annotated[float, Field(ge=0, le=86400), BeforeValidator(_json_number)] | None = Field(
+        None, description="First retry delay (doubles).")
     webhook_url: str | None = Field(None, pattern=f"^$|{WEBHOOK_URL}",
                                     description="Where this call's events are POSTed (http/https; addresses that "
                                                 "are not public are refused unless WEBHOOK_ALLOWED_HOSTS allows them).")
