@@ -39,8 +39,9 @@ def test_room_audio_becomes_engine_frames_at_the_agent_rate(agent_rate: int) -> 
     adapter = InboundAudio(agent_rate, frame_ms=20)
     frames = [f for ev in events for f in adapter.push(ev.frame)]
     assert all(f.dtype == np.int16 and f.size == agent_rate // 50 for f in frames)
-    # one second in, one second out but for what the resampler still holds and the last partial frame (<= 40 ms)
-    assert 48 <= len(frames) <= 50, len(frames)
+    # one second in, one second out but for the 5 ms held back and the last partial frame
+    assert len(frames) == 49 and adapter.samples_in == 48_000
+    assert adapter._chunker.pending + 49 * frames[0].size == round(agent_rate * 0.995)  # exactly 5 ms held
     pcm = np.concatenate(frames)
     assert abs(peak_hz(pcm[agent_rate // 10 :], agent_rate) - 440) < 3
     steady = pcm[agent_rate // 10 : -agent_rate // 10]
