@@ -35,6 +35,9 @@ def explain(exc: BaseException, config: LiveKitConfig | None = None) -> str:
         if exc.status == 404:
             return f"LiveKit{where}: not found ({msg}); is LIVEKIT_URL the LiveKit server (and SIP enabled on it)?"
         return f"LiveKit{where} answered {exc.status} {exc.code}: {msg}"
+    if type(exc).__name__ == "ConnectError":  # livekit.rtc: the room's signal connection failed
+        ws = f" at {config.ws_url}" if config else ""
+        return f"cannot connect to the LiveKit room{ws}: {exc}; check LIVEKIT_URL and that the server is up"
     if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, OSError)):
         return (f"cannot reach LiveKit{where}: {type(exc).__name__} {exc}".rstrip() +
                 "; check LIVEKIT_URL and that the server is up")
