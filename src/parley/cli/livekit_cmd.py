@@ -188,3 +188,58 @@ def delete(names: Optional[list[str]] = typer.Argument(None, help="Trunk or rule
 
 def register(app: typer.Typer) -> None:
     app.add_typer(livekit_app, name="livekit")
+
+
+@livekit_app.command("join")
+def join(
+    room: str = typer.Argument(..., help="The LiveKit room to join."),
+    agent: str = typer.Option(..., "--agent", "-a", help="The agent that talks in the room."),
+    caller: Optional[str] = typer.Option(None, "--caller", help="Talk to this participant identity (default: "  # noqa: UP007
+                                         "the first SIP participant, else the first non-agent one)."),
+    wait_s: float = typer.Option(60.0, "--wait", help="Seconds to wait for someone to talk to.", min=1),
+) -> None:
+    """Put an agent into ROOM now (explicit dispatch) and stay until the conversation ends."""
+    import re
+
+    from parley.agents import AgentError, AgentRegistry
+    from parley.calls import CallsService
+    from parley.telephony.livekit.dispatch import Participant
+    from parley.telephony.livekit.sessions import RoomSessions, SessionRefused
+
+    if not re.fullmatch(r"[^\s/]{1,128}", room):
+        fail(f"room name {room!r} is not valid: 1-128 characters, no spaces or slashes")
+    config = _config()
+    s = settings()
+    try:
+        agents = AgentRegistry.load(s.agents_dir, s.prompts_dir)
+    except AgentError as exc:
+        fail("agents are invalid: " + "; ".join(exc.problems))
+    if agent not in agents:
+        fail(f"unknown agent {agent!r}; agents: {', '.join(a.key for a in agents)}")
+
+    async def run() -> tuple[str, Any]:
+        Path(s.data_dir).mkdir(parents=True, exist_ok=True)
+        calls = await CallsService.open(s, agents=agents)
+        sessions = RoomSessions(s, agents, calls, config, caller_timeout_s=wait_s)
+        try:
+            who = Participant(caller) if caller else None
+            session = await sessions.start(room, caller=who, agent=agent, source="cli")
+            console.print(f"call {session.call_id}: agent {session.agent} joining room {room}", highlight=False)
+            if session.task is not None:
+                await session.task
+            return session.call_id, await calls.get_call(session.call_id)
+        finally:
+            await sessions.close()
+            await calls.close()
+
+    try:
+        call_id, record = asyncio.run(run())
+    except SessionRefused as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted")
+    status = record.status if record else "unknown"
+    reason = (record.end_reason if record else None) or ""
+    if status in ("failed", "no_answer", "canceled"):
+        fail(f"call {call_id} {status}: {reason}")
+    console.print(f"call {call_id} {status}: {reason}", highlight=False)
