@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 SOURCE_QUEUE_MS = 100
+STALL_S = 0.04  # caller audio this late past its frame's time is replaced by silence
 #: DTMF digit → the RFC 4733 event code LiveKit's `sip_dtmf` packets carry.
 DTMF_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
 
@@ -98,15 +99,20 @@ class RoomChannel:
         token = self.config.token(self.identity, name="Parley agent", room=self.room_name, room_join=True,
                                   metadata='{"parley": true}')
         await room.connect(self.config.ws_url, token, rtc.RoomOptions(auto_subscribe=True))
-        self._source = rtc.AudioSource(ROOM_RATE, 1, queue_size_ms=SOURCE_QUEUE_MS)
-        track = rtc.LocalAudioTrack.create_audio_track("parley-agent", self._source)
+        source = rtc.AudioSource(ROOM_RATE, 1, queue_size_ms=SOURCE_QUEUE_MS)
+        track = rtc.LocalAudioTrack.create_audio_track("parley-agent", source)
         await room.local_participant.publish_track(
             track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+        self.start_output(source)
         for p in room.remote_participants.values():
             self._on_participant(p)
             for pub in p.track_publications.values():
                 if pub.track is not None and pub.subscribed:
                     self._on_track(pub.track, pub, p)
+
+    def start_output(self, source: rtc.AudioSource) -> None:
+        """Play agent audio into `source` (the published track's; a bare `AudioSource` plays out just the same)."""
+        self._source = source
         self._tasks.append(asyncio.create_task(self._pump(), name=f"livekit-pump-{self.room_name}"))
 
     async def wait_for_caller(self, timeout_s: float) -> str | None:
@@ -157,20 +163,27 @@ class RoomChannel:
     # --- inbound ------------------------------------------------------------------------------------
 
     async def inbound(self) -> AsyncIterator[InboundItem]:
-        """Caller frames (silence while there are none) and DTMF, until the caller leaves or we hang up."""
+        """Caller frames and DTMF until the caller leaves or we hang up. When no caller audio is due (no track
+        yet, or it stalls for more than `STALL_S` past a frame's time), a silence frame keeps the media clock at
+        real time; caller frames arriving late move the clock's anchor to them instead of piling up."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         n = 0
         silence = np.zeros(self._inbound.frame_samples, dtype=np.int16)
         while not self.closed:
-            t = n * self._frame_s
+            due = start + (n + 1) * self._frame_s + STALL_S
             try:
-                item = await asyncio.wait_for(self._queue.get(), 3 * self._frame_s)
+                item = await asyncio.wait_for(self._queue.get(), max(0.0, due - loop.time()))
             except asyncio.TimeoutError:
                 item = silence
             if self.closed:
                 break
+            t = n * self._frame_s
             if isinstance(item, str):
                 yield DtmfEvent(item, t)
                 continue
+            if item is not silence and loop.time() > start + (n + 1) * self._frame_s:
+                start = loop.time() - (n + 1) * self._frame_s  # the caller's clock leads
             n += 1
             yield AudioFrame(item, t)
 
@@ -187,10 +200,11 @@ class RoomChannel:
         while not self.closed:
             chunk = self._playout.pull(step)
             if chunk is None:
+                self._written.clear()  # before the flush's awaits: a write meanwhile sets it again
                 for frame in self._outbound.flush():
                     await self._source.capture_frame(frame)
-                self._written.clear()
-                await self._written.wait()
+                if self._playout.queued_samples == 0:
+                    await self._written.wait()
                 continue
             for frame in self._outbound.push(chunk):
                 await self._source.capture_frame(frame)  # waits while the source's queue is full
