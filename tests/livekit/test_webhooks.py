@@ -6,6 +6,7 @@ call record says in words: that failure path is real; the media path needs a rea
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -131,3 +132,67 @@ async def test_webhook_without_livekit_settings_is_503(settings, tmp_path: Path)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley") as client:
         r = await client.post("/livekit/webhook", content="{}", headers={"Authorization": "x"})
     assert r.status_code == 503 and "LIVEKIT_URL is not set" in r.json()["message"]
+
+
+@pytest.fixture
+async def silent_livekit(settings) -> AsyncIterator[tuple[StandInLiveKit, httpx.AsyncClient, ApiState]]:  # type: ignore[no-untyped-def]
+    """LIVEKIT_URL at a TCP server that accepts and never answers: the agent's join hangs (as against a server
+    that is slow to admit it), so what happens meanwhile can be seen."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        held.append(w)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    signer = StandInLiveKit()
+    s = settings.model_copy(update={"livekit_url": f"http://127.0.0.1:{port}", "livekit_api_key": signer.key,
+                                    "livekit_api_secret": type(settings.livekit_api_secret)(signer.secret)})
+    app = create_app(s)
+    try:
+        async with app.router.lifespan_context(app):
+            state = ApiState.of(app)
+            assert state.livekit is not None
+            state.livekit.join_timeout_s = 30.0
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley") as c:
+                yield signer, c, state
+    finally:
+        for w in held:
+            w.close()
+        server.close()
+
+
+@pytest.mark.parametrize("ending", ["participant_left", "room_finished"])
+async def test_the_caller_leaving_or_the_room_closing_before_the_agent_joined_ends_the_call(
+        silent_livekit: tuple[StandInLiveKit, httpx.AsyncClient, ApiState], ending: str) -> None:
+    signer, client, state = silent_livekit
+    body, headers = signer.signed_webhook(joined("lobby", "web-7", kind="STANDARD"))
+    r = await client.post("/livekit/webhook", content=body, headers=headers)
+    call_id = r.json()["call_id"]
+    assert state.livekit is not None and len(state.livekit.live) == 1
+    await asyncio.sleep(0.3)  # the join is under way (and hangs)
+    event = {"event": ending, "room": {"name": "lobby"}, "participant": {"identity": "web-7"}}
+    body, headers = signer.signed_webhook(event)
+    r = await client.post("/livekit/webhook", content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["action"] == "noted"
+
+    async def ended() -> Any:
+        assert state.calls is not None
+        c = await state.calls.get_call(call_id)
+        return c if c is not None and c.status == "canceled" else None
+
+    done = await eventually(ended, timeout_s=10, what="the session canceled")
+    assert done.end_reason == "the caller left before the agent joined"
+    sessions = state.livekit
+    await eventually(lambda: not sessions.live, timeout_s=5, what="the session forgotten")
+
+
+async def test_the_callee_of_parleys_own_outbound_call_is_not_a_new_session(
+        livekit: tuple[StandInLiveKit, str], api: tuple[httpx.AsyncClient, ApiState]) -> None:
+    standin, _ = livekit
+    client, state = api
+    body, headers = standin.signed_webhook(joined("parley-receptionist-abc", "sip-+15551234567",
+                                                  attributes={**SIP_CALLER, "parley.call_id": "abc"}))
+    r = await client.post("/livekit/webhook", content=body, headers=headers)
+    assert r.json()["action"] == "ignored" and "Parley's outbound call abc" in r.json()["reason"]
+    assert await _calls(state) == []

@@ -78,6 +78,8 @@ def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
         await gateway.start()
         stack.push_async_callback(gateway.close)
         state.gateway = gateway
+        if state.livekit is not None:
+            state.livekit.use_engines(gateway.engines)  # one set of models for SIP calls and LiveKit rooms
 
         async def sip_check() -> str:
             total, _ = gateway.active_counts()

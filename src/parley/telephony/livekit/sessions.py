@@ -71,6 +71,10 @@ class RoomSessions:
         self._engines: dict[str, asyncio.Future[Engines]] = {}
         self._tasks = TaskSet("livekit-sessions")
 
+    def use_engines(self, engines: Callable[[Agent], Awaitable[Engines]]) -> None:
+        """Build agents' engines with `engines` (the SIP gateway's, under `parley up`: one set per process)."""
+        self._engines_fn = engines
+
     async def engines(self, agent: Agent) -> Engines:
         """The agent's providers (built once per process, off the event loop)."""
         if self._engines_fn is not None:

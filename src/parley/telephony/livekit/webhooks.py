@@ -62,6 +62,9 @@ async def handle(sessions: RoomSessions | None, event: WebhookEvent) -> dict[str
         who = _participant(event)
         if is_ours(who):
             return {"event": kind, "action": "ignored", "reason": "an agent participant"}
+        if who.attributes.get("parley.call_id"):
+            return {"event": kind, "action": "ignored",
+                    "reason": f"the callee of Parley's outbound call {who.attributes['parley.call_id']}"}
         if sessions is None:
             return {"event": kind, "action": "ignored", "reason": "room sessions are not running here"}
         try:
