@@ -91,3 +91,13 @@ async def test_busy_and_missing_trunk_are_said_in_words(livekit: tuple[StandInLi
     detail = await _place(http, trunk="livekit:nowhere")
     assert detail["status"] == "failed"
     assert "LiveKit has no outbound trunk named 'nowhere'" in detail["end_reason"]
+
+
+async def test_a_livekit_trunk_without_livekit_settings_is_422_naming_the_field(settings) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(settings, api_keys=["test-key"])
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley",
+                                     headers=KEY) as http:
+            r = await http.post("/api/outbound-call", json={"to_number": "+15551234567", "trunk": "livekit:x"})
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "trunk"
+    assert "LiveKit SIP, which is not configured here" in r.json()["message"]
