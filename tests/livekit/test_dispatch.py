@@ -32,6 +32,7 @@ def test_the_order_of_choice() -> None:
     assert choose(p=sip) == Choice("support", {}, "dispatch rule 'hotline' for called number +4930123456")
     assert choose(room="parley-sales-abc").reason == "room name prefix parley-sales-"
     assert choose(room="lobby") == Choice("receptionist", {}, "default agent")
+    assert choose_agent("lobby", "", Participant("web"), rules=RULES, agents=AGENTS, default_agent=None) is None
 
 
 def test_unknown_agents_and_unmatched_numbers_are_refused_in_words() -> None:

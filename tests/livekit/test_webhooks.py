@@ -127,6 +127,21 @@ async def test_agents_are_ignored_and_unknown_agents_refused_in_words(
     assert await _calls(state) == []
 
 
+async def test_rooms_that_ask_for_no_agent_are_left_alone(
+        livekit: tuple[StandInLiveKit, str], api: tuple[httpx.AsyncClient, ApiState]) -> None:
+    standin, _ = livekit
+    client, state = api
+    body, headers = standin.signed_webhook(joined("team-standup", "alice", kind="STANDARD"))
+    r = await client.post("/livekit/webhook", content=body, headers=headers)
+    assert r.json()["action"] == "ignored" and "nothing asks for a Parley agent here" in r.json()["reason"]
+    assert await _calls(state) == []
+    body, headers = standin.signed_webhook(joined("parley-german_assistant-1", "bob", kind="STANDARD"))
+    r = await client.post("/livekit/webhook", content=body, headers=headers)
+    assert r.json()["action"] == "session" and r.json()["agent"] == "german_assistant"
+    call = (await _calls(state))[0]
+    assert call.metadata["livekit"]["agent_reason"] == "room name prefix parley-german_assistant-"
+
+
 async def test_webhook_without_livekit_settings_is_503(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     app = create_app(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley") as client:
@@ -166,12 +181,12 @@ async def silent_livekit(settings) -> AsyncIterator[tuple[StandInLiveKit, httpx.
 async def test_the_caller_leaving_or_the_room_closing_before_the_agent_joined_ends_the_call(
         silent_livekit: tuple[StandInLiveKit, httpx.AsyncClient, ApiState], ending: str) -> None:
     signer, client, state = silent_livekit
-    body, headers = signer.signed_webhook(joined("lobby", "web-7", kind="STANDARD"))
+    body, headers = signer.signed_webhook(joined("parley-receptionist-lobby", "web-7", kind="STANDARD"))
     r = await client.post("/livekit/webhook", content=body, headers=headers)
     call_id = r.json()["call_id"]
     assert state.livekit is not None and len(state.livekit.live) == 1
     await asyncio.sleep(0.3)  # the join is under way (and hangs)
-    event = {"event": ending, "room": {"name": "lobby"}, "participant": {"identity": "web-7"}}
+    event = {"event": ending, "room": {"name": "parley-receptionist-lobby"}, "participant": {"identity": "web-7"}}
     body, headers = signer.signed_webhook(event)
     r = await client.post("/livekit/webhook", content=body, headers=headers)
     assert r.status_code == 200 and r.json()["action"] == "noted"

@@ -6,7 +6,8 @@ The agent, first match wins:
    made the room or minted the caller's token,
 3. for a SIP participant, Parley's dispatch rules on the called number (`sip.trunkPhoneNumber`),
 4. a room named `parley-<agent>-…` (the room prefix of Parley's LiveKit dispatch rules),
-5. the default agent.
+5. the default agent, for explicit dispatch only: a webhook about a room where nothing of the above asks for
+   a Parley agent is ignored (Parley stays out of the team's other rooms).
 `variables` (JSON object) in room then participant metadata, then the rule's, are the conversation's variables.
 """
 
@@ -63,8 +64,9 @@ def _json(text: str) -> dict[str, Any]:
 
 
 def choose_agent(room: str, room_metadata: str, caller: Participant, *, rules: list[DispatchRule],
-                 agents: Collection[str], default_agent: str) -> Choice | Refusal:
-    """The agent for `caller` in `room`; a `Refusal` when what was asked for is not an agent here."""
+                 agents: Collection[str], default_agent: str | None) -> Choice | Refusal | None:
+    """The agent for `caller` in `room`; a `Refusal` when what was asked for is not an agent here. With
+    `default_agent` None, None when nothing asks for a Parley agent (a room Parley should stay out of)."""
     room_meta, part_meta = _json(room_metadata), _json(caller.metadata)
     variables: dict[str, Any] = {}
     for meta in (room_meta, part_meta):
@@ -83,7 +85,7 @@ def choose_agent(room: str, room_metadata: str, caller: Participant, *, rules: l
         return Choice(agent, variables, why)
     called = caller.attributes.get(SIP_TRUNK_PHONE, "")
     if caller.is_sip and called and rules:
-        decision = route(rules, called, None, default_agent)
+        decision = route(rules, called, None, default_agent or "")
         if isinstance(decision, Refusal):
             return decision
         return Choice(decision.agent, {**decision.variables, **variables},
@@ -92,6 +94,8 @@ def choose_agent(room: str, room_metadata: str, caller: Participant, *, rules: l
         for agent in sorted(agents, key=len, reverse=True):
             if room.startswith(f"{ROOM_PREFIX}{agent}-"):
                 return Choice(agent, variables, f"room name prefix {ROOM_PREFIX}{agent}-")
+    if default_agent is None:
+        return None
     return Choice(default_agent, variables, "default agent")
 
 

@@ -53,6 +53,15 @@ class SessionRefused(Exception):
     """No session was started; the message says why."""
 
 
+class NotForParley(SessionRefused):
+    """Nothing in the room or the participant asks for a Parley agent."""
+
+
+NOT_ASKED = ("nothing asks for a Parley agent here: no participant attribute parley.agent, no 'agent' in the "
+             "participant's or room's metadata, no Parley dispatch rule for a SIP caller, and the room is not "
+             "named parley-<agent>-…")
+
+
 class RoomSessions:
     """Starts and tracks room sessions for one process (the API under `parley up`, or `parley livekit join`)."""
 
@@ -90,12 +99,13 @@ class RoomSessions:
     # --- starting -----------------------------------------------------------------------------------
 
     async def start(self, room: str, *, caller: Participant | None = None, agent: str | None = None,
-                    room_metadata: str = "", source: str = "webhook") -> RoomSession:
+                    room_metadata: str = "", source: str = "webhook", default_agent: bool = False) -> RoomSession:
         """Record a session for `caller` (None: whoever joins first) in `room` and run it in the background.
 
-        `agent` forces the agent (explicit dispatch); else `dispatch.choose_agent` decides.
-        `SessionRefused` when the agent is unknown or no dispatch rule matches; an existing session for the
-        same caller is returned as it is."""
+        `agent` forces the agent (explicit dispatch); else `dispatch.choose_agent` decides, falling back to
+        DEFAULT_AGENT only with `default_agent`. `SessionRefused` when the agent is unknown or no dispatch rule
+        matches (`NotForParley` when nothing asks for an agent); an existing session for the same caller is
+        returned as it is."""
         key = (room, caller.identity if caller else None)
         if key in self.live:
             return self.live[key]
@@ -107,7 +117,9 @@ class RoomSessions:
         else:
             rules = await TelephonyStore(self.calls.store).rules()
             choice = choose_agent(room, room_metadata, who, rules=rules, agents=[a.key for a in self.agents],
-                                  default_agent=self.settings.default_agent)
+                                  default_agent=self.settings.default_agent if default_agent else None)
+            if choice is None:
+                raise NotForParley(NOT_ASKED)
             if isinstance(choice, Refusal):
                 raise SessionRefused(choice.reason)
             chosen_agent, variables, reason = choice.agent, choice.variables, choice.reason

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from parley.logging import get_logger
 from parley.telephony.livekit.config import LiveKitConfig
 from parley.telephony.livekit.dispatch import KIND_AGENT, Participant
-from parley.telephony.livekit.sessions import RoomSessions, SessionRefused
+from parley.telephony.livekit.sessions import NotForParley, RoomSessions, SessionRefused
 
 if TYPE_CHECKING:
     from livekit.protocol.webhook import WebhookEvent
@@ -69,6 +69,8 @@ async def handle(sessions: RoomSessions | None, event: WebhookEvent) -> dict[str
             return {"event": kind, "action": "ignored", "reason": "room sessions are not running here"}
         try:
             session = await sessions.start(room, caller=who, room_metadata=event.room.metadata)
+        except NotForParley as exc:
+            return {"event": kind, "action": "ignored", "reason": str(exc)}
         except SessionRefused as exc:
             log.warning("LiveKit participant not answered", room=room, participant=who.identity, reason=str(exc))
             return {"event": kind, "action": "refused", "reason": str(exc)}
