@@ -161,3 +161,21 @@ async def test_bad_input_is_one_readable_line(livekit: tuple[StandInLiveKit, str
     assert code == 1 and "LIVEKIT_URL is not set" in err and len(err.strip().splitlines()) == 1
     code, _, err = await parley("livekit", "sip", "list", env={**env, "LIVEKIT_URL": "ftp://x"})
     assert code == 1 and "is not a ws://" in err
+
+
+async def test_passwords_not_listed_back_are_no_drift_but_a_changed_one_is(livekit: tuple[StandInLiveKit, str],
+                                                                           tmp_path: Path) -> None:
+    standin, url = livekit
+    env = livekit_env(standin, url, tmp_path)
+    assert (await parley("livekit", "sip", "ensure", "--file", str(_yaml(tmp_path)), env=env))[0] == 0
+    for trunk in standin.outbound.values():  # a server that does not list passwords back
+        trunk.auth_password = ""
+    code, out, _ = await parley("livekit", "sip", "status", "--file", str(_yaml(tmp_path)), env=env)
+    assert code == 0 and "in sync" in out
+    changed = _yaml(tmp_path, TRUNKS.replace("password: s3cret", "password: n3w-secret"))
+    code, out, _ = await parley("livekit", "sip", "status", "--file", str(changed), env=env)
+    assert code == 1 and ("outbound trunk 'carrier': Parley's record of credentials (by digest) differs" in out)
+    assert "n3w-secret" not in out and "s3cret" not in out
+    code, out, _ = await parley("livekit", "sip", "ensure", "--file", str(changed), env=env)
+    assert code == 0 and "updated outbound trunk carrier" in out
+    assert next(iter(standin.outbound.values())).auth_password == "n3w-secret"

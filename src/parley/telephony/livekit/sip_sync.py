@@ -14,6 +14,7 @@ travels in P-Asserted-Identity. The auth username is always the trunk's username
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -88,6 +89,14 @@ def _meta(**extra: Any) -> str:
     return json.dumps({"managed_by": MANAGED_BY, **extra}, sort_keys=True)
 
 
+def _auth_digest(username: str | None, password: str | None) -> str | None:
+    """A short digest of the credentials, kept in metadata: a server that does not list passwords back still
+    shows a changed password as drift (the password itself is never compared in words)."""
+    if not password:
+        return None
+    return hashlib.sha256(f"{username or ''}:{password}".encode()).hexdigest()[:16]
+
+
 def _is_managed(metadata: str) -> bool:
     try:
         return bool(json.loads(metadata or "{}").get("managed_by") == MANAGED_BY)
@@ -128,7 +137,8 @@ def _trunk_items(trunk: Trunk) -> list[Item]:
         out.append(Item("inbound trunk", trunk.name, {
             "numbers": sorted(i.numbers), "allowed_addresses": sorted(i.allowed_addresses),
             "auth_username": i.username or "", "auth_password": i.password.get_secret_value() if i.password else "",
-            "metadata": _meta(trunk=trunk.name),
+            "metadata": _meta(trunk=trunk.name, auth=_auth_digest(i.username, i.password.get_secret_value()
+                                                                  if i.password else None)),
         }))
     if trunk.outbound:
         o = trunk.outbound
@@ -137,7 +147,9 @@ def _trunk_items(trunk: Trunk) -> list[Item]:
         out.append(Item("outbound trunk", trunk.name, {
             "address": address, "transport": o.transport, "from_user": from_user, "from_host": from_host,
             "auth_username": o.username or "", "auth_password": o.password.get_secret_value() if o.password else "",
-            "headers": dict(sorted(headers.items())), "metadata": _meta(trunk=trunk.name, caller_id=o.caller_id),
+            "headers": dict(sorted(headers.items())),
+            "metadata": _meta(trunk=trunk.name, caller_id=o.caller_id, from_user=o.from_user,
+                              auth=_auth_digest(o.username, o.password.get_secret_value() if o.password else None)),
         }))
     return out
 
@@ -198,9 +210,16 @@ def current_items(inbound: list[lksip.SIPInboundTrunkInfo], outbound: list[lksip
 def _difference(name: str, old: Any, new: Any) -> str:
     label = LABELS.get(name, name)
     if name in SECRET_FIELDS:
-        return f"{label} differs" if old else f"{label} is not set in LiveKit"
+        return f"{label} differs"
     if name == "metadata":
-        return "Parley's metadata (agent, variables or caller ID) differs"
+        try:
+            was, want = json.loads(old or "{}"), json.loads(new or "{}")
+        except ValueError:
+            return "Parley's metadata is not JSON in LiveKit"
+        keys = sorted(k for k in set(was) | set(want) if was.get(k) != want.get(k))
+        words = {"auth": "credentials (by digest)", "agent": "agent", "variables": "variables",
+                 "caller_id": "caller ID", "from_user": "From mode", "trunk": "trunk name"}
+        return "Parley's record of " + ", ".join(words.get(k, k) for k in keys) + " differs"
     if isinstance(new, list) and isinstance(old, list):
         added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
         parts = ([f"add {', '.join(map(str, added))}"] if added else []) + \
@@ -226,7 +245,8 @@ def plan(want: Desired, have: list[Item], *, only: set[str] | None = None, prune
         elif not cur.managed:
             changes.append(Change(item.kind, item.name, "conflict", desired=item, current=cur))
         else:
-            diffs = [_difference(k, cur.fields.get(k), v) for k, v in item.fields.items() if cur.fields.get(k) != v]
+            diffs = [_difference(k, cur.fields.get(k), v) for k, v in item.fields.items()
+                     if cur.fields.get(k) != v and not (k in SECRET_FIELDS and not cur.fields.get(k))]
             changes.append(Change(item.kind, item.name, "update" if diffs else "unchanged", diffs, item, cur))
     for cur in have:
         if cur.managed and (cur.kind, cur.name) not in wanted and (not only or cur.name in only):
