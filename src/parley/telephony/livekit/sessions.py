@@ -109,6 +109,9 @@ class RoomSessions:
         key = (room, caller.identity if caller else None)
         if key in self.live:
             return self.live[key]
+        waiting = self.live.get((room, None))
+        if waiting is not None and waiting.caller in (None, key[1]):
+            return waiting  # an explicit dispatch to this room is waiting for (or has found) this caller
         who = caller or Participant(identity="")
         if agent is not None:
             if agent not in self.agents:
