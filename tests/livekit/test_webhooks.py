@@ -211,3 +211,13 @@ async def test_the_callee_of_parleys_own_outbound_call_is_not_a_new_session(
     r = await client.post("/livekit/webhook", content=body, headers=headers)
     assert r.json()["action"] == "ignored" and "Parley's outbound call abc" in r.json()["reason"]
     assert await _calls(state) == []
+
+
+async def test_a_webhook_for_a_room_an_explicit_dispatch_waits_in_joins_that_session(
+        silent_livekit: tuple[StandInLiveKit, httpx.AsyncClient, ApiState]) -> None:
+    signer, client, state = silent_livekit
+    assert state.livekit is not None
+    explicit = await state.livekit.start("parley-receptionist-desk", agent="receptionist", source="cli")
+    body, headers = signer.signed_webhook(joined("parley-receptionist-desk", "visitor", kind="STANDARD"))
+    r = await client.post("/livekit/webhook", content=body, headers=headers)
+    assert r.json()["call_id"] == explicit.call_id and len(await _calls(state)) == 1
