@@ -97,7 +97,7 @@ class RoomChannel:
         room.on("sip_dtmf_received", self._on_dtmf)
         room.on("disconnected", lambda *_: self._end("room_closed"))
         token = self.config.token(self.identity, name="Parley agent", room=self.room_name, room_join=True,
-                                  metadata='{"parley": true}')
+                                  metadata='{"parley": true}', agent=True)
         await room.connect(self.config.ws_url, token, rtc.RoomOptions(auto_subscribe=True))
         source = rtc.AudioSource(ROOM_RATE, 1, queue_size_ms=SOURCE_QUEUE_MS)
         track = rtc.LocalAudioTrack.create_audio_track("parley-agent", source)

@@ -59,7 +59,7 @@ class LiveKitConfig:
 
     def token(self, identity: str, *, name: str = "", room: str | None = None, room_join: bool = False,
               room_admin: bool = False, room_list: bool = False, sip_admin: bool = False, sip_call: bool = False,
-              metadata: str = "", ttl_s: int = 3600) -> str:
+              metadata: str = "", agent: bool = False, ttl_s: int = 3600) -> str:
         """A signed access token for `identity` with exactly the grants asked for."""
         from livekit import api as lk
 
@@ -71,6 +71,8 @@ class LiveKitConfig:
                .with_grants(grants).with_ttl(datetime.timedelta(seconds=ttl_s)))
         if metadata:
             tok = tok.with_metadata(metadata)
+        if agent:
+            tok = tok.with_kind("agent")  # others (webhooks, agent frameworks, UIs) see an agent participant
         if sip_admin or sip_call:
             tok = tok.with_sip_grants(lk.SIPGrants(admin=sip_admin, call=sip_call))
         return tok.to_jwt()
