@@ -119,6 +119,10 @@ async def test_list_and_delete_touch_only_parleys_objects(livekit: tuple[StandIn
         ("inbound trunk", "carrier", True), ("outbound trunk", "carrier", True), ("dispatch rule", "main", True),
         ("inbound trunk", "theirs", False)}
     assert "s3cret" not in out
+    code, out, _ = await parley("livekit", "sip", "list", env=env)
+    assert code == 0 and "s3cret" not in out
+    assert "outbound trunk carrier (ST_" in out and ", parley): address=sip.carrier.example:5080" in out
+    assert "inbound trunk theirs (ST_foreign, other): numbers=['+15550000']" in out
     code, out, err = await parley("livekit", "sip", "delete", "--all", env=env)
     assert code == 0, err
     assert "deleted dispatch rule main" in out and "deleted inbound trunk carrier" in out
