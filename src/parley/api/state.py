@@ -21,6 +21,7 @@ from parley.settings import Settings
 if TYPE_CHECKING:
     from parley.calls import CallsService
     from parley.telephony.gateway import Gateway
+    from parley.telephony.livekit.sessions import RoomSessions
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ApiState:
     voice_engines: VoiceEngines
     calls: CallsService | None = None
     gateway: Gateway | None = None
+    livekit: RoomSessions | None = None  # LiveKit room sessions, when LIVEKIT_URL/KEY/SECRET are set
 
     def attach(self, app: FastAPI) -> None:
         """Make this the state of `app`."""

@@ -98,6 +98,22 @@ async def run_checks(settings: Settings, *, providers: bool = True, trunks: bool
     if trunks:
         async for finding in _check_trunks(settings):
             yield finding
+    yield await _check_livekit(settings)
+
+
+async def _check_livekit(settings: Settings) -> Finding:
+    """LIVEKIT_URL/KEY/SECRET: a signed ListRooms round trip (401s explained); fine when unset."""
+    from parley.telephony.livekit.doctor import check
+
+    try:
+        import livekit.api  # noqa: F401
+    except ImportError:  # the `cloud` extra is not installed
+        if settings.livekit_url:
+            return Finding("livekit", False, "LIVEKIT_URL is set but the LiveKit SDKs are not installed",
+                           "pip install 'parley[cloud]'")
+        return Finding("livekit", True, "not configured")
+    ok, message, fix = await check(settings)
+    return Finding("livekit", ok, message, fix)
 
 
 async def _check_providers(settings: Settings, registry: AgentRegistry) -> AsyncIterator[Finding]:

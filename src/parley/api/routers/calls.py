@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from parley.api.deps import CallsDep
+from parley.api.deps import CallsDep, StateDep
 from parley.api.errors import ApiError
 from parley.calls import CallNotFound, CallRequestError, IllegalTransition
 from parley.calls.service import normalise_e164
@@ -43,7 +43,8 @@ class OutboundCallRequest(BaseModel):
     greeting: str | None = Field(None, max_length=2000, description="First sentence override.")
     agent: str | None = Field(None, description="Agent key or name (default DEFAULT_AGENT).")
     from_number: str | None = Field(None, description="Caller ID in E.164 (default the trunk's number).")
-    trunk: str | None = Field(None, max_length=64, description="Outbound trunk name.")
+    trunk: str | None = Field(None, max_length=64, description="Outbound trunk name; `livekit:<name>` dials "
+                              "through LiveKit SIP.")
     variables: dict[str, Any] = Field(default_factory=dict, description="Prompt/greeting template values.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free data returned in webhooks.")
     schedule_at: datetime | None = Field(None, description="Dial no earlier than this (ISO 8601).")
@@ -70,7 +71,10 @@ class OutboundCallRequest(BaseModel):
 
 
 @router.post("/api/outbound-call", summary="Queue an outbound call")
-async def outbound_call(body: OutboundCallRequest, service: CallsDep) -> dict[str, Any]:
+async def outbound_call(body: OutboundCallRequest, service: CallsDep, state: StateDep) -> dict[str, Any]:
+    if body.trunk and body.trunk.startswith("livekit:") and state.livekit is None:
+        raise _invalid("trunk", f"{body.trunk!r} goes out through LiveKit SIP, which is not configured here: set "
+                                "LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET (docs/livekit.md)")
     try:
         call = await service.create_call(direction="outbound", **body.model_dump())
     except CallRequestError as exc:
