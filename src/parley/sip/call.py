@@ -38,6 +38,7 @@ class CallHost(Protocol):
     """What a call needs from the user agent that owns it (`SipEndpoint` is the implementation)."""
 
     user_agent: str
+    server_header: str | None
     codecs: list[str]
 
     @property
@@ -274,7 +275,8 @@ class Call:
 
     def _response(self, request: SipRequest, status: int, reason: str | None = None, **kw: Any) -> SipResponse:
         resp = make_response(request, status, reason, **kw)
-        resp.headers.add("Server", self.host.user_agent)
+        if self.host.server_header:
+            resp.headers.add("Server", self.host.server_header)
         return resp
 
     def _apply_remote_sdp(self, sdp: SessionDescription) -> Negotiated | None:
@@ -500,7 +502,8 @@ class IncomingCall:
     # decisions ---------------------------------------------------------------------------------
     def _respond(self, status: int, reason: str | None = None, **kw: Any) -> SipResponse:
         resp = make_response(self.request, status, reason, to_tag=self.local_tag if status > 100 else None, **kw)
-        resp.headers.add("Server", self.host.user_agent)
+        if self.host.server_header:
+            resp.headers.add("Server", self.host.server_header)
         return resp
 
     def cancelled_by_peer(self) -> None:
@@ -592,7 +595,8 @@ class IncomingCall:
             local_sdp = build_offer(ep.media_address, media_port(rtp), supported)
         else:
             local_sdp = build_answer(offer, neg, ep.media_address, media_port(rtp))
-        dialog = Dialog.from_uas(self.request, self.local_tag, self.transport, ep.contact(self.transport))
+        dialog = Dialog.from_uas(self.request, self.local_tag, self.transport, ep.contact(self.transport),
+                                 source=self.source)
         dialog.flow = self.source
         call = Call(ep, dialog, rtp, neg, "inbound", local_sdp)
         self.call = call
