@@ -2,9 +2,9 @@
 
 Received requests get `received`/`rport` stamped on their top Via (a `received` the peer wrote
 itself is overwritten); responses go back to where the request really came from (RFC 3581): on
-the same TCP connection when it is open, else to the source address (with the Via port unless the
-request asked for `rport`). Only a request from a trusted source (`SipLimits.trusted_sources`) is
-answered per its Via. No name is ever resolved on the event loop: UDP sends take IP literals only,
+the same TCP connection when it is open, else to the source address and port (UDP; symmetric
+response routing whether or not the request asked for `rport`). Only a request from a trusted source (`SipLimits.trusted_sources`) is
+answered per its Via `received`/`rport`. No name is ever resolved on the event loop: UDP sends take IP literals only,
 and names go through `Resolver`. Malformed requests are answered 400 (505 for an unknown SIP
 version) when a response can be built, otherwise dropped, with at most a few log lines per source;
 a bad TCP frame closes that connection only. Per-source rate limits, TCP connection caps and
@@ -357,15 +357,14 @@ class TransportLayer:
                 if sep and key and "\r" not in value and len(value) < 1024:
                     found.append((key, value.strip()))
             names = {n for n, _ in found}
-            if not {"Via", "From", "To", "Call-ID", "CSeq"} <= names:
+            if not {"Via", "CSeq"} <= names:  # enough to match the response (RFC 4475 insuf)
                 return
             vias = [v for n, v in found if n == "Via"]
             top_text = vias[0].split(",")[0]
             try:
-                top = Via.parse(top_text)
-                rport = "rport" in top.params
+                top: Via | None = Via.parse(top_text)
             except SipParseError:
-                top, rport = None, False
+                top = None
             safe_reason = re.sub(r"[^\x20-\x7e]", "?", reason)[:100]
             phrase = "Version Not Supported" if status == 505 else "Bad Request"
             via_line = re.sub(r"[^\x20-\x7e]", "?", top_text) if top is None else str(top)
@@ -376,8 +375,7 @@ class TransportLayer:
             if source.conn is not None:
                 source.conn.send(payload)
             elif self._udp is not None:
-                port = source.addr[1] if rport or top is None or top.port is None else top.port
-                self._udp.sendto(payload, (source.addr[0], port))
+                self._udp.sendto(payload, source.addr)  # symmetric, as send_response
         except Exception:
             return
 
@@ -408,9 +406,13 @@ class TransportLayer:
             source.conn.send(data)
             return
         if source is not None and not self.trusted(source):
-            # RFC 3581: back to the packet's real source, never to a host the peer named
-            port = source.addr[1] if ("rport" in via.params and source.transport == "udp") else (via.port or 5060)
-            addr = (source.addr[0], port)
+            # RFC 3581 symmetric response: back to the packet's real source address and port (UDP),
+            # never to a host the peer named; a closed TCP flow is reopened to source IP + Via port
+            if source.transport == "udp":
+                if self._udp is not None:
+                    self._udp.sendto(data, source.addr)
+                return
+            addr = (source.addr[0], via.port or 5060)
         else:
             addr = via.response_address()
         if via.transport == "UDP" and (source is None or source.transport == "udp"):

@@ -59,8 +59,9 @@ class SipUri:
         if scheme not in ("sip", "sips"):
             number, _, ptext = rest.partition(";")
             return cls(scheme=scheme, user=number, params=parse_params(ptext) if ptext else {})
-        rest, _, headers = rest.partition("?")
+        # the user part may hold '?', ';' and ',' (RFC 4475 intmeth); '@' never appears unescaped after it
         userinfo, at, hostpart = rest.rpartition("@")
+        hostpart, _, headers = hostpart.partition("?")
         user = password = None
         if at:
             if not userinfo:
