@@ -41,7 +41,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class _Bounded(Generic[K, V]):
+class BoundedDict(Generic[K, V]):
     """An insertion-ordered dict that forgets its oldest key beyond `max_keys`."""
 
     def __init__(self, max_keys: int) -> None:
@@ -70,7 +70,7 @@ class RateLimiter:
     def __init__(self, rate: float, burst: int, max_keys: int = 10000) -> None:
         self.rate = rate
         self.burst = max(1, burst)
-        self._buckets: _Bounded[str, tuple[float, float]] = _Bounded(max_keys)  # key -> (tokens, at)
+        self._buckets: BoundedDict[str, tuple[float, float]] = BoundedDict(max_keys)  # key -> (tokens, at)
 
     def allow(self, key: str, now: float) -> bool:
         """Take one token for `key`; False when its bucket is empty."""
@@ -92,7 +92,7 @@ class LogLimiter:
     def __init__(self, burst: int, window: float, max_keys: int = 10000) -> None:
         self.burst = burst
         self.window = window
-        self._state: _Bounded[str, list[float]] = _Bounded(max_keys)  # key -> [window start, logged, dropped]
+        self._state: BoundedDict[str, list[float]] = BoundedDict(max_keys)  # key -> [window start, logged, dropped]
 
     def allow(self, key: str, now: float) -> tuple[bool, int]:
         """(log this one?, lines suppressed in the window that just ended)."""
@@ -138,7 +138,7 @@ class FailureThrottle:
         self.block_after = block_after
         self.block_seconds = block_seconds
         self.max_delay = max_delay
-        self._table: _Bounded[str, _Failures] = _Bounded(max_keys)
+        self._table: BoundedDict[str, _Failures] = BoundedDict(max_keys)
 
     def verdict(self, key: str, now: float) -> ThrottleVerdict:
         f = self._table.get(key)

@@ -12,7 +12,7 @@ import ipaddress
 import socket
 import time
 
-from parley.sip.guard import _Bounded
+from parley.sip.guard import BoundedDict
 
 
 def is_ip(host: str) -> bool:
@@ -29,7 +29,7 @@ class Resolver:
     def __init__(self, timeout: float = 2.0, ttl: float = 60.0, max_entries: int = 1024) -> None:
         self.timeout = timeout
         self.ttl = ttl
-        self._cache: _Bounded[str, tuple[str | None, float]] = _Bounded(max_entries)
+        self._cache: BoundedDict[str, tuple[str | None, float]] = BoundedDict(max_entries)
         self._pending: dict[str, asyncio.Future[str | None]] = {}
         self.lookups = 0
 
