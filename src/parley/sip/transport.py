@@ -200,7 +200,7 @@ class TransportLayer:
         self._logs = LogLimiter(self.limits.log_burst, self.limits.log_window)
         self._accepted: dict[str, int] = {}  # accepted TCP connections per source IP
         self.stats = {"received": 0, "malformed": 0, "sent": 0, "rate_limited": 0, "tcp_refused": 0,
-                      "tcp_timeouts": 0}
+                      "tcp_timeouts": 0, "crashes": 0, "handler_errors": 0}
 
     def trusted(self, source: Source) -> bool:
         return source.addr[0] in self.limits.trusted_sources
@@ -314,11 +314,13 @@ class TransportLayer:
             return
         except Exception as exc:  # a bug must not take the listener down: one line, no traceback flood
             self.stats["malformed"] += 1
+            self.stats["crashes"] += 1
             self.log_limited("sip.parse_crash", source.addr, error=f"{type(exc).__name__}: {str(exc)[:200]}")
             return
         try:
             self.handler(msg, source)
         except Exception as exc:
+            self.stats["handler_errors"] += 1
             self.log_limited("sip.handler_error", source.addr, error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
     def _stamp_via(self, msg: SipRequest, source: Source) -> None:
