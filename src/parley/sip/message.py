@@ -82,6 +82,8 @@ def canonical_name(name: str) -> str:
 
 def split_list(value: str) -> list[str]:
     """Split a list header value on commas outside quotes and <>."""
+    if '"' not in value and "<" not in value:  # the common case, without a character loop
+        return [p for p in (part.strip() for part in value.split(",")) if p]
     out: list[str] = []
     depth = 0
     quoted = False
@@ -234,9 +236,12 @@ class SipMessage(ABC):
         """Check the mandatory headers of RFC 3261 §8.1.1 so handlers can trust the accessors."""
         if not self.call_id:
             raise SipParseError("missing Call-ID")
-        for name in SINGLE_HEADERS:
-            if len([1 for n, _ in self.headers if n == name]) > 1:
-                raise SipParseError(f"more than one {name}")
+        seen: set[str] = set()
+        for n, _ in self.headers:
+            if n in SINGLE_HEADERS:
+                if n in seen:
+                    raise SipParseError(f"more than one {n}")
+                seen.add(n)
         self.cseq
         self.from_
         self.to
