@@ -40,7 +40,8 @@ async def main() -> None:
     await stop.wait()
     print(json.dumps({"stats": ep.transport.stats, "rss_now": vm("VmRSS"), "rss_peak": vm("VmHWM"),
                       "server_transactions": len(ep.transactions.server)}), flush=True)
-    await ep.close()
+    sys.stdout.flush()
+    await asyncio.wait_for(ep.close(), 10)
 
 
 if __name__ == "__main__":

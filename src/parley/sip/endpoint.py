@@ -351,12 +351,14 @@ class SipEndpoint:
         if tx is not None:
             tx.retransmission(req)
             return
-        cap = self.limits.invites_per_source
-        if (req.method == "INVITE" and cap and not self.transport.trusted(source)
-                and self.transactions.invites_from(source.addr[0]) >= cap):
+        cap, total = self.limits.invites_per_source, self.limits.invites_total
+        if req.method == "INVITE" and not self.transport.trusted(source) and (
+            (cap and self.transactions.invites_from(source.addr[0]) >= cap)
+            or (total and self.transactions.invites >= total)
+        ):
             # answered statelessly: a flood of INVITEs must not grow the transaction table
             self.transport.stats["invite_cap"] = self.transport.stats.get("invite_cap", 0) + 1
-            self.transport.log_limited("sip.invite_cap", source.addr, cap=cap)
+            self.transport.log_limited("sip.invite_cap", source.addr, per_source=cap, total=total)
             self.transport.send_response(
                 self._response(req, 503, "Service Unavailable (too many calls from you)", to_tag=new_tag(),
                                extra={"Retry-After": "5"}), source)

@@ -284,14 +284,21 @@ class TransactionManager:
         self.client: dict[tuple[str, str], ClientTransaction] = {}
         self.server: dict[tuple[str, str, str], ServerTransaction] = {}
         self._invites: dict[str, int] = {}  # live INVITE server transactions per source IP
+        self._invite_total = 0
         self._sends = TaskSet("sip-transactions", on_failure=_send_failed)
 
     def count_invite(self, source_ip: str, delta: int) -> None:
+        self._invite_total += delta
         n = self._invites.get(source_ip, 0) + delta
         if n > 0:
             self._invites[source_ip] = n
         else:
             self._invites.pop(source_ip, None)
+
+    @property
+    def invites(self) -> int:
+        """INVITE server transactions not yet terminated, all sources."""
+        return self._invite_total
 
     def invites_from(self, source_ip: str) -> int:
         """INVITE server transactions from `source_ip` not yet terminated."""
@@ -324,6 +331,7 @@ class TransactionManager:
         self.client.clear()
         self.server.clear()
         self._invites.clear()
+        self._invite_total = 0
 
 
 def _send_failed(task: asyncio.Task[Any], exc: BaseException) -> None:
