@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     public_url: str = Field("", description="Base URL the API is reachable at from outside (webhooks, docs).")
     webhook_url: str = Field("", description="Global webhook receiving call events.")
     webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC-SHA256 key signing webhooks.")
+    webhook_allowed_hosts: str = Field(
+        "", description="Hosts, addresses or CIDRs webhooks/HTTP tools may reach although not public (SSRF guard)."
+    )
+    webhook_allow_loopback: bool = Field(False, description="Development only: let webhooks reach 127.0.0.1/::1.")
 
     # --- SIP ---------------------------------------------------------------------------------
     sip_host: str = Field("127.0.0.1", description="Address the SIP endpoint binds to.")

@@ -12,6 +12,8 @@ from parley.agents import AgentRegistry
 from parley.api import errors
 from parley.api.auth import KeyRing
 from parley.api.deps import require_api_key
+from parley.api.guard import RequestGuard
+from parley.api.openapi import describe_agents
 from parley.api.health import HealthCheck, HealthRegistry
 from parley.api.routers import agents as agents_routes, calls as calls_routes, health as health_routes
 from parley.api.routers import metrics as metrics_routes, trunks as trunks_routes, webhook as webhook_routes
@@ -69,7 +71,11 @@ def create_app(
     app.include_router(livekit_routes.router)  # public: LiveKit's signature authenticates it
     protect = [Depends(require_api_key)]
     for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes):
-        app.include_router(module.router, dependencies=protect)
+        app.include_router(module.router, dependencies=protect, responses=errors.error_responses(401))
+    # Keys before bodies, and every body capped (api/guard.py); the voice upload keeps its audio cap.
+    app.add_middleware(RequestGuard, fastapi_app=app, keyring=state.keyring, marker=require_api_key,
+                       caps={"/api/voice-pipeline": voice_routes.MAX_BYTES + 1024 * 1024})
+    describe_agents(app, registry)  # the OpenAPI `agent` fields list the loaded agents
     return app
 
 

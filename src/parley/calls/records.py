@@ -114,12 +114,14 @@ class CallEvent:
 
 @dataclass(frozen=True)
 class CallDetail:
-    """A call with its timeline and transcript."""
+    """A call with its timeline, transcript and webhook deliveries (event, status, attempts, last error:
+    a refused or failing webhook shows here)."""
 
     call: Call
     timeline: list[CallEvent]
     transcript: list[TranscriptEntry]
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.call.to_dict(), "timeline": [e.to_dict() for e in self.timeline],
-                "transcript": [t.to_dict() for t in self.transcript]}
+                "transcript": [t.to_dict() for t in self.transcript], "webhooks": self.webhooks}

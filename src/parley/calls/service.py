@@ -28,6 +28,7 @@ from parley.calls.store import CallNotFound, Store
 from parley.calls.webhook_sender import WebhookSender
 from parley.calls.webhooks import RetryTiming
 from parley.logging import get_logger
+from parley.support.egress import EgressPolicy
 
 if TYPE_CHECKING:
     from parley.agents import AgentRegistry
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")  # ASCII digits only (\d takes any Unicode digit)
 ROLES = ("agent", "caller", "system", "tool")
 #: Role names other parts use, mapped to ours (the engine says `user` for the caller).
 ROLE_ALIASES = {"user": "caller", "assistant": "agent"}
@@ -97,7 +98,7 @@ class CallsService:
         sender = None
         if send_webhooks:
             sender = WebhookSender(store, settings.webhook_secret.get_secret_value(), timing=webhook_timing,
-                                   poll_s=webhook_poll_s)
+                                   poll_s=webhook_poll_s, policy=EgressPolicy.of(settings))
             await sender.start()
         return cls(settings, store, queue, agents=agents, webhooks=sender)
 

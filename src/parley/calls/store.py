@@ -225,15 +225,19 @@ class Store:
             return Call.from_row(row) if row else None
 
     async def get_detail(self, call_id: str) -> CallDetail | None:
-        """A call with timeline and transcript, or None."""
+        """A call with timeline, transcript and webhook deliveries, or None."""
         async with self.sessions() as s:
             row = (await s.execute(select(CallRow).where(CallRow.id == call_id))).scalar_one_or_none()
             if row is None:
                 return None
             events = (await s.execute(select(EventRow).where(EventRow.call_id == call_id)
                                       .order_by(EventRow.id))).scalars()
-            return CallDetail(Call.from_row(row), [CallEvent.from_row(e) for e in events],
-                              await self._transcript(s, call_id))
+            timeline = [CallEvent.from_row(e) for e in events]
+            hooks = (await s.execute(select(WebhookRow).where(WebhookRow.call_id == call_id)
+                                     .order_by(WebhookRow.id))).scalars()
+            deliveries = [{"event": h.event, "status": h.status, "attempts": h.attempts,
+                           "last_error": h.last_error} for h in hooks]
+            return CallDetail(Call.from_row(row), timeline, await self._transcript(s, call_id), deliveries)
 
     async def transcript(self, call_id: str) -> list[TranscriptEntry]:
         async with self.sessions() as s:

@@ -30,6 +30,8 @@ from parley.engine.session import Engines
 from parley.logging import bind_call, get_logger
 from parley.providers.fallback import context_listener, listen_in_context
 from parley.settings import Settings
+from parley.support.egress import EgressPolicy
+from parley.support.egress_http import guarded_client
 from parley.support.taskset import TaskSet
 from parley.sip.auth import Credentials
 from parley.sip.call import Call as SipCall
@@ -155,7 +157,7 @@ class Gateway:
     async def start(self) -> None:
         """Load trunks, start the SIP endpoint and any trunk registrations; warm the default agent."""
         await self.reload()
-        self._http = httpx.AsyncClient()
+        self._http = guarded_client(EgressPolicy.of(self.settings))  # SSRF guard: support/egress.py
         self.endpoint.on_incoming = self._on_incoming
         await self.endpoint.start()
         self.calls.add_cancel_listener(self._on_cancel)

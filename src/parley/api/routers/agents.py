@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from parley.agents import Agent
 from parley.api.deps import AgentsDep
-from parley.api.errors import ApiError
+from parley.api.errors import ApiError, error_responses
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -31,7 +31,7 @@ async def list_agents(registry: AgentsDep) -> dict[str, Any]:
     return {"agents": [_summary(a) for a in registry]}
 
 
-@router.get("/{name}", summary="One agent's full configuration")
+@router.get("/{name}", summary="One agent's full configuration", responses=error_responses(404))
 async def get_agent(name: str, registry: AgentsDep) -> dict[str, Any]:
     try:
         agent = registry.get(name)
