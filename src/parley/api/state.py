@@ -21,6 +21,7 @@ from parley.settings import Settings
 if TYPE_CHECKING:
     from parley.calls import CallsService
     from parley.telephony.gateway import Gateway
+    from parley.telephony.twilio.bridge import TwilioBridge
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ApiState:
     voice_engines: VoiceEngines
     calls: CallsService | None = None
     gateway: Gateway | None = None
+    twilio: TwilioBridge | None = None
 
     def attach(self, app: FastAPI) -> None:
         """Make this the state of `app`."""
