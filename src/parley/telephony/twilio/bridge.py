@@ -217,6 +217,8 @@ class TwilioBridge:
             await asyncio.gather(reader, return_exceptions=True)
             await channel.aclose()
             await self._close(ws, 1000, None)
+        if outcome.reason.startswith("stream_error"):
+            outcome = DialOutcome("failed", outcome.reason)
         if record.direction == "inbound":
             await self.calls.end(record.id, outcome)
             self.live.pop(record.id, None)
