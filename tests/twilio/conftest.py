@@ -65,11 +65,12 @@ async def parley_app(settings) -> AsyncIterator[AppFactory]:  # type: ignore[no-
     """`await start(agents=None, **settings_updates)` → the app running under uvicorn."""
     running: list[tuple[RunningApp, asyncio.Task[Any]]] = []
 
-    async def start(agents: AgentRegistry | None = None, **updates: Any) -> RunningApp:
+    async def start(agents: AgentRegistry | None = None, *, port: int = 0, startup: list[Any] | None = None,
+                    **updates: Any) -> RunningApp:
         values = {"twilio_account_sid": ACCOUNT_SID, "twilio_auth_token": AUTH_TOKEN, **updates}
         s = type(settings).model_validate({**settings.model_dump(), **values})
-        app = create_app(s, agents=agents)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+        app = create_app(s, agents=agents, startup=startup)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                lifespan="on", ws="websockets-sansio"))
         task = asyncio.create_task(server.serve())
         await eventually(lambda: server.started, timeout_s=30, what="uvicorn started")
@@ -111,3 +112,14 @@ def voice_form(call_sid: str, to: str = "+15005550006", from_: str = "+141555501
     return {"AccountSid": ACCOUNT_SID, "ApiVersion": "2010-04-01", "CallSid": call_sid, "CallStatus": "ringing",
             "Called": to, "Caller": from_, "Direction": "inbound", "From": from_, "To": to,
             "FromCountry": "US", "ToCountry": "US"}
+
+
+@pytest.fixture
+def twilio_api() -> Any:
+    """The Twilio REST stand-in (tests/twilio/rest_standin.py) for this account, on a free port."""
+    from tests.twilio.rest_standin import serve
+
+    state, server = serve(ACCOUNT_SID, AUTH_TOKEN)
+    yield state
+    server.shutdown()
+    server.server_close()

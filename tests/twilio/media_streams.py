@@ -106,6 +106,12 @@ class MediaStreamsClient:
         self._speech.append(pcm.astype(np.int16))
 
     async def _send_audio(self) -> None:
+        try:
+            await self._send_audio_frames()
+        except websockets.ConnectionClosed:
+            pass  # Parley ended the call
+
+    async def _send_audio_frames(self) -> None:
         t0 = time.perf_counter()
         n = 0
         pending = np.zeros(0, dtype=np.int16)

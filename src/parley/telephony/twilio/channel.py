@@ -107,6 +107,7 @@ class TwilioChannel:
         self.late_frames = 0
         self.marks_sent = 0
         self.first_media_at: float | None = None  # perf_counter of the first agent frame sent (benchmarks)
+        self._rest: asyncio.Future[None] | None = None
         self._pacer = asyncio.create_task(self._pace(), name=f"twilio-pacer-{call_sid}")
 
     # --- fed by the stream handler ---------------------------------------------------------------
@@ -288,16 +289,26 @@ class TwilioChannel:
         return ok
 
     async def hangup(self, reason: str) -> None:
+        """End the call through Twilio's REST API (when configured) and close the stream. The REST request
+        runs in its own task: ending the channel cancels the conversation's tasks, not this request."""
         if self.closed:
             return
-        self.end(reason)
         if self.actions is not None:
-            try:
-                await self.actions.hangup(self.call_sid)
-            except Exception as exc:  # noqa: BLE001 - closing the stream ends the call anyway
-                log.warning("Twilio REST hang-up failed; closing the stream ends the call",
-                            call_sid=self.call_sid, error=str(exc))
-        await self._close_socket()
+            self._rest = asyncio.ensure_future(self._rest_hangup())
+        self.end(reason)
+        try:
+            if self._rest is not None:
+                await asyncio.shield(self._rest)
+        finally:
+            await self._close_socket()
+
+    async def _rest_hangup(self) -> None:
+        assert self.actions is not None
+        try:
+            await self.actions.hangup(self.call_sid)
+        except Exception as exc:  # noqa: BLE001 - closing the stream ends the call anyway
+            log.warning("Twilio REST hang-up failed; closing the stream ends the call",
+                        call_sid=self.call_sid, error=str(exc))
 
     async def _close_socket(self) -> None:
         try:
@@ -308,6 +319,8 @@ class TwilioChannel:
     async def aclose(self) -> None:
         """Stop the pacer (the stream handler calls this when the stream is over)."""
         self.end(self._end_reason or "stream_closed")
+        if self._rest is not None:
+            await asyncio.wait([self._rest], timeout=15)
         self._pacer.cancel()
         try:
             await self._pacer
