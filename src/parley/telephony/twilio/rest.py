@@ -7,11 +7,13 @@ the same path under that base.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -50,21 +52,36 @@ class RebasedHttpClient(TwilioHttpClient):
 
 
 def make_client(config: TwilioConfig, timeout_s: float = 10.0) -> Client:
-    """An SDK client for the configured account (and base URL)."""
+    """An SDK client for the configured account (and base URL). The SDK's per-request INFO logging is
+    turned down to warnings."""
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
     http = RebasedHttpClient(config.api_base_url, timeout=timeout_s) if config.api_base_url \
         else TwilioHttpClient(timeout=timeout_s)
     return Client(config.account_sid, config.auth_token, http_client=http)
 
 
+HINTS = {20003: "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN", 20404: "no such resource on this account",
+         21210: "the caller ID is not a number of this account or a verified one",
+         21211: "the number to call is not valid"}
+
+
 def describe(exc: Exception) -> str:
-    """A REST failure as one readable line."""
+    """A REST failure as one readable line (a refused request, a page that could not be fetched, no network)."""
     if isinstance(exc, TwilioRestException):
-        hint = {20003: "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
-                20404: "no such resource on this account",
-                21210: "the caller ID is not a number of this account or a verified one",
-                21211: "the number to call is not valid"}.get(exc.code or 0, "")
-        return f"Twilio answered {exc.status} (error {exc.code}): {exc.msg}" + (f": {hint}" if hint else "")
-    return f"Twilio could not be reached: {exc}"
+        status, code, message = exc.status, exc.code, exc.msg
+    elif isinstance(exc, TwilioException) and len(exc.args) > 1 and hasattr(exc.args[1], "status_code"):
+        response = exc.args[1]  # a list page: ("Unable to fetch page", Response)
+        try:
+            body = json.loads(response.text)
+        except (TypeError, ValueError):
+            body = {}
+        status, code, message = response.status_code, body.get("code"), body.get("message", str(exc.args[0]))
+    elif isinstance(exc, TwilioException):
+        return f"Twilio SDK error: {exc}"
+    else:
+        return f"Twilio could not be reached: {exc}"
+    hint = HINTS.get(code or 0, "")
+    return f"Twilio answered {status} (error {code}): {message}" + (f": {hint}" if hint else "")
 
 
 class TwilioRest:
@@ -77,7 +94,7 @@ class TwilioRest:
     async def run(self, fn: Callable[[], T]) -> T:
         try:
             return await asyncio.to_thread(fn)
-        except TwilioRestException as exc:
+        except TwilioException as exc:
             raise TwilioError(describe(exc)) from exc
         except OSError as exc:
             raise TwilioError(describe(exc)) from exc
