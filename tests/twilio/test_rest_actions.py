@@ -141,3 +141,51 @@ async def test_outbound_call_over_twilio(parley_app, fast_agents, twilio_api) ->
                                          "CallStatus": "no-answer"})
     final = await app.wait_call(call_id, {"no_answer"})
     assert final.attempt == 2
+
+
+async def test_dtmf_out_plays_digits_and_the_stream_reconnects(parley_app, fast_agents, twilio_api,
+                                                               speech_wav) -> None:  # type: ignore[no-untyped-def]
+    """The engine's `send_dtmf` on a Twilio call: `<Play digits>` through the REST API, then the same call's
+    stream again (a fresh single-use token); the conversation goes on over the new WebSocket."""
+    import asyncio
+
+    app = await parley_app(agents=fast_agents, twilio_api_base_url=twilio_api.url)
+    question = read_pcm(speech_wav("What are your opening hours?", engine="piper", rate=8000))
+    client, call_id, call_sid = await _answered_call(app, twilio_api, fast_agents)
+    channel = app.state.twilio.live[call_id].channel
+    sending = asyncio.create_task(channel.send_dtmf("12#"))  # as the send_dtmf tool calls it
+
+    updates = await eventually(lambda: twilio_api.calls[call_sid].get("twiml_updates"), timeout_s=15,
+                               what="the TwiML update with the digits")
+    root = ElementTree.fromstring(updates[-1])
+    assert root.find("./Play").get("digits") == "12#"
+    url, params = parse_twiml(updates[-1])
+    assert params["call_id"] == call_id and params["resume"] == "1" and params["token"]
+    await sending
+
+    # Twilio ends the old stream, plays the digits, and opens the new one
+    await client.stop()
+    await client.close()
+    again = MediaStreamsClient(url, params, call_sid=call_sid)
+    await again.open()
+    again.start_audio()
+    replay = MediaStreamsClient(url, params, call_sid=call_sid)
+    await replay.open()
+    assert await replay.wait_closed() == 1008 and not replay.received.media
+    await replay.close()
+    assert (await app.state.calls.get_call(call_id)).status == "in_progress"
+
+    again.say(question)
+
+    async def answered() -> bool:
+        entries = await app.state.calls.transcript(call_id)
+        return any(e.role == "agent" and "monday" in e.text.lower() for e in entries)
+
+    await eventually(answered, timeout_s=30, what="the answer after the reconnect")
+    await eventually(lambda: len(again.received.media) > 25, timeout_s=10, what="the answer's audio")
+    await again.stop()
+    ended = await app.wait_call(call_id, {"completed"})
+    assert ended.end_reason == "caller_hangup"
+    detail = await app.state.calls.get(call_id)
+    assert any(e.type == "twilio.dtmf_out" and e.data["digits"] == "12#" for e in detail.timeline)
+    await again.close()

@@ -82,6 +82,8 @@ class LiveStream:
     answered: asyncio.Future[DialOutcome | None] = field(default_factory=asyncio.Future)
     #: outbound: resolved with how the conversation ended
     done: asyncio.Future[DialOutcome] = field(default_factory=asyncio.Future)
+    #: the digest of the token a stream reconnecting after touch-tones must present
+    resume_digest: str | None = None
 
 
 class TwilioBridge:
@@ -143,18 +145,17 @@ class TwilioBridge:
         if capacity:
             raise self._refuse(call_sid, called, capacity)
         token = tokens.new_token(self.config.token_ttl_s)
+        stream_url = self.config.stream_url(public_base)
         record = await self.calls.create_call(
             to_number=called, from_number=caller or None, agent=agent.key, direction="inbound",
             caller_name=form.get("CallerName") or None, variables=decision.variables, trunk=TRUNK,
             channel="twilio", external_id=call_sid or None,
             metadata={"twilio": {"call_sid": call_sid, "account_sid": form.get("AccountSid", ""),
-                                 "called": called, "caller": caller, "rule": decision.rule, **token.stored()}},
+                                 "called": called, "caller": caller, "rule": decision.rule,
+                                 "stream_url": stream_url, **token.stored()}},
         )
         log.info("Twilio call answered with a stream", call_id=record.id, call_sid=call_sid, agent=agent.key)
-        return self._stream_twiml(public_base, record.id, token), record.id
-
-    def _stream_twiml(self, public_base: str, call_id: str, token: tokens.StreamToken) -> str:
-        return twiml.connect_stream(self.config.stream_url(public_base), {"call_id": call_id, "token": token.secret})
+        return twiml.connect_stream(stream_url, {"call_id": record.id, "token": token.secret}), record.id
 
     def _refuse(self, call_sid: str, called: str, refusal: Refusal) -> Refused:
         log.warning("Twilio call refused", call_sid=call_sid, called=called, code=refusal.code,
@@ -203,8 +204,16 @@ class TwilioBridge:
             await self._close(ws, CLOSE_REFUSED, admitted, call_sid=start.call_sid)
             return
         record, live = admitted
+        if live.channel is not None:  # the stream reconnected after touch-tones
+            released = live.channel.attach(ws, start.stream_sid)
+            log.info("Twilio stream reconnected", call_id=record.id, stream_sid=start.stream_sid)
+            reader = asyncio.create_task(self._read(ws, live.channel), name=f"twilio-read-{record.id}")
+            await released
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            return
         channel = TwilioChannel(ws, start.stream_sid, start.call_sid or record.external_id or "",
-                                actions=self.rest)
+                                actions=CallRest(self, record.id) if self.rest is not None else None)
         live.channel = channel
         if not live.answered.done():
             live.answered.set_result(None)
@@ -241,6 +250,8 @@ class TwilioBridge:
         if record is None or record.channel != "twilio":
             return f"stream for unknown call {call_id[:40]!r}"
         meta = record.metadata.get("twilio") or {}
+        if start.parameters.get("resume") == "1":
+            return self._admit_resume(record, start, meta if isinstance(meta, dict) else {})
         problem = tokens.check(start.parameters.get("token"), meta if isinstance(meta, dict) else {})
         if problem is None and record.status not in ("ringing", "dialing"):
             problem = f"the stream token was already used (call is {record.status})"
@@ -259,13 +270,55 @@ class TwilioBridge:
             self.live[record.id] = live
         return record, live
 
+    def _admit_resume(self, record: CallRecord, start: protocol.Start,
+                      meta: dict[str, Any]) -> tuple[CallRecord, LiveStream] | str:
+        """A stream reconnecting after touch-tones: the resume token, once, while the call waits for it."""
+        live = self.live.get(record.id)
+        pending = live.resume_digest if live is not None else None
+        problem = tokens.check(start.parameters.get("token"), {"token_sha256": pending or "",
+                                                                "token_expires_at": meta.get("resume_expires_at")})
+        if problem is None and (live is None or live.channel is None or not live.channel.resuming):
+            problem = "no stream reconnect is expected for this call"
+        if problem is not None or live is None:
+            return f"call {record.id}: reconnect refused: {problem}"
+        live.resume_digest = None  # used up
+        return record, live
+
+    async def play_digits(self, call_id: str, call_sid: str, digits: str) -> bool:
+        """`<Play digits>` on the call, then `<Connect><Stream>` again with a fresh single-use token."""
+        live = self.live.get(call_id)
+        record = await self.calls.get_call(call_id)
+        if self.rest is None or live is None or record is None:
+            return False
+        meta = dict(record.metadata or {})
+        twilio_meta = dict(meta.get("twilio") or {})
+        stream_url = str(twilio_meta.get("stream_url") or "")
+        if not stream_url:
+            return False
+        token = tokens.new_token(self.config.token_ttl_s)
+        live.resume_digest = token.digest
+        twilio_meta["resume_expires_at"] = token.expires_at
+        meta["twilio"] = twilio_meta
+        await self.calls.update(call_id, meta=meta)
+        answer = twiml.connect_stream(stream_url, {"call_id": call_id, "token": token.secret, "resume": "1"},
+                                      play_digits=_twilio_digits(digits))
+        try:
+            await self.rest.update_twiml(call_sid, answer)
+        except TwilioError as exc:
+            live.resume_digest = None
+            log.warning("Twilio refused the touch-tones; playing them in-band", call_sid=call_sid, error=str(exc))
+            return False
+        await self.calls.add_event(call_id, "twilio.dtmf_out", {"digits": digits})
+        return True
+
     async def _read(self, ws: StreamSocket, channel: TwilioChannel) -> None:
         """Twilio's messages into the channel until `stop`, a closed socket or bad input."""
         while not channel.closed:
             try:
                 text = await ws.receive_text()
             except Exception:  # noqa: BLE001 - disconnect (Starlette raises on a closed socket)
-                channel.end("stream_closed")
+                if not channel.resuming:
+                    channel.end("stream_closed")
                 return
             try:
                 msg = protocol.parse(text)
@@ -278,7 +331,8 @@ class TwilioBridge:
                 elif isinstance(msg, protocol.Mark):
                     channel.feed_mark(msg.name)
                 elif isinstance(msg, protocol.Stop):
-                    channel.end("caller_hangup")
+                    if not channel.resuming:  # a stop for the touch-tones' new TwiML ends nothing
+                        channel.end("caller_hangup")
                     return
                 else:
                     raise protocol.ProtocolError(f"a second '{type(msg).__name__.lower()}' message mid-stream")
@@ -385,7 +439,8 @@ class TwilioBridge:
         meta = dict(record.metadata or {})
         given = meta.get("twilio")
         options: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
-        meta["twilio"] = {**options, **token.stored()}
+        stream_url = self.config.stream_url(base)
+        meta["twilio"] = {**options, "stream_url": stream_url, **token.stored()}
         await self.calls.update(record.id, meta=meta, channel="twilio", trunk=TRUNK)
         live = LiveStream(record.id, record.agent, "outbound")
         self.live[record.id] = live
@@ -393,7 +448,7 @@ class TwilioBridge:
             try:
                 sid = await self.rest.create_call(
                     to=record.to_number or "", from_=from_number,
-                    twiml_text=self._stream_twiml(base, record.id, token),
+                    twiml_text=twiml.connect_stream(stream_url, {"call_id": record.id, "token": token.secret}),
                     status_callback=f"{base}{STATUS_PATH}", options=options)
             except TwilioError as exc:
                 return DialOutcome("failed", str(exc))
@@ -426,3 +481,26 @@ class TwilioBridge:
     def counts(self) -> int:
         return sum(1 for lc in self.live.values() if lc.channel is not None)
 
+
+def _twilio_digits(digits: str) -> str:
+    """Digits for `<Play digits>`: 0-9 * # and `w` (half a second); our `,` pause becomes `w`."""
+    return "".join("w" if d == "," else d for d in digits if d in "0123456789*#w,")
+
+
+class CallRest:
+    """One call's `CallActions`: hang-up and transfer through the REST API, touch-tones with a reconnect."""
+
+    def __init__(self, bridge: TwilioBridge, call_id: str) -> None:
+        self.bridge = bridge
+        self.call_id = call_id
+
+    async def hangup(self, call_sid: str) -> None:
+        assert self.bridge.rest is not None
+        await self.bridge.rest.hangup(call_sid)
+
+    async def transfer(self, call_sid: str, target: str) -> bool:
+        assert self.bridge.rest is not None
+        return await self.bridge.rest.transfer(call_sid, target)
+
+    async def play_digits(self, call_sid: str, digits: str) -> bool:
+        return await self.bridge.play_digits(self.call_id, call_sid, digits)

@@ -39,6 +39,8 @@ LATE_S = 0.010
 MAX_GAP_FRAMES = 250
 #: Seconds to wait for Twilio to confirm the last mark before `drain()` gives up on it.
 MARK_GRACE_S = 1.5
+#: Seconds Twilio may take to reconnect the stream after playing touch-tones.
+RESUME_TIMEOUT_S = 15.0
 
 DTMF_FREQS = {
     "1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "A": (697, 1633),
@@ -62,6 +64,10 @@ class CallActions(Protocol):
     async def hangup(self, call_sid: str) -> None: ...
 
     async def transfer(self, call_sid: str, target: str) -> bool: ...
+
+    async def play_digits(self, call_sid: str, digits: str) -> bool:
+        """Play touch-tones on the call, then reconnect its stream (new TwiML); False when refused."""
+        ...
 
 
 def dtmf_tones(digits: str, tone_ms: int = 100, gap_ms: int = 80) -> np.ndarray:
@@ -108,6 +114,9 @@ class TwilioChannel:
         self.marks_sent = 0
         self.first_media_at: float | None = None  # perf_counter of the first agent frame sent (benchmarks)
         self._rest: asyncio.Future[None] | None = None
+        self._resume: asyncio.Future[None] | None = None  # set while Twilio plays digits and reconnects
+        self._resume_started = 0.0
+        self._released: dict[int, asyncio.Future[None]] = {}
         self._pacer = asyncio.create_task(self._pace(), name=f"twilio-pacer-{call_sid}")
 
     # --- fed by the stream handler ---------------------------------------------------------------
@@ -153,6 +162,12 @@ class TwilioChannel:
         """The stream is over (`stop`, a closed socket, a protocol error): end the call with `reason`."""
         if self._end_reason is None:
             self._end_reason = reason
+        for released in self._released.values():
+            if not released.done():
+                released.set_result(None)
+        if self._resume is not None and not self._resume.done():
+            self._resume.set_result(None)
+        self._resume = None
         self._out.release()
         self._tones.clear()
         self._wake.set()
@@ -220,7 +235,7 @@ class TwilioChannel:
         try:
             await self.socket.send_text(text)
         except Exception as exc:  # noqa: BLE001 - a dead socket ends the call, not the server
-            if not self.closed:
+            if not self.closed and self._resume is None:
                 log.info("Twilio stream send failed; ending the call", call_sid=self.call_sid, error=str(exc))
                 self.end("stream_closed")
 
@@ -230,6 +245,10 @@ class TwilioChannel:
         next_t: float | None = None
         since_mark = 0
         while not self.closed:
+            if self._resume is not None:
+                await asyncio.wait([self._resume])
+                next_t = None
+                continue
             pcm: np.ndarray | None
             if self._tones:
                 pcm, counted = self._tones.popleft(), False
@@ -270,7 +289,58 @@ class TwilioChannel:
     # --- control ---------------------------------------------------------------------------------
 
     async def send_dtmf(self, digits: str) -> None:
-        """Touch-tones in-band, after the agent audio already queued."""
+        """Touch-tones through Twilio's REST API: `<Play digits>` then the stream again (`resuming` until
+        Twilio reconnects, see `attach`). Without REST actions, or when Twilio refuses, in-band tones."""
+        if self.actions is not None and not self.closed and self._resume is None:
+            await self.drain()
+            self._resume = asyncio.get_running_loop().create_future()
+            self._resume_started = time.monotonic()
+            self._wake.set()
+            if await self.actions.play_digits(self.call_sid, digits):
+                asyncio.get_running_loop().call_later(RESUME_TIMEOUT_S, self._resume_timeout, self._resume)
+                return
+            self._finish_resume()
+        self.send_dtmf_inband(digits)
+
+    @property
+    def resuming(self) -> bool:
+        """True while Twilio plays touch-tones and the stream is to reconnect (its `stop` ends nothing)."""
+        return self._resume is not None
+
+    def attach(self, socket: StreamSocket, stream_sid: str) -> asyncio.Future[None]:
+        """The reconnected stream after touch-tones: audio goes on over `socket`. The caller's silence
+        meanwhile is filled in; audio sent but not confirmed on the old stream counts as dropped. Returns a
+        future done when this socket is no longer used (the call ended or another reconnect)."""
+        for old in self._released.values():
+            if not old.done():
+                old.set_result(None)
+        self.socket = socket
+        self.stream_sid = stream_sid
+        self._skew += self._out.played_samples - self._acked
+        self._acked = self._out.played_samples
+        gap = int((time.monotonic() - self._resume_started) / FRAME_S)
+        self._next_ts = None
+        self._push(np.zeros(min(gap, MAX_GAP_FRAMES) * FRAME, dtype=np.int16))
+        self._finish_resume()
+        released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._released[id(socket)] = released
+        return released
+
+    def _finish_resume(self) -> None:
+        resume, self._resume = self._resume, None
+        if resume is not None and not resume.done():
+            resume.set_result(None)
+        self._check_confirmed()
+        self._wake.set()
+
+    def _resume_timeout(self, resume: asyncio.Future[None] | None) -> None:
+        if resume is not None and resume is self._resume:
+            log.warning("Twilio did not reconnect the stream after the touch-tones", call_sid=self.call_sid)
+            self._finish_resume()
+            self.end("stream_closed")
+
+    def send_dtmf_inband(self, digits: str) -> None:
+        """Touch-tones as audio on the stream, after the agent audio already queued."""
         tones = dtmf_tones(digits)
         for start in range(0, tones.size, FRAME):
             frame = np.zeros(FRAME, dtype=np.int16)
