@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")
     twilio_phone_number: str = ""
+    twilio_public_url: str = Field(
+        "", description="Base URL Twilio reaches Parley at (https://…); empty = PUBLIC_URL, else proxy headers.")
+    twilio_api_base_url: str = Field("", description="Twilio REST base URL override (a regional proxy, tests).")
+    twilio_trunk_name: str = Field("parley", description="Friendly name of the Elastic SIP trunk we manage.")
+    twilio_stream_token_ttl_s: float = Field(60.0, gt=0, le=3600,
+                                             description="How long a Media Streams token stays usable.")
     livekit_url: str = ""
     livekit_api_key: str = ""
     livekit_api_secret: SecretStr = SecretStr("")

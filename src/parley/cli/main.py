@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "parley.cli.up_cmd", "parley.cli.trunk_cmd", "parley.cli.doctor_cmd",
     "parley.cli.talk_cmd",
     "parley.cli.livekit_cmd",
+    "parley.cli.twilio_cmd",
 ]
 
 app = typer.Typer(

@@ -154,10 +154,14 @@ async def list_calls(
     until: DateTime | None = Query(None, description="Created before (RFC 3339)."),
     cursor: str | None = Query(None, description="`next_cursor` of the previous page.", pattern=CURSOR),
     limit: int = Query(50, ge=1, le=500),
+    channel: str | None = Query(None, max_length=16, description="Only calls on this channel (sip, twilio)."),
+    external_id: str | None = Query(None, max_length=64,
+                                    description="The carrier's call id, e.g. a Twilio CallSid (CA…)."),
 ) -> dict[str, Any]:
     calls, next_seq = await service.list_calls(
         status=status.value if status else None, agent=agent, direction=direction, since=since, until=until,
-        before_seq=_parse_cursor(cursor) if cursor else None, limit=limit)
+        before_seq=_parse_cursor(cursor) if cursor else None, limit=limit, channel=channel,
+        external_id=external_id)
     return {"calls": [c.to_dict() for c in calls], "next_cursor": _cursor(next_seq)}
 
 
