@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     sip_port: int = Field(5060, ge=1, le=65535)
     sip_transport: Literal["udp", "tcp", "both"] = "both"
     sip_public_host: str = Field("", description="Address written into Contact/SDP when behind NAT.")
+    sip_server_header: str = Field("", description="Server header on SIP responses; empty = none (no fingerprint).")
+    sip_rate_limit: float = Field(200.0, ge=0, description="SIP messages/s per source IP (burst 2x); 0 = off.")
+    sip_invites_per_source: int = Field(50, ge=0, description="Concurrent INVITE transactions per source IP.")
+    sip_tcp_max_connections: int = Field(1024, ge=0, description="Accepted SIP TCP connections (32 per source).")
+    sip_tcp_idle_timeout_s: float = Field(120.0, ge=0, description="Close a SIP TCP connection idle this long.")
+    sip_trusted_sources: str = Field("", description="Comma-separated IPs (e.g. your proxy) exempt from SIP limits.")
     rtp_port_min: int = Field(20000, ge=1024, le=65535)
     rtp_port_max: int = Field(30000, ge=1024, le=65535)
 
@@ -85,6 +91,12 @@ class Settings(BaseSettings):
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")
     twilio_phone_number: str = ""
+    twilio_public_url: str = Field(
+        "", description="Base URL Twilio reaches Parley at (https://…); empty = PUBLIC_URL, else proxy headers.")
+    twilio_api_base_url: str = Field("", description="Twilio REST base URL override (a regional proxy, tests).")
+    twilio_trunk_name: str = Field("parley", description="Friendly name of the Elastic SIP trunk we manage.")
+    twilio_stream_token_ttl_s: float = Field(60.0, gt=0, le=3600,
+                                             description="How long a Media Streams token stays usable.")
     livekit_url: str = ""
     livekit_api_key: str = ""
     livekit_api_secret: SecretStr = SecretStr("")

@@ -18,7 +18,10 @@ from parley.api.health import HealthCheck, HealthRegistry
 from parley.api.routers import agents as agents_routes, calls as calls_routes, health as health_routes
 from parley.api.routers import metrics as metrics_routes, trunks as trunks_routes, webhook as webhook_routes
 from parley.api.routers import voice_pipeline as voice_routes
-from parley.api.runtime import Startup, open_calls
+from parley.api.routers import livekit as livekit_routes
+from parley.api.routers import twilio as twilio_routes
+from parley.api.runtime import Startup, open_calls, open_livekit
+from parley.api.twilio_runtime import open_twilio
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
 from parley.engine.session import Engines
@@ -54,7 +57,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            for hook in [open_calls, *(startup or [])]:
+            for hook in [open_calls, open_livekit, *(startup or []), open_twilio]:
                 await hook(state, stack)
             yield
 
@@ -67,6 +70,8 @@ def create_app(
     state.attach(app)
     errors.install(app)
     app.include_router(health_routes.router)
+    app.include_router(livekit_routes.router)  # public: LiveKit's signature authenticates it
+    app.include_router(twilio_routes.router)  # public: Twilio's signature / stream token instead of X-API-Key
     protect = [Depends(require_api_key)]
     for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes):
         app.include_router(module.router, dependencies=protect, responses=errors.error_responses(401))

@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 
 from parley.api.state import ApiState
 from parley.calls import CallsService
+from parley.calls.dialer import PlaceCall
 from parley.logging import get_logger
 
 log = get_logger(__name__)
@@ -39,6 +40,29 @@ async def open_calls(state: ApiState, stack: AsyncExitStack) -> None:
         state.health.add("redis", redis_check)
 
 
+async def open_livekit(state: ApiState, stack: AsyncExitStack) -> None:
+    """With LIVEKIT_URL/KEY/SECRET set: room sessions for `POST /livekit/webhook` (health: livekit)."""
+    from parley.telephony.livekit.config import LiveKitConfig, LiveKitConfigError
+    from parley.telephony.livekit.sessions import RoomSessions
+
+    s = state.settings
+    if not s.livekit_url or state.calls is None:
+        return
+    try:
+        config = LiveKitConfig.from_settings(s)
+    except LiveKitConfigError as exc:
+        log.warning("LiveKit rooms are off", reason=str(exc))
+        return
+    sessions = RoomSessions(s, state.agents, state.calls, config)
+    stack.push_async_callback(sessions.close)
+    state.livekit = sessions
+
+    async def livekit_check() -> str:
+        return f"{config.http_url}, {len(sessions.live)} room session(s)"
+
+    state.health.add("livekit", livekit_check)
+
+
 def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
     """A hook that runs the SIP gateway (engines warmed first with `warm`) and, with `dial`, the dialer."""
 
@@ -54,6 +78,8 @@ def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
         await gateway.start()
         stack.push_async_callback(gateway.close)
         state.gateway = gateway
+        if state.livekit is not None:
+            state.livekit.use_engines(gateway.engines)  # one set of models for SIP calls and LiveKit rooms
 
         async def sip_check() -> str:
             total, _ = gateway.active_counts()
@@ -61,7 +87,12 @@ def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
 
         state.health.add("sip", sip_check)
         if dial:
-            dialer = await calls.start_dialer(gateway.place_call, limits=gateway.dialer_limits(),
+            place: PlaceCall = gateway.place_call
+            if state.livekit is not None:  # `livekit:<trunk>` calls go out through LiveKit SIP
+                from parley.telephony.livekit.outbound import LiveKitDialer
+
+                place = LiveKitDialer(state.livekit).routed(gateway.place_call)
+            dialer = await calls.start_dialer(place, limits=gateway.dialer_limits(),
                                               trunk_of=gateway.trunk_of)
             stack.push_async_callback(dialer.stop)  # before the gateway closes: no new calls meanwhile
         log.info("phone side ready", sip=f"{gateway.settings.sip_host}:{gateway.endpoint.port}",

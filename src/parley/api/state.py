@@ -21,6 +21,8 @@ from parley.settings import Settings
 if TYPE_CHECKING:
     from parley.calls import CallsService
     from parley.telephony.gateway import Gateway
+    from parley.telephony.livekit.sessions import RoomSessions
+    from parley.telephony.twilio.bridge import TwilioBridge
 
 
 @dataclass
@@ -34,6 +36,8 @@ class ApiState:
     voice_engines: VoiceEngines
     calls: CallsService | None = None
     gateway: Gateway | None = None
+    livekit: RoomSessions | None = None  # LiveKit room sessions, when LIVEKIT_URL/KEY/SECRET are set
+    twilio: TwilioBridge | None = None
 
     def attach(self, app: FastAPI) -> None:
         """Make this the state of `app`."""

@@ -164,6 +164,8 @@ class CallsService:
         trunk: str | None = None,
         status: str | None = None,
         sip_call_id: str | None = None,
+        channel: str | None = None,
+        external_id: str | None = None,
     ) -> Call:
         """Record a call. Outbound calls start `queued` and get a dial job (due at `schedule_at`);
         inbound ones start `ringing` (or `in_progress`). Raises `CallRequestError` naming a bad field."""
@@ -189,6 +191,7 @@ class CallsService:
             "greeting": greeting, "variables": dict(variables or {}), "meta": dict(metadata or {}),
             "schedule_at": schedule_at, "max_retries": max_retries, "retry_backoff_s": retry_backoff_s,
             "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id,
+            "channel": channel, "external_id": external_id,
         }
         call = await self.store.add_call(values)
         if call.status == CallStatus.QUEUED:

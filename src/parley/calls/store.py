@@ -187,7 +187,8 @@ class Store:
 
     async def update_call(self, call_id: str, **fields: Any) -> Call:
         """Set plain fields (sip_call_id, trunk, recording_path, worker, metadata …) without a status change."""
-        allowed = {"sip_call_id", "trunk", "recording_path", "worker", "meta", "variables", "from_number"}
+        allowed = {"sip_call_id", "trunk", "recording_path", "worker", "meta", "variables", "from_number",
+                   "external_id", "channel"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
@@ -254,6 +255,8 @@ class Store:
         until: datetime | None = None,
         before_seq: int | None = None,
         limit: int = 50,
+        channel: str | None = None,
+        external_id: str | None = None,
     ) -> tuple[list[Call], int | None]:
         """Newest first. Returns the page and the cursor (a `seq`) of the next page, or None."""
         q = select(CallRow).order_by(CallRow.seq.desc()).limit(limit + 1)
@@ -269,6 +272,10 @@ class Store:
             q = q.where(CallRow.created_at < until)
         if before_seq is not None:
             q = q.where(CallRow.seq < before_seq)
+        if channel:
+            q = q.where(CallRow.channel == channel)
+        if external_id:
+            q = q.where(CallRow.external_id == external_id)
         async with self.sessions() as s:
             rows = list((await s.execute(q)).scalars())
         more = len(rows) > limit

@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "parley.cli.sip_cmd",
     "parley.cli.up_cmd", "parley.cli.trunk_cmd", "parley.cli.doctor_cmd",
     "parley.cli.talk_cmd",
+    "parley.cli.livekit_cmd",
+    "parley.cli.twilio_cmd",
 ]
 
 app = typer.Typer(

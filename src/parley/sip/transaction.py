@@ -194,7 +194,10 @@ class ServerTransaction:
         self._interval = T1
         self.incoming: PendingInvite | None = None  # the IncomingCall of an INVITE, for CANCEL
         manager.server[self.key] = self
+        self._counted = False
         if self.method == "INVITE":
+            manager.count_invite(source.addr[0], +1)
+            self._counted = True
             self.timers.start("L", 64 * T1 * 6, self._no_final)  # safety net for a TU that never answers
 
     @property
@@ -257,6 +260,10 @@ class ServerTransaction:
     def _terminate(self) -> None:
         self.state = "terminated"
         self.timers.stop_all()
+        self.last = None  # let the response (and its SDP) go now, not when the caller lets go of us
+        if self._counted:
+            self._counted = False
+            self.manager.count_invite(self.source.addr[0], -1)
         if self.manager.server.get(self.key) is self:
             del self.manager.server[self.key]
 
@@ -276,7 +283,26 @@ class TransactionManager:
         self.transport = transport
         self.client: dict[tuple[str, str], ClientTransaction] = {}
         self.server: dict[tuple[str, str, str], ServerTransaction] = {}
+        self._invites: dict[str, int] = {}  # live INVITE server transactions per source IP
+        self._invite_total = 0
         self._sends = TaskSet("sip-transactions", on_failure=_send_failed)
+
+    def count_invite(self, source_ip: str, delta: int) -> None:
+        self._invite_total += delta
+        n = self._invites.get(source_ip, 0) + delta
+        if n > 0:
+            self._invites[source_ip] = n
+        else:
+            self._invites.pop(source_ip, None)
+
+    @property
+    def invites(self) -> int:
+        """INVITE server transactions not yet terminated, all sources."""
+        return self._invite_total
+
+    def invites_from(self, source_ip: str) -> int:
+        """INVITE server transactions from `source_ip` not yet terminated."""
+        return self._invites.get(source_ip, 0)
 
     def send_bytes(self, data: bytes, transport: str, addr: tuple[str, int]) -> None:
         self._sends.spawn(self.transport.send(data, transport, addr), name="sip-send")
@@ -304,6 +330,8 @@ class TransactionManager:
             s.timers.stop_all()
         self.client.clear()
         self.server.clear()
+        self._invites.clear()
+        self._invite_total = 0
 
 
 def _send_failed(task: asyncio.Task[Any], exc: BaseException) -> None:

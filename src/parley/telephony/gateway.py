@@ -39,6 +39,7 @@ from parley.sip.call import IncomingCall
 from parley.sip.invite_client import Progress
 from parley.sip.endpoint import SipEndpoint
 from parley.sip.errors import CallFailed
+from parley.sip.guard import SipLimits
 from parley.sip.register import Registration
 from parley.telephony.admission import (
     Refusal,
@@ -127,6 +128,14 @@ class Gateway:
             transports=("udp", "tcp") if settings.sip_transport == "both" else (settings.sip_transport,),
             public_host=settings.sip_public_host or None,
             rtp_port_range=(settings.rtp_port_min, settings.rtp_port_max),
+            server_header=settings.sip_server_header or None,
+            limits=SipLimits(
+                requests_per_second=settings.sip_rate_limit, request_burst=int(2 * settings.sip_rate_limit),
+                invites_per_source=settings.sip_invites_per_source,
+                tcp_max_connections=settings.sip_tcp_max_connections,
+                tcp_idle_timeout=settings.sip_tcp_idle_timeout_s,
+                trusted_sources=frozenset(s.strip() for s in settings.sip_trusted_sources.split(",") if s.strip()),
+            ),
         )
         self.loopback_fallback = loopback_fallback
         self.live: dict[str, LiveCall] = {}

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from parley.api.deps import CallsDep
+from parley.api.deps import CallsDep, StateDep
 from parley.api.errors import ApiError, error_responses
 from parley.calls import CallNotFound, CallRequestError, IllegalTransition
 from parley.calls.service import normalise_e164
@@ -89,7 +89,8 @@ class OutboundCallRequest(BaseModel):
     agent: str | None = Field(None, description="Agent key or name (default DEFAULT_AGENT).")
     from_number: str | None = Field(None, description="Caller ID in E.164 (default the trunk's number).",
                                     pattern=f"^$|{E164_INPUT}")
-    trunk: str | None = Field(None, max_length=64, description="Outbound trunk name.")
+    trunk: str | None = Field(None, max_length=64, description="Outbound trunk name; `livekit:<name>` dials "
+                              "through LiveKit SIP.")
     variables: dict[str, Any] = Field(default_factory=dict,
                                       description="Prompt/greeting template values (at most 16 KiB as JSON).")
     metadata: dict[str, Any] = Field(default_factory=dict,
@@ -128,7 +129,10 @@ class OutboundCallRequest(BaseModel):
 
 
 @router.post("/api/outbound-call", summary="Queue an outbound call", responses=error_responses(400, 413, 422))
-async def outbound_call(body: OutboundCallRequest, service: CallsDep) -> dict[str, Any]:
+async def outbound_call(body: OutboundCallRequest, service: CallsDep, state: StateDep) -> dict[str, Any]:
+    if body.trunk and body.trunk.startswith("livekit:") and state.livekit is None:
+        raise _invalid("trunk", f"{body.trunk!r} goes out through LiveKit SIP, which is not configured here: set "
+                                "LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET (docs/livekit.md)")
     if body.webhook_url:
         # SSRF guard (support/egress.py): refuse loopback/private/metadata targets now; every send checks again.
         try:
@@ -169,10 +173,14 @@ async def list_calls(
     until: DateTime | None = Query(None, description="Created before (RFC 3339)."),
     cursor: str | None = Query(None, description="`next_cursor` of the previous page.", pattern=CURSOR),
     limit: int = Query(50, ge=1, le=500),
+    channel: str | None = Query(None, max_length=16, description="Only calls on this channel (sip, twilio)."),
+    external_id: str | None = Query(None, max_length=64,
+                                    description="The carrier's call id, e.g. a Twilio CallSid (CA…)."),
 ) -> dict[str, Any]:
     calls, next_seq = await service.list_calls(
         status=status.value if status else None, agent=agent, direction=direction, since=since, until=until,
-        before_seq=_parse_cursor(cursor) if cursor else None, limit=limit)
+        before_seq=_parse_cursor(cursor) if cursor else None, limit=limit, channel=channel,
+        external_id=external_id)
     return {"calls": [c.to_dict() for c in calls], "next_cursor": _cursor(next_seq)}
 
 

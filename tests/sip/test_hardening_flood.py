@@ -1,0 +1,131 @@
+"""Issue 18, defect 5: flood protection in the endpoint. Per-source rate limit, a cap on concurrent
+INVITE transactions per source, TCP idle / slow-message timeouts and connection caps (slowloris),
+and no Server header by default. Attackers are raw sockets on 127.0.0.2..; a well-behaved OPTIONS
+probe on 127.0.0.1 measures the round trip while each attack runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+
+from parley.sip.call import IncomingCall
+from tests.eventually import eventually
+from tests.sip.attack import OptionsProbe, exchange, request, udp_socket
+
+
+async def test_no_server_header_by_default_and_configurable(endpoint_factory) -> None:
+    plain = await endpoint_factory()
+    named = await endpoint_factory(server_header="Example-SBC")
+    sock = udp_socket()
+    src = sock.getsockname()[1]
+    a = await asyncio.to_thread(exchange, sock, request("OPTIONS", plain.port, src_port=src), plain.port)
+    b = await asyncio.to_thread(exchange, sock, request("OPTIONS", named.port, src_port=src), named.port)
+    assert a is not None and b"\r\nServer:" not in a and b"Parley" not in a
+    assert b is not None and b"\r\nServer: Example-SBC\r\n" in b
+    sock.close()
+
+
+async def test_per_source_rate_limit_drops_the_excess_and_spares_others(endpoint_factory) -> None:
+    from parley.sip.guard import SipLimits
+
+    ep = await endpoint_factory(limits=SipLimits(requests_per_second=50, request_burst=50))
+    probe = OptionsProbe(ep.port)
+    probe.start()
+    attacker = udp_socket("127.0.0.2", timeout=0.3)
+    src = attacker.getsockname()[1]
+
+    def flood() -> int:
+        for _ in range(400):
+            attacker.sendto(request("OPTIONS", ep.port, src_port=src), ("127.0.0.1", ep.port))
+        answered = 0
+        while True:
+            try:
+                attacker.recv(65535)
+                answered += 1
+            except socket.timeout:
+                return answered
+
+    t0 = time.monotonic()
+    answered = await asyncio.to_thread(flood)
+    elapsed = time.monotonic() - t0
+    await eventually(lambda: len(probe.rtts) >= 20, timeout_s=10)
+    probe.stop.set()
+    await asyncio.to_thread(probe.join)
+    attacker.close()
+    assert answered <= 50 + 50 * elapsed + 5, (answered, elapsed)
+    assert ep.transport.stats["rate_limited"] >= 400 - answered - 5
+    assert max(probe.rtts) < 10, "the well-behaved source lost answers"
+    assert probe.p99() < 0.5
+
+
+async def test_concurrent_invites_per_source_are_capped(endpoint_factory) -> None:
+    from parley.sip.guard import SipLimits
+
+    ep = await endpoint_factory(limits=SipLimits(invites_per_source=5))
+    held = asyncio.Event()
+
+    async def never_answers(incoming: IncomingCall) -> None:
+        await held.wait()
+
+    ep.on_incoming = never_answers
+    attacker = udp_socket("127.0.0.2", timeout=1.0)
+    src = attacker.getsockname()[1]
+
+    def flood() -> dict[str, int]:
+        for _ in range(20):
+            attacker.sendto(request("INVITE", ep.port, src_port=src, call_id=os.urandom(6).hex()),
+                            ("127.0.0.1", ep.port))
+        got: dict[str, int] = {}
+        while True:
+            try:
+                code = attacker.recv(65535).split(b" ", 2)[1].decode()
+            except socket.timeout:
+                return got
+            got[code] = got.get(code, 0) + 1
+
+    got = await asyncio.to_thread(flood)
+    assert got.get("100") == 5 and got.get("503") == 15, got
+    assert ep.transactions.invites_from("127.0.0.2") == 5
+    # another source still gets through
+    other = udp_socket("127.0.0.3")
+    reply = await asyncio.to_thread(exchange, other, request("INVITE", ep.port, src_port=other.getsockname()[1]),
+                                    ep.port)
+    assert reply is not None and reply.startswith(b"SIP/2.0 100")
+    held.set()
+    attacker.close()
+    other.close()
+
+
+async def test_slowloris_connections_are_capped_and_closed(endpoint_factory) -> None:
+    from parley.sip.guard import SipLimits
+
+    ep = await endpoint_factory(limits=SipLimits(tcp_max_connections=20, tcp_max_per_source=10,
+                                                 tcp_message_timeout=0.5, tcp_idle_timeout=1.0))
+    probe = OptionsProbe(ep.port)
+    probe.start()
+    socks: list[socket.socket] = []
+
+    def open_slowly() -> None:
+        for i in range(30):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((f"127.0.0.{2 + i % 3}", 0))
+            s.connect(("127.0.0.1", ep.port))
+            s.sendall(b"INVITE sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.2;branch=z9hG4bK1\r\n")
+            socks.append(s)
+
+    await asyncio.to_thread(open_slowly)
+    await eventually(lambda: ep.transport.stats["tcp_refused"] + ep.transport.tcp_connections >= 30, timeout_s=5)
+    assert ep.transport.tcp_connections <= 20
+    await eventually(lambda: ep.transport.tcp_connections == 0, timeout_s=5, what="slow connections closed")
+    assert ep.transport.stats["tcp_timeouts"] >= 1
+    # an idle connection (no bytes at all) is closed too
+    idle = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", ep.port))
+    await eventually(lambda: ep.transport.tcp_connections == 1, timeout_s=2)
+    await eventually(lambda: ep.transport.tcp_connections == 0, timeout_s=5, what="idle connection closed")
+    probe.stop.set()
+    await asyncio.to_thread(probe.join)
+    for s in [*socks, idle]:
+        s.close()
+    assert probe.p99() < 0.5
