@@ -9,6 +9,7 @@ handlers were fixed, not this test.
 Two deliberate settings, each with its reason:
 * the server allows every webhook address (`WEBHOOK_ALLOWED_HOSTS=0.0.0.0/0 ::/0`): whether a URL's host
   is public is decided after DNS, which no JSON Schema can state; tests/hardening/test_egress.py covers it;
+* LiveKit and Twilio are configured (`CONFIGURED`), so their public webhooks are tested as deployed;
 * `positive_data_acceptance` is off for the operations listed in `STATE_DEPENDENT` (why is written there).
 """
 
@@ -33,6 +34,11 @@ STATE_DEPENDENT = {
 
 EXAMPLES = 12
 
+#: The public integrations configured as in a deployment (nothing listens at these addresses; nothing is
+#: contacted at start-up), so their routes answer as they would there: unsigned requests refused 401/403.
+CONFIGURED = {"LIVEKIT_URL": "ws://127.0.0.1:9", "LIVEKIT_API_KEY": "APIschemathesis",
+              "LIVEKIT_API_SECRET": "schemathesis-secret-schemathesis-secret", "TWILIO_AUTH_TOKEN": "schemathesis"}
+
 
 def _document() -> dict[str, Any]:
     """The OpenAPI document the server serves (built by the same code, without starting anything)."""
@@ -50,7 +56,7 @@ schema = schemathesis.openapi.from_dict(_document())
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
     proc = ApiProcess(ROOT / "src", tmp_path_factory.mktemp("schemathesis") / "data",
-                      env={"WEBHOOK_ALLOWED_HOSTS": "0.0.0.0/0 ::/0"})
+                      env={"WEBHOOK_ALLOWED_HOSTS": "0.0.0.0/0 ::/0", **CONFIGURED})
     yield proc
     proc.stop()
 

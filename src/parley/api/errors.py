@@ -49,7 +49,8 @@ class ErrorBody(BaseModel):
 
 _MEANING = {
     400: "The body could not be parsed, or the input is unusable (the message says why).",
-    401: "Missing or invalid X-API-Key.",
+    401: "Missing or invalid credentials (X-API-Key, or the caller's signature on a public webhook).",
+    403: "Refused: the request's signature does not check out.",
     404: "The resource (or one the request names) does not exist.",
     409: "The resource is in a state that does not allow this.",
     413: "The request body is larger than this route accepts.",

@@ -12,14 +12,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from parley.api.deps import StateDep
-from parley.api.errors import ApiError
+from parley.api.errors import ApiError, error_responses
 from parley.logging import get_logger
 
 router = APIRouter(tags=["livekit"])
 log = get_logger(__name__)
 
 
-@router.post("/livekit/webhook", summary="LiveKit webhook (signed by LiveKit; no API key)")
+@router.post("/livekit/webhook", summary="LiveKit webhook (signed by LiveKit; no API key)",
+             responses=error_responses(401, 413, 503))
 async def livekit_webhook(request: Request, state: StateDep) -> dict[str, Any]:
     from parley.telephony.livekit.config import LiveKitConfig, LiveKitConfigError
     from parley.telephony.livekit.webhooks import WebhookRejected, handle, verify

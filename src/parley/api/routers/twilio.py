@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
 
 from parley.api.deps import StateDep
-from parley.api.errors import ApiError
+from parley.api.errors import ApiError, error_responses
 from parley.api.state import ApiState
 from parley.logging import get_logger
 from parley.telephony.twilio.bridge import Refused, TwilioBridge
@@ -49,7 +49,10 @@ async def _signed_form(request: Request, bridge: TwilioBridge) -> tuple[dict[str
     return params, url
 
 
-@router.post("/twilio/voice", summary="Twilio voice webhook (signed by Twilio): answers TwiML")
+@router.post("/twilio/voice", summary="Twilio voice webhook (signed by Twilio): answers TwiML",
+             response_class=Response, responses={
+                 200: {"description": "TwiML", "content": {XML: {"schema": {"type": "string"}}}},
+                 **error_responses(400, 403, 413, 503)})
 async def voice(request: Request, state: StateDep) -> Response:
     bridge = _bridge(state)
     form, url = await _signed_form(request, bridge)
@@ -62,7 +65,8 @@ async def voice(request: Request, state: StateDep) -> Response:
     return Response(answer, media_type=XML)
 
 
-@router.post("/twilio/status", summary="Twilio call status callback (signed by Twilio)")
+@router.post("/twilio/status", summary="Twilio call status callback (signed by Twilio)", status_code=204,
+             response_class=Response, responses=error_responses(400, 403, 413, 503))
 async def status(request: Request, state: StateDep) -> Response:
     bridge = _bridge(state)
     form, _ = await _signed_form(request, bridge)
