@@ -7,8 +7,10 @@ checked on the headers (401 before any body byte is read) and every body has a c
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +22,8 @@ MB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
-    proc = ApiProcess(ROOT / "src", tmp_path_factory.mktemp("api") / "data")
+    # PARLEY_API_SRC=<old checkout>/src runs the same attacks against other code (how "before" was measured).
+    proc = ApiProcess(Path(os.environ.get("PARLEY_API_SRC", ROOT / "src")), tmp_path_factory.mktemp("api") / "data")
     yield proc
     proc.stop()
 
