@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,15 +28,19 @@ import sys, uvicorn
 from pathlib import Path
 from parley.api import create_app
 from parley.settings import Settings
-data, root, port = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+data, root, port, sip_port = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 settings = Settings(_env_file=None, data_dir=data, agents_dir=root / "agents", prompts_dir=root / "prompts",
-                    api_keys="test-key")
-uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+                    api_keys="test-key", sip_port=sip_port or 5060, sip_transport="udp")
+startup = []
+if sip_port:  # the SIP endpoint on the same event loop, as under `parley up`
+    from parley.api.runtime import gateway_startup
+    startup.append(gateway_startup(dial=False, warm=False))
+uvicorn.run(create_app(settings, startup=startup), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -43,10 +48,12 @@ def _free_port() -> int:
 class ApiProcess:
     """`uvicorn` serving `create_app` from the sources in `src`, on a free port, until `stop()`."""
 
-    def __init__(self, src: Path, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, src: Path, data_dir: Path, env: dict[str, str] | None = None, *, sip: bool = False) -> None:
         self.port = _free_port()
+        self.sip_port = _free_port(socket.SOCK_DGRAM) if sip else 0
         env = {**os.environ, "PYTHONPATH": str(src), **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(data_dir), str(ROOT), str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(data_dir), str(ROOT), str(self.port),
+                                      str(self.sip_port)],
                                      env=env, cwd=str(data_dir.parent), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
@@ -78,6 +85,26 @@ class ApiProcess:
             self.proc.wait()
 
 
+def options_round_trip(sip_port: int, timeout: float = 5.0) -> float | None:
+    """Seconds for one SIP OPTIONS over UDP to be answered (None without an answer within `timeout`)."""
+    tag = uuid.uuid4().hex[:12]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(timeout)
+        me = s.getsockname()[1]
+        msg = (f"OPTIONS sip:parley@127.0.0.1:{sip_port} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK{tag}\r\nMax-Forwards: 70\r\n"
+               f"From: <sip:probe@127.0.0.1>;tag={tag}\r\nTo: <sip:parley@127.0.0.1>\r\n"
+               f"Call-ID: {tag}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        start = time.monotonic()
+        s.sendto(msg.encode(), ("127.0.0.1", sip_port))
+        try:
+            data, _ = s.recvfrom(65535)
+        except OSError:
+            return None
+    return time.monotonic() - start if data.startswith(b"SIP/2.0 ") else None
+
+
 def health_round_trip(port: int, timeout: float = 5.0) -> float | None:
     """Seconds for one `GET /health` on a fresh connection (None when it did not answer 200/503)."""
     start = time.monotonic()
@@ -99,6 +126,8 @@ class Attack:
     rss_growth_kb: int = 0
     health_worst_s: float = 0.0
     health_failures: int = 0
+    options_worst_s: float = 0.0  # SIP OPTIONS round trips (when the server runs the SIP endpoint)
+    options_failures: int = 0
     body: dict[str, Any] = field(default_factory=dict)
 
 
@@ -137,6 +166,15 @@ def huge_body_attack(server: ApiProcess, path: str, size: int, *, key: str | Non
                 out.health_worst_s = max(out.health_worst_s, rtt)
             done.wait(0.05)
 
+    def probe_sip() -> None:  # its own thread: a stalled /health must not hide a stalled SIP answer
+        while server.sip_port and not done.is_set():
+            sip = options_round_trip(server.sip_port, timeout=10.0)
+            if sip is None:
+                out.options_failures += 1
+            else:
+                out.options_worst_s = max(out.options_worst_s, sip)
+            done.wait(0.05)
+
     head = [f"POST {path} HTTP/1.1", "Host: parley", f"Content-Type: {content_type}"]
     if key is not None:
         head.append(f"X-API-Key: {key}")
@@ -165,9 +203,11 @@ def huge_body_attack(server: ApiProcess, path: str, size: int, *, key: str | Non
 
     prober = threading.Thread(target=probe, daemon=True)
     sampler = threading.Thread(target=sample, daemon=True)
+    sip_prober = threading.Thread(target=probe_sip, daemon=True)
     reader = threading.Thread(target=read, daemon=True)
     prober.start()
     sampler.start()
+    sip_prober.start()
     start = time.monotonic()
     reader.start()
     try:
@@ -188,6 +228,7 @@ def huge_body_attack(server: ApiProcess, path: str, size: int, *, key: str | Non
     done.set()
     prober.join(15)
     sampler.join(5)
+    sip_prober.join(15)
     out.rss_growth_kb = max(peak, server.rss_kb()) - baseline
     text = bytes(response)
     if text.startswith(b"HTTP/1.1 "):
@@ -206,9 +247,10 @@ if __name__ == "__main__":
     src = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT / "src"
     size = int(sys.argv[2]) if len(sys.argv) > 2 else 100 * 1024 * 1024
     with tempfile.TemporaryDirectory() as tmp:
-        server = ApiProcess(src, Path(tmp) / "data")
+        server = ApiProcess(src, Path(tmp) / "data", sip=True)
         try:
             idle = [health_round_trip(server.port) or 0.0 for _ in range(20)]
+            idle_sip = [options_round_trip(server.sip_port) or 0.0 for _ in range(20)]
             result = huge_body_attack(server, "/api/outbound-call", size)
         finally:
             server.stop()
@@ -216,4 +258,7 @@ if __name__ == "__main__":
                       "sent_mb": round(result.sent / 1e6, 1), "rss_growth_mb": round(result.rss_growth_kb / 1024, 1),
                       "health_idle_worst_ms": round(max(idle) * 1000, 1),
                       "health_worst_ms": round(result.health_worst_s * 1000, 1),
-                      "health_failures": result.health_failures, "load": os.getloadavg()}))
+                      "health_failures": result.health_failures,
+                      "options_idle_worst_ms": round(max(idle_sip) * 1000, 1),
+                      "options_worst_ms": round(result.options_worst_s * 1000, 1),
+                      "options_failures": result.options_failures, "load": os.getloadavg()}))
