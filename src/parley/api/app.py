@@ -16,7 +16,8 @@ from parley.api.health import HealthCheck, HealthRegistry
 from parley.api.routers import agents as agents_routes, calls as calls_routes, health as health_routes
 from parley.api.routers import metrics as metrics_routes, trunks as trunks_routes, webhook as webhook_routes
 from parley.api.routers import voice_pipeline as voice_routes
-from parley.api.runtime import Startup, open_calls
+from parley.api.routers import webrtc as webrtc_routes
+from parley.api.runtime import Startup, open_calls, open_webrtc
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
 from parley.engine.session import Engines
@@ -52,7 +53,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            for hook in [open_calls, *(startup or [])]:
+            for hook in [open_calls, *(startup or []), open_webrtc]:
                 await hook(state, stack)
             yield
 
@@ -66,7 +67,8 @@ def create_app(
     errors.install(app)
     app.include_router(health_routes.router)
     protect = [Depends(require_api_key)]
-    for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes):
+    for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes,
+                   webrtc_routes):
         app.include_router(module.router, dependencies=protect)
     return app
 

@@ -21,6 +21,7 @@ from parley.settings import Settings
 if TYPE_CHECKING:
     from parley.calls import CallsService
     from parley.telephony.gateway import Gateway
+    from parley.webrtc.service import WebRtcCalls
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ApiState:
     voice_engines: VoiceEngines
     calls: CallsService | None = None
     gateway: Gateway | None = None
+    webrtc: WebRtcCalls | None = None  # browser calls; set by `runtime.open_webrtc`
 
     def attach(self, app: FastAPI) -> None:
         """Make this the state of `app`."""
