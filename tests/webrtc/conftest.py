@@ -56,9 +56,10 @@ async def web_server(settings, agents) -> AsyncIterator[Callable[..., Awaitable[
     servers: list[uvicorn.Server] = []
     tasks: list[asyncio.Task[Any]] = []
 
-    async def start(*, warm: bool = True, **updates: Any) -> WebServer:
+    async def start(*, warm: bool = True, registry: AgentRegistry | None = None, **updates: Any) -> WebServer:
         s = settings.model_copy(update={"webrtc_ice_addresses": "127.0.0.1", **updates})
-        app = create_app(s, agents=agents, api_keys=["test-key"])
+        registry = registry or agents
+        app = create_app(s, agents=registry, api_keys=["test-key"])
         port = free_port(kind=1)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
         servers.append(server)
@@ -66,7 +67,7 @@ async def web_server(settings, agents) -> AsyncIterator[Callable[..., Awaitable[
         await eventually(lambda: server.started, timeout_s=30, what="the API server started")
         web = WebServer(app, f"http://127.0.0.1:{port}")
         if warm:
-            await web.state.voice_engines.for_agent(agents.get(s.default_agent))
+            await web.state.voice_engines.for_agent(registry.get(s.default_agent))
         return web
 
     yield start

@@ -22,7 +22,7 @@ import asyncio
 import fractions
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import av
 import numpy as np
@@ -99,8 +99,7 @@ class AgentTrack(MediaStreamTrack):
 
 class WebRtcChannel:
     """A `MediaChannel` for one browser call. `attach(track)` once the browser's audio track arrives;
-    `connection_lost(reason)` when the peer connection fails or closes; `on_hangup` is awaited by
-    `hangup()` to close the peer connection."""
+    `connection_lost(reason)` when the peer connection fails or closes."""
 
     sample_rate = RATE
 
@@ -108,7 +107,6 @@ class WebRtcChannel:
         self.playout = PlayoutBuffer(RATE)
         self.track = AgentTrack(self.playout, self._agent_frame if recorder else None)
         self.recorder = recorder
-        self.on_hangup: Callable[[], Awaitable[None]] | None = None
         self._agent_heard: deque[np.ndarray] = deque(maxlen=10)
         self._fifo: deque[np.ndarray] = deque()
         self._fifo_samples = 0
@@ -256,12 +254,11 @@ class WebRtcChannel:
         return False
 
     async def hangup(self, reason: str) -> None:
-        """End the call with `reason` (idempotent); closes the peer connection through `on_hangup`."""
+        """End the call with `reason` (idempotent): `inbound()` ends, the outgoing track stops. The owner
+        (`WebRtcCalls`) then tells the page why and closes the peer connection."""
         if self._closed.is_set():
             return
         self._end(reason)
-        if self.on_hangup is not None:
-            await self.on_hangup()
 
     def connection_lost(self, reason: str) -> None:
         """The browser went away (track ended, connection failed or closed)."""

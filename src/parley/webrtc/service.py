@@ -187,12 +187,12 @@ class WebRtcCalls:
             with host_addresses(self._addresses):
                 await pc.setLocalDescription(answer)
         except SignallingError:
-            await pc.close()
+            await _close_quietly(pc)
             raise
         except Exception as exc:
-            await pc.close()
-            raise SignallingError(400, "invalid_sdp", "sdp",
-                                  f"the offer could not be applied: {str(exc) or type(exc).__name__}") from None
+            await _close_quietly(pc)
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise SignallingError(400, "invalid_sdp", "sdp", f"the offer could not be applied ({detail})") from None
         local = pc.localDescription
         answer_sdp = add_public_candidates(local.sdp, self.settings.webrtc_public_address)
         try:
@@ -201,14 +201,13 @@ class WebRtcCalls:
                 metadata={"webrtc": {"client": client, "user_agent": user_agent}},
             )
         except Exception:
-            await pc.close()
+            await _close_quietly(pc)
             raise
         if agent.spec.recording:
             path = Path(self.settings.data_dir) / "recordings" / f"{record.id}.wav"
             recorder_box.append(Recorder(path, channel.sample_rate))
             channel.attach_recorder(recorder_box[0])
         call = BrowserCall(record.id, agent.key, pc, channel, relay, connected)
-        channel.on_hangup = pc.close
         live.pop(slot, None)
         live[record.id] = LiveCall(record.id, None, None, agent.key, "inbound", None)
         self.browser_calls[record.id] = call
@@ -248,7 +247,7 @@ class WebRtcCalls:
             call.relay.send({"type": "ended", "reason": call.channel.end_reason or outcome.reason})
             await asyncio.sleep(0.05)  # let the last data channel message leave before the close
             await call.channel.hangup(outcome.reason or "ended")
-            await call.pc.close()
+            await _close_quietly(call.pc)
             self.browser_calls.pop(call.call_id, None)
             live.pop(call.call_id, None)
 
@@ -263,7 +262,11 @@ class WebRtcCalls:
             closed.cancel()
             connected.cancel()
         if not call.connected.is_set():
-            why = (f"the browser closed the connection before it was established ({call.channel.end_reason})"
+            if call.channel.end_reason in ("caller_hangup", "canceled"):
+                why = f"{call.channel.end_reason} before the connection was established"
+                await self.calls.add_event(call.call_id, "webrtc.closed", {"reason": why})
+                return DialOutcome("canceled", why)
+            why = (f"the browser's connection ended before it was established ({call.channel.end_reason})"
                    if call.channel.closed else
                    f"the browser's ICE/DTLS did not connect within {timeout:g} s (check WEBRTC_ICE_ADDRESSES, "
                    "WEBRTC_PUBLIC_ADDRESS or a TURN server in WEBRTC_ICE_SERVERS)")
@@ -308,6 +311,14 @@ class WebRtcCalls:
             if recorder is not None:
                 await self.calls.set_recording(call.call_id, recorder.close())
         return DialOutcome(status, reason)
+
+
+async def _close_quietly(pc: RTCPeerConnection) -> None:
+    """Close a peer connection; aiortc can fail closing one whose setup failed halfway (logged only)."""
+    try:
+        await pc.close()
+    except Exception as exc:
+        log.debug("closing a peer connection failed", error=str(exc) or type(exc).__name__)
 
 
 async def _closed(channel: WebRtcChannel) -> None:
