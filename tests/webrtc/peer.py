@@ -74,6 +74,7 @@ class BrowserPeer:
         self.pc.addTrack(self.mic)
         self.events = self.pc.createDataChannel("events")
         self.messages: list[dict[str, Any]] = []
+        self.timed_messages: list[tuple[float, dict[str, Any]]] = []  # (arrival monotonic time, message)
         self.heard: list[tuple[float, np.ndarray]] = []  # (arrival monotonic time, mono 48 kHz frame)
         self.call_id: str | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -81,6 +82,7 @@ class BrowserPeer:
         @self.events.on("message")
         def on_message(message: Any) -> None:
             self.messages.append(json.loads(message))
+            self.timed_messages.append((time.monotonic(), self.messages[-1]))
 
         @self.pc.on("track")
         def on_track(track: Any) -> None:
