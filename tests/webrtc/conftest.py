@@ -18,6 +18,7 @@ from parley.api import ApiState, create_app
 from parley.media.wav import read_wav
 from tests.conftest import ROOT, free_port
 from tests.eventually import eventually
+from tests.telephony.conftest import webhook_receiver  # noqa: F401  (a real HTTP server for webhooks)
 
 KEY = {"X-API-Key": "test-key"}
 

@@ -7,9 +7,15 @@ with the transcript, the timeline and the latency marks."""
 from __future__ import annotations
 
 import time
+import wave
+from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
+from parley.agents import AgentRegistry
+from tests.conftest import ROOT
 from tests.eventually import eventually
 from tests.webrtc.peer import BrowserPeer
 
@@ -63,3 +69,40 @@ async def test_a_browser_asks_and_the_agent_answers_and_the_call_is_recorded(web
         listed = (await client.get("/api/calls", params={"channel": "webrtc"})).json()["calls"]
         assert [c["id"] for c in listed] == [call_id]
         assert (await client.get("/api/calls", params={"channel": "sip"})).json()["calls"] == []
+
+
+async def test_recording_webhooks_and_the_agent_ending_the_call(web_server, webhook_receiver, speech48,  # type: ignore[no-untyped-def]
+                                                                tmp_path: Path) -> None:
+    agents_dir = tmp_path / "agents"
+    agents_dir.mkdir()
+    spec = yaml.safe_load((ROOT / "agents" / "receptionist.yaml").read_text())
+    spec["recording"] = True
+    (agents_dir / "receptionist.yaml").write_text(yaml.safe_dump(spec))
+    web = await web_server(registry=AgentRegistry.load(agents_dir, ROOT / "prompts"),
+                           webhook_url=webhook_receiver.url)
+    peer = BrowserPeer()
+    async with web.client() as client:
+        assert (await peer.call(client)).status_code == 200
+        await eventually(lambda: peer.transcripts("agent"), timeout_s=30, what="the greeting")
+        peer.mic.say(speech48("That's all, thank you. Goodbye."))
+        call = await web.wait_status(peer.call_id or "", {"completed"}, timeout=40)
+        await eventually(lambda: any(m["type"] == "ended" for m in peer.messages), timeout_s=5,
+                         what="the 'ended' message")
+        ended_msg = next(m for m in peer.messages if m["type"] == "ended")
+        r = await client.get(f"/api/calls/{call.id}/recording")
+        assert r.status_code == 200 and r.content[:4] == b"RIFF", r.status_code
+    await peer.close()
+    assert call.end_reason == ended_msg["reason"] and "agent" in (call.end_reason or ""), call.end_reason
+    assert call.to_dict()["has_recording"]
+    ended = await webhook_receiver.wait_for("call.ended")
+    assert ended["call"]["id"] == call.id and ended["call"]["channel"] == "webrtc", ended["call"]
+    assert any("goodbye" in t["text"].lower() for t in ended["transcript"] if t["role"] == "agent")
+    assert "call.answered" in webhook_receiver.types()
+    # the recording: caller left, agent right, both audible
+    path = tmp_path / "rec.wav"
+    path.write_bytes(r.content)
+    with wave.open(str(path)) as wav:
+        assert wav.getnchannels() == 2 and wav.getframerate() == 48000
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), np.int16).reshape(-1, 2)
+    caller_rms, agent_rms = (float(np.sqrt((pcm[:, i].astype(np.float64) ** 2).mean())) for i in (0, 1))
+    assert caller_rms > 100 and agent_rms > 100, (caller_rms, agent_rms)
