@@ -34,7 +34,13 @@ from parley.telephony.event_writer import CallEventWriter
 from parley.telephony.gateway import LiveCall
 from parley.telephony.recording import Recorder
 from parley.webrtc.channel import WebRtcChannel
-from parley.webrtc.ice import add_public_candidates, configuration, host_addresses, local_addresses
+from parley.webrtc.ice import (
+    add_public_candidates,
+    configuration,
+    host_addresses,
+    local_addresses,
+    validate_ice_settings,
+)
 from parley.webrtc.relay import LABEL, EventRelay
 from parley.webrtc.sdp import check_offer
 
@@ -100,7 +106,10 @@ class WebRtcCalls:
         return shared if shared is not None else self._own_live
 
     def start(self) -> None:
+        """Listen for cancels; log the ICE settings in use (and any that make no sense, in words)."""
         self.calls.add_cancel_listener(self._on_cancel)
+        for problem in validate_ice_settings(self.settings):
+            log.warning("WebRTC setting ignored or invalid", problem=problem)
         log.info("browser calls ready", ice_addresses=self._addresses,
                  ice_servers=self.settings.webrtc_ice_servers or "none",
                  public_address=self.settings.webrtc_public_address or "none")
