@@ -15,6 +15,7 @@ import uvicorn
 
 from parley.agents import AgentRegistry
 from parley.api import ApiState, create_app
+from parley.api.runtime import gateway_startup
 from parley.media.wav import read_wav
 from tests.conftest import ROOT, free_port
 from tests.eventually import eventually
@@ -57,10 +58,12 @@ async def web_server(settings, agents) -> AsyncIterator[Callable[..., Awaitable[
     servers: list[uvicorn.Server] = []
     tasks: list[asyncio.Task[Any]] = []
 
-    async def start(*, warm: bool = True, registry: AgentRegistry | None = None, **updates: Any) -> WebServer:
+    async def start(*, warm: bool = True, registry: AgentRegistry | None = None, phone: bool = False,
+                    **updates: Any) -> WebServer:
         s = settings.model_copy(update={"webrtc_ice_addresses": "127.0.0.1", **updates})
         registry = registry or agents
-        app = create_app(s, agents=registry, api_keys=["test-key"])
+        hooks = [gateway_startup(dial=False, warm=False)] if phone else []
+        app = create_app(s, agents=registry, api_keys=["test-key"], startup=hooks)
         port = free_port(kind=1)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
         servers.append(server)
