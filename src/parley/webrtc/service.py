@@ -263,6 +263,18 @@ class WebRtcCalls:
     async def _connect_and_converse(self, call: BrowserCall, agent: Agent,
                                     variables: dict[str, Any]) -> DialOutcome:
         timeout = self.settings.webrtc_connect_timeout_s
+        # the agent's engines load (first call of an agent under `parley api`) while ICE/DTLS connect
+        engines = asyncio.ensure_future(self.engines(agent))
+        try:
+            return await self._connect(call, agent, variables, engines, timeout)
+        finally:
+            if not engines.done():
+                engines.cancel()
+            elif not engines.cancelled():
+                engines.exception()  # retrieved: a failed build was reported by the conversation, or unused
+
+    async def _connect(self, call: BrowserCall, agent: Agent, variables: dict[str, Any],
+                       engines: asyncio.Future[Engines], timeout: float) -> DialOutcome:
         closed = asyncio.ensure_future(_closed(call.channel))
         connected = asyncio.ensure_future(call.connected.wait())
         try:
@@ -284,9 +296,10 @@ class WebRtcCalls:
         await self.calls.add_event(call.call_id, "webrtc.connected", _connection_info(call.pc))
         await self.calls.transition(call.call_id, "in_progress")
         call.relay.send({"type": "state", "state": "connected"})
-        return await self._converse(call, agent, variables)
+        return await self._converse(call, agent, variables, engines)
 
-    async def _converse(self, call: BrowserCall, agent: Agent, variables: dict[str, Any]) -> DialOutcome:
+    async def _converse(self, call: BrowserCall, agent: Agent, variables: dict[str, Any],
+                        engines_ready: asyncio.Future[Engines]) -> DialOutcome:
         writer = CallEventWriter(self.calls, call.call_id)
 
         def sink(event: Event) -> None:
@@ -295,7 +308,7 @@ class WebRtcCalls:
 
         reason, status = "failed", "completed"
         try:
-            engines = await self.engines(agent)
+            engines = await engines_ready
             conversation = engines.conversation(call.channel, direction="inbound", variables=variables,
                                                 on_event=sink)
             token = listen_in_context(
