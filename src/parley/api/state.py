@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from parley.telephony.gateway import Gateway
     from parley.telephony.livekit.sessions import RoomSessions
     from parley.telephony.twilio.bridge import TwilioBridge
+    from parley.webrtc.service import WebRtcCalls
 
 
 @dataclass
@@ -38,6 +39,7 @@ class ApiState:
     gateway: Gateway | None = None
     livekit: RoomSessions | None = None  # LiveKit room sessions, when LIVEKIT_URL/KEY/SECRET are set
     twilio: TwilioBridge | None = None
+    webrtc: WebRtcCalls | None = None  # browser calls; set by `runtime.open_webrtc`
 
     def attach(self, app: FastAPI) -> None:
         """Make this the state of `app`."""

@@ -41,6 +41,8 @@ E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")  # ASCII digits only (\d takes any Un
 ROLES = ("agent", "caller", "system", "tool")
 #: Role names other parts use, mapped to ours (the engine says `user` for the caller).
 ROLE_ALIASES = {"user": "caller", "assistant": "agent"}
+#: The transports a call can run over (`channel` of a call record).
+CHANNELS = ("sip", "webrtc", "twilio", "livekit")
 
 
 class CallRequestError(ValueError):
@@ -164,13 +166,15 @@ class CallsService:
         trunk: str | None = None,
         status: str | None = None,
         sip_call_id: str | None = None,
-        channel: str | None = None,
+        channel: str = "sip",
         external_id: str | None = None,
     ) -> Call:
         """Record a call. Outbound calls start `queued` and get a dial job (due at `schedule_at`);
         inbound ones start `ringing` (or `in_progress`). Raises `CallRequestError` naming a bad field."""
         if direction not in ("outbound", "inbound"):
             raise CallRequestError("direction", "must be outbound or inbound")
+        if channel not in CHANNELS:
+            raise CallRequestError("channel", f"must be one of {', '.join(CHANNELS)}")
         agent_key = self.agent_key(agent)
         if direction == "outbound":
             to_number = normalise_e164(to_number, "to_number")

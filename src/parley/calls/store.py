@@ -266,14 +266,14 @@ class Store:
             q = q.where(CallRow.agent == agent)
         if direction:
             q = q.where(CallRow.direction == direction)
+        if channel:
+            q = q.where(CallRow.channel == channel)
         if since:
             q = q.where(CallRow.created_at >= since)
         if until:
             q = q.where(CallRow.created_at < until)
         if before_seq is not None:
             q = q.where(CallRow.seq < before_seq)
-        if channel:
-            q = q.where(CallRow.channel == channel)
         if external_id:
             q = q.where(CallRow.external_id == external_id)
         async with self.sessions() as s:

@@ -154,7 +154,8 @@ async def list_calls(
     until: DateTime | None = Query(None, description="Created before (RFC 3339)."),
     cursor: str | None = Query(None, description="`next_cursor` of the previous page.", pattern=CURSOR),
     limit: int = Query(50, ge=1, le=500),
-    channel: str | None = Query(None, max_length=16, description="Only calls on this channel (sip, twilio)."),
+    channel: Literal["sip", "webrtc", "twilio", "livekit"] | None = Query(
+        None, description="Only calls over this transport."),
     external_id: str | None = Query(None, max_length=64,
                                     description="The carrier's call id, e.g. a Twilio CallSid (CA…)."),
 ) -> dict[str, Any]:
