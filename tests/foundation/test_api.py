@@ -79,7 +79,10 @@ async def test_unknown_agent_and_route_are_json_404(client: httpx.AsyncClient) -
 
 async def test_only_public_routes_skip_auth(app) -> None:  # type: ignore[no-untyped-def]
     """Every route except /health and the docs answers 401 without a key."""
-    public = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    public = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+              "/", "/ui",  # redirects to /ui/: no data
+              "/ui/sign-in"}  # the dashboard's sign-in form and its POST: how a browser gets a session
+    # (the dashboard's code and styles, /ui/static/*, are a mount without methods: public, and hold no data)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://parley") as c:
         walked = 0
@@ -92,6 +95,10 @@ async def test_only_public_routes_skip_auth(app) -> None:  # type: ignore[no-unt
             for method in sorted(set(route.methods) - {"HEAD", "OPTIONS"}):
                 url = path.replace("{", "").replace("}", "")
                 r = await c.request(method, url)
+                if path.startswith("/ui/") and method == "GET":  # dashboard pages send a browser to sign in
+                    assert r.status_code == 303 and r.headers["location"].startswith("/ui/sign-in"), \
+                        f"{method} {path} answered {r.status_code} without a session"
+                    continue
                 assert r.status_code == 401, f"{method} {path} answered {r.status_code} without a key"
         assert walked >= 15, f"the walk saw only {walked} routes"
 

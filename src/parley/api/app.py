@@ -16,6 +16,7 @@ from parley.api.health import HealthCheck, HealthRegistry
 from parley.api.routers import agents as agents_routes, calls as calls_routes, health as health_routes
 from parley.api.routers import metrics as metrics_routes, trunks as trunks_routes, webhook as webhook_routes
 from parley.api.routers import voice_pipeline as voice_routes
+from parley.api.routers import call_views as call_view_routes, ui as ui_routes
 from parley.api.runtime import Startup, open_calls
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
@@ -68,6 +69,8 @@ def create_app(
     protect = [Depends(require_api_key)]
     for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes):
         app.include_router(module.router, dependencies=protect)
+    app.include_router(call_view_routes.router, dependencies=protect)
+    ui_routes.install(app)  # the dashboard at /ui/ (its own sign-in; public: the sign-in page and assets)
     return app
 
 

@@ -7,7 +7,7 @@ only the app (tests, embedders) reads it with `ApiState.of(app)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from parley.agents import AgentRegistry
 from parley.api.auth import KeyRing
 from parley.api.health import HealthRegistry
+from parley.api.session import SessionStore, SignInLimiter
 from parley.api.voice_engines import VoiceEngines
 from parley.settings import Settings
 
@@ -34,6 +35,8 @@ class ApiState:
     voice_engines: VoiceEngines
     calls: CallsService | None = None
     gateway: Gateway | None = None
+    sessions: SessionStore = field(default_factory=SessionStore)  # dashboard sign-ins (api/session.py)
+    sign_in_limiter: SignInLimiter = field(default_factory=SignInLimiter)
 
     def attach(self, app: FastAPI) -> None:
         """Make this the state of `app`."""
