@@ -100,6 +100,7 @@ def test_a_sip_call_live_then_in_detail(phone: LiveServer, browser_context: Any,
     page.get_by_label("Agent").select_option("receptionist")
     page.get_by_role("button", name="Apply filters").click()
     expect(page.locator("#recent-calls")).to_contain_text("completed")
+    assert page.evaluate(UNNAMED_CONTROLS_JS) == []
     page.screenshot(path=artifacts / "calls.png", full_page=True)
 
     page.get_by_role("link", name=f"Open call {call.id}").first.click()

@@ -1,9 +1,10 @@
 // Entry point of every signed-in page: wires "Sign out" and loads the page's module (body[data-page]).
-import { content, h, showError } from "./lib.js";
+import { content, h, leaving, showError } from "./lib.js";
 
 const PAGES = new Set(["calls", "call", "agents", "agent", "talk", "queue"]);
 
 document.getElementById("sign-out").addEventListener("click", async () => {
+  leaving.now = true;
   try {
     await fetch("/ui/sign-out", {
       method: "POST", credentials: "same-origin",

@@ -11,8 +11,12 @@ export class ApiError extends Error {
   }
 }
 
+/** Set while "Sign out" runs: the page is leaving for the sign-in page on its own. */
+export const leaving = { now: false };
+
 /** Go to the sign-in page, coming back here afterwards. */
 export function toSignIn() {
+  if (leaving.now) return;
   const next = location.pathname + location.search;
   location.assign("/ui/sign-in?next=" + encodeURIComponent(next));
 }

@@ -45,10 +45,13 @@ function latencyChart(metrics) {
   const rows = latencySegments(metrics);
   if (!rows.length) return h("p", { class: "note" }, "No latency marks: the agent took no turn in this call.");
   const max = Math.max(1, ...rows.map((r) => r.total));
-  const left = 70, width = 640, bar = 22, gap = 10, top = 10;
+  // drawn at the page's own width (not scaled), so its 12 px labels stay readable on a phone
+  const available = Math.min(960, Math.max(300, (content().clientWidth || 720) - 4));
+  const left = 56, right = 64, bar = 22, gap = 10, top = 10;
+  const width = available - left - right;
   const height = top + rows.length * (bar + gap) + 24;
   const chart = svg("svg", {
-    viewBox: `0 0 ${left + width + 80} ${height}`, role: "img", id: "latency-chart",
+    viewBox: `0 0 ${available} ${height}`, width: available, height, role: "img", id: "latency-chart",
     "aria-label": "Per-turn latency breakdown: end of speech, end of turn, STT final, LLM first token, TTS first audio, first frame out",
   });
   rows.forEach((row, i) => {
