@@ -226,6 +226,35 @@ def test_queue_place_see_and_cancel(phone: LiveServer, browser_context: Any, art
     page.close()
 
 
+def test_calls_pages_with_a_cursor(phone: LiveServer, browser_context: Any) -> None:
+    """27 queued calls: page 1 shows 25, "Older calls" the last 2, "Newer calls" goes back."""
+    import httpx
+
+    tomorrow = (datetime.now().astimezone() + timedelta(days=1)).isoformat()
+    with httpx.Client(base_url=phone.url, headers={"X-API-Key": API_KEY}) as api:
+        ids = [api.post("/api/outbound-call", json={"to_number": f"+1415555{n:04d}", "schedule_at": tomorrow}
+                        ).json()["call_id"] for n in range(27)]
+        try:
+            page = browser_context.new_page()
+            page.goto(f"{phone.url}/ui/?status=queued")
+            if "sign-in" in page.url:
+                sign_in(page, phone.url, next_path="/ui/?status=queued")
+            rows = page.locator("#recent-calls tbody tr")
+            expect(rows).to_have_count(25)
+            expect(rows.first).to_contain_text(ids[-1][:8])  # newest first
+            expect(page.get_by_role("button", name="Newer calls")).to_be_disabled()
+            page.get_by_role("button", name="Older calls").click()
+            expect(rows).to_have_count(2)
+            expect(rows.last).to_contain_text(ids[0][:8])
+            expect(page.get_by_role("button", name="Older calls")).to_be_disabled()
+            page.get_by_role("button", name="Newer calls").click()
+            expect(rows).to_have_count(25)
+            page.close()
+        finally:
+            for call_id in ids:
+                api.post(f"/api/calls/{call_id}/cancel")
+
+
 def test_sign_out_in_the_browser(chromium: Any, phone: LiveServer) -> None:
     context = chromium.new_context()
     page = context.new_page()

@@ -13,7 +13,7 @@ import pytest
 from fastapi.routing import iter_route_contexts
 
 from parley.api.routers.ui import ASSETS
-from parley.api.session import COOKIE_NAME, SignInLimiter
+from parley.api.session import COOKIE_NAME, SessionStore, SignInLimiter
 from tests.dashboard.conftest import API_KEY, TOOL_SECRET, LiveServer, start_server, stop_server
 
 PAGES = ["/ui/", "/ui/calls/0000-none", "/ui/agents", "/ui/agents/receptionist", "/ui/talk/receptionist",
@@ -196,3 +196,24 @@ def test_limiter_window_and_global_cap() -> None:
     assert limiter.retry_after("10.0.0.4") == pytest.approx(60)  # all addresses together: the global cap
     now[0] = 61
     assert limiter.retry_after("10.0.0.1") == 0 and limiter.retry_after("10.0.0.4") == 0
+
+
+def test_sessions_end_when_idle_too_long_or_too_old_or_closed() -> None:
+    now = [0.0]
+    store = SessionStore(idle_s=60, max_age_s=300, max_sessions=2, clock=lambda: now[0])
+    token, session = store.open("digest-of-key")
+    assert store.get(token) is session and store.alive(session)
+    assert token not in session.digest and session.csrf_ok(session.csrf_token) and not session.csrf_ok("x")
+    for minute in range(1, 5):  # used every 50 s: stays open until its absolute age runs out
+        now[0] = minute * 50.0
+        assert store.get(token) is session
+    now[0] = 301
+    assert store.get(token) is None and not store.alive(session)
+    idle_token, _ = store.open("k")
+    now[0] += 61
+    assert store.get(idle_token) is None
+    a, _ = store.open("k")
+    b, _ = store.open("k")
+    c, _ = store.open("k")  # over max_sessions: the oldest goes
+    assert store.get(a) is None and store.get(b) and store.get(c)
+    assert store.close(c) and store.get(c) is None and not store.close(c)

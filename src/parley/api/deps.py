@@ -11,6 +11,7 @@ on every state-changing request.
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
@@ -97,9 +98,17 @@ def session_of(request: Request, state: ApiState) -> Session | None:
 
 def check_csrf(request: Request, session: Session) -> None:
     """403 unless a cookie-authenticated change comes from this site with the session's CSRF token."""
-    origin = request.headers.get("origin")
-    if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
-        raise ApiError(403, "forbidden", f"cross-site request refused (Origin {origin})")
+    if not same_origin(request):
+        raise ApiError(403, "forbidden", f"cross-site request refused (Origin {request.headers.get('origin')})")
     if not session.csrf_ok(request.headers.get(CSRF_HEADER)):
         raise ApiError(403, "forbidden", f"missing or wrong {CSRF_HEADER} header: a signed-in page sends the "
                        "token it was given; other clients send X-API-Key")
+
+
+def same_origin(request: Request) -> bool:
+    """False when the request names an `Origin` whose host differs from the one it was sent to (the scheme
+    is not compared: behind a TLS proxy the app may see http while the browser says https)."""
+    origin = request.headers.get("origin")
+    if not origin:
+        return True
+    return urlsplit(origin).netloc.lower() == (request.headers.get("host") or request.url.netloc).lower()

@@ -73,15 +73,9 @@ class SessionStore:
         """The live session of a cookie token, or None (unknown, signed out or expired)."""
         if not token or len(token) > 128:
             return None
-        session = self._sessions.get(_digest(token))
-        if session is None:
-            return None
-        now = self.clock()
-        if now - session.last_seen > self.idle_s or now - session.created_at > self.max_age_s:
-            del self._sessions[session.digest]
-            return None
-        if touch:
-            session.last_seen = now
+        session = self.get_by_digest(_digest(token))
+        if session is not None and touch:
+            session.last_seen = self.clock()
         return session
 
     def alive(self, session: Session) -> bool:
@@ -89,6 +83,7 @@ class SessionStore:
         return self.get_by_digest(session.digest) is session
 
     def get_by_digest(self, digest: str) -> Session | None:
+        """The live session with this token digest (an expired one is dropped), or None."""
         session = self._sessions.get(digest)
         if session is None:
             return None

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley.api.auth import digest
-from parley.api.deps import StateDep, check_csrf, session_of
+from parley.api.deps import StateDep, check_csrf, same_origin, session_of
 from parley.api.errors import ApiError
 from parley.api.session import COOKIE_NAME
 from parley.logging import get_logger
@@ -153,8 +153,7 @@ async def sign_in(
     next: Annotated[str, Form(max_length=2048)] = "/ui/",
 ) -> Response:
     """Check the API key; on success open a session and set its HttpOnly, SameSite=Strict cookie."""
-    origin = request.headers.get("origin")
-    if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+    if not same_origin(request):
         return _sign_in_page("This sign-in came from another site and was refused.", next, 403)
     client = _client(request)
     wait = state.sign_in_limiter.retry_after(client)

@@ -8,6 +8,61 @@
 import { api, content, fill, h, pathTail, setStatus, setTitle, showError } from "../lib.js";
 
 const ICE_GATHER_TIMEOUT_MS = 5000;
+const VOICE_RMS = 0.01; // a 10 ms block louder than this counts as voice
+const METER_MS = 10;
+
+/**
+ * Measures in the page what the caller waits: from the end of their voice (microphone) to the first audio of
+ * the agent's reply (the remote track), with WebAudio level meters. `onReply(ms)` gets each turn's delay.
+ */
+class ReplyMeter {
+  constructor(mic, remote, onReply) {
+    this.ctx = new AudioContext();
+    this.mic = this.analyser(mic);
+    this.remote = this.analyser(remote);
+    this.buf = new Float32Array(1024);
+    this.lastMicVoice = 0;
+    this.lastRemoteVoice = 0;
+    this.callerSpokeSinceReply = false;
+    this.onReply = onReply;
+    this.timer = setInterval(() => this.tick(), METER_MS);
+  }
+
+  analyser(stream) {
+    const node = this.ctx.createAnalyser();
+    node.fftSize = 1024;
+    this.ctx.createMediaStreamSource(stream).connect(node);
+    return node;
+  }
+
+  level(node) {
+    node.getFloatTimeDomainData(this.buf);
+    let sum = 0;
+    for (const v of this.buf) sum += v * v;
+    return Math.sqrt(sum / this.buf.length);
+  }
+
+  tick() {
+    const now = performance.now();
+    if (this.level(this.mic) > VOICE_RMS) {
+      this.lastMicVoice = now;
+      this.callerSpokeSinceReply = true;
+    }
+    if (this.level(this.remote) > VOICE_RMS) {
+      const silentBefore = now - this.lastRemoteVoice > 300;
+      if (silentBefore && this.callerSpokeSinceReply && this.lastMicVoice < now - METER_MS) {
+        this.callerSpokeSinceReply = false;
+        this.onReply(now - this.lastMicVoice);
+      }
+      this.lastRemoteVoice = now;
+    }
+  }
+
+  close() {
+    clearInterval(this.timer);
+    this.ctx.close().catch(() => {});
+  }
+}
 
 function iceGatheringDone(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -40,6 +95,7 @@ export async function render() {
   const transcript = h("ol", { class: "transcript", id: "live-transcript", "aria-live": "polite", "aria-relevant": "additions text" });
   const audio = h("audio", { id: "agent-audio", autoplay: true, "aria-label": "The agent's voice" });
   const record = h("p", { id: "call-record" });
+  const delays = h("p", { id: "reply-delays", class: "note", "aria-live": "off" });
   fill(content(),
     h("p", {}, agent.description || "",
       " Your microphone is sent to the agent; its voice plays here. Speak as on the phone — you may interrupt it."),
@@ -47,10 +103,21 @@ export async function render() {
     audio,
     h("section", { "aria-labelledby": "live-transcript-heading" },
       h("h2", { id: "live-transcript-heading" }, "Transcript"), transcript),
+    delays,
     record);
 
   let pc = null;
   let mic = null;
+  let meter = null;
+  const measured = [];
+
+  function showDelay(ms) {
+    measured.push(Math.round(ms));
+    delays.dataset.delays = measured.join(",");
+    const sorted = measured.slice().sort((a, b) => a - b);
+    const median = sorted[Math.floor((sorted.length - 1) / 2)];
+    delays.textContent = `Reply delay (end of your speech → the agent's voice, measured here): last ${measured[measured.length - 1]} ms, median ${median} ms over ${measured.length} turn(s).`;
+  }
   let callId = null;
   const pending = {}; // role -> the <li> of that side's unfinished utterance
 
@@ -75,6 +142,8 @@ export async function render() {
   }
 
   function cleanup(reason) {
+    if (meter) meter.close();
+    meter = null;
     if (pc) pc.close();
     pc = null;
     if (mic) mic.getTracks().forEach((t) => t.stop());
@@ -101,6 +170,9 @@ export async function render() {
     start.disabled = true;
     transcript.replaceChildren();
     record.replaceChildren();
+    measured.length = 0;
+    delays.textContent = "";
+    delete delays.dataset.delays;
     callId = null;
     setStatus("");
     try {
@@ -115,6 +187,9 @@ export async function render() {
       pc.addEventListener("track", (e) => {
         audio.srcObject = e.streams[0] || new MediaStream([e.track]);
         audio.play().catch(() => {});
+        try {
+          meter = new ReplyMeter(mic, audio.srcObject, showDelay);
+        } catch (error) { /* no WebAudio: the call works without the measurement */ }
       });
       pc.addEventListener("connectionstatechange", () => {
         if (!pc) return;
