@@ -40,6 +40,32 @@ UNNAMED_CONTROLS_JS = """() => {
 
 OVERFLOW_JS = "() => document.documentElement.scrollWidth - window.innerWidth"
 
+#: Text whose colour has less than 4.5:1 contrast against its (first opaque) background (WCAG AA).
+LOW_CONTRAST_JS = """() => {
+  const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const c = [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.9)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const bad = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (el instanceof SVGElement || !el.offsetParent || el.disabled) continue;
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const fg = rgb(getComputedStyle(el).color).slice(0, 3);
+    const [a, b] = [lum(fg), lum(background(el))].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    if (ratio < 4.5) bad.push(`${el.tagName}.${el.className} ${ratio.toFixed(2)}: ${el.textContent.trim().slice(0, 40)}`);
+  }
+  return bad;
+}"""
+
 
 @pytest.fixture(scope="module")
 def phone(tmp_path_factory: pytest.TempPathFactory, webhook_sink: Any) -> Iterator[LiveServer]:
@@ -128,6 +154,7 @@ def test_a_sip_call_live_then_in_detail(phone: LiveServer, browser_context: Any,
     assert recording.status == 200 and recording.headers["content-type"] == "audio/wav"
     assert recording.body()[:4] == b"RIFF"
     assert page.evaluate(UNNAMED_CONTROLS_JS) == []
+    assert page.evaluate(LOW_CONTRAST_JS) == []
     page.screenshot(path=artifacts / "call-detail.png", full_page=True)
 
     # keyboard: the first Tab reaches "Skip to content", which moves focus to the page's content
@@ -160,6 +187,7 @@ def test_agents_agent_and_talk_pages(phone: LiveServer, browser_context: Any, ar
     talk = page.get_by_role("link", name="Talk to Receptionist")
     assert talk.get_attribute("href") == "/ui/talk/receptionist"
     assert page.evaluate(UNNAMED_CONTROLS_JS) == []
+    assert page.evaluate(LOW_CONTRAST_JS) == []
     page.screenshot(path=artifacts / "agents.png", full_page=True)
 
     # a broken agent file on disk is explained in words
@@ -218,6 +246,7 @@ def test_queue_place_see_and_cancel(phone: LiveServer, browser_context: Any, art
     calls, _ = phone.run(phone.state.calls.list_calls(status="queued"))
     assert len(calls) == 1 and calls[0].schedule_at is not None and calls[0].caller_name == "Dana Example"
     assert page.evaluate(UNNAMED_CONTROLS_JS) == []
+    assert page.evaluate(LOW_CONTRAST_JS) == []
     page.screenshot(path=artifacts / "queue.png", full_page=True)
 
     page.get_by_role("button", name="Cancel the call to +14155550123").click()
