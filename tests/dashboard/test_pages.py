@@ -128,6 +128,12 @@ def test_a_sip_call_live_then_in_detail(phone: LiveServer, browser_context: Any,
     expect(page.locator("#recent-calls")).to_contain_text("completed")
     assert page.evaluate(UNNAMED_CONTROLS_JS) == []
     page.screenshot(path=artifacts / "calls.png", full_page=True)
+    page.get_by_label("From").fill((datetime.now() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page.locator("#recent-calls")).to_contain_text("No calls match")  # the time range applies
+    page.get_by_label("From").fill((datetime.now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page.locator("#recent-calls")).to_contain_text("completed")
 
     page.get_by_role("link", name=f"Open call {call.id}").first.click()
     expect(page).to_have_url(f"{phone.url}/ui/calls/{call.id}")
