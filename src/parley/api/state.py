@@ -7,7 +7,7 @@ only the app (tests, embedders) reads it with `ApiState.of(app)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from parley.agents import AgentRegistry
 from parley.api.auth import KeyRing
 from parley.api.health import HealthRegistry
+from parley.api.session import SessionStore, SignInLimiter
 from parley.api.voice_engines import VoiceEngines
 from parley.settings import Settings
 
@@ -40,6 +41,8 @@ class ApiState:
     livekit: RoomSessions | None = None  # LiveKit room sessions, when LIVEKIT_URL/KEY/SECRET are set
     twilio: TwilioBridge | None = None
     webrtc: WebRtcCalls | None = None  # browser calls; set by `runtime.open_webrtc`
+    sessions: SessionStore = field(default_factory=SessionStore)  # dashboard sign-ins (api/session.py)
+    sign_in_limiter: SignInLimiter = field(default_factory=SignInLimiter)
 
     def attach(self, app: FastAPI) -> None:
         """Make this the state of `app`."""

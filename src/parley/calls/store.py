@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from parley.calls import db
 from parley.calls.models import CallRow, EventRow, TranscriptRow, WebhookRow, utcnow
-from parley.calls.records import Call, CallDetail, CallEvent, TranscriptEntry
+from parley.calls.records import Call, CallDetail, CallEvent, TranscriptEntry, iso
 from parley.calls.states import (
     INITIAL,
     TERMINAL,
@@ -374,7 +374,10 @@ class Store:
             rows = (await s.execute(select(WebhookRow).where(WebhookRow.call_id == call_id)
                                     .order_by(WebhookRow.id))).scalars()
             return [{"id": r.id, "event": r.event, "status": r.status, "attempts": r.attempts,
-                     "url": r.url, "last_error": r.last_error} for r in rows]
+                     "url": r.url, "last_error": r.last_error, "created_at": iso(r.created_at),
+                     "delivered_at": iso(r.delivered_at),
+                     "next_attempt_at": iso(r.next_attempt_at) if r.status == "pending" else None}
+                    for r in rows]
 
     # --- helpers --------------------------------------------------------------------------------
 
