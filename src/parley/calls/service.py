@@ -163,9 +163,11 @@ class CallsService:
         trunk: str | None = None,
         status: str | None = None,
         sip_call_id: str | None = None,
+        call_id: str | None = None,
     ) -> Call:
         """Record a call. Outbound calls start `queued` and get a dial job (due at `schedule_at`);
-        inbound ones start `ringing` (or `in_progress`). Raises `CallRequestError` naming a bad field."""
+        inbound ones start `ringing` (or `in_progress`). Raises `CallRequestError` naming a bad field.
+        `call_id` fixes the id in advance (a campaign claims a recipient with it before the call exists)."""
         if direction not in ("outbound", "inbound"):
             raise CallRequestError("direction", "must be outbound or inbound")
         agent_key = self.agent_key(agent)
@@ -189,6 +191,8 @@ class CallsService:
             "schedule_at": schedule_at, "max_retries": max_retries, "retry_backoff_s": retry_backoff_s,
             "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id,
         }
+        if call_id:
+            values["id"] = call_id
         call = await self.store.add_call(values)
         if call.status == CallStatus.QUEUED:
             try:

@@ -250,9 +250,13 @@ class Store:
         until: datetime | None = None,
         before_seq: int | None = None,
         limit: int = 50,
+        campaign: str | None = None,
     ) -> tuple[list[Call], int | None]:
-        """Newest first. Returns the page and the cursor (a `seq`) of the next page, or None."""
+        """Newest first. Returns the page and the cursor (a `seq`) of the next page, or None.
+        `campaign`: only calls a campaign placed (`metadata.campaign_id`)."""
         q = select(CallRow).order_by(CallRow.seq.desc()).limit(limit + 1)
+        if campaign:
+            q = q.where(CallRow.meta["campaign_id"].as_string() == campaign)
         if status:
             q = q.where(CallRow.status == status)
         if agent:

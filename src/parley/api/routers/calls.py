@@ -105,10 +105,11 @@ async def list_calls(
     until: datetime | None = Query(None, description="Created before (ISO 8601)."),
     cursor: str | None = Query(None, description="`next_cursor` of the previous page."),
     limit: int = Query(50, ge=1, le=500),
+    campaign: str | None = Query(None, description="Only the calls of this campaign (id)."),
 ) -> dict[str, Any]:
     calls, next_seq = await service.list_calls(
         status=status.value if status else None, agent=agent, direction=direction, since=since, until=until,
-        before_seq=_parse_cursor(cursor) if cursor else None, limit=limit)
+        before_seq=_parse_cursor(cursor) if cursor else None, limit=limit, campaign=campaign)
     return {"calls": [c.to_dict() for c in calls], "next_cursor": _cursor(next_seq)}
 
 
