@@ -60,3 +60,41 @@ async def make_service(settings, agents) -> AsyncIterator[ServiceFactory]:  # ty
 def write_csv(path: Path, header: str, rows: list[str]) -> Path:
     path.write_text(header + "\n" + "".join(r + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+class Phones:
+    """The far end for `place_call` in runner tests (the injection point the SIP gateway fills): each
+    number answers with its scripted outcomes in turn (`completed` once the script is used up), `hold`
+    stays up until `release` is set; it counts dials per number and the peak of simultaneous calls."""
+
+    def __init__(self, service: CallsService, script: dict[str, list[str]] | None = None) -> None:
+        from collections import Counter
+
+        self.service = service
+        self.script = {k: list(v) for k, v in (script or {}).items()}
+        self.dialed: Counter[str] = Counter()
+        self.live: Counter[str] = Counter()
+        self.peak_per_number = 0
+        self.peak = 0
+        self.release = __import__("asyncio").Event()
+
+    async def place_call(self, call):  # type: ignore[no-untyped-def]
+        from parley.calls.outcomes import DialOutcome
+
+        number = call.to_number
+        self.dialed[number] += 1
+        self.live[number] += 1
+        self.peak_per_number = max(self.peak_per_number, self.live[number])
+        self.peak = max(self.peak, sum(self.live.values()))
+        try:
+            plan = self.script.get(number) or []
+            outcome = plan.pop(0) if plan else "completed"
+            if outcome not in ("completed", "hold"):
+                return DialOutcome(outcome, f"far end said {outcome}")
+            await self.service.transition(call.id, "ringing")
+            await self.service.transition(call.id, "in_progress")
+            if outcome == "hold":
+                await self.release.wait()
+            return DialOutcome("completed", "far end hung up")
+        finally:
+            self.live[number] -= 1

@@ -193,9 +193,9 @@ class CampaignStore:
         async with self.store.transaction() as s:
             row = await self._lock(s, campaign_id)
             if row.state not in moves:
-                allowed = ", ".join(sorted(moves))
+                allowed = " or ".join(sorted(moves))
                 raise CampaignStateError(f"campaign {campaign_id} is {row.state}; {command} needs it {allowed}")
-            row.state = moves[command]
+            row.state = moves[row.state]
             row.updated_at = now
             if row.state == "running" and row.started_at is None:
                 row.started_at = now
