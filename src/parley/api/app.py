@@ -16,6 +16,7 @@ from parley.api.health import HealthCheck, HealthRegistry
 from parley.api.routers import agents as agents_routes, calls as calls_routes, health as health_routes
 from parley.api.routers import metrics as metrics_routes, trunks as trunks_routes, webhook as webhook_routes
 from parley.api.routers import voice_pipeline as voice_routes
+from parley.api.routers import campaigns as campaigns_routes
 from parley.api.runtime import Startup, open_calls
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
@@ -68,6 +69,7 @@ def create_app(
     protect = [Depends(require_api_key)]
     for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes):
         app.include_router(module.router, dependencies=protect)
+    app.include_router(campaigns_routes.router, dependencies=protect)
     return app
 
 

@@ -20,6 +20,7 @@ from parley.settings import Settings
 
 if TYPE_CHECKING:
     from parley.calls import CallsService
+    from parley.campaigns.runner import CampaignRunner
     from parley.telephony.gateway import Gateway
 
 
@@ -34,6 +35,8 @@ class ApiState:
     voice_engines: VoiceEngines
     calls: CallsService | None = None
     gateway: Gateway | None = None
+    #: The campaign runner, where this process dials (`parley up`).
+    campaigns: CampaignRunner | None = None
 
     def attach(self, app: FastAPI) -> None:
         """Make this the state of `app`."""

@@ -133,11 +133,14 @@ class CampaignStore:
             s.add(row)
         return Campaign.from_row(row)
 
-    async def import_csv(self, campaign_id: str, lines: Iterable[str], *, batch: int = 2000,
-                         first_line: int = 0) -> ImportReport:
+    async def import_csv(self, campaign_id: str, lines: Iterable[str], *, batch: int = 2000) -> ImportReport:
         """Add the rows of a CSV (streamed: parsed `batch` rows at a time in a worker thread). Raises
-        `CsvHeaderError` (nothing imported) when the header is unusable."""
+        `CsvHeaderError` (nothing imported) when the header is unusable. Errors name the file's lines; a
+        second file's rows are stored after the first's (`line` is then the file line plus an offset)."""
         rows: Iterator[Recipient | RowError] = read_recipients(lines)
+        async with self.store.sessions() as s:
+            first_line = int((await s.execute(select(func.coalesce(func.max(RecipientRow.line), 0))
+                                              .where(RecipientRow.campaign_id == campaign_id))).scalar_one())
         accepted = bad = 0
         errors: list[RowError] = []
         while True:
