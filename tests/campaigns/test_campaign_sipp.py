@@ -1,0 +1,152 @@
+"""Campaigns end to end against SIPp callees: a real `parley up`-style server (API, gateway, dialer,
+campaign runner) dials through a trunk to one SIPp that answers (says hello, hangs up), is busy, or never
+answers, by the called number. The runner's clock is a fake one the test moves (windows, backoffs)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from parley.api import ApiState, create_app
+from parley.api.runtime import gateway_startup
+from parley.telephony.trunks import Trunk
+from tests.campaigns.conftest import FakeClock
+from tests.conftest import free_port
+from tests.eventually import eventually
+from tests.sip.sipp import sipp_server
+from tests.telephony.conftest import ulaw_file, webhook_receiver  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.sip, pytest.mark.slow]
+SCENARIO = Path(__file__).parent / "scenarios" / "callees.xml"
+KEY = {"X-API-Key": "test-key"}
+
+
+class Server:
+    """One platform process (in this test process): API + SIP gateway + dialer + campaign runner."""
+
+    def __init__(self, app: Any, port: int, server: uvicorn.Server, task: asyncio.Task[Any]) -> None:
+        self.app, self.server, self.task = app, server, task
+        self.url = f"http://127.0.0.1:{port}"
+
+    @property
+    def state(self) -> ApiState:
+        return ApiState.of(self.app)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers=KEY, timeout=30)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+@pytest.fixture
+async def platform(settings) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+    servers: list[Server] = []
+
+    async def start(trunk_port: int, clock: FakeClock, **updates: Any) -> Server:
+        s = settings.model_copy(update={"sip_port": free_port(), "ring_timeout_s": 2.0, "num_agents": 8,
+                                        **updates})
+        app = create_app(s, api_keys=["test-key"], startup=[gateway_startup(warm=True)])
+        port = free_port(kind=1)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+        task = asyncio.create_task(server.serve())
+        await eventually(lambda: server.started, timeout_s=60, what="the API server started")
+        running = Server(app, port, server, task)
+        servers.append(running)
+        assert running.state.campaigns is not None
+        running.state.campaigns.clock = clock
+        trunk = Trunk.model_validate({"name": "carrier", "outbound": {"host": "127.0.0.1", "port": trunk_port,
+                                                                      "caller_id": "+4930123456"}})
+        async with running.client() as client:
+            r = await client.put("/api/trunks/carrier", json=trunk.model_dump(mode="json"))
+            assert r.status_code == 200, r.text
+        return running
+
+    yield start
+    for s in servers:
+        s.server.should_exit = True
+    await asyncio.gather(*(s.task for s in servers), return_exceptions=True)
+
+
+def _hello(tmp_path: Path, speech_wav: Any) -> None:
+    ulaw_file(speech_wav("Hello?", engine="espeak"), tmp_path / "callee.ulaw", lead_silence_s=0.3)
+
+
+def _peak_overlap(calls: list[dict[str, Any]]) -> int:
+    """The most calls that were dialing or talking at the same moment (from their records)."""
+    edges = []
+    for c in calls:
+        if c["dialed_at"] and c["ended_at"]:
+            edges += [(c["dialed_at"], 1), (c["ended_at"], -1)]
+    peak = now = 0
+    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+async def _campaign_done(client: httpx.AsyncClient, cid: str, timeout: float) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await client.get(f"/api/campaigns/{cid}")).json()
+        return body if body["state"] in ("completed", "canceled") else None
+
+    return await eventually(done, timeout_s=timeout, interval_s=0.2, what=f"campaign {cid} done")
+
+
+async def test_campaign_against_sipp_callees(platform, speech_wav, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _hello(tmp_path, speech_wav)
+    trunk_port = free_port()
+    # 3 answer + busy twice (one retry) + no answer once = 6 INVITEs; the DNC number is never dialed
+    sipp = await sipp_server(SCENARIO, tmp_path, trunk_port, calls=6, timeout=120)
+    clock = FakeClock(datetime(2026, 12, 7, 6, 0, tzinfo=UTC))  # Monday 07:00 in Berlin
+    p = await platform(trunk_port, clock)
+    csv = ("number,name\n+4940100001,Anna\n+4940100002,Ben\n+4940200001,Busy Bea\n+4940300001,Quiet Quinn\n"
+           "+4940100003,Cleo\n+4940100099,Do Not Call\nnot-a-number,Broken\n")
+    async with p.client() as client:
+        assert (await client.post("/api/dnc", json={"numbers": ["+4940100099"], "reason": "asked"})).status_code == 200
+        r = await client.post("/api/campaigns", json={
+            "name": "sipp", "agent": "receptionist", "csv": csv, "window": "09:00-17:00", "days": "mon-fri",
+            "max_concurrent": 2, "start": True,
+            "retry": {"busy": {"max_attempts": 2, "backoff_s": 60}, "no_answer": None}})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        cid = body["id"]
+        assert body["import"]["errors"] == [{"line": 8, "message": "number: 'not-a-number' is not an E.164 "
+                                                                   "number like +14155550123"}]
+
+        async def deferred() -> bool:  # outside the window: every row waits for 09:00 Berlin
+            rows = (await client.get(f"/api/campaigns/{cid}", params={"recipients": True})).json()["recipients"]
+            return all(r["next_at"] == "2026-12-07T08:00:00+00:00" for r in rows)
+
+        await eventually(deferred, timeout_s=10, what="rows deferred to the window")
+        assert (await client.get("/api/calls", params={"campaign": cid})).json()["calls"] == []
+
+        clock.now = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)  # 09:00 Berlin: open
+
+        async def busy_once() -> bool:
+            rows = (await client.get(f"/api/campaigns/{cid}", params={"recipients": True})).json()["recipients"]
+            busy = next(r for r in rows if r["number"] == "+4940200001")
+            return busy["state"] == "pending" and busy["attempts"] == 1
+
+        await eventually(busy_once, timeout_s=60, interval_s=0.2, what="the busy row waiting for its retry")
+        clock.advance(minutes=2)  # past the 60 s backoff
+        final = await _campaign_done(client, cid, timeout=90)
+        assert final["state"] == "completed"
+        assert final["outcomes"] == {"completed": 3, "busy": 1, "no_answer": 1, "dnc": 1}, final
+        calls = (await client.get("/api/calls", params={"campaign": cid, "limit": 100})).json()["calls"]
+        assert sorted(c["to_number"] for c in calls) == sorted(
+            ["+4940100001", "+4940100002", "+4940100003", "+4940200001", "+4940200001", "+4940300001"])
+        assert all(c["metadata"]["campaign_id"] == cid for c in calls)
+        assert _peak_overlap(calls) <= 2
+        listed = (await client.get("/api/campaigns")).json()["campaigns"][0]
+        assert listed["id"] == cid and listed["counts"]["completed"] == 6
+    result = await sipp
+    assert result.code == 0, str(result)
