@@ -150,3 +150,44 @@ async def test_campaign_against_sipp_callees(platform, speech_wav, tmp_path: Pat
         assert listed["id"] == cid and listed["counts"]["completed"] == 6
     result = await sipp
     assert result.code == 0, str(result)
+
+
+async def test_restart_mid_campaign_resumes_without_double_dialing(platform, speech_wav,  # type: ignore[no-untyped-def]
+                                                                   tmp_path: Path) -> None:
+    _hello(tmp_path, speech_wav)
+    trunk_port = free_port()
+    # 4 rows; the one live when the server stops is hung up and dialed once more: 5 INVITEs in all
+    sipp = await sipp_server(SCENARIO, tmp_path, trunk_port, calls=5, timeout=150)
+    clock = FakeClock(datetime(2026, 12, 7, 10, 0, tzinfo=UTC))
+    first = await platform(trunk_port, clock)
+    numbers = [f"+494010000{i}" for i in range(1, 5)]
+    csv = "number,name\n" + "".join(f"{n},N{i}\n" for i, n in enumerate(numbers))
+    async with first.client() as client:
+        r = await client.post("/api/campaigns", json={"agent": "receptionist", "csv": csv, "max_concurrent": 1,
+                                                      "start": True,
+                                                      "retry": {"failed": {"max_attempts": 2, "backoff_s": 0}}})
+        cid = r.json()["id"]
+
+        async def second_live() -> bool:
+            calls = (await client.get("/api/calls", params={"campaign": cid})).json()["calls"]
+            by_number = {c["to_number"]: c["status"] for c in calls}
+            return by_number.get(numbers[0]) == "completed" and by_number.get(numbers[1]) == "in_progress"
+
+        await eventually(second_live, timeout_s=60, interval_s=0.1, what="row 1 done, row 2 talking")
+    await first.stop()  # every process stops mid-campaign
+
+    second = await platform(trunk_port, clock, sip_port=free_port())
+    async with second.client() as client:
+        final = await _campaign_done(client, cid, timeout=90)
+        assert final["outcomes"] == {"completed": 4}, final
+        rows = {r["number"]: r for r in (await client.get(f"/api/campaigns/{cid}",
+                                                          params={"recipients": True})).json()["recipients"]}
+        assert [rows[n]["attempts"] for n in numbers] == [1, 2, 1, 1]
+        calls = (await client.get("/api/calls", params={"campaign": cid})).json()["calls"]
+        dialed = sorted(c["to_number"] for c in calls)
+        assert dialed == sorted([*numbers, numbers[1]])  # row 1 never again; row 2 once more after the stop
+        interrupted = [c for c in calls if c["to_number"] == numbers[1] and c["status"] == "failed"]
+        assert len(interrupted) == 1 and "stopped" in interrupted[0]["end_reason"]
+        assert _peak_overlap(calls) <= 1
+    result = await sipp
+    assert result.code == 0, str(result)
