@@ -191,3 +191,66 @@ async def test_restart_mid_campaign_resumes_without_double_dialing(platform, spe
         assert _peak_overlap(calls) <= 1
     result = await sipp
     assert result.code == 0, str(result)
+
+
+def _machine(tmp_path: Path, speech_wav: Any) -> float:
+    """machine.ulaw: a voicemail greeting, a 1 kHz beep, then silence; returns when the beep ends (s)."""
+    import subprocess
+
+    greeting = speech_wav("Hi, you have reached Anna Miller. I can't take your call right now. "
+                          "Please leave a message after the tone.", engine="espeak")
+    subprocess.run(["sox", str(greeting), "-r", "8000", "-c", "1", str(tmp_path / "g.wav"), "pad", "0.3", "0.4"],
+                   check=True)
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", str(tmp_path / "beep.wav"), "synth", "0.4", "sine", "1000",
+                    "vol", "0.4"], check=True)
+    subprocess.run(["sox", str(tmp_path / "g.wav"), str(tmp_path / "beep.wav"), "-t", "ul",
+                    str(tmp_path / "machine.ulaw"), "pad", "0", "8"], check=True)
+    return (tmp_path / "machine.ulaw").stat().st_size / 8000 - 8
+
+
+def _amd_agents(tmp_path: Path) -> Path:
+    import yaml
+
+    from tests.conftest import ROOT
+
+    folder = tmp_path / "agents"
+    folder.mkdir()
+    spec = yaml.safe_load((ROOT / "agents" / "receptionist.yaml").read_text())
+    spec["amd"] = {"enabled": True, "action": "leave_message",
+                   "message": "Hi {{ name }}, this is Parley Dental about your appointment. Please call us back."}
+    (folder / "receptionist.yaml").write_text(yaml.safe_dump(spec))
+    return folder
+
+
+async def test_voicemail_detected_and_message_left_after_the_beep(platform, speech_wav, webhook_receiver,  # type: ignore[no-untyped-def]  # noqa: F811
+                                                                  tmp_path: Path) -> None:
+    _hello(tmp_path, speech_wav)
+    beep_end_s = _machine(tmp_path, speech_wav)
+    trunk_port = free_port()
+    sipp = await sipp_server(SCENARIO, tmp_path, trunk_port, calls=2, timeout=100)
+    clock = FakeClock(datetime(2026, 12, 7, 10, 0, tzinfo=UTC))
+    p = await platform(trunk_port, clock, agents_dir=_amd_agents(tmp_path), webhook_url=webhook_receiver.url)
+    csv = "number,name\n+4940100001,Anna\n+4940400001,Mia\n"
+    async with p.client() as client:
+        r = await client.post("/api/campaigns", json={"agent": "receptionist", "csv": csv, "start": True,
+                                                      "retry": {"voicemail": {"max_attempts": 1}}})
+        cid = r.json()["id"]
+        final = await _campaign_done(client, cid, timeout=80)
+        assert final["outcomes"] == {"completed": 1, "voicemail": 1}, final
+        calls = {c["to_number"]: c for c in (await client.get("/api/calls", params={"campaign": cid})).json()["calls"]}
+        human = calls["+4940100001"]
+        assert human["metadata"]["amd"]["result"] == "human", human["metadata"]
+        machine = (await client.get(f"/api/calls/{calls['+4940400001']['id']}")).json()
+        amd = machine["metadata"]["amd"]
+        assert amd["result"] == "machine" and amd["action"] == "leave_message", amd
+        assert amd["decided_after_ms"] < 5000
+        beep = next(e["data"] for e in machine["timeline"] if e["type"] == "amd.beep")
+        assert beep["how"] == "beep" and beep["after_ms"] >= (beep_end_s - 0.5) * 1000, (beep, beep_end_s)
+        said = [t["text"] for t in machine["transcript"] if t["role"] == "agent"]
+        assert said == ["Hi Mia, this is Parley Dental about your appointment. Please call us back."]
+        assert "message left after the beep" in machine["end_reason"]
+    ended = await eventually(lambda: next((e for e in webhook_receiver.events if e.get("type") == "call.ended"
+                                           and e["call"]["to_number"] == "+4940400001"), None), timeout_s=20)
+    assert ended["call"]["metadata"]["amd"]["result"] == "machine"
+    result = await sipp
+    assert result.code == 0, str(result)
