@@ -315,6 +315,35 @@ class Store:
         async with self.sessions() as s:
             return [Call.from_row(r) for r in (await s.execute(q)).scalars()]
 
+    async def record_analysis(self, call_id: str, analysis: dict[str, Any],
+                              body: Callable[[CallDetail, dict[str, Any]], str], *, resend: bool = False) -> bool:
+        """Store a post-call analysis on the call (`metadata.analysis`, timeline `analysis`) and, in the same
+        transaction, queue its `call.analyzed` webhook: once per call unless `resend`. True when queued."""
+        async with self.transaction() as s:
+            row = await self._lock(s, call_id)
+            row.meta = {**(row.meta or {}), "analysis": analysis}
+            row.updated_at = utcnow()
+            s.add(EventRow(call_id=call_id, type="analysis", at=utcnow(),
+                           data={"valid": analysis.get("valid"), "success": analysis.get("success")}))
+            await s.flush()
+            call = Call.from_row(row)
+            url = self.webhook_url_for(call)
+            queued = False
+            if url:
+                sent = (await s.execute(select(WebhookRow.id).where(
+                    WebhookRow.call_id == call_id, WebhookRow.event == "call.analyzed").limit(1))).scalar_one_or_none()
+                if sent is None or resend:
+                    events = (await s.execute(select(EventRow).where(EventRow.call_id == call_id)
+                                              .order_by(EventRow.id))).scalars()
+                    detail = CallDetail(call, [CallEvent.from_row(e) for e in events],
+                                        await self._transcript(s, call_id))
+                    s.add(WebhookRow(call_id=call_id, event="call.analyzed", url=url, body=body(detail, analysis),
+                                     status="pending", attempts=0, next_attempt_at=utcnow()))
+                    queued = True
+        if queued:
+            self.on_outbox()
+        return queued
+
     # --- webhook outbox -----------------------------------------------------------------------
 
     async def claim_webhooks(self, *, lease_s: float = 60.0, limit: int = 50) -> list[OutboxItem]:

@@ -162,3 +162,16 @@ async def get_recording(call_id: str, service: CallsDep) -> FileResponse:
         raise ApiError(404, "not_found", f"the recording of call {call_id} is no longer on disk")
     media = "audio/wav" if path.suffix.lower() == ".wav" else "application/octet-stream"
     return FileResponse(path, media_type=media, filename=f"{call_id}{path.suffix}")
+
+
+@router.post("/api/calls/{call_id}/analyze", summary="Run the agent's post-call analysis (again) on a finished call")
+async def analyze_call(call_id: str, service: CallsDep,
+                       webhook: bool = Query(False, description="Send `call.analyzed` again even if it was sent.")
+                       ) -> dict[str, Any]:
+    try:
+        analysis = await service.analyze(call_id, resend=webhook)
+    except CallNotFound:
+        raise ApiError(404, "not_found", f"no call with id {call_id!r}") from None
+    except ValueError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    return {"call_id": call_id, "analysis": analysis}
