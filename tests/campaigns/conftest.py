@@ -41,12 +41,18 @@ def clock() -> FakeClock:
 ServiceFactory = Callable[..., Awaitable[CallsService]]
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """'' (a SQLite file in the data dir) or a fresh PostgreSQL schema."""
+    return "" if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
-async def make_service(settings, agents) -> AsyncIterator[ServiceFactory]:  # type: ignore[no-untyped-def]
+async def make_service(settings, agents, database_url: str) -> AsyncIterator[ServiceFactory]:  # type: ignore[no-untyped-def]
     made: list[CallsService] = []
 
     async def make(**updates) -> CallsService:  # type: ignore[no-untyped-def]
-        s = settings.model_copy(update=updates) if updates else settings
+        s = settings.model_copy(update={"database_url": database_url, **updates})
         service = await CallsService.open(s, agents=agents, webhook_timing=RetryTiming(
             base_s=0.05, factor=2.0, max_attempts=5, timeout_s=5.0), webhook_poll_s=0.1)
         made.append(service)
