@@ -73,47 +73,55 @@ class CampaignRunner:
 
     async def _loop(self) -> None:
         while True:
+            busy = 0
             try:
-                await self.tick()
+                busy = await self.tick()
             except Exception:
                 log.exception("campaign tick failed; continuing")
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+                # calls were started or settled: look again soon (calls end between ticks)
+                await asyncio.wait_for(self._wake.wait(), min(self.tick_s, 0.1) if busy else self.tick_s)
             except TimeoutError:
                 pass
 
-    async def tick(self) -> None:
-        """One pass over every active campaign."""
+    async def tick(self) -> int:
+        """One pass over every active campaign; returns how many calls it started or settled."""
+        done = 0
         async with self._lock:
             for campaign_id in await self.store.active_ids():
                 if await self.store.lease(campaign_id, self.owner, self.lease_s):
-                    await self.step(campaign_id)
+                    done += await self.step(campaign_id)
+        return done
 
-    async def step(self, campaign_id: str) -> None:
+    async def step(self, campaign_id: str) -> int:
         row = await self.store.row(campaign_id)
         config = CampaignConfig.model_validate(row.config or {})
         now = self.clock()
-        in_flight = await self._settle(campaign_id, row.agent, row.state, config, now)
+        in_flight, settled = await self._settle(campaign_id, row.agent, row.state, config, now)
+        started = 0
         if row.state == "canceled":
             if in_flight == 0:
                 await self.store.finish_campaign(campaign_id, "canceled")
-            return
+            return settled
         if row.state == "running":
-            await self._start_calls(campaign_id, row.agent, config, now, in_flight)
+            started = await self._start_calls(campaign_id, row.agent, config, now, in_flight)
             if not await self.store.has_pending(campaign_id):
                 await self.store.finish_campaign(campaign_id, "completed")
                 log.info("campaign completed", campaign_id=campaign_id)
+        return started + settled
 
     async def _settle(self, campaign_id: str, agent: str, state: str, config: CampaignConfig,
-                      now: datetime) -> int:
-        """Record ended calls; returns how many calls are still queued or live."""
+                      now: datetime) -> tuple[int, int]:
+        """Record ended calls; returns how many calls are still queued or live, and how many ended."""
         policy = config.retry_policy()
-        in_flight = 0
-        for r in await self.store.calling(campaign_id):
+        in_flight = settled = 0
+        calling = await self.store.calling(campaign_id)
+        states = await self.store.call_states([r.call_id for r in calling if r.call_id])
+        for r in calling:
             assert r.call_id is not None
-            call = await self.calls.get_call(r.call_id)
-            if call is None:
+            known = states.get(r.call_id)
+            if known is None:
                 if state == "canceled":
                     await self.store.finish(r.id, "canceled", "campaign canceled", call_id=r.call_id, now=now)
                     continue
@@ -122,32 +130,34 @@ class CampaignRunner:
                 if await self._create_call(campaign_id, agent, config, r, r.call_id, now):
                     in_flight += 1
                 continue
-            if call.status not in TERMINAL:
+            status, metadata = known
+            if status not in TERMINAL:
                 if state == "canceled":
                     try:
-                        await self.calls.cancel(call.id, "campaign canceled")
+                        await self.calls.cancel(r.call_id, "campaign canceled")
                     except Exception:
-                        log.info("call of a canceled campaign could not be canceled", call_id=call.id)
+                        log.info("call of a canceled campaign could not be canceled", call_id=r.call_id)
                 in_flight += 1
                 continue
-            outcome = outcome_of(call.status, call.metadata)
+            outcome = outcome_of(status, metadata)
             decision = after_attempt(outcome, r.attempts, policy)
             if state == "canceled" and not isinstance(decision, Done):
                 decision = Done(outcome, f"{outcome}; no retry: campaign canceled")
             if isinstance(decision, Done):
-                await self.store.finish(r.id, decision.outcome, decision.why, call_id=call.id, now=now)
+                await self.store.finish(r.id, decision.outcome, decision.why, call_id=r.call_id, now=now)
             else:
-                await self.store.retry(r.id, call.id, outcome, now + timedelta(seconds=decision.delay_s),
+                await self.store.retry(r.id, r.call_id, outcome, now + timedelta(seconds=decision.delay_s),
                                        decision.why, now)
-        return in_flight
+            settled += 1
+        return in_flight, settled
 
     async def _start_calls(self, campaign_id: str, agent: str, config: CampaignConfig, now: datetime,
-                           in_flight: int) -> None:
+                           in_flight: int) -> int:
         started = await self.store.started_since(campaign_id, now - timedelta(minutes=1))
         slots = free_slots(max_concurrent=config.max_concurrent, in_flight=in_flight,
                            calls_per_minute=config.calls_per_minute, started_last_minute=started)
         if slots.n == 0:
-            return
+            return 0
         window = config.schedule()
         begun = 0
         # look at more rows than slots: some are outside their window or on the DNC list
@@ -172,6 +182,7 @@ class CampaignRunner:
             claimed = Due(r.id, r.line, r.number, r.zone, r.variables, r.metadata, r.attempts + 1, call_id)
             if await self._create_call(campaign_id, agent, config, claimed, call_id, now):
                 begun += 1
+        return begun
 
     async def _create_call(self, campaign_id: str, agent: str, config: CampaignConfig, r: Due, call_id: str,
                            now: datetime) -> bool:

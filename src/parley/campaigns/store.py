@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, or_, select, update
 
 from parley.calls import db
-from parley.calls.models import utcnow
+from parley.calls.models import CallRow, utcnow
 from parley.calls.store import Store
 from parley.campaigns.config import CampaignConfig
 from parley.campaigns.csv_import import Recipient, RowError, read_recipients
@@ -253,6 +253,14 @@ class CampaignStore:
             rows = (await s.execute(select(RecipientRow).where(RecipientRow.campaign_id == campaign_id,
                                                                RecipientRow.state == "calling"))).scalars()
             return [_due(r) for r in rows]
+
+    async def call_states(self, call_ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Status and metadata of each of `call_ids` that exists (one query)."""
+        if not call_ids:
+            return {}
+        async with self.store.sessions() as s:
+            rows = await s.execute(select(CallRow.id, CallRow.status, CallRow.meta).where(CallRow.id.in_(call_ids)))
+            return {cid: (status, dict(meta or {})) for cid, status, meta in rows}
 
     async def due(self, campaign_id: str, now: datetime, limit: int) -> list[Due]:
         """Pending recipients due by `now`, oldest due first, then file order."""
