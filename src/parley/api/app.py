@@ -24,6 +24,7 @@ from parley.api.routers import webrtc as webrtc_routes
 from parley.api.routers import call_views as call_view_routes, ui as ui_routes
 from parley.api.runtime import Startup, open_calls, open_livekit, open_webrtc
 from parley.api.twilio_runtime import open_twilio
+from parley.api.routers import campaigns as campaigns_routes
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
 from parley.engine.session import Engines
@@ -79,6 +80,7 @@ def create_app(
                    webrtc_routes):
         app.include_router(module.router, dependencies=protect, responses=errors.error_responses(401))
     app.include_router(call_view_routes.router, dependencies=protect, responses=errors.error_responses(401))
+    app.include_router(campaigns_routes.router, dependencies=protect, responses=errors.error_responses(401))
     ui_routes.install(app)  # the dashboard at /ui/ (its own sign-in; public: the sign-in page and assets)
     # Keys before bodies, and every body capped (api/guard.py); the voice upload keeps its audio cap.
     app.add_middleware(RequestGuard, fastapi_app=app, keyring=state.keyring, marker=require_api_key,

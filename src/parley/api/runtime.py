@@ -96,6 +96,12 @@ def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
             dialer = await calls.start_dialer(place, limits=gateway.dialer_limits(),
                                               trunk_of=gateway.trunk_of)
             stack.push_async_callback(dialer.stop)  # before the gateway closes: no new calls meanwhile
+            from parley.campaigns.runner import CampaignRunner
+
+            runner = CampaignRunner(calls)
+            await runner.start()
+            stack.push_async_callback(runner.stop)  # before the dialer stops: no new campaign calls meanwhile
+            state.campaigns = runner
         log.info("phone side ready", sip=f"{gateway.settings.sip_host}:{gateway.endpoint.port}",
                  default_agent=gateway.settings.default_agent, dialer=dial)
 

@@ -21,6 +21,7 @@ from parley.settings import Settings
 
 if TYPE_CHECKING:
     from parley.calls import CallsService
+    from parley.campaigns.runner import CampaignRunner
     from parley.telephony.gateway import Gateway
     from parley.telephony.livekit.sessions import RoomSessions
     from parley.telephony.twilio.bridge import TwilioBridge
@@ -43,6 +44,8 @@ class ApiState:
     webrtc: WebRtcCalls | None = None  # browser calls; set by `runtime.open_webrtc`
     sessions: SessionStore = field(default_factory=SessionStore)  # dashboard sign-ins (api/session.py)
     sign_in_limiter: SignInLimiter = field(default_factory=SignInLimiter)
+    #: The campaign runner, where this process dials (`parley up`).
+    campaigns: CampaignRunner | None = None
 
     def attach(self, app: FastAPI) -> None:
         """Make this the state of `app`."""

@@ -29,6 +29,7 @@ from parley.calls.webhook_sender import WebhookSender
 from parley.calls.webhooks import RetryTiming
 from parley.logging import get_logger
 from parley.support.egress import EgressPolicy
+from parley.support.taskset import TaskSet
 
 if TYPE_CHECKING:
     from parley.agents import AgentRegistry
@@ -74,6 +75,8 @@ class CallsService:
         self.webhooks = webhooks
         self.dialer: Dialer | None = None
         self._cancel_listeners: list[Callable[[str], None]] = []
+        self._analysis = TaskSet("calls-analysis")
+        self._llms: dict[str, Any] = {}
         store.webhook_url_for = self.webhook_url_for
         store.on_outbox = self.wake_webhooks
 
@@ -106,6 +109,7 @@ class CallsService:
 
     async def close(self) -> None:
         """Stop the dialer (live calls are hung up), the webhook sender, the queue and the store."""
+        await self._analysis.cancel_all()
         if self.dialer is not None:
             self.remove_cancel_listener(self.dialer.cancel_live)
             await self.dialer.stop()
@@ -168,9 +172,11 @@ class CallsService:
         sip_call_id: str | None = None,
         channel: str = "sip",
         external_id: str | None = None,
+        call_id: str | None = None,
     ) -> Call:
         """Record a call. Outbound calls start `queued` and get a dial job (due at `schedule_at`);
-        inbound ones start `ringing` (or `in_progress`). Raises `CallRequestError` naming a bad field."""
+        inbound ones start `ringing` (or `in_progress`). Raises `CallRequestError` naming a bad field.
+        `call_id` fixes the id in advance (a campaign claims a recipient with it before the call exists)."""
         if direction not in ("outbound", "inbound"):
             raise CallRequestError("direction", "must be outbound or inbound")
         if channel not in CHANNELS:
@@ -197,6 +203,8 @@ class CallsService:
             "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id,
             "channel": channel, "external_id": external_id,
         }
+        if call_id:
+            values["id"] = call_id
         call = await self.store.add_call(values)
         if call.status == CallStatus.QUEUED:
             try:
@@ -327,13 +335,57 @@ class CallsService:
                 continue
         return n
 
+    # --- post-call analysis -------------------------------------------------------------------------
+
+    async def analyze(self, call_id: str, *, resend: bool = False) -> dict[str, Any]:
+        """Run the agent's `analysis:` on a finished call with its LLM, store it on the call and queue the
+        signed `call.analyzed` webhook (once per call unless `resend`). `CallNotFound`; ValueError when the
+        agent has no `analysis:` or the call has not ended."""
+        from parley.calls import analysis as post_call
+        from parley.providers.factory import build_llm
+
+        detail = await self.store.get_detail(call_id)
+        if detail is None:
+            raise CallNotFound(call_id)
+        if detail.call.status not in TERMINAL:
+            raise ValueError(f"call {call_id} is {detail.call.status}; analysis runs after the call ends")
+        spec = self.agent_spec(detail.call.agent)
+        if spec is None or spec.analysis is None:
+            raise ValueError(f"agent {detail.call.agent!r} has no analysis: block")
+        llm = self._llms.get(detail.call.agent)
+        if llm is None:
+            llm = self._llms[detail.call.agent] = await asyncio.to_thread(
+                build_llm, spec.components.llm, self.settings, agent=spec)
+        result = (await post_call.analyze(detail, spec.analysis, llm)).to_dict()
+        await self.store.record_analysis(call_id, result, post_call.webhook_body, resend=resend)
+        await self._ended_file(call_id)
+        log.info("call analysed", call_id=call_id, valid=result["valid"], success=result["success"])
+        return result
+
+    def _analyze_later(self, call: Call) -> None:
+        spec = self.agent_spec(call.agent)
+        if spec is None or spec.analysis is None or call.answered_at is None:
+            return
+
+        async def run() -> None:
+            try:
+                await self.analyze(call.id)
+            except Exception:
+                log.exception("post-call analysis failed", call_id=call.id)
+
+        self._analysis.spawn(run(), name=f"analysis-{call.id}")
+
     async def _ended(self, call: Call) -> None:
+        self._analyze_later(call)
+        await self._ended_file(call.id)
+
+    async def _ended_file(self, call_id: str) -> None:
         try:
-            detail = await self.store.get_detail(call.id)
+            detail = await self.store.get_detail(call_id)
             if detail is not None:
                 await asyncio.to_thread(export.write_conversation, self.settings.data_dir, detail)
         except Exception:
-            log.exception("could not write the conversation file", call_id=call.id)
+            log.exception("could not write the conversation file", call_id=call_id)
 
     # --- health and metrics ---------------------------------------------------------------------------
 

@@ -257,9 +257,13 @@ class Store:
         limit: int = 50,
         channel: str | None = None,
         external_id: str | None = None,
+        campaign: str | None = None,
     ) -> tuple[list[Call], int | None]:
-        """Newest first. Returns the page and the cursor (a `seq`) of the next page, or None."""
+        """Newest first. Returns the page and the cursor (a `seq`) of the next page, or None.
+        `campaign`: only calls a campaign placed (`metadata.campaign_id`)."""
         q = select(CallRow).order_by(CallRow.seq.desc()).limit(limit + 1)
+        if campaign:
+            q = q.where(CallRow.meta["campaign_id"].as_string() == campaign)
         if status:
             q = q.where(CallRow.status == status)
         if agent:
@@ -321,6 +325,35 @@ class Store:
             q = q.where(CallRow.worker == worker)
         async with self.sessions() as s:
             return [Call.from_row(r) for r in (await s.execute(q)).scalars()]
+
+    async def record_analysis(self, call_id: str, analysis: dict[str, Any],
+                              body: Callable[[CallDetail, dict[str, Any]], str], *, resend: bool = False) -> bool:
+        """Store a post-call analysis on the call (`metadata.analysis`, timeline `analysis`) and, in the same
+        transaction, queue its `call.analyzed` webhook: once per call unless `resend`. True when queued."""
+        async with self.transaction() as s:
+            row = await self._lock(s, call_id)
+            row.meta = {**(row.meta or {}), "analysis": analysis}
+            row.updated_at = utcnow()
+            s.add(EventRow(call_id=call_id, type="analysis", at=utcnow(),
+                           data={"valid": analysis.get("valid"), "success": analysis.get("success")}))
+            await s.flush()
+            call = Call.from_row(row)
+            url = self.webhook_url_for(call)
+            queued = False
+            if url:
+                sent = (await s.execute(select(WebhookRow.id).where(
+                    WebhookRow.call_id == call_id, WebhookRow.event == "call.analyzed").limit(1))).scalar_one_or_none()
+                if sent is None or resend:
+                    events = (await s.execute(select(EventRow).where(EventRow.call_id == call_id)
+                                              .order_by(EventRow.id))).scalars()
+                    detail = CallDetail(call, [CallEvent.from_row(e) for e in events],
+                                        await self._transcript(s, call_id))
+                    s.add(WebhookRow(call_id=call_id, event="call.analyzed", url=url, body=body(detail, analysis),
+                                     status="pending", attempts=0, next_attempt_at=utcnow()))
+                    queued = True
+        if queued:
+            self.on_outbox()
+        return queued
 
     # --- webhook outbox -----------------------------------------------------------------------
 

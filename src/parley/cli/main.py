@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "parley.cli.talk_cmd",
     "parley.cli.livekit_cmd",
     "parley.cli.twilio_cmd",
+    "parley.cli.campaigns_cmd",
 ]
 
 app = typer.Typer(
