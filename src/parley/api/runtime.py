@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from parley.api.state import ApiState
 from parley.calls import CallsService
 from parley.logging import get_logger
+from parley.settings import Settings
 
 log = get_logger(__name__)
 
@@ -37,6 +38,23 @@ async def open_calls(state: ApiState, stack: AsyncExitStack) -> None:
             return "ok"
 
         state.health.add("redis", redis_check)
+        from parley.calls.cluster import Cluster, describe_workers
+
+        cluster = await Cluster.open(state.settings, service, worker_identity(state.settings))
+        stack.push_async_callback(cluster.close)
+        state.cluster = cluster
+
+        async def workers_check() -> str:
+            return describe_workers(await cluster.workers())
+
+        state.health.add("workers", workers_check)
+
+
+def worker_identity(settings: Settings) -> str:
+    """This process's worker id: WORKER_ID, else host:pid (also its queue consumer name)."""
+    from parley.calls.dialer import default_worker_id
+
+    return settings.worker_id or default_worker_id()
 
 
 def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
@@ -48,12 +66,32 @@ def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
         calls = state.calls
         if calls is None:
             raise RuntimeError("gateway_startup needs the calls service; run it after open_calls")
-        gateway = Gateway(state.settings, state.agents, calls)
+        from parley.calls.slots import CallSlots
+        from parley.calls.workers import WorkerInfo
+
+        settings = state.settings
+        cluster = state.cluster
+        worker_id = worker_identity(settings)
+        slots = CallSlots(settings.num_agents, shared=cluster.slots if cluster else None)
+        gateway = Gateway(settings, state.agents, calls, slots=slots, worker_id=worker_id,
+                          cluster=cluster is not None)
         if warm:
             await gateway.warm()
         await gateway.start()
+        if cluster is not None:
+            stack.push_async_callback(cluster.leave)  # after the gateway closed: out of the registry
         stack.push_async_callback(gateway.close)
         state.gateway = gateway
+        if cluster is not None:
+            sip_host = settings.sip_public_host or settings.sip_host
+
+            def card() -> WorkerInfo:
+                return WorkerInfo(id=worker_id, sip=f"{sip_host}:{gateway.endpoint.port}",
+                                  capacity=settings.num_agents, live=len(gateway.live),
+                                  state="draining" if gateway.draining else "running",
+                                  health_url=state.health_url)
+
+            await cluster.join(card)
 
         async def sip_check() -> str:
             total, _ = gateway.active_counts()
@@ -62,8 +100,20 @@ def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
         state.health.add("sip", sip_check)
         if dial:
             dialer = await calls.start_dialer(gateway.place_call, limits=gateway.dialer_limits(),
-                                              trunk_of=gateway.trunk_of)
+                                              trunk_of=gateway.trunk_of, worker_id=worker_id,
+                                              admit=gateway.admit_outbound, release_slot=gateway.release_outbound)
             stack.push_async_callback(dialer.stop)  # before the gateway closes: no new calls meanwhile
+
+        async def drain() -> None:
+            """First on shutdown (SIGTERM): no new calls, the registry says draining, live calls finish."""
+            gateway.draining = True
+            if cluster is not None:
+                await cluster.announce()
+            left = await gateway.drain(settings.drain_timeout_s)
+            if left:
+                log.warning("drain timeout: hanging up live calls", live=left)
+
+        stack.push_async_callback(drain)
         log.info("phone side ready", sip=f"{gateway.settings.sip_host}:{gateway.endpoint.port}",
                  default_agent=gateway.settings.default_agent, dialer=dial)
 

@@ -20,6 +20,7 @@ from parley.settings import Settings
 
 if TYPE_CHECKING:
     from parley.calls import CallsService
+    from parley.calls.cluster import Cluster
     from parley.telephony.gateway import Gateway
 
 
@@ -34,6 +35,10 @@ class ApiState:
     voice_engines: VoiceEngines
     calls: CallsService | None = None
     gateway: Gateway | None = None
+    #: Set when REDIS_URL is: the workers' registry, the reaper and the cluster-wide slots.
+    cluster: Cluster | None = None
+    #: Where this process's /health answers (a worker's side port), written on its registry card.
+    health_url: str = ""
 
     def attach(self, app: FastAPI) -> None:
         """Make this the state of `app`."""

@@ -92,7 +92,7 @@ class CallsService:
         store = store or Store.from_url(settings.effective_database_url)
         if migrate:
             await store.upgrade()
-        queue = queue or make_queue(settings, store)
+        queue = queue or make_queue(settings, store, consumer=settings.worker_id or None)
         await queue.start()
         sender = None
         if send_webhooks:
@@ -163,9 +163,13 @@ class CallsService:
         trunk: str | None = None,
         status: str | None = None,
         sip_call_id: str | None = None,
+        call_id: str | None = None,
+        worker: str | None = None,
     ) -> Call:
         """Record a call. Outbound calls start `queued` and get a dial job (due at `schedule_at`);
-        inbound ones start `ringing` (or `in_progress`). Raises `CallRequestError` naming a bad field."""
+        inbound ones start `ringing` (or `in_progress`). `call_id` chooses the id (the gateway reserves
+        the call's slot under it first), `worker` names the worker running it. Raises `CallRequestError`
+        naming a bad field."""
         if direction not in ("outbound", "inbound"):
             raise CallRequestError("direction", "must be outbound or inbound")
         agent_key = self.agent_key(agent)
@@ -187,8 +191,10 @@ class CallsService:
             "from_number": from_number, "caller_name": caller_name, "llm_prompt": llm_prompt,
             "greeting": greeting, "variables": dict(variables or {}), "meta": dict(metadata or {}),
             "schedule_at": schedule_at, "max_retries": max_retries, "retry_backoff_s": retry_backoff_s,
-            "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id,
+            "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id, "worker": worker,
         }
+        if call_id is not None:
+            values["id"] = call_id
         call = await self.store.add_call(values)
         if call.status == CallStatus.QUEUED:
             try:
@@ -318,6 +324,18 @@ class CallsService:
             except IllegalTransition:
                 continue
         return n
+
+    async def worker_lost(self, worker: str) -> tuple[int, int]:
+        """A worker is gone (its lease expired): close its active calls `failed` / `worker_lost` (their
+        transcripts so far stay, and go out with the webhook and the conversation file) and hand the dial
+        jobs it had taken back to the queue. Returns (calls closed, jobs handed back)."""
+        from parley.calls.workers import WORKER_LOST
+
+        closed = await self.fail_stale_calls(worker=worker, reason=WORKER_LOST)
+        jobs = await self.queue.release_consumer(worker)
+        if closed or jobs:
+            log.warning("closed the calls of a lost worker", worker=worker, calls=closed, jobs_requeued=jobs)
+        return closed, jobs
 
     async def _ended(self, call: Call) -> None:
         try:
