@@ -23,10 +23,28 @@ Startup = Callable[[ApiState, AsyncExitStack], Awaitable[None]]
 
 
 async def open_calls(state: ApiState, stack: AsyncExitStack) -> None:
-    """Open the calls service (migrations, queue, webhook sender); health: db, queue, and redis if used."""
+    """Open the calls service (migrations, queue, webhook sender); health: db, queue, and redis if used
+    (then also the workers' registry and the reaper of lost workers)."""
+    await _open_calls(state, stack, migrate=True, schema_wait_s=0.0)
+
+
+def open_calls_with(*, migrate: bool, schema_wait_s: float = 120.0) -> Startup:
+    """`open_calls` for a worker: without `migrate` it waits up to `schema_wait_s` for the API to migrate."""
+
+    async def hook(state: ApiState, stack: AsyncExitStack) -> None:
+        await _open_calls(state, stack, migrate=migrate, schema_wait_s=schema_wait_s)
+
+    return hook
+
+
+async def _open_calls(state: ApiState, stack: AsyncExitStack, *, migrate: bool, schema_wait_s: float) -> None:
     from parley.calls.queue.redis import RedisQueue
 
-    service = await CallsService.open(state.settings, agents=state.agents)
+    if not migrate:
+        from parley.calls.db import wait_for_schema
+
+        await wait_for_schema(state.settings.effective_database_url, schema_wait_s)
+    service = await CallsService.open(state.settings, agents=state.agents, migrate=migrate)
     stack.push_async_callback(service.close)
     state.calls = service
     state.health.add("db", service.health_db)

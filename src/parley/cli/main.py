@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "parley.cli.sip_cmd",
     "parley.cli.up_cmd", "parley.cli.trunk_cmd", "parley.cli.doctor_cmd",
     "parley.cli.talk_cmd",
+    "parley.cli.worker_cmd", "parley.cli.cluster_cmd",
 ]
 
 app = typer.Typer(
