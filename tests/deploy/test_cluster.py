@@ -130,7 +130,8 @@ async def _sipp(c: Cluster, tmp_path: Path, *, calls: int, pause_ms: int, expect
 async def test_cluster_balances_caps_and_survives_kill_9(cluster: Cluster, tmp_path: Path) -> None:
     c = cluster
     # 1. twenty calls through Kamailio: both workers take some, every one completes with a transcript
-    result = await _sipp(c, tmp_path, calls=20, pause_ms=1500, limit=3, timeout=120)
+    # (at most 2 at once: a call's slot is freed a moment after SIPp has seen its BYE answered)
+    result = await _sipp(c, tmp_path, calls=20, pause_ms=1500, limit=2, timeout=120)
     assert result.code == 0, str(result)
 
     async def twenty_done() -> list[dict[str, Any]] | None:

@@ -383,6 +383,8 @@ class Gateway:
             except asyncio.CancelledError:
                 await self.calls.end(record.id, DialOutcome("canceled", "canceled"))
                 raise
+            # the conversation is over: its slot is free before the record is closed
+            await self.slots.release(record.id)
             await self.calls.end(record.id, ended)
 
     @staticmethod
