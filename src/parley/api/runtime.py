@@ -8,6 +8,8 @@ service running.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
@@ -102,6 +104,10 @@ def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
         state.gateway = gateway
         if cluster is not None:
             sip_host = settings.sip_public_host or settings.sip_host
+            if sip_host in ("0.0.0.0", "", "::"):  # bound to every address: register the one peers reach
+                sip_host = await asyncio.to_thread(_own_address)
+            if state.health_url.startswith("http://0.0.0.0:"):
+                state.health_url = state.health_url.replace("0.0.0.0", sip_host, 1)
 
             def card() -> WorkerInfo:
                 return WorkerInfo(id=worker_id, sip=f"{sip_host}:{gateway.endpoint.port}",
@@ -136,3 +142,11 @@ def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
                  default_agent=gateway.settings.default_agent, dialer=dial)
 
     return hook
+
+
+def _own_address() -> str:
+    """This host's address as its peers see it (a container's IP), for the registry card."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"

@@ -61,6 +61,8 @@ def kamailio_sync(
     list_file: Path = typer.Option(..., "--list", help="Kamailio dispatcher list file to write."),
     reload_cmd: str = typer.Option("kamcmd dispatcher.reload", "--reload-cmd",
                                    help="Command making Kamailio re-read the list ('' = none)."),
+    reload_fifo: Path = typer.Option(None, "--reload-fifo",
+                                     help="Reload through Kamailio's jsonrpcs FIFO instead of --reload-cmd."),
     interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between registry reads."),
     once: bool = typer.Option(False, "--once", help="Write the list once and exit."),
 ) -> None:
@@ -76,7 +78,7 @@ def kamailio_sync(
     async def run() -> None:
         client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=3)
         sync = DispatcherSync(WorkerRegistry(client, prefix=s.redis_prefix), list_file,
-                              shlex.split(reload_cmd), interval_s=interval)
+                              shlex.split(reload_cmd), interval_s=interval, reload_fifo=reload_fifo)
         try:
             if once:
                 await sync.once()
