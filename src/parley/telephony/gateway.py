@@ -91,6 +91,7 @@ class LiveCall:
     agent: str
     direction: str
     task: asyncio.Task[Any] | None = None
+    started: float = dataclasses.field(default_factory=time.monotonic)  #: when the INVITE arrived / dial began
 
 
 @dataclass
@@ -302,6 +303,7 @@ class Gateway:
         return users[username]
 
     async def _on_incoming(self, inc: IncomingCall) -> None:
+        started = time.monotonic()
         trunk = await self._authenticate(inc)
         if isinstance(trunk, Refusal):
             if trunk.code:
@@ -335,7 +337,7 @@ class Gateway:
         call_id = str(uuid.uuid4())
         # the slot is taken before the first await: a burst of INVITEs cannot pass the same free slot
         full = self.slots.try_local(call_id, claims)
-        live = LiveCall(call_id, None, trunk_name, agent.key, "inbound", asyncio.current_task())
+        live = LiveCall(call_id, None, trunk_name, agent.key, "inbound", asyncio.current_task(), started)
         if full is None:
             self.live[call_id] = live
         try:
@@ -370,6 +372,7 @@ class Gateway:
                 await self.calls.end(record.id, failed)
                 return
             live.sip = sip
+            metrics.CALL_SETUP.observe(time.monotonic() - live.started)
             if not await self._confirmed(sip):
                 # answered but never ACKed (Timer H): the slot goes back now, the attempt is counted
                 self.slots.unacked += 1
@@ -626,7 +629,19 @@ class Gateway:
         finally:
             if not sip.ended:
                 await sip.hangup()
+            _count_media(sip)
             await writer.close()
             if recorder is not None:
                 await self.calls.set_recording(call_id, recorder.close())
         return DialOutcome(status, reason)
+
+
+def _count_media(sip: SipCall) -> None:
+    """Add a finished call's RTP counters to the fleet metrics (late sends, jitter-buffer drops)."""
+    try:
+        stats = sip.rtp.stats()
+    except Exception:  # noqa: BLE001 - metrics never break a call's end
+        return
+    metrics.RTP_SENT.inc(stats.packets_sent)
+    metrics.RTP_LATE.inc(stats.late_sends)
+    metrics.RTP_JITTER_DROPS.inc(stats.late + stats.overflow_dropped)
