@@ -257,6 +257,19 @@ class CallsService:
             raise ValueError(f"transcript role must be one of {', '.join(ROLES)}, not {role!r}")
         await self.store.add_transcript(call_id, role, text, at=at, metadata=metadata)
 
+    async def add_batch(self, call_id: str, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        """Store a burst of transcript entries and timeline events in one transaction (see
+        `Store.add_batch`); transcript roles are checked and aliased as in `add_transcript`."""
+        checked: list[tuple[str, dict[str, Any]]] = []
+        for kind, item in entries:
+            if kind == "transcript":
+                role = ROLE_ALIASES.get(item["role"], item["role"])
+                if role not in ROLES:
+                    raise ValueError(f"transcript role must be one of {', '.join(ROLES)}, not {role!r}")
+                item = {**item, "role": role}
+            checked.append((kind, item))
+        await self.store.add_batch(call_id, checked)
+
     async def add_event(self, call_id: str, type_: str, data: dict[str, Any] | None = None) -> None:
         """Append a timeline event (dtmf, transfer, tool call, interruption, inbound webhook …)."""
         await self.store.add_event(call_id, type_, data)
