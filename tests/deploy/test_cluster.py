@@ -14,6 +14,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,12 @@ class Cluster:
         return list((await self.get("/api/calls?limit=100"))["calls"])
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str) -> AsyncIterator[Cluster]:
+@asynccontextmanager
+async def running_cluster(tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str,
+                          name: str = "c") -> AsyncIterator[Cluster]:
+    """deploy/cluster.sh started, two workers registered and loaded in Kamailio; stopped with SIGTERM after."""
+    tmp_path = tmp_path / name
+    tmp_path.mkdir()
     for tool in ("kamailio", "kamcmd", "sipp", "espeak-ng"):
         if not any((Path(d) / tool).exists() for d in os.environ.get("PATH", "").split(":") + ["/usr/sbin"]):
             pytest.skip(f"{tool} is not installed (make test installs it)")
@@ -101,7 +106,10 @@ async def cluster(tmp_path: Path, postgres_url: str, redis_url: str, redis_prefi
             if proc.poll() is not None:
                 raise AssertionError(f"make cluster exited:\n{log.read_text()[-3000:]}")
             running = [w for w in await c.workers() if w["state"] == "running"]
-            return len(running) == 2 and len(c.dispatcher_list()) == 2
+            if len(running) != 2 or len(c.dispatcher_list()) != 2:
+                return False
+            loaded = c.kamcmd("dispatcher.list")  # what Kamailio routes to, not just the file
+            return all(f"URI: sip:{w['sip']}" in loaded for w in running)
 
         await eventually(two_running, timeout_s=90, interval_s=0.5, what="two workers registered and in Kamailio")
         yield c
@@ -116,6 +124,12 @@ async def cluster(tmp_path: Path, postgres_url: str, redis_url: str, redis_prefi
         # every process of the cluster is gone
         leftover = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
         assert not leftover, f"processes left after SIGTERM: {leftover}"
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str) -> AsyncIterator[Cluster]:
+    async with running_cluster(tmp_path, postgres_url, redis_url, redis_prefix) as c:
+        yield c
 
 
 async def _sipp(c: Cluster, tmp_path: Path, *, calls: int, pause_ms: int, expect: int | None = None,
@@ -177,3 +191,72 @@ async def test_cluster_balances_caps_and_survives_kill_9(cluster: Cluster, tmp_p
     new = [x for x in await c.calls() if x["id"] not in before]
     assert len(new) == 4 and victim not in {x["worker"] for x in new}, new
     assert survivor in {w["id"] for w in await c.workers()}
+
+
+async def test_sigterm_drains_a_worker_its_call_completes_new_calls_go_elsewhere(cluster: Cluster,
+                                                                                  tmp_path: Path) -> None:
+    c = cluster
+    long_call = asyncio.create_task(_sipp(c, tmp_path, calls=1, pause_ms=6000, limit=1, timeout=40))
+
+    async def one_live() -> dict[str, Any] | None:
+        live = [x for x in await c.calls() if x["status"] == "in_progress"]
+        return live[0] if live else None
+
+    live = await eventually(one_live, timeout_s=20, interval_s=0.3, what="a call in progress")
+    draining = live["worker"]
+    os.kill(int(draining.rsplit(":", 1)[1]), signal.SIGTERM)
+
+    async def marked() -> bool:
+        cards = {w["id"]: w["state"] for w in await c.workers()}
+        return cards.get(draining) == "draining" and all(f"duid={draining}" not in line
+                                                         for line in c.dispatcher_list())
+
+    await eventually(marked, timeout_s=10, interval_s=0.2, what=f"{draining} draining and out of Kamailio")
+    before = {x["id"] for x in await c.calls()}
+    short = await _sipp(c, tmp_path, calls=2, pause_ms=300, limit=1, timeout=30)
+    assert short.code == 0, str(short)
+    new = [x for x in await c.calls() if x["id"] not in before]
+    assert new and draining not in {x["worker"] for x in new}, new
+
+    assert (await long_call).code == 0  # the draining worker finished its call
+    done = await c.get(f"/api/calls/{live['id']}")
+    assert done["status"] == "completed", done
+
+    async def gone() -> bool:
+        return draining not in {w["id"] for w in await c.workers()}
+
+    await eventually(gone, timeout_s=15, interval_s=0.5, what=f"{draining} out of the registry after draining")
+
+
+async def test_a_queued_outbound_call_survives_the_restart_of_every_process(
+        tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.sip.sipp import sipp_server
+
+    trunk_port = free_port()
+    due = (datetime.now(UTC) + timedelta(seconds=20)).isoformat()
+    async with running_cluster(tmp_path, postgres_url, redis_url, redis_prefix, "first") as first:
+        async with httpx.AsyncClient(base_url=first.api, headers=KEY, timeout=10) as client:
+            r = await client.put("/api/trunks/carrier", json={"name": "carrier", "outbound": {
+                "host": "127.0.0.1", "port": trunk_port, "caller_id": "+4930123456"}})
+            assert r.status_code == 200, r.text
+            r = await client.post("/api/outbound-call", json={"to_number": "+15551234567", "schedule_at": due})
+            assert r.status_code == 200, r.text
+            call_id = r.json()["call_id"]
+    # every process stopped; the callee comes up, then a new cluster on the same PostgreSQL and Redis
+    callee = await sipp_server("", tmp_path, trunk_port, builtin="uas", timeout=90)
+    try:
+        async with running_cluster(tmp_path, postgres_url, redis_url, redis_prefix, "second") as second:
+            async def answered() -> dict[str, Any] | None:
+                call = await second.get(f"/api/calls/{call_id}")
+                return call if call["status"] in ("in_progress", "completed") else None
+
+            call = await eventually(answered, timeout_s=60, interval_s=0.5, what="the queued call dialed and answered")
+            assert call["attempt"] == 1 and call["worker"], call
+            await asyncio.sleep(2)
+            detail = await second.get(f"/api/calls/{call_id}")
+            dialings = [e for e in detail["timeline"] if e["type"] == "status" and e["data"].get("to") == "dialing"]
+            assert len(dialings) == 1, detail["timeline"]  # dialed once
+    finally:
+        callee.cancel()

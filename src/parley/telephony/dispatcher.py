@@ -68,7 +68,8 @@ class DispatcherSync:
             proc = await asyncio.create_subprocess_exec(*self.reload_cmd, stdout=asyncio.subprocess.PIPE,
                                                         stderr=asyncio.subprocess.STDOUT)
             out, _ = await proc.communicate()
-            if proc.returncode != 0:
+            # kamcmd may exit 0 and still print an error (e.g. "500 - ongoing reload"): try again next round
+            if proc.returncode != 0 or b"error" in out.lower():
                 self.written = None  # try again next round
                 log.warning("kamailio dispatcher reload failed", code=proc.returncode,
                             output=out.decode(errors="replace")[-500:])
