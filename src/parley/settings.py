@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     # --- storage and queue -------------------------------------------------------------------
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in DATA_DIR.")
     redis_url: str = Field("", description="redis://host:port/db; empty = in-process queue.")
+    redis_prefix: str = Field("parley:", description="Prefix of every Redis key (queue, workers, slots).")
 
     # --- API ---------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
@@ -90,6 +91,16 @@ class Settings(BaseSettings):
     # --- dialer ------------------------------------------------------------------------------
     num_agents: int = Field(4, ge=1, description="Concurrent conversations per worker (original name).")
     max_calls_per_second: float = Field(10.0, gt=0)
+
+    # --- scale-out (docs/deploy.md) ---------------------------------------------------------------
+    max_concurrent_calls: int = Field(
+        0, ge=0, description="Calls at once across every worker (Redis-wide); 0 = only NUM_AGENTS per worker.")
+    worker_id: str = Field("", description="This worker's name in the registry; empty = host:pid.")
+    worker_lease_s: float = Field(10.0, gt=0, le=600, description="A silent worker is lost after this long.")
+    worker_heartbeat_s: float = Field(2.0, gt=0, le=60, description="How often a worker renews its lease.")
+    drain_timeout_s: float = Field(60.0, ge=0, description="On SIGTERM, wait this long for live calls to end.")
+    worker_health_port: int = Field(0, ge=0, le=65535,
+                                    description="`parley worker` side port for /health and /metrics; 0 = none.")
 
     # --- Azure Speech / Azure OpenAI / OpenAI-compatible ----------------------------------------
     azure_speech_key: SecretStr = SecretStr("")

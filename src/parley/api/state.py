@@ -22,6 +22,7 @@ from parley.settings import Settings
 if TYPE_CHECKING:
     from parley.calls import CallsService
     from parley.campaigns.runner import CampaignRunner
+    from parley.calls.cluster import Cluster
     from parley.telephony.gateway import Gateway
     from parley.telephony.livekit.sessions import RoomSessions
     from parley.telephony.twilio.bridge import TwilioBridge
@@ -46,6 +47,10 @@ class ApiState:
     sign_in_limiter: SignInLimiter = field(default_factory=SignInLimiter)
     #: The campaign runner, where this process dials (`parley up`).
     campaigns: CampaignRunner | None = None
+    #: Set when REDIS_URL is: the workers' registry, the reaper and the cluster-wide slots.
+    cluster: Cluster | None = None
+    #: Where this process's /health answers (a worker's side port), written on its registry card.
+    health_url: str = ""
 
     def attach(self, app: FastAPI) -> None:
         """Make this the state of `app`."""

@@ -69,9 +69,9 @@ class Call:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view (timestamps as ISO 8601, the internal `worker` and file path left out)."""
+        """JSON-ready view (timestamps as ISO 8601, the file path left out; `worker` names the worker
+        that ran the call)."""
         out = asdict(self)
-        out.pop("worker")
         out.pop("recording_path")
         out["has_recording"] = bool(self.recording_path)
         out["duration_s"] = self.duration_s

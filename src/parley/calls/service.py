@@ -98,7 +98,7 @@ class CallsService:
         store = store or Store.from_url(settings.effective_database_url)
         if migrate:
             await store.upgrade()
-        queue = queue or make_queue(settings, store)
+        queue = queue or make_queue(settings, store, consumer=settings.worker_id or None)
         await queue.start()
         sender = None
         if send_webhooks:
@@ -173,10 +173,12 @@ class CallsService:
         channel: str = "sip",
         external_id: str | None = None,
         call_id: str | None = None,
+        worker: str | None = None,
     ) -> Call:
         """Record a call. Outbound calls start `queued` and get a dial job (due at `schedule_at`);
-        inbound ones start `ringing` (or `in_progress`). Raises `CallRequestError` naming a bad field.
-        `call_id` fixes the id in advance (a campaign claims a recipient with it before the call exists)."""
+        inbound ones start `ringing` (or `in_progress`). `call_id` chooses the id (the gateway reserves
+        the call's slot under it first; a campaign claims a recipient with it before the call exists),
+        `worker` names the worker running it. Raises `CallRequestError` naming a bad field."""
         if direction not in ("outbound", "inbound"):
             raise CallRequestError("direction", "must be outbound or inbound")
         if channel not in CHANNELS:
@@ -200,10 +202,10 @@ class CallsService:
             "from_number": from_number, "caller_name": caller_name, "llm_prompt": llm_prompt,
             "greeting": greeting, "variables": dict(variables or {}), "meta": dict(metadata or {}),
             "schedule_at": schedule_at, "max_retries": max_retries, "retry_backoff_s": retry_backoff_s,
-            "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id,
+            "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id, "worker": worker,
             "channel": channel, "external_id": external_id,
         }
-        if call_id:
+        if call_id is not None:
             values["id"] = call_id
         call = await self.store.add_call(values)
         if call.status == CallStatus.QUEUED:
@@ -266,6 +268,19 @@ class CallsService:
         if role not in ROLES:
             raise ValueError(f"transcript role must be one of {', '.join(ROLES)}, not {role!r}")
         await self.store.add_transcript(call_id, role, text, at=at, metadata=metadata)
+
+    async def add_batch(self, call_id: str, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        """Store a burst of transcript entries and timeline events in one transaction (see
+        `Store.add_batch`); transcript roles are checked and aliased as in `add_transcript`."""
+        checked: list[tuple[str, dict[str, Any]]] = []
+        for kind, item in entries:
+            if kind == "transcript":
+                role = ROLE_ALIASES.get(item["role"], item["role"])
+                if role not in ROLES:
+                    raise ValueError(f"transcript role must be one of {', '.join(ROLES)}, not {role!r}")
+                item = {**item, "role": role}
+            checked.append((kind, item))
+        await self.store.add_batch(call_id, checked)
 
     async def add_event(self, call_id: str, type_: str, data: dict[str, Any] | None = None) -> None:
         """Append a timeline event (dtmf, transfer, tool call, interruption, inbound webhook …)."""
@@ -374,6 +389,17 @@ class CallsService:
                 log.exception("post-call analysis failed", call_id=call.id)
 
         self._analysis.spawn(run(), name=f"analysis-{call.id}")
+    async def worker_lost(self, worker: str) -> tuple[int, int]:
+        """A worker is gone (its lease expired): close its active calls `failed` / `worker_lost` (their
+        transcripts so far stay, and go out with the webhook and the conversation file) and hand the dial
+        jobs it had taken back to the queue. Returns (calls closed, jobs handed back)."""
+        from parley.calls.workers import WORKER_LOST
+
+        closed = await self.fail_stale_calls(worker=worker, reason=WORKER_LOST)
+        jobs = await self.queue.release_consumer(worker)
+        if closed or jobs:
+            log.warning("closed the calls of a lost worker", worker=worker, calls=closed, jobs_requeued=jobs)
+        return closed, jobs
 
     async def _ended(self, call: Call) -> None:
         self._analyze_later(call)

@@ -214,6 +214,24 @@ class Store:
             await self._exists(s, call_id)
             s.add(EventRow(call_id=call_id, type=type_, at=at or utcnow(), data=data or {}))
 
+    async def add_batch(self, call_id: str, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        """Append a burst of a call's transcript entries and timeline events in one transaction (the event
+        writer's batching: one round trip per burst instead of one per event). Each entry is
+        `("transcript", {role, text, at?, metadata?})` or `("event", {type, data?, at?})`, stored in order."""
+        if not entries:
+            return
+        async with self.transaction() as s:
+            await self._exists(s, call_id)
+            for kind, item in entries:
+                at = item.get("at") or utcnow()
+                if kind == "transcript":
+                    s.add(TranscriptRow(call_id=call_id, role=item["role"], text=item["text"], at=at,
+                                        meta=item.get("metadata") or {}))
+                elif kind == "event":
+                    s.add(EventRow(call_id=call_id, type=item["type"], at=at, data=item.get("data") or {}))
+                else:
+                    raise ValueError(f"unknown batch entry kind {kind!r} (transcript or event)")
+
     async def get_call(self, call_id: str) -> Call | None:
         async with self.sessions() as s:
             row = (await s.execute(select(CallRow).where(CallRow.id == call_id))).scalar_one_or_none()

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "parley.cli.livekit_cmd",
     "parley.cli.twilio_cmd",
     "parley.cli.campaigns_cmd",
+    "parley.cli.worker_cmd", "parley.cli.cluster_cmd",
 ]
 
 app = typer.Typer(
