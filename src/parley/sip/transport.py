@@ -26,6 +26,7 @@ from parley.sip.errors import SipParseError
 from parley.sip.guard import LogLimiter, RateLimiter, SipLimits
 from parley.sip.message import (
     MAX_MESSAGE_BYTES, SipRequest, SipResponse, content_length_of, header_end, parse_message,
+    request_line_version,
 )
 from parley.sip.resolver import Resolver, is_ip
 from parley.sip.uri import Via
@@ -347,8 +348,7 @@ class TransportLayer:
             text = data[:MAX_MESSAGE_BYTES].lstrip(b"\r\n").decode("utf-8", "replace").replace("\r\n", "\n")
             head = text.split("\n\n", 1)[0]
             lines = head.split("\n")
-            if not lines or not re.match(r"^[A-Za-z0-9\-.!%*_+`'~]+[ \t]+.*SIP/[0-9]", lines[0], re.A) \
-                    or lines[0].startswith(("ACK ", "SIP/")):
+            if not lines or request_line_version(lines[0]) is None or lines[0].startswith(("ACK ", "SIP/")):
                 return
             wanted = {"via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
                       "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}
