@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     sip_transport: Literal["udp", "tcp", "both"] = "both"
     sip_public_host: str = Field("", description="Address written into Contact/SDP when behind NAT.")
     sip_server_header: str = Field("", description="Server header on SIP responses; empty = none (no fingerprint).")
+    sip_user_agent: str = Field("Parley/0.1", description="User-Agent on SIP requests we send; empty = none.")
     sip_rate_limit: float = Field(200.0, ge=0, description="SIP messages/s per source IP (burst 2x); 0 = off.")
     sip_invites_per_source: int = Field(50, ge=0, description="Unanswered INVITEs per source IP.")
     sip_tcp_max_connections: int = Field(1024, ge=0, description="Accepted SIP TCP connections (32 per source).")
