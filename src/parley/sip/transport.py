@@ -107,6 +107,7 @@ class TcpConnection:
         self.reader = reader
         self.writer = writer
         self.accepted = accepted
+        self.framed = 0  # complete messages received: a quiet call's flow may idle longer than a stranger
         peer = writer.get_extra_info("peername")
         self.addr: tuple[str, int] = (peer[0], peer[1])
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -114,7 +115,7 @@ class TcpConnection:
     async def _read(self, partial: bool, started: float) -> bytes:
         """The next chunk; TimeoutError when the peer is idle too long or a started message is too slow."""
         limits = self.layer.limits
-        timeout = limits.tcp_idle_timeout or None
+        timeout = (limits.tcp_session_idle_timeout if self.framed else limits.tcp_idle_timeout) or None
         if partial and limits.tcp_message_timeout:
             left = limits.tcp_message_timeout - (time.monotonic() - started)
             timeout = max(0.0, min(timeout or left, left))
@@ -166,6 +167,7 @@ class TcpConnection:
                         break
                     frame = bytes(buf[: end + length])
                     del buf[: end + length]
+                    self.framed += 1
                     self.layer.received(frame, Source("tcp", self.addr, self), stream=True)
         except (SipParseError, ConnectionError, asyncio.IncompleteReadError) as exc:
             self.layer.log_limited("sip.tcp_closed", self.addr, reason=str(exc))
