@@ -53,10 +53,11 @@ class Settings(BaseSettings):
     sip_transport: Literal["udp", "tcp", "both"] = "both"
     sip_public_host: str = Field("", description="Address written into Contact/SDP when behind NAT.")
     sip_server_header: str = Field("", description="Server header on SIP responses; empty = none (no fingerprint).")
+    sip_user_agent: str = Field("Parley/0.1", description="User-Agent on SIP requests we send; empty = none.")
     sip_rate_limit: float = Field(200.0, ge=0, description="SIP messages/s per source IP (burst 2x); 0 = off.")
-    sip_invites_per_source: int = Field(50, ge=0, description="Concurrent INVITE transactions per source IP.")
+    sip_invites_per_source: int = Field(50, ge=0, description="Unanswered INVITEs per source IP.")
     sip_tcp_max_connections: int = Field(1024, ge=0, description="Accepted SIP TCP connections (32 per source).")
-    sip_tcp_idle_timeout_s: float = Field(120.0, ge=0, description="Close a SIP TCP connection idle this long.")
+    sip_tcp_idle_timeout_s: float = Field(120.0, ge=0, description="Close a SIP TCP connection idle this long before its first message.")
     sip_trusted_sources: str = Field("", description="Comma-separated IPs (e.g. your proxy) exempt from SIP limits.")
     rtp_port_min: int = Field(20000, ge=1024, le=65535)
     rtp_port_max: int = Field(30000, ge=1024, le=65535)

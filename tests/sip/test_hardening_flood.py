@@ -129,3 +129,45 @@ async def test_slowloris_connections_are_capped_and_closed(endpoint_factory) -> 
     for s in [*socks, idle]:
         s.close()
     assert probe.p99() < 0.5
+
+
+async def test_answered_invites_do_not_count_against_the_source_cap(endpoint_factory) -> None:
+    """A busy trunk: INVITEs already answered (still in Timer H/L) leave room for new ones."""
+    from parley.sip.guard import SipLimits
+
+    ep = await endpoint_factory(limits=SipLimits(invites_per_source=2))
+
+    async def busy(incoming: IncomingCall) -> None:
+        await incoming.reject(486)
+
+    ep.on_incoming = busy
+    sock = udp_socket("127.0.0.2", timeout=2.0)
+    src = sock.getsockname()[1]
+    for _ in range(6):
+        call_id = os.urandom(6).hex()
+        sock.sendto(request("INVITE", ep.port, src_port=src, call_id=call_id), ("127.0.0.1", ep.port))
+
+        def final() -> bytes:
+            while True:
+                data = sock.recv(65535)
+                if call_id.encode() in data and not data.startswith(b"SIP/2.0 1"):
+                    return data
+        assert (await asyncio.to_thread(final)).startswith(b"SIP/2.0 486")
+    assert ep.transactions.invites >= 6 and ep.transactions.invites_from("127.0.0.2") == 0
+    sock.close()
+
+
+async def test_a_connection_that_carried_messages_may_idle_longer(endpoint_factory) -> None:
+    """A quiet call's TCP flow is not cut at the stranger's idle timeout, only at the session one."""
+    from parley.sip.guard import SipLimits
+
+    ep = await endpoint_factory(limits=SipLimits(tcp_idle_timeout=0.3, tcp_session_idle_timeout=1.5))
+    conn = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", ep.port))
+    src = conn.getsockname()[1]
+    conn.sendall(request("OPTIONS", ep.port, src_port=src, transport="TCP"))
+    conn.settimeout(2)
+    assert (await asyncio.to_thread(conn.recv, 65535)).startswith(b"SIP/2.0 200")
+    await asyncio.sleep(0.8)
+    assert ep.transport.tcp_connections == 1
+    await eventually(lambda: ep.transport.tcp_connections == 0, timeout_s=5, what="session idle timeout")
+    conn.close()

@@ -190,7 +190,7 @@ class SipEndpoint:
         """A fresh top Via (new branch) for `transport`, and our User-Agent."""
         req.headers.remove("Via")
         req.headers.add("Via", self.transport.via_for(transport, new_branch()), first=True)
-        if "User-Agent" not in req.headers:
+        if self.user_agent and "User-Agent" not in req.headers:
             req.headers.add("User-Agent", self.user_agent)
 
     async def route(

@@ -26,6 +26,7 @@ from parley.sip.errors import SipParseError
 from parley.sip.guard import LogLimiter, RateLimiter, SipLimits
 from parley.sip.message import (
     MAX_MESSAGE_BYTES, SipRequest, SipResponse, content_length_of, header_end, parse_message,
+    request_line_version,
 )
 from parley.sip.resolver import Resolver, is_ip
 from parley.sip.uri import Via
@@ -106,6 +107,7 @@ class TcpConnection:
         self.reader = reader
         self.writer = writer
         self.accepted = accepted
+        self.framed = 0  # complete messages received: a quiet call's flow may idle longer than a stranger
         peer = writer.get_extra_info("peername")
         self.addr: tuple[str, int] = (peer[0], peer[1])
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -113,7 +115,7 @@ class TcpConnection:
     async def _read(self, partial: bool, started: float) -> bytes:
         """The next chunk; TimeoutError when the peer is idle too long or a started message is too slow."""
         limits = self.layer.limits
-        timeout = limits.tcp_idle_timeout or None
+        timeout = (limits.tcp_session_idle_timeout if self.framed else limits.tcp_idle_timeout) or None
         if partial and limits.tcp_message_timeout:
             left = limits.tcp_message_timeout - (time.monotonic() - started)
             timeout = max(0.0, min(timeout or left, left))
@@ -165,6 +167,7 @@ class TcpConnection:
                         break
                     frame = bytes(buf[: end + length])
                     del buf[: end + length]
+                    self.framed += 1
                     self.layer.received(frame, Source("tcp", self.addr, self), stream=True)
         except (SipParseError, ConnectionError, asyncio.IncompleteReadError) as exc:
             self.layer.log_limited("sip.tcp_closed", self.addr, reason=str(exc))
@@ -347,8 +350,7 @@ class TransportLayer:
             text = data[:MAX_MESSAGE_BYTES].lstrip(b"\r\n").decode("utf-8", "replace").replace("\r\n", "\n")
             head = text.split("\n\n", 1)[0]
             lines = head.split("\n")
-            if not lines or not re.match(r"^[A-Za-z0-9\-.!%*_+`'~]+[ \t]+.*SIP/[0-9]", lines[0], re.A) \
-                    or lines[0].startswith(("ACK ", "SIP/")):
+            if not lines or request_line_version(lines[0]) is None or lines[0].startswith(("ACK ", "SIP/")):
                 return
             wanted = {"via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
                       "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}

@@ -136,6 +136,7 @@ class Gateway:
             public_host=settings.sip_public_host or None,
             rtp_port_range=(settings.rtp_port_min, settings.rtp_port_max),
             server_header=settings.sip_server_header or None,
+            user_agent=settings.sip_user_agent,
             limits=SipLimits(
                 requests_per_second=settings.sip_rate_limit, request_burst=int(2 * settings.sip_rate_limit),
                 invites_per_source=settings.sip_invites_per_source,
