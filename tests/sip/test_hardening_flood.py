@@ -60,6 +60,28 @@ async def test_per_source_rate_limit_drops_the_excess_and_spares_others(endpoint
     assert probe.p99() < 0.5
 
 
+async def test_a_trunks_addresses_skip_the_per_source_rate_limit(endpoint_factory) -> None:
+    """A carrier sends many calls from a few addresses: the gateway exempts its trunks' addresses
+    (IPs or CIDRs) from the per-source limits, without trusting their Via `received`."""
+    from parley.sip.guard import SipLimits
+
+    ep = await endpoint_factory(limits=SipLimits(requests_per_second=5, request_burst=5))
+    ep.transport.exempt_networks(["127.0.0.0/30"])
+    assert ep.transport.exempt("127.0.0.2") and not ep.transport.exempt("127.0.0.9")
+    carrier = udp_socket("127.0.0.2", timeout=2)
+    src = carrier.getsockname()[1]
+
+    def burst() -> int:
+        answered = 0
+        for _ in range(40):
+            answered += exchange(carrier, request("OPTIONS", ep.port, src_port=src), ep.port) is not None
+        return answered
+
+    assert await asyncio.to_thread(burst) == 40
+    assert ep.transport.stats["rate_limited"] == 0
+    carrier.close()
+
+
 async def test_concurrent_invites_per_source_are_capped(endpoint_factory) -> None:
     from parley.sip.guard import SipLimits
 

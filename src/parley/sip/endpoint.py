@@ -352,7 +352,7 @@ class SipEndpoint:
             tx.retransmission(req)
             return
         cap, total = self.limits.invites_per_source, self.limits.invites_total
-        if req.method == "INVITE" and not self.transport.trusted(source) and (
+        if req.method == "INVITE" and not self.transport.exempt(source.addr[0]) and (
             (cap and self.transactions.invites_from(source.addr[0]) >= cap)
             or (total and self.transactions.invites >= total)
         ):

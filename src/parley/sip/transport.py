@@ -14,6 +14,7 @@ idle/slow-message timeouts are those of `SipLimits`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import socket
 import time
@@ -202,11 +203,29 @@ class TransportLayer:
         self._rate = RateLimiter(self.limits.requests_per_second, self.limits.request_burst)
         self._logs = LogLimiter(self.limits.log_burst, self.limits.log_window)
         self._accepted: dict[str, int] = {}  # accepted TCP connections per source IP
+        self._exempt: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self.stats = {"received": 0, "malformed": 0, "sent": 0, "rate_limited": 0, "tcp_refused": 0,
                       "tcp_timeouts": 0, "crashes": 0, "handler_errors": 0}
 
     def trusted(self, source: Source) -> bool:
         return source.addr[0] in self.limits.trusted_sources
+
+    def exempt_networks(self, networks: list[str]) -> None:
+        """Addresses (IPs or CIDRs) whose traffic is not rate-limited or capped, though not trusted for
+        Via `received`: a configured trunk's carrier sends many calls from a few addresses."""
+        self._exempt = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def exempt(self, ip: str) -> bool:
+        """True for a trusted source or an address in `exempt_networks`: no per-source limit applies."""
+        if ip in self.limits.trusted_sources:
+            return True
+        if not self._exempt:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._exempt)
 
     def log_limited(self, event: str, peer: tuple[str, int], **fields: object) -> None:
         """Log `event` for `peer` unless that source already had its share this window (one line
@@ -267,7 +286,7 @@ class TransportLayer:
         ip = str(peer[0])
         limits = self.limits
         total = sum(self._accepted.values())
-        if ip not in limits.trusted_sources and (
+        if not self.exempt(ip) and (
             (limits.tcp_max_connections and total >= limits.tcp_max_connections)
             or (limits.tcp_max_per_source and self._accepted.get(ip, 0) >= limits.tcp_max_per_source)
         ):
@@ -301,7 +320,7 @@ class TransportLayer:
         """One datagram or TCP frame from `source`: parsed and passed to the handler, or answered 400.
         Over the source's rate (`SipLimits.requests_per_second`) it is dropped unread."""
         self.stats["received"] += 1
-        if not self.trusted(source) and not self._rate.allow(source.addr[0], time.monotonic()):
+        if not self.exempt(source.addr[0]) and not self._rate.allow(source.addr[0], time.monotonic()):
             self.stats["rate_limited"] += 1
             self.log_limited("sip.rate_limited", source.addr, transport=source.transport)
             return

@@ -229,6 +229,9 @@ class Gateway:
         """Re-read trunks and dispatch rules from the store."""
         self._trunks = await self.telephony.trunks()
         self._rules = await self.telephony.rules()
+        # a carrier sends many calls from a few addresses: its trunk's addresses skip the per-source limits
+        self.endpoint.transport.exempt_networks(
+            [n for t in self._trunks if t.inbound is not None for n in t.inbound.allowed_addresses])
 
     async def engines(self, agent: Agent) -> Engines:
         """The agent's providers, built once per process (off the event loop: models load here).
