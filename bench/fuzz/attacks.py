@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Target:
-    def __init__(self, src: str) -> None:
+    def __init__(self, src: str, extra: list[str]) -> None:
         env = dict(os.environ, PYTHONPATH=f"{src}:{ROOT}")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.fuzz.target"], cwd=ROOT, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.fuzz.target", *extra], cwd=ROOT, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
@@ -122,8 +122,8 @@ def slowloris(port: int, n: int = 2000, hold: float = 15.0) -> dict[str, object]
 ATTACKS = {"parse": parse_flood, "invite": invite_flood, "slowloris": slowloris}
 
 
-def run(src: str, name: str) -> dict[str, object]:
-    target = Target(src)
+def run(src: str, name: str, extra: list[str]) -> dict[str, object]:
+    target = Target(src, extra)
     probe = OptionsProbe(target.port)
     probe.start()
     time.sleep(0.5)
@@ -153,11 +153,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--src", default=str(ROOT / "src"))
     ap.add_argument("--attacks", default="parse,invite,slowloris")
+    ap.add_argument("--no-rate-limit", action="store_true", help="the target runs without the per-source rate limit")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
     load = os.getloadavg()
-    results = [run(args.src, a) for a in args.attacks.split(",")]
+    extra = ["--no-rate-limit"] if args.no_rate_limit else []
+    results = [run(args.src, a, extra) for a in args.attacks.split(",")]
     print(json.dumps({"src": args.src, "loadavg_before": [round(x, 2) for x in load], "results": results}, indent=2))
 
 

@@ -24,8 +24,14 @@ async def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--decide", type=float, default=2.0)
+    ap.add_argument("--no-rate-limit", action="store_true", help="new code only: SipLimits(requests_per_second=0)")
     args = ap.parse_args()
-    ep = SipEndpoint(host="127.0.0.1", port=0)
+    kwargs = {}
+    if args.no_rate_limit:
+        from parley.sip.guard import SipLimits
+
+        kwargs["limits"] = SipLimits(requests_per_second=0)
+    ep = SipEndpoint(host="127.0.0.1", port=0, **kwargs)
 
     async def handler(incoming) -> None:  # type: ignore[no-untyped-def]
         await incoming.ring()

@@ -66,7 +66,7 @@ async def test_a_signed_participant_joined_starts_a_recorded_room_session(
     assert call.sip_call_id == "SCL_abc123" and call.from_number == "+4917612345"
     assert call.to_number == "+4930123456"
     lk = call.metadata["livekit"]
-    assert call.metadata["channel"] == "livekit" and lk["room"] == "support-42"
+    assert call.channel == "livekit" and call.metadata["channel"] == "livekit" and lk["room"] == "support-42"
     assert lk["participant"] == "sip_+4917612345" and lk["sip_call_id"] == "SCL_abc123"
     assert lk["participant_kind"] == "sip" and lk["agent_reason"] == "room metadata agent"
 

@@ -60,6 +60,28 @@ async def test_per_source_rate_limit_drops_the_excess_and_spares_others(endpoint
     assert probe.p99() < 0.5
 
 
+async def test_a_trunks_addresses_skip_the_per_source_rate_limit(endpoint_factory) -> None:
+    """A carrier sends many calls from a few addresses: the gateway exempts its trunks' addresses
+    (IPs or CIDRs) from the per-source limits, without trusting their Via `received`."""
+    from parley.sip.guard import SipLimits
+
+    ep = await endpoint_factory(limits=SipLimits(requests_per_second=5, request_burst=5))
+    ep.transport.exempt_networks(["127.0.0.0/30"])
+    assert ep.transport.exempt("127.0.0.2") and not ep.transport.exempt("127.0.0.9")
+    carrier = udp_socket("127.0.0.2", timeout=2)
+    src = carrier.getsockname()[1]
+
+    def burst() -> int:
+        answered = 0
+        for _ in range(40):
+            answered += exchange(carrier, request("OPTIONS", ep.port, src_port=src), ep.port) is not None
+        return answered
+
+    assert await asyncio.to_thread(burst) == 40
+    assert ep.transport.stats["rate_limited"] == 0
+    carrier.close()
+
+
 async def test_concurrent_invites_per_source_are_capped(endpoint_factory) -> None:
     from parley.sip.guard import SipLimits
 
@@ -129,3 +151,45 @@ async def test_slowloris_connections_are_capped_and_closed(endpoint_factory) -> 
     for s in [*socks, idle]:
         s.close()
     assert probe.p99() < 0.5
+
+
+async def test_answered_invites_do_not_count_against_the_source_cap(endpoint_factory) -> None:
+    """A busy trunk: INVITEs already answered (still in Timer H/L) leave room for new ones."""
+    from parley.sip.guard import SipLimits
+
+    ep = await endpoint_factory(limits=SipLimits(invites_per_source=2))
+
+    async def busy(incoming: IncomingCall) -> None:
+        await incoming.reject(486)
+
+    ep.on_incoming = busy
+    sock = udp_socket("127.0.0.2", timeout=2.0)
+    src = sock.getsockname()[1]
+    for _ in range(6):
+        call_id = os.urandom(6).hex()
+        sock.sendto(request("INVITE", ep.port, src_port=src, call_id=call_id), ("127.0.0.1", ep.port))
+
+        def final() -> bytes:
+            while True:
+                data = sock.recv(65535)
+                if call_id.encode() in data and not data.startswith(b"SIP/2.0 1"):
+                    return data
+        assert (await asyncio.to_thread(final)).startswith(b"SIP/2.0 486")
+    assert ep.transactions.invites >= 6 and ep.transactions.invites_from("127.0.0.2") == 0
+    sock.close()
+
+
+async def test_a_connection_that_carried_messages_may_idle_longer(endpoint_factory) -> None:
+    """A quiet call's TCP flow is not cut at the stranger's idle timeout, only at the session one."""
+    from parley.sip.guard import SipLimits
+
+    ep = await endpoint_factory(limits=SipLimits(tcp_idle_timeout=0.3, tcp_session_idle_timeout=1.5))
+    conn = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", ep.port))
+    src = conn.getsockname()[1]
+    conn.sendall(request("OPTIONS", ep.port, src_port=src, transport="TCP"))
+    conn.settimeout(2)
+    assert (await asyncio.to_thread(conn.recv, 65535)).startswith(b"SIP/2.0 200")
+    await asyncio.sleep(0.8)
+    assert ep.transport.tcp_connections == 1
+    await eventually(lambda: ep.transport.tcp_connections == 0, timeout_s=5, what="session idle timeout")
+    conn.close()

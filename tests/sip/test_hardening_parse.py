@@ -120,3 +120,20 @@ async def test_caller_without_contact_gets_its_bye_at_its_source(endpoint) -> No
     assert endpoint.transport.resolver.lookups == 0
     hangup.cancel()
     caller.close()
+
+
+@pytest.mark.parametrize("data", [
+    b"SIP/2.0 2001 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n",  # was read as 200
+    b"SIP/2.0 200OK\r\n\r\n",
+    b"OPTIONS sip:a@b:5\xc2\xb2 SIP/2.0\r\n\r\n",  # a Unicode digit in a port
+])
+def test_numbers_in_start_lines_are_ascii_and_exact(data: bytes) -> None:
+    with pytest.raises(SipParseError):
+        parse_message(data)
+
+
+def test_unicode_digits_elsewhere_are_parse_errors() -> None:
+    for header in ("Max-Forwards: ٧٠", "Expires: ³", "Via: SIP/2.0/UDP 127.0.0.1:5٠6٠;branch=z9hG4bK2"):
+        data = request("OPTIONS", 5060, src_port=5062, headers=header)
+        with pytest.raises(SipParseError):
+            parse_message(data).validate()

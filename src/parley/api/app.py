@@ -20,8 +20,11 @@ from parley.api.routers import metrics as metrics_routes, trunks as trunks_route
 from parley.api.routers import voice_pipeline as voice_routes
 from parley.api.routers import livekit as livekit_routes
 from parley.api.routers import twilio as twilio_routes
-from parley.api.runtime import Startup, open_calls, open_livekit
+from parley.api.routers import webrtc as webrtc_routes
+from parley.api.routers import call_views as call_view_routes, ui as ui_routes
+from parley.api.runtime import Startup, open_calls, open_livekit, open_webrtc
 from parley.api.twilio_runtime import open_twilio
+from parley.api.routers import campaigns as campaigns_routes
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
 from parley.engine.session import Engines
@@ -57,7 +60,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            for hook in [open_calls, open_livekit, *(startup or []), open_twilio]:
+            for hook in [open_calls, open_livekit, *(startup or []), open_twilio, open_webrtc]:
                 await hook(state, stack)
             yield
 
@@ -73,10 +76,15 @@ def create_app(
     app.include_router(livekit_routes.router)  # public: LiveKit's signature authenticates it
     app.include_router(twilio_routes.router)  # public: Twilio's signature / stream token instead of X-API-Key
     protect = [Depends(require_api_key)]
-    for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes):
+    for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes,
+                   webrtc_routes):
         app.include_router(module.router, dependencies=protect, responses=errors.error_responses(401))
+    app.include_router(call_view_routes.router, dependencies=protect, responses=errors.error_responses(401))
+    app.include_router(campaigns_routes.router, dependencies=protect, responses=errors.error_responses(401))
+    ui_routes.install(app)  # the dashboard at /ui/ (its own sign-in; public: the sign-in page and assets)
     # Keys before bodies, and every body capped (api/guard.py); the voice upload keeps its audio cap.
     app.add_middleware(RequestGuard, fastapi_app=app, keyring=state.keyring, marker=require_api_key,
+                       sessions=state.sessions,
                        caps={"/api/voice-pipeline": voice_routes.MAX_BYTES + 1024 * 1024})
     describe_agents(app, registry)  # the OpenAPI `agent` fields list the loaded agents
     return app

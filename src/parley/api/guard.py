@@ -5,7 +5,8 @@ alone would let anyone without a key make the server read (and hold) a body of a
 runs first, on the headers only:
 
 1. a request to a route that needs `X-API-Key` (one whose dependencies include `require_api_key`) without
-   a valid key is answered 401 at once — its body is never read;
+   a valid key or a live dashboard session cookie is answered 401 at once — its body is never read (the
+   route's dependency still checks the session's CSRF token);
 2. a body declared larger than the route's cap (`Content-Length`) is answered 413 at once;
 3. a body without a declared size (chunked) is counted as it is read, and 413 is answered as soon as it
    passes the cap (the rest is never read).
@@ -27,6 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley.api.auth import API_KEY_HEADER, KeyRing
+from parley.api.session import COOKIE_NAME, SessionStore
 from parley.api.errors import error_body
 
 #: Largest body any route accepts unless it has its own cap (JSON requests).
@@ -73,6 +75,7 @@ class RequestGuard:
         fastapi_app: FastAPI,
         keyring: KeyRing,
         marker: Callable[..., Any],
+        sessions: SessionStore | None = None,
         caps: Mapping[str, int] | None = None,
         default_cap: int = DEFAULT_MAX_BODY,
     ) -> None:
@@ -80,6 +83,7 @@ class RequestGuard:
         self._fastapi = fastapi_app
         self._keyring = keyring
         self._marker = marker
+        self._sessions = sessions
         self._caps = dict(caps or {})
         self._default_cap = default_cap
         self._protected: list[re.Pattern[str]] | None = None
@@ -89,6 +93,18 @@ class RequestGuard:
         if self._protected is None:
             self._protected = protected_paths(self._fastapi, self._marker)
         return any(p.match(path) for p in self._protected)
+
+    def _signed_in(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """True when the request's cookie names a live dashboard session (without touching it)."""
+        if self._sessions is None:
+            return False
+        for name, value in headers:
+            if name == b"cookie":
+                for part in value.decode("latin-1").split(";"):
+                    key, _, token = part.strip().partition("=")
+                    if key == COOKIE_NAME and self._sessions.get(token, touch=False) is not None:
+                        return True
+        return False
 
     def cap_for(self, path: str) -> int:
         return self._caps.get(path, self._default_cap)
@@ -101,10 +117,10 @@ class RequestGuard:
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
         if self.needs_key(path):
             key = next((v for k, v in headers if k == _KEY_HEADER), None)
-            if key is None:
+            if key is None and not self._signed_in(headers):
                 await _answer(send, 401, "unauthorized", f"missing {API_KEY_HEADER} header")
                 return
-            if not self._keyring.accepts(key.decode("latin-1")):
+            if key is not None and not self._keyring.accepts(key.decode("latin-1")):
                 await _answer(send, 401, "unauthorized", f"invalid {API_KEY_HEADER}")
                 return
         cap = self.cap_for(path)

@@ -22,6 +22,8 @@ COMMAND_MODULES = [
     "parley.cli.talk_cmd",
     "parley.cli.livekit_cmd",
     "parley.cli.twilio_cmd",
+    "parley.cli.campaigns_cmd",
+    "parley.cli.worker_cmd", "parley.cli.cluster_cmd",
 ]
 
 app = typer.Typer(

@@ -190,7 +190,7 @@ class SipEndpoint:
         """A fresh top Via (new branch) for `transport`, and our User-Agent."""
         req.headers.remove("Via")
         req.headers.add("Via", self.transport.via_for(transport, new_branch()), first=True)
-        if "User-Agent" not in req.headers:
+        if self.user_agent and "User-Agent" not in req.headers:
             req.headers.add("User-Agent", self.user_agent)
 
     async def route(
@@ -352,7 +352,7 @@ class SipEndpoint:
             tx.retransmission(req)
             return
         cap, total = self.limits.invites_per_source, self.limits.invites_total
-        if req.method == "INVITE" and not self.transport.trusted(source) and (
+        if req.method == "INVITE" and not self.transport.exempt(source.addr[0]) and (
             (cap and self.transactions.invites_from(source.addr[0]) >= cap)
             or (total and self.transactions.invites >= total)
         ):

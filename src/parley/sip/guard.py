@@ -21,11 +21,12 @@ class SipLimits:
 
     requests_per_second: float = 200.0  # per source IP, every datagram / TCP frame
     request_burst: int = 400
-    invites_per_source: int = 50  # concurrent INVITE server transactions per source IP
-    invites_total: int = 1000  # concurrent INVITE server transactions, all sources (bounds memory)
+    invites_per_source: int = 50  # INVITEs per source IP not yet answered (no final response)
+    invites_total: int = 2000  # live INVITE server transactions, all sources and states (bounds memory)
     tcp_max_connections: int = 1024  # accepted connections, all peers
     tcp_max_per_source: int = 32
-    tcp_idle_timeout: float = 120.0  # no byte for this long: close
+    tcp_idle_timeout: float = 120.0  # no complete message yet and no byte for this long: close
+    tcp_session_idle_timeout: float = 3600.0  # a connection that carried messages (a call's flow): close after this
     tcp_message_timeout: float = 10.0  # a started message must be complete within this
     auth_free_failures: int = 3  # digest failures per source / username before any delay
     auth_block_after: int = 10  # failures before a temporary block

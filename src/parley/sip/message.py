@@ -44,8 +44,6 @@ LIST_HEADERS = frozenset(
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _REQUEST_LINE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) ([^\x00-\x20\x7f]+) SIP/2\.0$")
-#: Any request-looking line (method, something, a SIP version): answered 400/505 when it fails.
-_LOOSE_REQUEST_LINE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+.*?[ \t]+SIP/([0-9]+\.[0-9]+)[ \t]*$")
 _STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9]{2})(?: (.*))?$")
 _ASCII_DIGITS = re.compile(r"[0-9]{1,10}")
 #: Headers that may appear at most once (RFC 3261 §20; RFC 4475 multi01, mcl01).
@@ -55,6 +53,15 @@ _DATE = re.compile(
     r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
     r"[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT$"
 )
+
+
+def request_line_version(line: str) -> str | None:
+    """The SIP version of a request-looking line (a method token, words, `SIP/x.y` last), else None.
+    Split, not a regex: a backtracking pattern over runs of blanks would be quadratic or worse."""
+    parts = line.split()
+    if len(parts) >= 2 and _TOKEN.match(parts[0]) and parts[-1].startswith("SIP/"):
+        return parts[-1][4:]
+    return None
 
 
 def ascii_int(text: str, what: str, maximum: int = 2**31 - 1) -> int:
@@ -389,9 +396,9 @@ def parse_message(data: bytes, stream: bool = False) -> SipRequest | SipResponse
     m = _STATUS_LINE.match(first)
     if m:
         return SipResponse(headers=headers, body=bytes(body), status=int(m.group(1)), reason=m.group(2) or "")
-    loose = _LOOSE_REQUEST_LINE.match(first)
-    if loose and loose.group(2) != "2.0":
-        raise SipParseError(f"SIP version {loose.group(2)[:10]} not supported", status=505)
+    version = request_line_version(first)
+    if version is not None and version != "2.0" and re.fullmatch(r"[0-9]{1,3}\.[0-9]{1,3}", version):
+        raise SipParseError(f"SIP version {version} not supported", status=505)
     raise SipParseError(f"bad start line {first[:60]!r}")
 
 

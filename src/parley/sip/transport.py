@@ -14,6 +14,7 @@ idle/slow-message timeouts are those of `SipLimits`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import socket
 import time
@@ -26,6 +27,7 @@ from parley.sip.errors import SipParseError
 from parley.sip.guard import LogLimiter, RateLimiter, SipLimits
 from parley.sip.message import (
     MAX_MESSAGE_BYTES, SipRequest, SipResponse, content_length_of, header_end, parse_message,
+    request_line_version,
 )
 from parley.sip.resolver import Resolver, is_ip
 from parley.sip.uri import Via
@@ -106,6 +108,7 @@ class TcpConnection:
         self.reader = reader
         self.writer = writer
         self.accepted = accepted
+        self.framed = 0  # complete messages received: a quiet call's flow may idle longer than a stranger
         peer = writer.get_extra_info("peername")
         self.addr: tuple[str, int] = (peer[0], peer[1])
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -113,7 +116,7 @@ class TcpConnection:
     async def _read(self, partial: bool, started: float) -> bytes:
         """The next chunk; TimeoutError when the peer is idle too long or a started message is too slow."""
         limits = self.layer.limits
-        timeout = limits.tcp_idle_timeout or None
+        timeout = (limits.tcp_session_idle_timeout if self.framed else limits.tcp_idle_timeout) or None
         if partial and limits.tcp_message_timeout:
             left = limits.tcp_message_timeout - (time.monotonic() - started)
             timeout = max(0.0, min(timeout or left, left))
@@ -165,6 +168,7 @@ class TcpConnection:
                         break
                     frame = bytes(buf[: end + length])
                     del buf[: end + length]
+                    self.framed += 1
                     self.layer.received(frame, Source("tcp", self.addr, self), stream=True)
         except (SipParseError, ConnectionError, asyncio.IncompleteReadError) as exc:
             self.layer.log_limited("sip.tcp_closed", self.addr, reason=str(exc))
@@ -199,11 +203,29 @@ class TransportLayer:
         self._rate = RateLimiter(self.limits.requests_per_second, self.limits.request_burst)
         self._logs = LogLimiter(self.limits.log_burst, self.limits.log_window)
         self._accepted: dict[str, int] = {}  # accepted TCP connections per source IP
+        self._exempt: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self.stats = {"received": 0, "malformed": 0, "sent": 0, "rate_limited": 0, "tcp_refused": 0,
                       "tcp_timeouts": 0, "crashes": 0, "handler_errors": 0}
 
     def trusted(self, source: Source) -> bool:
         return source.addr[0] in self.limits.trusted_sources
+
+    def exempt_networks(self, networks: list[str]) -> None:
+        """Addresses (IPs or CIDRs) whose traffic is not rate-limited or capped, though not trusted for
+        Via `received`: a configured trunk's carrier sends many calls from a few addresses."""
+        self._exempt = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def exempt(self, ip: str) -> bool:
+        """True for a trusted source or an address in `exempt_networks`: no per-source limit applies."""
+        if ip in self.limits.trusted_sources:
+            return True
+        if not self._exempt:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._exempt)
 
     def log_limited(self, event: str, peer: tuple[str, int], **fields: object) -> None:
         """Log `event` for `peer` unless that source already had its share this window (one line
@@ -264,7 +286,7 @@ class TransportLayer:
         ip = str(peer[0])
         limits = self.limits
         total = sum(self._accepted.values())
-        if ip not in limits.trusted_sources and (
+        if not self.exempt(ip) and (
             (limits.tcp_max_connections and total >= limits.tcp_max_connections)
             or (limits.tcp_max_per_source and self._accepted.get(ip, 0) >= limits.tcp_max_per_source)
         ):
@@ -298,7 +320,7 @@ class TransportLayer:
         """One datagram or TCP frame from `source`: parsed and passed to the handler, or answered 400.
         Over the source's rate (`SipLimits.requests_per_second`) it is dropped unread."""
         self.stats["received"] += 1
-        if not self.trusted(source) and not self._rate.allow(source.addr[0], time.monotonic()):
+        if not self.exempt(source.addr[0]) and not self._rate.allow(source.addr[0], time.monotonic()):
             self.stats["rate_limited"] += 1
             self.log_limited("sip.rate_limited", source.addr, transport=source.transport)
             return
@@ -347,8 +369,7 @@ class TransportLayer:
             text = data[:MAX_MESSAGE_BYTES].lstrip(b"\r\n").decode("utf-8", "replace").replace("\r\n", "\n")
             head = text.split("\n\n", 1)[0]
             lines = head.split("\n")
-            if not lines or not re.match(r"^[A-Za-z0-9\-.!%*_+`'~]+[ \t]+.*SIP/[0-9]", lines[0], re.A) \
-                    or lines[0].startswith(("ACK ", "SIP/")):
+            if not lines or request_line_version(lines[0]) is None or lines[0].startswith(("ACK ", "SIP/")):
                 return
             wanted = {"via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
                       "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}

@@ -173,14 +173,16 @@ async def list_calls(
     until: DateTime | None = Query(None, description="Created before (RFC 3339)."),
     cursor: str | None = Query(None, description="`next_cursor` of the previous page.", pattern=CURSOR),
     limit: int = Query(50, ge=1, le=500),
-    channel: str | None = Query(None, max_length=16, description="Only calls on this channel (sip, twilio)."),
+    channel: Literal["sip", "webrtc", "twilio", "livekit"] | None = Query(
+        None, description="Only calls over this transport."),
     external_id: str | None = Query(None, max_length=64,
                                     description="The carrier's call id, e.g. a Twilio CallSid (CA…)."),
+    campaign: str | None = Query(None, max_length=64, description="Only the calls of this campaign (id)."),
 ) -> dict[str, Any]:
     calls, next_seq = await service.list_calls(
         status=status.value if status else None, agent=agent, direction=direction, since=since, until=until,
         before_seq=_parse_cursor(cursor) if cursor else None, limit=limit, channel=channel,
-        external_id=external_id)
+        external_id=external_id, campaign=campaign)
     return {"calls": [c.to_dict() for c in calls], "next_cursor": _cursor(next_seq)}
 
 
@@ -243,3 +245,16 @@ async def get_recording(call_id: str, service: CallsDep) -> FileResponse:
         raise ApiError(404, "not_found", f"the recording of call {call_id} is no longer on disk")
     media = "audio/wav" if path.suffix.lower() == ".wav" else "application/octet-stream"
     return FileResponse(path, media_type=media, filename=f"{call_id}{path.suffix}")
+
+
+@router.post("/api/calls/{call_id}/analyze", summary="Run the agent's post-call analysis (again) on a finished call")
+async def analyze_call(call_id: str, service: CallsDep,
+                       webhook: bool = Query(False, description="Send `call.analyzed` again even if it was sent.")
+                       ) -> dict[str, Any]:
+    try:
+        analysis = await service.analyze(call_id, resend=webhook)
+    except CallNotFound:
+        raise ApiError(404, "not_found", f"no call with id {call_id!r}") from None
+    except ValueError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    return {"call_id": call_id, "analysis": analysis}

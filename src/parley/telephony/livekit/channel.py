@@ -155,10 +155,14 @@ class RoomChannel:
     async def _read(self, stream: rtc.AudioStream) -> None:
         try:
             async for event in stream:
-                for frame in self._inbound.push(event.frame):
-                    self._queue.put_nowait(frame)
+                self.feed(event.frame)
         finally:
             await stream.aclose()
+
+    def feed(self, frame: rtc.AudioFrame) -> None:
+        """One SDK frame of the caller's audio (as `AudioStream` yields them) into the inbound stream."""
+        for pcm in self._inbound.push(frame):
+            self._queue.put_nowait(pcm)
 
     # --- inbound ------------------------------------------------------------------------------------
 

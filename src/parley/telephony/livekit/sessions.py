@@ -131,6 +131,7 @@ class RoomSessions:
         record = await self.calls.create_call(
             to_number=attrs.get(SIP_TRUNK_PHONE) or room, from_number=attrs.get(SIP_PHONE) or who.identity or None,
             agent=chosen_agent, direction="inbound", variables=variables, trunk=CHANNEL, sip_call_id=sip_call_id,
+            channel=CHANNEL,
             metadata={"channel": CHANNEL, "livekit": {
                 "room": room, "participant": who.identity or None, "sip_call_id": sip_call_id,
                 "participant_kind": "sip" if who.is_sip else "web" if who.identity else None,
