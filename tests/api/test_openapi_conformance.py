@@ -30,6 +30,8 @@ STATE_DEPENDENT = {
     "POST /api/voice-pipeline": "the upload must be a WAV file with speech; JSON Schema cannot describe bytes",
     "PUT /api/trunks/{name}": "the body's name must equal the URL's; trunk sides have cross-field rules",
     "PUT /api/dispatch-rules/{name}": "the body's name must equal the URL's",
+    "POST /api/webrtc/offer": "the offer must be a usable SDP; JSON Schema cannot describe SDP",
+    "POST /api/campaigns": "calling window, days, dates and CSV content have cross-field rules",
 }
 
 EXAMPLES = 12

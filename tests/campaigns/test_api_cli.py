@@ -53,7 +53,7 @@ async def test_create_list_show_command_and_dnc(client: httpx.AsyncClient) -> No
     assert (await client.post("/api/dnc", json={"numbers": ["+4930111222", "+4930111222"]})).json()["added"] == 1
     assert [n["number"] for n in (await client.get("/api/dnc")).json()["numbers"]] == ["+4930111222"]
     bad = await client.post("/api/dnc", json={"numbers": ["12"]})
-    assert bad.status_code == 422 and bad.json()["details"][0]["field"] == "numbers"
+    assert bad.status_code == 422 and bad.json()["details"][0]["field"] == "numbers.0"  # the item, by its index
     assert (await client.delete("/api/dnc/+4930111222")).status_code == 200
     assert (await client.delete("/api/dnc/+4930111222")).status_code == 404
 

@@ -78,9 +78,9 @@ def create_app(
     protect = [Depends(require_api_key)]
     for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes,
                    webrtc_routes):
-        app.include_router(module.router, dependencies=protect, responses=errors.error_responses(401))
-    app.include_router(call_view_routes.router, dependencies=protect, responses=errors.error_responses(401))
-    app.include_router(campaigns_routes.router, dependencies=protect, responses=errors.error_responses(401))
+        app.include_router(module.router, dependencies=protect, responses=errors.KEYED_ROUTE_ERRORS)
+    app.include_router(call_view_routes.router, dependencies=protect, responses=errors.KEYED_ROUTE_ERRORS)
+    app.include_router(campaigns_routes.router, dependencies=protect, responses=errors.KEYED_ROUTE_ERRORS)
     ui_routes.install(app)  # the dashboard at /ui/ (its own sign-in; public: the sign-in page and assets)
     # Keys before bodies, and every body capped (api/guard.py); the voice upload keeps its audio cap.
     app.add_middleware(RequestGuard, fastapi_app=app, keyring=state.keyring, marker=require_api_key,

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from parley.logging import get_logger
@@ -62,6 +62,22 @@ _MEANING = {
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` declaring these error statuses with the `ErrorBody` shape."""
     return {s: {"model": ErrorBody, "description": _MEANING.get(s, "Error.")} for s in statuses}
+
+
+#: What any keyed route may answer besides its own statuses: an unparsable body (400), no or a wrong key
+#: (401, before the body is read), a resource the path or body names that does not exist (404), a body over
+#: the cap (413, api/guard.py), invalid input (422, the field named).
+KEYED_ROUTE_ERRORS = error_responses(400, 401, 404, 413, 422)
+
+
+async def strict_json_body(request: Request, model: type[BaseModel]) -> None:
+    """Re-read a JSON body in pydantic's strict JSON mode: the declared types exactly (no `0` for `false`,
+    no number for a date), as the OpenAPI document states them; 422 naming the field otherwise. For models
+    that stay lax elsewhere (config files, the CLI)."""
+    try:
+        model.model_validate_json(await request.body(), strict=True)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
 def allowed_methods(app: Any, path: str) -> list[str]:

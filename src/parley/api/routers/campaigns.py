@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import io
 import tempfile
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from parley.api.deps import CallsDep, StateDep
-from parley.api.errors import ApiError
+from parley.api.errors import ApiError, strict_json_body
+from parley.api.routers.calls import E164_INPUT
 from parley.calls import CallRequestError
 from parley.campaigns.config import CampaignConfig
 from parley.campaigns.csv_import import CsvHeaderError
 from parley.campaigns.numbers import NumberError
 from parley.campaigns.store import CampaignNotFound, CampaignStateError, CampaignStore
+from parley.support.egress import EgressPolicy, EgressRefused, check_url
 
 router = APIRouter(tags=["campaigns"])
 
@@ -32,13 +34,13 @@ class CampaignRequest(CampaignConfig):
     name: str = Field("campaign", min_length=1, max_length=256)
     agent: str | None = Field(None, description="Agent key or name (default DEFAULT_AGENT).")
     csv: str | None = Field(None, description="CSV with a header row and a `number` column (E.164).")
-    start: bool = Field(False, description="Start dialing at once (else `draft` until /start).")
+    start: bool = Field(False, strict=True, description="Start dialing at once (else `draft` until /start).")
 
 
 class DncRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    numbers: list[str] = Field(min_length=1, max_length=100_000)
+    numbers: list[Annotated[str, Field(pattern=E164_INPUT)]] = Field(min_length=1, max_length=100_000)
     reason: str | None = Field(None, max_length=500)
 
 
@@ -56,7 +58,15 @@ def _import_answer(report: Any) -> dict[str, Any]:
 
 
 @router.post("/api/campaigns", summary="Create a campaign (recipients as CSV text)")
-async def create_campaign(body: CampaignRequest, calls: CallsDep, state: StateDep) -> dict[str, Any]:
+async def create_campaign(body: CampaignRequest, calls: CallsDep, state: StateDep, request: Request
+                          ) -> dict[str, Any]:
+    await strict_json_body(request, CampaignRequest)
+    if body.webhook_url:  # SSRF guard, as for a call's webhook_url (support/egress.py)
+        try:
+            await check_url(body.webhook_url, EgressPolicy.of(state.settings), unresolved_ok=True)
+        except EgressRefused as exc:
+            raise ApiError(422, "validation_error", f"webhook_url: {exc.reason}",
+                           [{"field": "webhook_url", "message": exc.reason}]) from None
     try:
         agent = calls.agent_key(body.agent)
     except CallRequestError as exc:
@@ -166,7 +176,7 @@ async def add_dnc(body: DncRequest, calls: CallsDep) -> dict[str, Any]:
 
 
 @router.delete("/api/dnc/{number}", summary="Remove a number from the do-not-call list")
-async def remove_dnc(number: str, calls: CallsDep) -> dict[str, Any]:
+async def remove_dnc(number: Annotated[str, Path(pattern=E164_INPUT)], calls: CallsDep) -> dict[str, Any]:
     try:
         removed = await _store(calls).remove_dnc(number)
     except NumberError as exc:

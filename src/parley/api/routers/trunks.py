@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
 
 from parley.api.deps import AgentsDep, CallsDep, StateDep, TelephonyStoreDep
-from parley.api.errors import ApiError, error_responses
+from parley.api.errors import ApiError, error_responses, strict_json_body
 from parley.api.state import ApiState
 from parley.telephony.admin import trunk_status
 from parley.telephony.trunks import DispatchRule, Trunk
@@ -21,15 +19,6 @@ async def _reload(state: ApiState) -> None:
     """Let a running gateway pick up the change."""
     if state.gateway is not None:
         await state.gateway.reload()
-
-
-async def _strict(request: Request, model: type[BaseModel]) -> None:
-    """Re-read the body in pydantic's strict JSON mode: the declared types exactly (no `0` for `false`, no
-    `false` for `0`), as the OpenAPI document states them. The models stay lax for config files and the CLI."""
-    try:
-        model.model_validate_json(await request.body(), strict=True)
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
 def _same_name(path_name: str, body_name: str) -> None:
@@ -46,7 +35,7 @@ async def list_trunks(store: TelephonyStoreDep) -> dict[str, Any]:
 @router.put("/api/trunks/{name}", summary="Create or replace a trunk", responses=error_responses(400, 413, 422))
 async def put_trunk(name: str, trunk: Trunk, store: TelephonyStoreDep, state: StateDep, request: Request
                     ) -> dict[str, Any]:
-    await _strict(request, Trunk)
+    await strict_json_body(request, Trunk)
     _same_name(name, trunk.name)
     changed = await store.put(trunk)
     await _reload(state)
@@ -87,7 +76,7 @@ async def list_rules(store: TelephonyStoreDep) -> dict[str, Any]:
             responses=error_responses(400, 413, 422))
 async def put_rule(name: str, rule: DispatchRule, agents: AgentsDep, store: TelephonyStoreDep, state: StateDep,
                    request: Request) -> dict[str, Any]:
-    await _strict(request, DispatchRule)
+    await strict_json_body(request, DispatchRule)
     _same_name(name, rule.name)
     if rule.agent not in agents:
         raise ApiError(422, "validation_error", f"agent: unknown agent {rule.agent!r}",
