@@ -85,7 +85,9 @@ def create_app(
     # Keys before bodies, and every body capped (api/guard.py); the voice upload keeps its audio cap.
     app.add_middleware(RequestGuard, fastapi_app=app, keyring=state.keyring, marker=require_api_key,
                        sessions=state.sessions,
-                       caps={"/api/voice-pipeline": voice_routes.MAX_BYTES + 1024 * 1024})
+                       caps={"/api/voice-pipeline": voice_routes.MAX_BYTES + 1024 * 1024,
+                             "/api/campaigns/{campaign_id}/recipients": 256 * 1024 * 1024,  # spooled to disk
+                             "/api/dnc": 8 * 1024 * 1024})  # up to 100,000 numbers
     describe_agents(app, registry)  # the OpenAPI `agent` fields list the loaded agents
     return app
 

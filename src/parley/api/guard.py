@@ -11,8 +11,8 @@ runs first, on the headers only:
 3. a body without a declared size (chunked) is counted as it is read, and 413 is answered as soon as it
    passes the cap (the rest is never read).
 
-Caps: `DEFAULT_MAX_BODY` (1 MiB) for every route, larger ones per path where a route takes files
-(`create_app` gives `/api/voice-pipeline` its audio cap). Both answers have the house error shape.
+Caps: `DEFAULT_MAX_BODY` (1 MiB) for every route, larger ones per route template where a route takes files
+(`create_app`: the voice upload, CSV recipients, the do-not-call list). Both answers have the house error shape.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley.api.auth import API_KEY_HEADER, KeyRing
@@ -76,7 +77,7 @@ class RequestGuard:
         keyring: KeyRing,
         marker: Callable[..., Any],
         sessions: SessionStore | None = None,
-        caps: Mapping[str, int] | None = None,
+        caps: Mapping[str, int] | None = None,  # route template (e.g. /api/x/{id}/y) -> bytes
         default_cap: int = DEFAULT_MAX_BODY,
     ) -> None:
         self.app = app
@@ -84,7 +85,7 @@ class RequestGuard:
         self._keyring = keyring
         self._marker = marker
         self._sessions = sessions
-        self._caps = dict(caps or {})
+        self._caps = [(compile_path(template)[0], cap) for template, cap in (caps or {}).items()]
         self._default_cap = default_cap
         self._protected: list[re.Pattern[str]] | None = None
 
@@ -107,7 +108,8 @@ class RequestGuard:
         return False
 
     def cap_for(self, path: str) -> int:
-        return self._caps.get(path, self._default_cap)
+        """The body cap of `path`: the first matching route template's, else the default."""
+        return next((cap for regex, cap in self._caps if regex.match(path)), self._default_cap)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
