@@ -10,6 +10,7 @@ Two deliberate settings, each with its reason:
 * the server allows every webhook address (`WEBHOOK_ALLOWED_HOSTS=0.0.0.0/0 ::/0`): whether a URL's host
   is public is decided after DNS, which no JSON Schema can state; tests/hardening/test_egress.py covers it;
 * LiveKit and Twilio are configured (`CONFIGURED`), so their public webhooks are tested as deployed;
+* `/api/live-calls` (`ENDLESS`, an unending event stream) is left out;
 * `positive_data_acceptance` is off for the operations listed in `STATE_DEPENDENT` (why is written there).
 """
 
@@ -34,7 +35,7 @@ STATE_DEPENDENT = {
     "POST /api/campaigns": "calling window, days, dates and CSV content have cross-field rules",
 }
 
-EXAMPLES = 12
+EXAMPLES = 10
 
 #: The public integrations configured as in a deployment (nothing listens at these addresses; nothing is
 #: contacted at start-up), so their routes answer as they would there: unsigned requests refused 401/403.
@@ -52,7 +53,11 @@ def _document() -> dict[str, Any]:
     return create_app(settings).openapi()
 
 
-schema = schemathesis.openapi.from_dict(_document())
+#: Left out, with the reason: an endless server-sent-event stream cannot be read to its end
+#: (tests/dashboard covers it).
+ENDLESS = {"/api/live-calls"}
+
+schema = schemathesis.openapi.from_dict(_document()).exclude(path=sorted(ENDLESS))
 
 
 @pytest.fixture(scope="module")
