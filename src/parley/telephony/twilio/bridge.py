@@ -226,6 +226,9 @@ class TwilioBridge:
             await asyncio.gather(reader, return_exceptions=True)
             await channel.aclose()
             await self._close(ws, 1000, None)
+            log.info("Twilio stream ended", call_id=record.id, call_sid=channel.call_sid,
+                     reason=channel.end_reason, frames_out=channel.frames_out, late_frames=channel.late_frames,
+                     marks=channel.marks_sent)
         if outcome.reason.startswith("stream_error"):
             outcome = DialOutcome("failed", outcome.reason)
         if record.direction == "inbound":
