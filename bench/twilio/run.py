@@ -131,7 +131,7 @@ async def run(calls: int, ramp: float, hold: float) -> dict[str, Any]:
     speech_file = espeak_ulaw("what are your opening hours", tmp / "q.ulaw", 0.0, 0.0)
     speech = ulaw_decode(speech_file.read_bytes())
     try:
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with httpx.AsyncClient(timeout=15) as http:  # Twilio waits 15 s for a webhook
             for _ in range(300):
                 try:
                     if (await http.get(base + "/health")).status_code in (200, 503):
