@@ -50,3 +50,22 @@ async def test_incoming_call_webhook_can_reject_or_choose(parley_app, webhook_re
     assert ElementTree.fromstring(r.text).find("./Reject") is not None
     calls, _ = await app.state.calls.list_calls(limit=10)
     assert len(calls) == 1
+
+
+async def test_no_free_slot_rejects_busy(parley_app, fast_agents) -> None:  # type: ignore[no-untyped-def]
+    """NUM_AGENTS counts Twilio streams too: with one slot taken, the next call hears busy."""
+    from tests.eventually import eventually
+    from tests.twilio.media_streams import MediaStreamsClient
+
+    app = await parley_app(agents=fast_agents, num_agents=1)
+    call_sid = sid("CA")
+    url, params = parse_twiml((await app.webhook("/twilio/voice", voice_form(call_sid))).text)
+    client = MediaStreamsClient(url, params, call_sid=call_sid)
+    await client.open()
+    await eventually(lambda: params["call_id"] in app.state.twilio.live, timeout_s=10, what="the first stream live")
+    r = await app.webhook("/twilio/voice", voice_form(sid("CA")))
+    reject = ElementTree.fromstring(r.text).find("./Reject")
+    assert reject is not None and reject.get("reason") == "busy", r.text
+    await client.stop()
+    await app.wait_call(params["call_id"], {"completed"})
+    await client.close()
