@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     # --- storage and queue -------------------------------------------------------------------
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in DATA_DIR.")
     redis_url: str = Field("", description="redis://host:port/db; empty = in-process queue.")
+    redis_prefix: str = Field("parley:", description="Prefix of every Redis key (queue, workers, slots).")
 
     # --- API ---------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
@@ -41,12 +42,23 @@ class Settings(BaseSettings):
     public_url: str = Field("", description="Base URL the API is reachable at from outside (webhooks, docs).")
     webhook_url: str = Field("", description="Global webhook receiving call events.")
     webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC-SHA256 key signing webhooks.")
+    webhook_allowed_hosts: str = Field(
+        "", description="Hosts, addresses or CIDRs webhooks/HTTP tools may reach although not public (SSRF guard)."
+    )
+    webhook_allow_loopback: bool = Field(False, description="Development only: let webhooks reach 127.0.0.1/::1.")
 
     # --- SIP ---------------------------------------------------------------------------------
     sip_host: str = Field("127.0.0.1", description="Address the SIP endpoint binds to.")
     sip_port: int = Field(5060, ge=1, le=65535)
     sip_transport: Literal["udp", "tcp", "both"] = "both"
     sip_public_host: str = Field("", description="Address written into Contact/SDP when behind NAT.")
+    sip_server_header: str = Field("", description="Server header on SIP responses; empty = none (no fingerprint).")
+    sip_user_agent: str = Field("Parley/0.1", description="User-Agent on SIP requests we send; empty = none.")
+    sip_rate_limit: float = Field(200.0, ge=0, description="SIP messages/s per source IP (burst 2x); 0 = off.")
+    sip_invites_per_source: int = Field(50, ge=0, description="Unanswered INVITEs per source IP.")
+    sip_tcp_max_connections: int = Field(1024, ge=0, description="Accepted SIP TCP connections (32 per source).")
+    sip_tcp_idle_timeout_s: float = Field(120.0, ge=0, description="Close a SIP TCP connection idle this long before its first message.")
+    sip_trusted_sources: str = Field("", description="Comma-separated IPs (e.g. your proxy) exempt from SIP limits.")
     rtp_port_min: int = Field(20000, ge=1024, le=65535)
     rtp_port_max: int = Field(30000, ge=1024, le=65535)
 
@@ -55,6 +67,20 @@ class Settings(BaseSettings):
         "", description="Asked before answering an inbound call: may choose agent/variables or reject."
     )
     incoming_call_webhook_timeout_s: float = Field(2.0, gt=0, le=30)
+
+    # --- WebRTC (browser calls) -------------------------------------------------------------------
+    webrtc_ice_addresses: str = Field(
+        "", description="Comma-separated local addresses offered as ICE host candidates; empty = every "
+                        "interface address plus 127.0.0.1 (a browser on this machine).")
+    webrtc_public_address: str = Field(
+        "", description="Public IP of a 1:1 NAT in front of this host, added as a candidate on the same ports.")
+    webrtc_ice_servers: str = Field(
+        "", description="Comma-separated stun:host:port / turn:host:port[?transport=tcp] URLs; empty = none, "
+                        "nothing is asked outside this machine.")
+    webrtc_turn_username: str = ""
+    webrtc_turn_password: SecretStr = SecretStr("")
+    webrtc_connect_timeout_s: float = Field(
+        15.0, gt=0, le=120, description="Give up a browser call whose ICE/DTLS has not connected by then.")
 
     # --- SIP trunk (original project names) ----------------------------------------------------
     sip_trunk_host: str = ""
@@ -66,6 +92,16 @@ class Settings(BaseSettings):
     # --- dialer ------------------------------------------------------------------------------
     num_agents: int = Field(4, ge=1, description="Concurrent conversations per worker (original name).")
     max_calls_per_second: float = Field(10.0, gt=0)
+
+    # --- scale-out (docs/deploy.md) ---------------------------------------------------------------
+    max_concurrent_calls: int = Field(
+        0, ge=0, description="Calls at once across every worker (Redis-wide); 0 = only NUM_AGENTS per worker.")
+    worker_id: str = Field("", description="This worker's name in the registry; empty = host:pid.")
+    worker_lease_s: float = Field(10.0, gt=0, le=600, description="A silent worker is lost after this long.")
+    worker_heartbeat_s: float = Field(2.0, gt=0, le=60, description="How often a worker renews its lease.")
+    drain_timeout_s: float = Field(60.0, ge=0, description="On SIGTERM, wait this long for live calls to end.")
+    worker_health_port: int = Field(0, ge=0, le=65535,
+                                    description="`parley worker` side port for /health and /metrics; 0 = none.")
 
     # --- Azure Speech / Azure OpenAI / OpenAI-compatible ----------------------------------------
     azure_speech_key: SecretStr = SecretStr("")

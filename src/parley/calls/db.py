@@ -8,6 +8,7 @@ migrations run on a connection of that engine and therefore inside that schema.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shlex
 from pathlib import Path
@@ -115,3 +116,27 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 def head_revision() -> str | None:
     """The newest packaged revision."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def wait_for_schema(calls_store_url: str, timeout_s: float) -> None:
+    """Wait until the database is migrated to the packaged head (the API migrates); RuntimeError after
+    `timeout_s` naming both revisions."""
+    engine = create_engine(calls_store_url)
+    head = head_revision()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    current: str | None = None
+    try:
+        while True:
+            try:
+                current = await current_revision(engine)
+            except Exception:  # noqa: BLE001 - not reachable / not created yet: keep waiting
+                current = None
+            if current == head:
+                return
+            if loop.time() >= deadline:
+                raise RuntimeError(f"the database is at revision {current or 'none'}, this worker needs {head}: "
+                                   "start `parley api` (it migrates) or run `parley db upgrade`")
+            await asyncio.sleep(0.5)
+    finally:
+        await engine.dispose()

@@ -55,4 +55,14 @@ def serve_api(s: Settings, host: str | None, port: int | None, startup: list[Sta
         application = create_app(s, api_keys=keys, startup=startup)
     except AgentError as exc:
         fail("agents are invalid:\n  " + "\n  ".join(exc.problems))
-    uvicorn.run(application, host=host or s.api_host, port=port or s.api_port, log_config=None)
+    bind, bind_port = host or s.api_host, port or s.api_port
+    console.print(dashboard_line(bind, bind_port, generated=not s.api_key_list), highlight=False, soft_wrap=True)
+    uvicorn.run(application, host=bind, port=bind_port, log_config=None)
+
+
+def dashboard_line(host: str, port: int, *, generated: bool) -> str:
+    """What `parley up`/`parley api` print at start: where the dashboard is and which key signs in."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else (f"[{host}]" if ":" in host else host)
+    key = ("sign in with the generated key above (it lasts for this run)" if generated
+           else "sign in with one of API_KEYS")
+    return f"Dashboard: http://{shown}:{port}/ui/ ({key})"

@@ -99,8 +99,49 @@ async def run_checks(settings: Settings, *, providers: bool = True, trunks: bool
     if trunks:
         async for finding in _check_trunks(settings):
             yield finding
+    yield await _check_livekit(settings)
     for finding in await asyncio.to_thread(check_twilio, settings):
         yield finding
+    if settings.redis_url:
+        for finding in await check_workers(settings):
+            yield finding
+
+
+async def _check_livekit(settings: Settings) -> Finding:
+    """LIVEKIT_URL/KEY/SECRET: a signed ListRooms round trip (401s explained); fine when unset."""
+    from parley.telephony.livekit.doctor import check
+
+    try:
+        import livekit.api  # noqa: F401
+    except ImportError:  # the `cloud` extra is not installed
+        if settings.livekit_url:
+            return Finding("livekit", False, "LIVEKIT_URL is set but the LiveKit SDKs are not installed",
+                           "pip install 'parley[cloud]'")
+        return Finding("livekit", True, "not configured")
+    ok, message, fix = await check(settings)
+    return Finding("livekit", ok, message, fix)
+
+
+async def check_workers(settings: Settings) -> list[Finding]:
+    """With REDIS_URL: every worker of the registry and its state (a lost one fails)."""
+    import redis.asyncio as aioredis
+
+    from parley.calls.workers import WorkerRegistry
+
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=3)
+    try:
+        workers = await WorkerRegistry(client, prefix=settings.redis_prefix).workers()
+    except Exception as exc:  # noqa: BLE001
+        return [Finding("workers", False, f"cannot read the registry in Redis: {exc}", "check REDIS_URL")]
+    finally:
+        await client.aclose()
+    if not workers:
+        return [Finding("workers", False, "no worker registered", "start `parley worker` (or `parley up`)")]
+    return [Finding(f"worker {w.id}", w.state != "lost",
+                    f"{w.state}, sip {w.sip or '-'}, {w.live}/{w.capacity} live calls"
+                    + (f", health {w.health_url}" if w.health_url else ""),
+                    "its lease expired: it is dead or cut off; its calls are closed worker_lost")
+            for w in workers]
 
 
 async def _check_providers(settings: Settings, registry: AgentRegistry) -> AsyncIterator[Finding]:
