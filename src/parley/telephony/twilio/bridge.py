@@ -239,11 +239,12 @@ class TwilioBridge:
             log.info("Twilio stream ended", call_id=record.id, call_sid=channel.call_sid,
                      reason=channel.end_reason, frames_out=channel.frames_out, late_frames=channel.late_frames,
                      marks=channel.marks_sent)
+            if record.direction == "inbound":
+                self.live.pop(record.id, None)  # outbound: `place_call` drops it
         if outcome.reason.startswith("stream_error"):
             outcome = DialOutcome("failed", outcome.reason)
         if record.direction == "inbound":
             await self.calls.end(record.id, outcome)
-            self.live.pop(record.id, None)
         elif not live.done.done():
             live.done.set_result(outcome)
 
