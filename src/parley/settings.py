@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in DATA_DIR.")
     redis_url: str = Field("", description="redis://host:port/db; empty = in-process queue.")
     redis_prefix: str = Field("parley:", description="Prefix of every Redis key (queue, workers, slots).")
+    db_pool_size: int = Field(10, ge=1, le=500, description="PostgreSQL connections per process (up to three times "
+                              "as many on bursts): keep (workers + APIs) x 3 x this under max_connections.")
 
     # --- API ---------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
