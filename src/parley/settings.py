@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     sip_invites_per_source: int = Field(50, ge=0, description="Unanswered INVITEs per source IP.")
     sip_tcp_max_connections: int = Field(1024, ge=0, description="Accepted SIP TCP connections (32 per source).")
     sip_tcp_idle_timeout_s: float = Field(120.0, ge=0, description="Close a SIP TCP connection idle this long before its first message.")
-    sip_trusted_sources: str = Field("", description="Comma-separated IPs (e.g. your proxy) exempt from SIP limits.")
+    sip_trusted_sources: str = Field("", description="Comma-separated IPs or CIDRs (e.g. your proxy) exempt from "
+                                     "SIP limits, their Via honoured.")
     rtp_port_min: int = Field(20000, ge=1024, le=65535)
     rtp_port_max: int = Field(30000, ge=1024, le=65535)
 
@@ -138,6 +139,19 @@ class Settings(BaseSettings):
     # --- logging -------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+
+    @field_validator("sip_trusted_sources")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (v.strip() for v in value.split(",")):
+            if item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
