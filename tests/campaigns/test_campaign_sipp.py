@@ -77,7 +77,10 @@ async def platform(settings) -> AsyncIterator[Any]:  # type: ignore[no-untyped-d
 
 
 def _hello(tmp_path: Path, speech_wav: Any) -> None:
+    """callee.ulaw: a person saying hello; machine.ulaw (the voicemail branch, which SIPp loads at start)
+    stays one second of silence unless a test writes a greeting there."""
     ulaw_file(speech_wav("Hello?", engine="espeak"), tmp_path / "callee.ulaw", lead_silence_s=0.3)
+    (tmp_path / "machine.ulaw").write_bytes(b"\xff" * 8000)
 
 
 def _peak_overlap(calls: list[dict[str, Any]]) -> int:
@@ -227,7 +230,7 @@ async def test_voicemail_detected_and_message_left_after_the_beep(platform, spee
     _hello(tmp_path, speech_wav)
     beep_end_s = _machine(tmp_path, speech_wav)
     trunk_port = free_port()
-    sipp = await sipp_server(SCENARIO, tmp_path, trunk_port, calls=2, timeout=100)
+    sipp = await sipp_server(SCENARIO.with_name("voicemail.xml"), tmp_path, trunk_port, calls=2, timeout=100)
     clock = FakeClock(datetime(2026, 12, 7, 10, 0, tzinfo=UTC))
     p = await platform(trunk_port, clock, agents_dir=_amd_agents(tmp_path), webhook_url=webhook_receiver.url)
     csv = "number,name\n+4940100001,Anna\n+4940400001,Mia\n"

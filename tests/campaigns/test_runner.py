@@ -1,5 +1,5 @@
-"""The campaign runner over a real store, queue and dialer; `place_call` is played by the phone-network
-double of the dialer tests (the injection point the SIP gateway fills; the SIPp tests use the real one).
+"""The campaign runner over a real store, queue and dialer; `place_call` is played by `Phones`, a far-end
+double like the dialer tests' (the injection point the SIP gateway fills; the SIPp tests use the real one).
 Time for windows, rates and backoffs is a fake clock the test moves."""
 
 from __future__ import annotations
