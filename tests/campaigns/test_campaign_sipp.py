@@ -162,7 +162,7 @@ async def test_restart_mid_campaign_resumes_without_double_dialing(platform, spe
     # 4 rows; the one live when the server stops is hung up and dialed once more: 5 INVITEs in all
     sipp = await sipp_server(SCENARIO, tmp_path, trunk_port, calls=5, timeout=150)
     clock = FakeClock(datetime(2026, 12, 7, 10, 0, tzinfo=UTC))
-    first = await platform(trunk_port, clock)
+    first = await platform(trunk_port, clock, drain_timeout_s=0)  # no drain: the live call is cut at the stop
     numbers = [f"+494010000{i}" for i in range(1, 5)]
     csv = "number,name\n" + "".join(f"{n},N{i}\n" for i, n in enumerate(numbers))
     async with first.client() as client:
