@@ -8,6 +8,8 @@ set -euo pipefail
 : "${REDIS_URL:?set REDIS_URL (redis://…): the queue, the registry and the cluster caps live there}"
 export SIP_HOST="${SIP_HOST:-127.0.0.1}" SIP_PORT="${SIP_PORT:-5060}" API_PORT="${API_PORT:-8000}"
 export DATA_DIR="${DATA_DIR:-data}" NUM_WORKERS="${NUM_WORKERS:-2}"
+# the workers hear every call from Kamailio: exempt it from the per-source SIP limits, honour its Via
+export SIP_TRUSTED_SOURCES="${SIP_TRUSTED_SOURCES:-$SIP_HOST}"
 PARLEY="${PARLEY:-parley}"
 KAMAILIO="${KAMAILIO:-$(command -v kamailio || echo /usr/sbin/kamailio)}"
 KAMCMD="${KAMCMD:-$(command -v kamcmd || echo /usr/sbin/kamcmd)}"

@@ -36,6 +36,7 @@ import numpy as np
 
 from bench.gateway.fakes import write_agent
 from parley.media.wav import read_wav
+from parley.webrtc.channel import shorten_jitter_buffer
 from tests.webrtc.peer import BrowserPeer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +78,15 @@ def trailing_silence_s(pcm: np.ndarray, threshold: float = 500.0) -> float:
     return (len(frames) - 1 - int(loud[-1])) * n / 48000 + (len(pcm) % n) / 48000 if loud.size else 0.0
 
 
+def browser_like_peer() -> BrowserPeer:
+    """An aiortc client whose receive buffer holds one frame, as a browser's adaptive one does on loopback
+    (aiortc's default holds five: +80-200 ms that no browser adds here)."""
+    peer = BrowserPeer()
+    for transceiver in peer.pc.getTransceivers():
+        shorten_jitter_buffer(transceiver.receiver)
+    return peer
+
+
 def first_loud_after(peer: BrowserPeer, t: float) -> float | None:
     for at, frame in list(peer.heard):
         if at > t and frame.size and float(np.sqrt((frame.astype(np.float64) ** 2).mean())) > LOUD:
@@ -107,7 +117,7 @@ async def load(url: str, pid: int, clients: int, hold: float, question: np.ndarr
     idle0, t0 = cpu_seconds(pid), time.monotonic()
     await asyncio.sleep(3)
     idle_pct = (cpu_seconds(pid) - idle0) / (time.monotonic() - t0) * 100
-    peers = [BrowserPeer() for _ in range(clients)]
+    peers = [browser_like_peer() for _ in range(clients)]
     v2v: list[float] = []
     async with httpx.AsyncClient(base_url=url, headers=KEY, timeout=60) as client:
         for peer in peers:
@@ -141,7 +151,7 @@ async def load(url: str, pid: int, clients: int, hold: float, question: np.ndarr
 
 
 async def real(url: str, turns: int, questions: list[np.ndarray]) -> dict[str, Any]:
-    peer = BrowserPeer()
+    peer = browser_like_peer()
     v2v: list[float] = []
     async with httpx.AsyncClient(base_url=url, headers=KEY, timeout=60) as client:
         r = await peer.call(client, agent="receptionist")

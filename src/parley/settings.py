@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in DATA_DIR.")
     redis_url: str = Field("", description="redis://host:port/db; empty = in-process queue.")
     redis_prefix: str = Field("parley:", description="Prefix of every Redis key (queue, workers, slots).")
+    db_pool_size: int = Field(10, ge=1, le=500, description="PostgreSQL connections per process (up to three times "
+                              "as many on bursts): keep (workers + APIs) x 3 x this under max_connections.")
 
     # --- API ---------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
@@ -58,7 +60,8 @@ class Settings(BaseSettings):
     sip_invites_per_source: int = Field(50, ge=0, description="Unanswered INVITEs per source IP.")
     sip_tcp_max_connections: int = Field(1024, ge=0, description="Accepted SIP TCP connections (32 per source).")
     sip_tcp_idle_timeout_s: float = Field(120.0, ge=0, description="Close a SIP TCP connection idle this long before its first message.")
-    sip_trusted_sources: str = Field("", description="Comma-separated IPs (e.g. your proxy) exempt from SIP limits.")
+    sip_trusted_sources: str = Field("", description="Comma-separated IPs or CIDRs (e.g. your proxy) exempt from "
+                                     "SIP limits, their Via honoured.")
     rtp_port_min: int = Field(20000, ge=1024, le=65535)
     rtp_port_max: int = Field(30000, ge=1024, le=65535)
 
@@ -136,6 +139,19 @@ class Settings(BaseSettings):
     # --- logging -------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+
+    @field_validator("sip_trusted_sources")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (v.strip() for v in value.split(",")):
+            if item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -92,6 +92,8 @@ def test_cli_create_show_commands(tmp_path: Path) -> None:
     listed = cli("campaigns", "list", data_dir=data)
     assert cid in listed.stdout and "paused" in listed.stdout
     assert "canceled" in cli("campaigns", "cancel", cid, data_dir=data).stdout
+    watched = cli("campaigns", "show", cid, "--watch", data_dir=data)  # ended: the bar shows it and returns
+    assert watched.returncode == 0 and "canceled" in watched.stdout and "2/2" in watched.stdout
     again = cli("campaigns", "cancel", cid, data_dir=data)
     assert again.returncode == 1 and "is canceled; cancel needs it" in again.stderr
     assert cli("campaigns", "dnc", "add", "+4930111222", data_dir=data).returncode == 0

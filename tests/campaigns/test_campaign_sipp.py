@@ -77,7 +77,10 @@ async def platform(settings) -> AsyncIterator[Any]:  # type: ignore[no-untyped-d
 
 
 def _hello(tmp_path: Path, speech_wav: Any) -> None:
+    """callee.ulaw: a person saying hello; machine.ulaw (the voicemail branch, which SIPp loads at start)
+    stays one second of silence unless a test writes a greeting there."""
     ulaw_file(speech_wav("Hello?", engine="espeak"), tmp_path / "callee.ulaw", lead_silence_s=0.3)
+    (tmp_path / "machine.ulaw").write_bytes(b"\xff" * 8000)
 
 
 def _peak_overlap(calls: list[dict[str, Any]]) -> int:
@@ -159,7 +162,7 @@ async def test_restart_mid_campaign_resumes_without_double_dialing(platform, spe
     # 4 rows; the one live when the server stops is hung up and dialed once more: 5 INVITEs in all
     sipp = await sipp_server(SCENARIO, tmp_path, trunk_port, calls=5, timeout=150)
     clock = FakeClock(datetime(2026, 12, 7, 10, 0, tzinfo=UTC))
-    first = await platform(trunk_port, clock)
+    first = await platform(trunk_port, clock, drain_timeout_s=0)  # no drain: the live call is cut at the stop
     numbers = [f"+494010000{i}" for i in range(1, 5)]
     csv = "number,name\n" + "".join(f"{n},N{i}\n" for i, n in enumerate(numbers))
     async with first.client() as client:
@@ -208,7 +211,7 @@ def _machine(tmp_path: Path, speech_wav: Any) -> float:
     return (tmp_path / "machine.ulaw").stat().st_size / 8000 - 8
 
 
-def _amd_agents(tmp_path: Path) -> Path:
+def _amd_agents(tmp_path: Path, action: str = "leave_message") -> Path:
     import yaml
 
     from tests.conftest import ROOT
@@ -216,7 +219,7 @@ def _amd_agents(tmp_path: Path) -> Path:
     folder = tmp_path / "agents"
     folder.mkdir()
     spec = yaml.safe_load((ROOT / "agents" / "receptionist.yaml").read_text())
-    spec["amd"] = {"enabled": True, "action": "leave_message",
+    spec["amd"] = {"enabled": True, "action": action,
                    "message": "Hi {{ name }}, this is Parley Dental about your appointment. Please call us back."}
     (folder / "receptionist.yaml").write_text(yaml.safe_dump(spec))
     return folder
@@ -227,7 +230,7 @@ async def test_voicemail_detected_and_message_left_after_the_beep(platform, spee
     _hello(tmp_path, speech_wav)
     beep_end_s = _machine(tmp_path, speech_wav)
     trunk_port = free_port()
-    sipp = await sipp_server(SCENARIO, tmp_path, trunk_port, calls=2, timeout=100)
+    sipp = await sipp_server(SCENARIO.with_name("voicemail.xml"), tmp_path, trunk_port, calls=2, timeout=100)
     clock = FakeClock(datetime(2026, 12, 7, 10, 0, tzinfo=UTC))
     p = await platform(trunk_port, clock, agents_dir=_amd_agents(tmp_path), webhook_url=webhook_receiver.url)
     csv = "number,name\n+4940100001,Anna\n+4940400001,Mia\n"
@@ -252,5 +255,37 @@ async def test_voicemail_detected_and_message_left_after_the_beep(platform, spee
     ended = await eventually(lambda: next((e for e in webhook_receiver.events if e.get("type") == "call.ended"
                                            and e["call"]["to_number"] == "+4940400001"), None), timeout_s=20)
     assert ended["call"]["metadata"]["amd"]["result"] == "machine"
+    result = await sipp
+    assert result.code == 0, str(result)
+
+
+async def test_voicemail_hangup_is_retried_by_the_voicemail_rule(platform, speech_wav,  # type: ignore[no-untyped-def]
+                                                                tmp_path: Path) -> None:
+    _hello(tmp_path, speech_wav)
+    _machine(tmp_path, speech_wav)
+    trunk_port = free_port()
+    sipp = await sipp_server(SCENARIO.with_name("voicemail.xml"), tmp_path, trunk_port, calls=2, timeout=100)
+    clock = FakeClock(datetime(2026, 12, 7, 10, 0, tzinfo=UTC))
+    p = await platform(trunk_port, clock, agents_dir=_amd_agents(tmp_path, "hangup"))
+    async with p.client() as client:
+        r = await client.post("/api/campaigns", json={
+            "agent": "receptionist", "csv": "number,name\n+4940400002,Mia\n", "start": True,
+            "retry": {"voicemail": {"max_attempts": 2, "backoff_s": 3600}}})
+        cid = r.json()["id"]
+
+        async def waiting() -> dict[str, Any] | None:
+            rows = (await client.get(f"/api/campaigns/{cid}", params={"recipients": True})).json()["recipients"]
+            return rows[0] if rows[0]["state"] == "pending" and rows[0]["attempts"] == 1 else None
+
+        row = await eventually(waiting, timeout_s=40, interval_s=0.2, what="voicemail, retry scheduled")
+        assert row["outcome"] == "voicemail" and "attempt 2 of 2 in 3600 s" in row["note"]
+        assert row["next_at"] == "2026-12-07T11:00:00+00:00"
+        clock.advance(hours=1)
+        final = await _campaign_done(client, cid, timeout=40)
+        assert final["outcomes"] == {"voicemail": 1}
+        calls = (await client.get("/api/calls", params={"campaign": cid})).json()["calls"]
+        assert len(calls) == 2 and all(c["metadata"]["amd"]["action"] == "hangup" for c in calls)
+        assert all("answering machine" in c["end_reason"] and "hung up" in c["end_reason"] for c in calls)
+        assert all(c["duration_s"] < 6 for c in calls)  # hung up at the decision, not after the greeting
     result = await sipp
     assert result.code == 0, str(result)

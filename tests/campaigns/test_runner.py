@@ -1,10 +1,9 @@
-"""The campaign runner over a real store, queue and dialer; `place_call` is played by the phone-network
-double of the dialer tests (the injection point the SIP gateway fills; the SIPp tests use the real one).
+"""The campaign runner over a real store, queue and dialer; `place_call` is played by `Phones`, a far-end
+double like the dialer tests' (the injection point the SIP gateway fills; the SIPp tests use the real one).
 Time for windows, rates and backoffs is a fake clock the test moves."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -47,7 +46,6 @@ async def test_window_cap_rate_retry_and_dnc(make_service, clock, tmp_path: Path
     assert report.accepted == 8 and report.bad == 0
     await store.add_dnc(["+4930999"], "asked not to be called")
     net = Network(service, script={"+49300000001": ["busy", "completed"]})
-    net_hold = asyncio.Event()
     await service.start_dialer(net.place_call, poll_s=0.02)
     runner = CampaignRunner(service, clock=clock)
 
@@ -89,7 +87,6 @@ async def test_window_cap_rate_retry_and_dnc(make_service, clock, tmp_path: Path
     assert (await store.get(campaign.id)).state == "completed"
     calls, _ = await service.list_calls(campaign=campaign.id, limit=100)
     assert len(calls) == 8 and {c.metadata["campaign_id"] for c in calls} == {campaign.id}
-    del net_hold
 
 
 async def _no_live(service) -> bool:  # type: ignore[no-untyped-def]
@@ -159,3 +156,47 @@ async def test_100k_row_csv_accepted_in_seconds(make_service, tmp_path: Path) ->
     assert took < 30, took
     c = await store.get(campaign.id)
     assert c.rows_total == 99_990 and c.counts["pending"] == 99_990
+
+
+async def test_two_workers_share_a_campaign_through_redis_without_double_dialing(  # type: ignore[no-untyped-def]
+        settings, agents, redis_url, redis_prefix, clock, tmp_path: Path) -> None:
+    """Scale-out: two worker processes' worth of service + dialer + runner on one database and one Redis
+    queue. The campaign lease gives one runner the campaign; calls are dialed by both dialers; every row
+    gets exactly one call; the cap holds across workers."""
+    from parley.calls.queue.redis import RedisQueue
+    from parley.calls.service import CallsService
+    from parley.calls.store import Store
+    from tests.campaigns.conftest import Phones
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    workers = []
+    try:
+        for name in ("w1", "w2"):
+            service = await CallsService.open(settings, agents=agents, store=Store.from_url(db_url),
+                                              send_webhooks=False,
+                                              queue=RedisQueue(redis_url, prefix=redis_prefix, consumer=name,
+                                                               poll_s=0.02))
+            phones = Phones(service)
+            await service.start_dialer(phones.place_call, poll_s=0.02, worker_id=name)
+            workers.append((service, phones, CampaignRunner(service, clock=clock, owner=name)))
+        store, campaign, _ = await _campaign(workers[0][0], tmp_path, [f"+4930{i:07d},R{i}" for i in range(30)],
+                                             max_concurrent=3)
+        lease_holders = set()
+
+        async def done() -> bool:
+            for _, _, runner in workers:
+                if await runner.tick():
+                    lease_holders.add(runner.owner)
+            return (await store.get(campaign.id)).state == "completed"
+
+        await eventually(done, timeout_s=60, interval_s=0.02, what="the campaign completed by two workers")
+        c = await store.get(campaign.id)
+        assert c.outcomes == {"completed": 30}
+        assert lease_holders == {"w1"}  # the first runner holds the lease; the second never ran it
+        dialed = workers[0][1].dialed + workers[1][1].dialed
+        assert len(dialed) == 30 and set(dialed.values()) == {1}
+        assert max(workers[0][1].peak, workers[1][1].peak) <= 3
+    finally:
+        for service, _, runner in workers:
+            await runner.stop()
+            await service.close()

@@ -82,6 +82,21 @@ async def test_a_trunks_addresses_skip_the_per_source_rate_limit(endpoint_factor
     carrier.close()
 
 
+async def test_a_trusted_network_is_given_as_a_cidr(endpoint_factory) -> None:
+    """SIP_TRUSTED_SOURCES takes CIDRs (compose trusts Kamailio's network): such a source is not limited."""
+    from parley.sip.guard import SipLimits
+
+    ep = await endpoint_factory(limits=SipLimits(requests_per_second=5, request_burst=5,
+                                                 trusted_sources=frozenset({"127.0.0.0/30"})))
+    proxy = udp_socket("127.0.0.3", timeout=2)
+    src = proxy.getsockname()[1]
+    answered = await asyncio.to_thread(
+        lambda: sum(exchange(proxy, request("OPTIONS", ep.port, src_port=src), ep.port) is not None
+                    for _ in range(40)))
+    assert answered == 40 and ep.transport.stats["rate_limited"] == 0
+    proxy.close()
+
+
 async def test_concurrent_invites_per_source_are_capped(endpoint_factory) -> None:
     from parley.sip.guard import SipLimits
 

@@ -123,3 +123,6 @@ def twilio_api() -> Any:
     yield state
     server.shutdown()
     server.server_close()
+
+
+from tests.telephony.conftest import webhook_receiver  # noqa: E402,F401 - the incoming-call webhook receiver

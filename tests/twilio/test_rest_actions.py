@@ -189,3 +189,48 @@ async def test_dtmf_out_plays_digits_and_the_stream_reconnects(parley_app, fast_
     detail = await app.state.calls.get(call_id)
     assert any(e.type == "twilio.dtmf_out" and e.data["digits"] == "12#" for e in detail.timeline)
     await again.close()
+
+
+def _goertzel(pcm, freq: float, rate: int = 8000) -> float:  # type: ignore[no-untyped-def]
+    import math
+
+    import numpy as np
+
+    n = pcm.size
+    k = round(n * freq / rate)
+    w = 2 * math.pi * k / n
+    coeff = 2 * math.cos(w)
+    s1 = s2 = 0.0
+    for x in pcm.astype(np.float64):
+        s1, s2 = x + coeff * s1 - s2, s1
+    return s1 * s1 + s2 * s2 - coeff * s1 * s2
+
+
+async def test_dtmf_out_falls_back_to_inband_tones(parley_app, fast_agents, twilio_api) -> None:  # type: ignore[no-untyped-def]
+    """When Twilio refuses the TwiML update (here: the stand-in does not know the call), the digits are played
+    as tones on the stream itself; the far end hears a 697 + 1209 Hz "1"."""
+    import numpy as np
+
+    from parley.media.g711 import ulaw_decode
+
+    app = await parley_app(agents=fast_agents, twilio_api_base_url=twilio_api.url)
+    await (await app.state.twilio.engines(fast_agents.get("receptionist"))).warm()
+    call_sid = sid("CA")  # not registered with the stand-in: calls(sid).update answers 404
+    url, params = parse_twiml((await app.webhook("/twilio/voice", voice_form(call_sid))).text)
+    client = MediaStreamsClient(url, params, call_sid=call_sid)
+    await client.open()
+    client.start_audio()
+    await eventually(lambda: len(client.received.media) > 10, timeout_s=15, what="the greeting")
+    channel = app.state.twilio.live[params["call_id"]].channel
+    channel.clear_output()  # stop the greeting: the tones follow at once
+    before = len(client.received.media)
+    await channel.send_dtmf("1")
+    await eventually(lambda: len(client.received.media) >= before + 5, timeout_s=10, what="the tone frames")
+    tone = ulaw_decode(b"".join(p for _, p in client.received.media[before:before + 5]))
+    loud = tone[np.abs(tone.astype(np.int32)) > 0]
+    assert loud.size > 400, "no tone audio"
+    energy = {f: _goertzel(loud[:800], f) for f in (697, 770, 1209, 1336)}
+    assert energy[697] > 10 * energy[770] and energy[1209] > 10 * energy[1336], energy
+    await client.stop()
+    await app.wait_call(params["call_id"], {"completed"})
+    await client.close()

@@ -40,6 +40,19 @@ async def test_forged_or_unsigned_webhooks_get_403_and_no_call(parley_app) -> No
     assert await _count_calls(app) == 0
 
 
+async def test_a_replayed_voice_webhook_mints_no_second_token(parley_app) -> None:  # type: ignore[no-untyped-def]
+    """Twilio's signature has no nonce: the same signed request sent again is refused (no record, no token)."""
+    app = await parley_app()
+    form = voice_form(sid("CA"))
+    first = await app.webhook("/twilio/voice", form)
+    assert parse_twiml(first.text)[1]["token"]
+    again = await app.webhook("/twilio/voice", form)
+    assert again.status_code == 200 and "<Reject" in again.text and "token" not in again.text
+    other_account = await app.webhook("/twilio/voice", {**voice_form(sid("CA")), "AccountSid": "AC" + "9" * 32})
+    assert "<Reject" in other_account.text
+    assert await _count_calls(app) == 1
+
+
 async def test_signature_behind_a_proxy(parley_app) -> None:  # type: ignore[no-untyped-def]
     """Twilio signs the public URL; Parley sees 127.0.0.1. TWILIO_PUBLIC_URL or the proxy's headers say it."""
     public = await parley_app(twilio_public_url="https://parley.example.com")

@@ -31,13 +31,19 @@ async def test_the_caller_speaking_over_the_agent_stops_it(web_server, speech48)
         await eventually(lambda: _state_at(peer, "interrupted"), timeout_s=15, what="an 'interrupted' state")
         barge_at = _state_at(peer, "interrupted")
         assert barge_at is not None
-        reply = await eventually(lambda: [t for t in peer.transcripts("agent") if "which day" in t.lower()],
-                                 timeout_s=30, what="the answer to what the caller said")
+        try:
+            reply = await eventually(lambda: [t for t in peer.transcripts("agent") if "which day" in t.lower()],
+                                     timeout_s=30, what="the answer to what the caller said")
+        except AssertionError:
+            detail = await web.state.calls.get(peer.call_id or "")
+            raise AssertionError(f"no answer; page got {peer.messages}; timeline "
+                                 f"{[(e.type, e.data) for e in detail.timeline] if detail else None}") from None
         assert reply
         await peer.close()
         call = await web.wait_status(peer.call_id or "", {"completed"})
 
-    assert peer.voiced_after(spoke_at) - peer.voiced_after(barge_at) > 0.1, "the agent was not audible before"
+    before = sum(0.02 for at, f in peer.heard if barge_at - 1.0 <= at <= barge_at and _loud(f))
+    assert before > 0.1 and spoke_at < barge_at, "the agent was not audible right before the barge-in"
     # from just after the interruption until the caller finished speaking, the agent is silent
     quiet = sum(0.02 for at, f in peer.heard if barge_at + 0.2 <= at <= done_at and _loud(f))
     assert quiet <= 0.06, f"{quiet:.2f} s of agent audio after the barge-in"

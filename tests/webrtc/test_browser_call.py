@@ -60,6 +60,8 @@ async def test_a_browser_asks_and_the_agent_answers_and_the_call_is_recorded(web
     assert "monday" in agent and "parley dental" in agent, agent
     types = [e.type for e in detail.timeline]
     assert "webrtc.connected" in types and "webrtc.closed" in types, types
+    connected = next(e.data for e in detail.timeline if e.type == "webrtc.connected")
+    assert connected.get("local", "").startswith("127.0.0.1:") and connected["candidate_type"] == "host", connected
     marks = [e.data for e in detail.timeline if e.type == "turn_metrics"]
     assert marks and all(m.get("voice_to_voice_ms") for m in marks if m.get("stt_final_ms") is not None), marks
     answered = [m for m in marks if m.get("stt_final_ms") is not None]

@@ -25,6 +25,7 @@ def test_each_problem_is_named() -> None:
         OFFER.replace("m=audio 9 UDP/TLS/RTP/SAVPF 111", "m=video 9 UDP/TLS/RTP/SAVPF 96"): "no audio m-line",
         OFFER.replace("m=audio 9 ", "m=audio 0 "): "port 0",
         OFFER.replace("a=sendrecv", "a=inactive"): "inactive",
+        OFFER.replace("a=sendrecv", "a=recvonly"): "microphone",
         OFFER.replace("opus/48000/2", "PCMU/8000"): "Opus",
         OFFER.replace("a=ice-ufrag:abcd\r\n", ""): "a=ice-ufrag",
         OFFER.replace("a=fingerprint:sha-256 AA:BB\r\n", ""): "fingerprint",

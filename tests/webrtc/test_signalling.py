@@ -147,3 +147,33 @@ async def test_an_agent_at_its_own_cap_answers_busy(web_server, tmp_path: Path) 
         await web.wait_status(first.call_id, {"completed", "canceled"})
     await first.close()
     await second.close()
+
+
+async def test_a_browser_that_never_connects_is_given_up_with_the_reason(web_server) -> None:  # type: ignore[no-untyped-def]
+    web = await web_server(warm=False, webrtc_connect_timeout_s=1.0)
+    peer = BrowserPeer()
+    async with web.client() as client:
+        r = await client.post("/api/webrtc/offer", json={"agent": "receptionist", "sdp": await peer.offer_sdp()})
+        assert r.status_code == 200, r.text  # the page never applies the answer: ICE never starts
+        call = await web.wait_status(r.json()["call_id"], {"failed"}, timeout=15)
+    await peer.close()
+    assert "did not connect within 1 s" in (call.end_reason or "") and "WEBRTC_ICE_SERVERS" in call.end_reason
+    await eventually(lambda: not web.state.webrtc.live, timeout_s=5, what="the slot freed")  # type: ignore[union-attr]
+
+
+async def test_canceling_a_live_browser_call_hangs_it_up(web_server) -> None:  # type: ignore[no-untyped-def]
+    web = await web_server()
+    peer = BrowserPeer()
+    async with web.client() as client:
+        assert (await peer.call(client)).status_code == 200
+        await eventually(lambda: peer.transcripts("agent"), timeout_s=30, what="the greeting")
+        r = await client.post(f"/api/calls/{peer.call_id}/cancel")
+        assert r.status_code == 200, r.text
+        await eventually(lambda: any(m["type"] == "ended" for m in peer.messages), timeout_s=10,
+                         what="the 'ended' message")
+        await eventually(lambda: not web.state.webrtc.browser_calls, timeout_s=10,  # type: ignore[union-attr]
+                         what="the browser call closed")
+        call = await web.state.calls.get_call(peer.call_id or "")
+    await peer.close()
+    assert call is not None and call.status == "canceled"
+    assert next(m for m in peer.messages if m["type"] == "ended")["reason"] == "canceled"

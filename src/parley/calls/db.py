@@ -53,7 +53,7 @@ def normalise_url(url: str) -> tuple[str, dict[str, Any]]:
     return u.render_as_string(hide_password=False), connect_args
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine. SQLite gets one pooled connection, WAL and `BEGIN IMMEDIATE` transactions, so
     writers queue instead of failing with 'database is locked'."""
     real, connect_args = normalise_url(url)
@@ -79,8 +79,8 @@ def create_engine(url: str) -> AsyncEngine:
 
         return engine
     # many calls write small transactions at once: a bigger pool, and waiting beats failing
-    return create_async_engine(real, connect_args=connect_args, pool_pre_ping=True, pool_size=10,
-                               max_overflow=20, pool_timeout=120)
+    return create_async_engine(real, connect_args=connect_args, pool_pre_ping=True, pool_size=pool_size,
+                               max_overflow=2 * pool_size, pool_timeout=120)
 
 
 def alembic_config() -> Config:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from parley.calls import export, metrics
+from parley.calls import db, export, metrics
 from parley.calls.dialer import Dialer, DialerLimits, PlaceCall
 from parley.calls.outcomes import DialOutcome, Finish, RetryPolicy, settle
 from parley.calls.queue import CallQueue, make_queue
@@ -95,7 +95,7 @@ class CallsService:
     ) -> CallsService:
         """Connect the store (migrating it), the queue (Redis when `REDIS_URL` is set) and start the
         webhook sender."""
-        store = store or Store.from_url(settings.effective_database_url)
+        store = store or Store(db.create_engine(settings.effective_database_url, pool_size=settings.db_pool_size))
         if migrate:
             await store.upgrade()
         queue = queue or make_queue(settings, store, consumer=settings.worker_id or None)

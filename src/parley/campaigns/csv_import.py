@@ -74,14 +74,14 @@ def read_recipients(lines: Iterable[str]) -> Iterator[Recipient | RowError]:
         raise CsvHeaderError(f"line 1: {exc}") from None
     width = len(header)
     while True:
+        line = reader.line_num + 1  # a row's first line (a quoted field may span several)
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield RowError(reader.line_num, f"not valid CSV: {exc}")
+            yield RowError(line, f"not valid CSV: {exc}")
             continue
-        line = reader.line_num
         if not row or all(not c.strip() for c in row):
             continue  # blank line
         if len(row) != width:

@@ -160,8 +160,9 @@ class CampaignRunner:
             return 0
         window = config.schedule()
         begun = 0
+        later: list[tuple[int, datetime, str]] = []
         # look at more rows than slots: some are outside their window or on the DNC list
-        for r in await self.store.due(campaign_id, now, limit=max(50, slots.n * 4)):
+        for r in await self.store.due(campaign_id, now, limit=max(200, slots.n * 4)):
             if begun >= slots.n:
                 break
             zone = r.zone or zone_for(r.number) or config.timezone
@@ -170,7 +171,7 @@ class CampaignRunner:
                 await self.store.finish(r.id, "expired", decision.why)
                 continue
             if decision.at > now:
-                await self.store.defer(r.id, decision.at, decision.why)
+                later.append((r.id, decision.at, decision.why))
                 continue
             if await self.store.is_dnc(r.number):
                 await self.store.finish(r.id, "dnc", f"{r.number} is on the do-not-call list at dial time")
@@ -182,7 +183,8 @@ class CampaignRunner:
             claimed = Due(r.id, r.line, r.number, r.zone, r.variables, r.metadata, r.attempts + 1, call_id)
             if await self._create_call(campaign_id, agent, config, claimed, call_id, now):
                 begun += 1
-        return begun
+        await self.store.defer(later)
+        return begun + len(later)  # deferring rows is work too: the loop comes back soon for the rest
 
     async def _create_call(self, campaign_id: str, agent: str, config: CampaignConfig, r: Due, call_id: str,
                            now: datetime) -> bool:

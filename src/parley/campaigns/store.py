@@ -277,11 +277,15 @@ class CampaignStore:
                 RecipientRow.state.in_(("pending", "calling"))).limit(1))).scalar_one_or_none()
             return found is not None
 
-    async def defer(self, recipient_id: int, at: datetime, note: str) -> None:
+    async def defer(self, items: list[tuple[int, datetime, str]]) -> None:
+        """Pending recipients (id, when, why) wait until `when` (one transaction for them all)."""
+        if not items:
+            return
         async with self.store.transaction() as s:
-            await s.execute(update(RecipientRow).where(RecipientRow.id == recipient_id,
-                                                       RecipientRow.state == "pending")
-                            .values(next_at=at, note=note))
+            for recipient_id, at, note in items:
+                await s.execute(update(RecipientRow).where(RecipientRow.id == recipient_id,
+                                                           RecipientRow.state == "pending")
+                                .values(next_at=at, note=note))
 
     async def claim(self, campaign_id: str, recipient: Due, call_id: str, now: datetime) -> bool:
         """pending -> calling with a new attempt and its call id (compare-and-set on state and attempts)."""

@@ -204,11 +204,23 @@ class TransportLayer:
         self._logs = LogLimiter(self.limits.log_burst, self.limits.log_window)
         self._accepted: dict[str, int] = {}  # accepted TCP connections per source IP
         self._exempt: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self._trusted_nets = [ipaddress.ip_network(t, strict=False) for t in self.limits.trusted_sources if "/" in t]
         self.stats = {"received": 0, "malformed": 0, "sent": 0, "rate_limited": 0, "tcp_refused": 0,
                       "tcp_timeouts": 0, "crashes": 0, "handler_errors": 0}
 
     def trusted(self, source: Source) -> bool:
-        return source.addr[0] in self.limits.trusted_sources
+        """A source in `SipLimits.trusted_sources` (an IP or a CIDR, e.g. the proxy's network)."""
+        return self._in(source.addr[0], self._trusted_nets) or source.addr[0] in self.limits.trusted_sources
+
+    @staticmethod
+    def _in(ip: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+        if not networks:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in networks)
 
     def exempt_networks(self, networks: list[str]) -> None:
         """Addresses (IPs or CIDRs) whose traffic is not rate-limited or capped, though not trusted for
@@ -219,13 +231,7 @@ class TransportLayer:
         """True for a trusted source or an address in `exempt_networks`: no per-source limit applies."""
         if ip in self.limits.trusted_sources:
             return True
-        if not self._exempt:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self._exempt)
+        return self._in(ip, self._trusted_nets) or self._in(ip, self._exempt)
 
     def log_limited(self, event: str, peer: tuple[str, int], **fields: object) -> None:
         """Log `event` for `peer` unless that source already had its share this window (one line

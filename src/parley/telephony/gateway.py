@@ -596,10 +596,14 @@ class Gateway:
             if agent.spec.amd.enabled:
                 from parley.telephony.voicemail import screen
 
-                screening = await screen(self.calls, record.id, dict(record.metadata or {}), sip, agent,
-                                         await self.engines(agent), dict(record.variables or {}))
-                if not screening.talk:
-                    return DialOutcome("completed", screening.reason, outgoing.call_id)
+                try:
+                    screening = await screen(self.calls, record.id, dict(record.metadata or {}), sip, agent,
+                                             await self.engines(agent), dict(record.variables or {}))
+                except Exception:
+                    log.exception("answering-machine detection failed; the agent talks")
+                else:
+                    if not screening.talk:
+                        return DialOutcome("completed", screening.reason, outgoing.call_id)
             ended = await self._converse(record.id, sip, agent, "outbound", dict(record.variables or {}),
                                          record.llm_prompt, record.greeting, caller_name=record.caller_name)
         except asyncio.CancelledError:

@@ -1,7 +1,7 @@
 """Checks on a browser's SDP offer before it reaches the WebRTC stack: pure, with the reason in words.
 
 aiortc raises bare `ValueError`s (or worse) on odd input; these checks turn the usual mistakes — not an
-SDP at all, no audio m-line, audio rejected (port 0) or send-only from our side, no Opus, no ICE
+SDP at all, no audio m-line, audio rejected (port 0), inactive or receive-only (no microphone), no Opus, no ICE
 credentials or DTLS fingerprint — into one sentence naming what is wrong.
 """
 
@@ -47,6 +47,9 @@ def check_offer(sdp: str) -> OfferProblem | None:
     session = lines[: lines.index(sections[0][0])] if sections else lines
     if "a=inactive" in m:
         return OfferProblem("has the audio m-line inactive")
+    if "a=recvonly" in m:
+        return OfferProblem("only receives audio (a=recvonly): the page must send its microphone "
+                            "(addTrack) — the call runs on the caller's audio")
     if not any(line.lower().startswith("a=rtpmap:") and "opus/48000" in line.lower() for line in m):
         return OfferProblem("offers no Opus (a=rtpmap:<pt> opus/48000/2) on the audio m-line")
     for attr, what in (("a=ice-ufrag:", "ICE credentials (a=ice-ufrag)"),

@@ -33,7 +33,7 @@ from parley.telephony.admission import check_capacity
 from parley.telephony.event_writer import CallEventWriter
 from parley.telephony.gateway import LiveCall
 from parley.telephony.recording import Recorder
-from parley.webrtc.channel import WebRtcChannel
+from parley.webrtc.channel import WebRtcChannel, shorten_jitter_buffer
 from parley.webrtc.ice import (
     add_public_candidates,
     configuration,
@@ -190,6 +190,7 @@ class WebRtcCalls:
             if not audio:
                 raise SignallingError(400, "invalid_sdp", "sdp", "the offer has no usable audio m-line")
             pc.addTrack(channel.track)
+            shorten_jitter_buffer(audio[0].receiver)
             opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
             audio[0].setCodecPreferences(opus)
             answer = await pc.createAnswer()

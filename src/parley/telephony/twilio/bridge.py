@@ -129,6 +129,16 @@ class TwilioBridge:
     async def answer(self, form: dict[str, str], public_base: str) -> tuple[str, str]:
         """TwiML for an inbound call and its call id; `Refused` (with a `<Reject>`) when no agent takes it."""
         call_sid, called, caller = form.get("CallSid", ""), form.get("To", ""), form.get("From", "")
+        if not call_sid.startswith("CA"):
+            raise self._refuse(call_sid, called, Refusal(403, f"CallSid {call_sid[:40]!r} is not a Twilio call SID"))
+        if self.config.account_sid and form.get("AccountSid") != self.config.account_sid:
+            raise self._refuse(call_sid, called, Refusal(403, f"webhook for account {form.get('AccountSid')!r}, "
+                                                              "not TWILIO_ACCOUNT_SID"))
+        known, _ = await self.calls.list_calls(external_id=call_sid, limit=1)
+        if known:
+            # a signature carries no nonce: the same signed request sent again must not mint a new token
+            raise self._refuse(call_sid, called, Refusal(403, f"a replayed voice webhook: CallSid {call_sid} "
+                                                              f"was answered already (call {known[0].id})"))
         rules = await self.telephony.rules()
         decision = route(rules, called, TRUNK, self.settings.default_agent)
         if not isinstance(decision, Refusal):
@@ -226,11 +236,15 @@ class TwilioBridge:
             await asyncio.gather(reader, return_exceptions=True)
             await channel.aclose()
             await self._close(ws, 1000, None)
+            log.info("Twilio stream ended", call_id=record.id, call_sid=channel.call_sid,
+                     reason=channel.end_reason, frames_out=channel.frames_out, late_frames=channel.late_frames,
+                     marks=channel.marks_sent)
+            if record.direction == "inbound":
+                self.live.pop(record.id, None)  # outbound: `place_call` drops it
         if outcome.reason.startswith("stream_error"):
             outcome = DialOutcome("failed", outcome.reason)
         if record.direction == "inbound":
             await self.calls.end(record.id, outcome)
-            self.live.pop(record.id, None)
         elif not live.done.done():
             live.done.set_result(outcome)
 

@@ -117,6 +117,7 @@ class TwilioChannel:
         self._resume: asyncio.Future[None] | None = None  # set while Twilio plays digits and reconnects
         self._resume_started = 0.0
         self._released: dict[int, asyncio.Future[None]] = {}
+        self._sending: set[asyncio.Future[None]] = set()
         self._pacer = asyncio.create_task(self._pace(), name=f"twilio-pacer-{call_sid}")
 
     # --- fed by the stream handler ---------------------------------------------------------------
@@ -201,7 +202,9 @@ class TwilioChannel:
         self._tones.clear()
         self._check_confirmed()
         if not self.closed:
-            asyncio.ensure_future(self._send(protocol.clear(self.stream_sid)))
+            task = asyncio.ensure_future(self._send(protocol.clear(self.stream_sid)))
+            self._sending.add(task)  # keep a reference until it is sent
+            task.add_done_callback(self._sending.discard)
         return dropped + unconfirmed
 
     @property
