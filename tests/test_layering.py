@@ -25,8 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "tasks": {"agents", "providers", "media"},
     "calls": {"engine", "agents", "providers", "media"},
     "telephony": {"calls", "engine", "agents", "providers", "media", "sip"},
-    "api": {"calls", "telephony", "engine", "agents", "providers", "media", "sip", "tasks"},
-    "cli": {"api", "calls", "telephony", "engine", "agents", "providers", "media", "sip", "tasks"},
+    "webrtc": {"calls", "telephony", "engine", "agents", "providers", "media"},
+    "api": {"calls", "telephony", "engine", "agents", "providers", "media", "sip", "tasks", "webrtc"},
+    "cli": {"api", "calls", "telephony", "engine", "agents", "providers", "media", "sip", "tasks", "webrtc"},
 }
 BASE_ALLOWED: dict[str, set[str]] = {"settings": {"logging"}, "logging": set(), "support": {"logging"}}
 

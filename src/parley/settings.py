@@ -56,6 +56,20 @@ class Settings(BaseSettings):
     )
     incoming_call_webhook_timeout_s: float = Field(2.0, gt=0, le=30)
 
+    # --- WebRTC (browser calls) -------------------------------------------------------------------
+    webrtc_ice_addresses: str = Field(
+        "", description="Comma-separated local addresses offered as ICE host candidates; empty = every "
+                        "interface address plus 127.0.0.1 (a browser on this machine).")
+    webrtc_public_address: str = Field(
+        "", description="Public IP of a 1:1 NAT in front of this host, added as a candidate on the same ports.")
+    webrtc_ice_servers: str = Field(
+        "", description="Comma-separated stun:host:port / turn:host:port[?transport=tcp] URLs; empty = none, "
+                        "nothing is asked outside this machine.")
+    webrtc_turn_username: str = ""
+    webrtc_turn_password: SecretStr = SecretStr("")
+    webrtc_connect_timeout_s: float = Field(
+        15.0, gt=0, le=120, description="Give up a browser call whose ICE/DTLS has not connected by then.")
+
     # --- SIP trunk (original project names) ----------------------------------------------------
     sip_trunk_host: str = ""
     sip_trunk_port: int = Field(5060, ge=1, le=65535)

@@ -17,7 +17,8 @@ from parley.api.routers import agents as agents_routes, calls as calls_routes, h
 from parley.api.routers import metrics as metrics_routes, trunks as trunks_routes, webhook as webhook_routes
 from parley.api.routers import voice_pipeline as voice_routes
 from parley.api.routers import call_views as call_view_routes, ui as ui_routes
-from parley.api.runtime import Startup, open_calls
+from parley.api.routers import webrtc as webrtc_routes
+from parley.api.runtime import Startup, open_calls, open_webrtc
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
 from parley.engine.session import Engines
@@ -53,7 +54,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            for hook in [open_calls, *(startup or [])]:
+            for hook in [open_calls, *(startup or []), open_webrtc]:
                 await hook(state, stack)
             yield
 
@@ -67,7 +68,8 @@ def create_app(
     errors.install(app)
     app.include_router(health_routes.router)
     protect = [Depends(require_api_key)]
-    for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes):
+    for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes,
+                   webrtc_routes):
         app.include_router(module.router, dependencies=protect)
     app.include_router(call_view_routes.router, dependencies=protect)
     ui_routes.install(app)  # the dashboard at /ui/ (its own sign-in; public: the sign-in page and assets)

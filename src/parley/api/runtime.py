@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 from parley.api.state import ApiState
 from parley.calls import CallsService
@@ -68,3 +69,28 @@ def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
                  default_agent=gateway.settings.default_agent, dialer=dial)
 
     return hook
+
+
+async def open_webrtc(state: ApiState, stack: AsyncExitStack) -> None:
+    """Serve browser calls (WebRTC): they share the SIP gateway's live-call table and engines when one runs,
+    else use the API's own engines (`POST /api/voice-pipeline`'s)."""
+    from parley.agents import Agent
+    from parley.engine.session import Engines
+    from parley.webrtc.service import WebRtcCalls
+
+    calls = state.calls
+    if calls is None:
+        raise RuntimeError("open_webrtc needs the calls service; run it after open_calls")
+
+    async def engines(agent: Agent) -> Engines:
+        if state.gateway is not None:
+            return await state.gateway.engines(agent)
+        return await state.voice_engines.for_agent(agent)
+
+    def live_table() -> dict[str, Any] | None:
+        return state.gateway.live if state.gateway is not None else None
+
+    service = WebRtcCalls(state.settings, state.agents, calls, engines=engines, live_table=live_table)
+    service.start()
+    stack.push_async_callback(service.close)
+    state.webrtc = service

@@ -22,6 +22,7 @@ from parley.settings import Settings
 if TYPE_CHECKING:
     from parley.calls import CallsService
     from parley.telephony.gateway import Gateway
+    from parley.webrtc.service import WebRtcCalls
 
 
 @dataclass
@@ -35,6 +36,7 @@ class ApiState:
     voice_engines: VoiceEngines
     calls: CallsService | None = None
     gateway: Gateway | None = None
+    webrtc: WebRtcCalls | None = None  # browser calls; set by `runtime.open_webrtc`
     sessions: SessionStore = field(default_factory=SessionStore)  # dashboard sign-ins (api/session.py)
     sign_in_limiter: SignInLimiter = field(default_factory=SignInLimiter)
 

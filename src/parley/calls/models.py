@@ -49,6 +49,7 @@ class CallRow(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(36), unique=True, index=True)
     direction: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16), default="sip", server_default="sip", index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     agent: Mapped[str] = mapped_column(String(128), index=True)
     from_number: Mapped[str | None] = mapped_column(String(64))

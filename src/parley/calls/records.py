@@ -44,6 +44,7 @@ class Call:
     dialed_at: datetime | None
     answered_at: datetime | None
     ended_at: datetime | None
+    channel: str = "sip"  # the transport: sip (phone) or webrtc (a browser)
 
     @classmethod
     def from_row(cls, row: CallRow) -> Call:
@@ -56,7 +57,7 @@ class Call:
             attempt=row.attempt, worker=row.worker, sip_call_id=row.sip_call_id,
             recording_path=row.recording_path, end_reason=row.end_reason, created_at=row.created_at,
             updated_at=row.updated_at, dialed_at=row.dialed_at, answered_at=row.answered_at,
-            ended_at=row.ended_at,
+            ended_at=row.ended_at, channel=row.channel or "sip",
         )
 
     @property

@@ -40,6 +40,8 @@ E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 ROLES = ("agent", "caller", "system", "tool")
 #: Role names other parts use, mapped to ours (the engine says `user` for the caller).
 ROLE_ALIASES = {"user": "caller", "assistant": "agent"}
+#: The transports a call can run over (`channel` of a call record).
+CHANNELS = ("sip", "webrtc")
 
 
 class CallRequestError(ValueError):
@@ -163,11 +165,14 @@ class CallsService:
         trunk: str | None = None,
         status: str | None = None,
         sip_call_id: str | None = None,
+        channel: str = "sip",
     ) -> Call:
         """Record a call. Outbound calls start `queued` and get a dial job (due at `schedule_at`);
         inbound ones start `ringing` (or `in_progress`). Raises `CallRequestError` naming a bad field."""
         if direction not in ("outbound", "inbound"):
             raise CallRequestError("direction", "must be outbound or inbound")
+        if channel not in CHANNELS:
+            raise CallRequestError("channel", f"must be one of {', '.join(CHANNELS)}")
         agent_key = self.agent_key(agent)
         if direction == "outbound":
             to_number = normalise_e164(to_number, "to_number")
@@ -187,7 +192,7 @@ class CallsService:
             "from_number": from_number, "caller_name": caller_name, "llm_prompt": llm_prompt,
             "greeting": greeting, "variables": dict(variables or {}), "meta": dict(metadata or {}),
             "schedule_at": schedule_at, "max_retries": max_retries, "retry_backoff_s": retry_backoff_s,
-            "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id,
+            "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id, "channel": channel,
         }
         call = await self.store.add_call(values)
         if call.status == CallStatus.QUEUED:

@@ -247,6 +247,7 @@ class Store:
         agent: str | None = None,
         direction: str | None = None,
         since: datetime | None = None,
+        channel: str | None = None,
         until: datetime | None = None,
         before_seq: int | None = None,
         limit: int = 50,
@@ -259,6 +260,8 @@ class Store:
             q = q.where(CallRow.agent == agent)
         if direction:
             q = q.where(CallRow.direction == direction)
+        if channel:
+            q = q.where(CallRow.channel == channel)
         if since:
             q = q.where(CallRow.created_at >= since)
         if until:

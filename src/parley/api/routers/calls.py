@@ -101,14 +101,15 @@ async def list_calls(
     status: CallStatus | None = Query(None, description="Only calls in this status."),
     agent: str | None = Query(None, description="Only calls of this agent (key)."),
     direction: Literal["inbound", "outbound"] | None = Query(None),
+    channel: Literal["sip", "webrtc"] | None = Query(None, description="Only calls over this transport."),
     since: datetime | None = Query(None, description="Created at or after (ISO 8601)."),
     until: datetime | None = Query(None, description="Created before (ISO 8601)."),
     cursor: str | None = Query(None, description="`next_cursor` of the previous page."),
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
     calls, next_seq = await service.list_calls(
-        status=status.value if status else None, agent=agent, direction=direction, since=since, until=until,
-        before_seq=_parse_cursor(cursor) if cursor else None, limit=limit)
+        status=status.value if status else None, agent=agent, direction=direction, channel=channel, since=since,
+        until=until, before_seq=_parse_cursor(cursor) if cursor else None, limit=limit)
     return {"calls": [c.to_dict() for c in calls], "next_cursor": _cursor(next_seq)}
 
 
