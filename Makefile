@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test typecheck install system-deps services clean
+.PHONY: run test typecheck install system-deps services clean cluster
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ install: $(STAMP)
 ## make run: install, then run the main job on offline defaults.
 run: install
 	$(BIN)/parley up
+
+## make cluster: Kamailio + NUM_WORKERS (2) workers + the API as processes under honcho (docs/deploy.md);
+## needs DATABASE_URL and REDIS_URL; honours SIP_PORT, API_PORT, API_KEYS, DATA_DIR.
+cluster: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash deploy/cluster.sh
 
 ## make test: install test needs (Debian packages when root), start Redis/PostgreSQL if needed, type-check
 ## src/ with mypy (settings in pyproject.toml), run pytest (the import-layering check is tests/test_layering.py).

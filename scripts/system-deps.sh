@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite drives as real peers and speech sources.
 set -euo pipefail
-PACKAGES=(sip-tester baresip kamailio espeak-ng sox chromium)
+PACKAGES=(sip-tester baresip kamailio espeak-ng sox chromium docker-compose)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -57,6 +57,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[n
         agents_dir=ROOT / "agents",
         prompts_dir=ROOT / "prompts",
         api_keys="test-key",  # type: ignore[arg-type]
+        webhook_allow_loopback=True,  # test receivers listen on 127.0.0.1 (tests/hardening checks the default)
     )
 
 

@@ -26,8 +26,10 @@ ALLOWED: dict[str, set[str]] = {
     "calls": {"engine", "agents", "providers", "media"},
     "telephony": {"calls", "engine", "agents", "providers", "media", "sip"},
     "webrtc": {"calls", "telephony", "engine", "agents", "providers", "media"},
-    "api": {"calls", "telephony", "engine", "agents", "providers", "media", "sip", "tasks", "webrtc"},
-    "cli": {"api", "calls", "telephony", "engine", "agents", "providers", "media", "sip", "tasks", "webrtc"},
+    "campaigns": {"calls", "engine", "agents", "providers", "media"},
+    "api": {"calls", "telephony", "engine", "agents", "providers", "media", "sip", "tasks", "webrtc", "campaigns"},
+    "cli": {"api", "calls", "telephony", "engine", "agents", "providers", "media", "sip", "tasks", "webrtc",
+            "campaigns"},
 }
 BASE_ALLOWED: dict[str, set[str]] = {"settings": {"logging"}, "logging": set(), "support": {"logging"}}
 

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # --- storage and queue -------------------------------------------------------------------
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in DATA_DIR.")
     redis_url: str = Field("", description="redis://host:port/db; empty = in-process queue.")
+    redis_prefix: str = Field("parley:", description="Prefix of every Redis key (queue, workers, slots).")
+    db_pool_size: int = Field(10, ge=1, le=500, description="PostgreSQL connections per process (up to three times "
+                              "as many on bursts): keep (workers + APIs) x 3 x this under max_connections.")
 
     # --- API ---------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
@@ -41,12 +44,24 @@ class Settings(BaseSettings):
     public_url: str = Field("", description="Base URL the API is reachable at from outside (webhooks, docs).")
     webhook_url: str = Field("", description="Global webhook receiving call events.")
     webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC-SHA256 key signing webhooks.")
+    webhook_allowed_hosts: str = Field(
+        "", description="Hosts, addresses or CIDRs webhooks/HTTP tools may reach although not public (SSRF guard)."
+    )
+    webhook_allow_loopback: bool = Field(False, description="Development only: let webhooks reach 127.0.0.1/::1.")
 
     # --- SIP ---------------------------------------------------------------------------------
     sip_host: str = Field("127.0.0.1", description="Address the SIP endpoint binds to.")
     sip_port: int = Field(5060, ge=1, le=65535)
     sip_transport: Literal["udp", "tcp", "both"] = "both"
     sip_public_host: str = Field("", description="Address written into Contact/SDP when behind NAT.")
+    sip_server_header: str = Field("", description="Server header on SIP responses; empty = none (no fingerprint).")
+    sip_user_agent: str = Field("Parley/0.1", description="User-Agent on SIP requests we send; empty = none.")
+    sip_rate_limit: float = Field(200.0, ge=0, description="SIP messages/s per source IP (burst 2x); 0 = off.")
+    sip_invites_per_source: int = Field(50, ge=0, description="Unanswered INVITEs per source IP.")
+    sip_tcp_max_connections: int = Field(1024, ge=0, description="Accepted SIP TCP connections (32 per source).")
+    sip_tcp_idle_timeout_s: float = Field(120.0, ge=0, description="Close a SIP TCP connection idle this long before its first message.")
+    sip_trusted_sources: str = Field("", description="Comma-separated IPs or CIDRs (e.g. your proxy) exempt from "
+                                     "SIP limits, their Via honoured.")
     rtp_port_min: int = Field(20000, ge=1024, le=65535)
     rtp_port_max: int = Field(30000, ge=1024, le=65535)
 
@@ -81,6 +96,16 @@ class Settings(BaseSettings):
     num_agents: int = Field(4, ge=1, description="Concurrent conversations per worker (original name).")
     max_calls_per_second: float = Field(10.0, gt=0)
 
+    # --- scale-out (docs/deploy.md) ---------------------------------------------------------------
+    max_concurrent_calls: int = Field(
+        0, ge=0, description="Calls at once across every worker (Redis-wide); 0 = only NUM_AGENTS per worker.")
+    worker_id: str = Field("", description="This worker's name in the registry; empty = host:pid.")
+    worker_lease_s: float = Field(10.0, gt=0, le=600, description="A silent worker is lost after this long.")
+    worker_heartbeat_s: float = Field(2.0, gt=0, le=60, description="How often a worker renews its lease.")
+    drain_timeout_s: float = Field(60.0, ge=0, description="On SIGTERM, wait this long for live calls to end.")
+    worker_health_port: int = Field(0, ge=0, le=65535,
+                                    description="`parley worker` side port for /health and /metrics; 0 = none.")
+
     # --- Azure Speech / Azure OpenAI / OpenAI-compatible ----------------------------------------
     azure_speech_key: SecretStr = SecretStr("")
     azure_speech_region: str = ""
@@ -95,6 +120,12 @@ class Settings(BaseSettings):
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")
     twilio_phone_number: str = ""
+    twilio_public_url: str = Field(
+        "", description="Base URL Twilio reaches Parley at (https://…); empty = PUBLIC_URL, else proxy headers.")
+    twilio_api_base_url: str = Field("", description="Twilio REST base URL override (a regional proxy, tests).")
+    twilio_trunk_name: str = Field("parley", description="Friendly name of the Elastic SIP trunk we manage.")
+    twilio_stream_token_ttl_s: float = Field(60.0, gt=0, le=3600,
+                                             description="How long a Media Streams token stays usable.")
     livekit_url: str = ""
     livekit_api_key: str = ""
     livekit_api_secret: SecretStr = SecretStr("")
@@ -108,6 +139,19 @@ class Settings(BaseSettings):
     # --- logging -------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+
+    @field_validator("sip_trusted_sources")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (v.strip() for v in value.split(",")):
+            if item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

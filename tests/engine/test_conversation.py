@@ -311,7 +311,8 @@ class _SlotsHandler(BaseHTTPRequestHandler):
         pass
 
 
-async def test_http_tool_result_is_fed_back_to_the_llm() -> None:
+async def test_http_tool_result_is_fed_back_to_the_llm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_ALLOW_LOOPBACK", "true")  # the tool's server is on 127.0.0.1
     server = ThreadingHTTPServer(("127.0.0.1", 0), _SlotsHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

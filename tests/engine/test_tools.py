@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
+import pytest
 
 from parley.engine.file_channel import FileChannel
 from parley.engine.tools import ToolBox, ToolContext
@@ -83,7 +84,8 @@ class _Echo(BaseHTTPRequestHandler):
         pass
 
 
-async def test_http_tool_is_found_by_its_name_and_returns_the_body() -> None:
+async def test_http_tool_is_found_by_its_name_and_returns_the_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_ALLOW_LOOPBACK", "true")  # the tool's server is on 127.0.0.1
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -80,9 +80,13 @@ async def test_unknown_agent_and_route_are_json_404(client: httpx.AsyncClient) -
 async def test_only_public_routes_skip_auth(app) -> None:  # type: ignore[no-untyped-def]
     """Every route except /health and the docs answers 401 without a key."""
     public = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+              "/livekit/webhook",  # LiveKit signs its webhooks (JWT with the body's hash): 401 when unsigned
               "/", "/ui",  # redirects to /ui/: no data
               "/ui/sign-in"}  # the dashboard's sign-in form and its POST: how a browser gets a session
     # (the dashboard's code and styles, /ui/static/*, are a mount without methods: public, and hold no data)
+    # Twilio cannot send X-API-Key: its webhooks are authenticated by X-Twilio-Signature (403 without),
+    # its Media Streams WebSocket by the single-use token of our signed TwiML (tests/twilio).
+    public |= {"/twilio/voice", "/twilio/status", "/twilio/stream"}
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://parley") as c:
         walked = 0

@@ -265,6 +265,46 @@ class IntentSpec(_Strict):
         return self
 
 
+class AmdSpec(_Strict):
+    """Answering-machine detection on outbound calls, before the agent greets (`engine/amd.py`)."""
+
+    enabled: bool = False
+    action: Literal["hangup", "leave_message", "continue"] = Field(
+        "hangup", description="On a machine: hang up, leave `message` after the beep, or talk as usual.")
+    message: str | None = Field(None, description="leave_message: what to say ({{ variables }} filled in); "
+                                                  "default the outbound greeting.")
+    max_ms: int = Field(5000, ge=1000, le=30000, description="Decide within this much of the callee's audio.")
+    greeting_max_ms: int = Field(2400, ge=800, le=10000, description="A longer unbroken greeting is a machine.")
+    after_greeting_ms: int = Field(800, ge=200, le=5000, description="Silence after a short greeting: a person.")
+    beep_wait_ms: int = Field(20000, ge=1000, le=60000, description="leave_message: wait this long for the beep.")
+
+
+class AnalysisSpec(_Strict):
+    """Post-call analysis, run by the agent's LLM after the call (`calls/analysis.py`)."""
+
+    summary_prompt: str = Field("Summarise the call in two sentences.", max_length=4000)
+    data_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}},
+                                        alias="schema", description="JSON schema of the structured data.")
+    success_rubric: str | None = Field(None, max_length=4000, description="What makes the call a success.")
+    success_intents: list[str] = Field(default_factory=list, description="scripted LLM: intents that mean success.")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("data_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as exc:
+            raise ValueError(f"schema is not a valid JSON schema: {exc.message}") from None
+        if value.get("type") != "object":
+            raise ValueError("schema must have type: object")
+        return value
+
+
 class AgentSpec(_Strict):
     """A voice agent, as written in `agents/NAME.yaml`."""
 
@@ -290,6 +330,8 @@ class AgentSpec(_Strict):
     webhook_url: str | None = None
     max_concurrent_calls: int | None = Field(None, ge=1)
     retry: dict[str, Any] = Field(default_factory=dict, description="Outbound retry policy overrides.")
+    amd: AmdSpec = Field(default_factory=AmdSpec, description="Answering-machine detection (outbound).")
+    analysis: AnalysisSpec | None = Field(None, description="Post-call analysis: summary, data, success.")
 
     @field_validator("greeting", mode="before")
     @classmethod

@@ -12,13 +12,19 @@ from parley.agents import AgentRegistry
 from parley.api import errors
 from parley.api.auth import KeyRing
 from parley.api.deps import require_api_key
+from parley.api.guard import RequestGuard
+from parley.api.openapi import describe_agents
 from parley.api.health import HealthCheck, HealthRegistry
 from parley.api.routers import agents as agents_routes, calls as calls_routes, health as health_routes
 from parley.api.routers import metrics as metrics_routes, trunks as trunks_routes, webhook as webhook_routes
 from parley.api.routers import voice_pipeline as voice_routes
-from parley.api.routers import call_views as call_view_routes, ui as ui_routes
+from parley.api.routers import livekit as livekit_routes
+from parley.api.routers import twilio as twilio_routes
 from parley.api.routers import webrtc as webrtc_routes
-from parley.api.runtime import Startup, open_calls, open_webrtc
+from parley.api.routers import call_views as call_view_routes, ui as ui_routes
+from parley.api.runtime import Startup, open_calls, open_livekit, open_webrtc
+from parley.api.twilio_runtime import open_twilio
+from parley.api.routers import campaigns as campaigns_routes
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
 from parley.engine.session import Engines
@@ -54,7 +60,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            for hook in [open_calls, *(startup or []), open_webrtc]:
+            for hook in [open_calls, open_livekit, *(startup or []), open_twilio, open_webrtc]:
                 await hook(state, stack)
             yield
 
@@ -67,12 +73,20 @@ def create_app(
     state.attach(app)
     errors.install(app)
     app.include_router(health_routes.router)
+    app.include_router(livekit_routes.router)  # public: LiveKit's signature authenticates it
+    app.include_router(twilio_routes.router)  # public: Twilio's signature / stream token instead of X-API-Key
     protect = [Depends(require_api_key)]
     for module in (agents_routes, calls_routes, webhook_routes, metrics_routes, voice_routes, trunks_routes,
                    webrtc_routes):
-        app.include_router(module.router, dependencies=protect)
-    app.include_router(call_view_routes.router, dependencies=protect)
+        app.include_router(module.router, dependencies=protect, responses=errors.error_responses(401))
+    app.include_router(call_view_routes.router, dependencies=protect, responses=errors.error_responses(401))
+    app.include_router(campaigns_routes.router, dependencies=protect, responses=errors.error_responses(401))
     ui_routes.install(app)  # the dashboard at /ui/ (its own sign-in; public: the sign-in page and assets)
+    # Keys before bodies, and every body capped (api/guard.py); the voice upload keeps its audio cap.
+    app.add_middleware(RequestGuard, fastapi_app=app, keyring=state.keyring, marker=require_api_key,
+                       sessions=state.sessions,
+                       caps={"/api/voice-pipeline": voice_routes.MAX_BYTES + 1024 * 1024})
+    describe_agents(app, registry)  # the OpenAPI `agent` fields list the loaded agents
     return app
 
 

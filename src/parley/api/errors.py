@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from parley.logging import get_logger
@@ -28,6 +30,47 @@ class ApiError(Exception):
 def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
     """The JSON error body."""
     return {"error": code, "message": message, "details": details or []}
+
+
+class ErrorDetail(BaseModel):
+    """One problem with a request: the field it is about and what is wrong."""
+
+    field: str | None = None
+    message: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: str = Field(description="Machine-readable code, e.g. not_found, validation_error, unauthorized.")
+    message: str = Field(description="What went wrong, in words.")
+    details: list[ErrorDetail] = Field(default_factory=list, description="Per-field problems (may be empty).")
+
+
+_MEANING = {
+    400: "The body could not be parsed, or the input is unusable (the message says why).",
+    401: "Missing or invalid X-API-Key.",
+    404: "The resource (or one the request names) does not exist.",
+    409: "The resource is in a state that does not allow this.",
+    413: "The request body is larger than this route accepts.",
+    422: "Invalid input; `details` names each field.",
+    503: "A part this route needs is not running.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` declaring these error statuses with the `ErrorBody` shape."""
+    return {s: {"model": ErrorBody, "description": _MEANING.get(s, "Error.")} for s in statuses}
+
+
+def allowed_methods(app: Any, path: str) -> list[str]:
+    """Every method some route of `app` serves at `path` (for a correct `Allow` header on 405)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and route.methods and regex.match(path):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -53,9 +96,13 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body("validation_error", message, details), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first matching route's methods (PUT for PUT+DELETE on one path).
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -8,13 +8,17 @@ service running.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 from parley.api.state import ApiState
 from parley.calls import CallsService
+from parley.calls.dialer import PlaceCall
 from parley.logging import get_logger
+from parley.settings import Settings
 
 log = get_logger(__name__)
 
@@ -23,10 +27,28 @@ Startup = Callable[[ApiState, AsyncExitStack], Awaitable[None]]
 
 
 async def open_calls(state: ApiState, stack: AsyncExitStack) -> None:
-    """Open the calls service (migrations, queue, webhook sender); health: db, queue, and redis if used."""
+    """Open the calls service (migrations, queue, webhook sender); health: db, queue, and redis if used
+    (then also the workers' registry and the reaper of lost workers)."""
+    await _open_calls(state, stack, migrate=True, schema_wait_s=0.0)
+
+
+def open_calls_with(*, migrate: bool, schema_wait_s: float = 120.0) -> Startup:
+    """`open_calls` for a worker: without `migrate` it waits up to `schema_wait_s` for the API to migrate."""
+
+    async def hook(state: ApiState, stack: AsyncExitStack) -> None:
+        await _open_calls(state, stack, migrate=migrate, schema_wait_s=schema_wait_s)
+
+    return hook
+
+
+async def _open_calls(state: ApiState, stack: AsyncExitStack, *, migrate: bool, schema_wait_s: float) -> None:
     from parley.calls.queue.redis import RedisQueue
 
-    service = await CallsService.open(state.settings, agents=state.agents)
+    if not migrate:
+        from parley.calls.db import wait_for_schema
+
+        await wait_for_schema(state.settings.effective_database_url, schema_wait_s)
+    service = await CallsService.open(state.settings, agents=state.agents, migrate=migrate)
     stack.push_async_callback(service.close)
     state.calls = service
     state.health.add("db", service.health_db)
@@ -38,6 +60,46 @@ async def open_calls(state: ApiState, stack: AsyncExitStack) -> None:
             return "ok"
 
         state.health.add("redis", redis_check)
+        from parley.calls.cluster import Cluster, describe_workers
+
+        cluster = await Cluster.open(state.settings, service, worker_identity(state.settings))
+        stack.push_async_callback(cluster.close)
+        state.cluster = cluster
+
+        async def workers_check() -> str:
+            return describe_workers(await cluster.workers())
+
+        state.health.add("workers", workers_check)
+
+
+def worker_identity(settings: Settings) -> str:
+    """This process's worker id: WORKER_ID, else host:pid (also its queue consumer name)."""
+    from parley.calls.dialer import default_worker_id
+
+    return settings.worker_id or default_worker_id()
+
+
+async def open_livekit(state: ApiState, stack: AsyncExitStack) -> None:
+    """With LIVEKIT_URL/KEY/SECRET set: room sessions for `POST /livekit/webhook` (health: livekit)."""
+    from parley.telephony.livekit.config import LiveKitConfig, LiveKitConfigError
+    from parley.telephony.livekit.sessions import RoomSessions
+
+    s = state.settings
+    if not s.livekit_url or state.calls is None:
+        return
+    try:
+        config = LiveKitConfig.from_settings(s)
+    except LiveKitConfigError as exc:
+        log.warning("LiveKit rooms are off", reason=str(exc))
+        return
+    sessions = RoomSessions(s, state.agents, state.calls, config)
+    stack.push_async_callback(sessions.close)
+    state.livekit = sessions
+
+    async def livekit_check() -> str:
+        return f"{config.http_url}, {len(sessions.live)} room session(s)"
+
+    state.health.add("livekit", livekit_check)
 
 
 def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
@@ -49,12 +111,38 @@ def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
         calls = state.calls
         if calls is None:
             raise RuntimeError("gateway_startup needs the calls service; run it after open_calls")
-        gateway = Gateway(state.settings, state.agents, calls)
+        from parley.calls.slots import CallSlots
+        from parley.calls.workers import WorkerInfo
+
+        settings = state.settings
+        cluster = state.cluster
+        worker_id = worker_identity(settings)
+        slots = CallSlots(settings.num_agents, shared=cluster.slots if cluster else None)
+        gateway = Gateway(settings, state.agents, calls, slots=slots, worker_id=worker_id,
+                          cluster=cluster is not None)
         if warm:
             await gateway.warm()
         await gateway.start()
+        if cluster is not None:
+            stack.push_async_callback(cluster.leave)  # after the gateway closed: out of the registry
         stack.push_async_callback(gateway.close)
         state.gateway = gateway
+        if state.livekit is not None:
+            state.livekit.use_engines(gateway.engines)  # one set of models for SIP calls and LiveKit rooms
+        if cluster is not None:
+            sip_host = settings.sip_public_host or settings.sip_host
+            if sip_host in ("0.0.0.0", "", "::"):  # bound to every address: register the one peers reach
+                sip_host = await asyncio.to_thread(_own_address)
+            if state.health_url.startswith("http://0.0.0.0:"):
+                state.health_url = state.health_url.replace("0.0.0.0", sip_host, 1)
+
+            def card() -> WorkerInfo:
+                return WorkerInfo(id=worker_id, sip=f"{sip_host}:{gateway.endpoint.port}",
+                                  capacity=settings.num_agents, live=len(gateway.live),
+                                  state="draining" if gateway.draining else "running",
+                                  health_url=state.health_url)
+
+            await cluster.join(card)
 
         async def sip_check() -> str:
             total, _ = gateway.active_counts()
@@ -62,9 +150,32 @@ def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
 
         state.health.add("sip", sip_check)
         if dial:
-            dialer = await calls.start_dialer(gateway.place_call, limits=gateway.dialer_limits(),
-                                              trunk_of=gateway.trunk_of)
+            place: PlaceCall = gateway.place_call
+            if state.livekit is not None:  # `livekit:<trunk>` calls go out through LiveKit SIP
+                from parley.telephony.livekit.outbound import LiveKitDialer
+
+                place = LiveKitDialer(state.livekit).routed(gateway.place_call)
+            dialer = await calls.start_dialer(place, limits=gateway.dialer_limits(),
+                                              trunk_of=gateway.trunk_of, worker_id=worker_id,
+                                              admit=gateway.admit_outbound, release_slot=gateway.release_outbound)
             stack.push_async_callback(dialer.stop)  # before the gateway closes: no new calls meanwhile
+            from parley.campaigns.runner import CampaignRunner
+
+            runner = CampaignRunner(calls)
+            await runner.start()
+            stack.push_async_callback(runner.stop)  # before the dialer stops: no new campaign calls meanwhile
+            state.campaigns = runner
+
+        async def drain() -> None:
+            """First on shutdown (SIGTERM): no new calls, the registry says draining, live calls finish."""
+            gateway.draining = True
+            if cluster is not None:
+                await cluster.announce()
+            left = await gateway.drain(settings.drain_timeout_s)
+            if left:
+                log.warning("drain timeout: hanging up live calls", live=left)
+
+        stack.push_async_callback(drain)
         log.info("phone side ready", sip=f"{gateway.settings.sip_host}:{gateway.endpoint.port}",
                  default_agent=gateway.settings.default_agent, dialer=dial)
 
@@ -94,3 +205,9 @@ async def open_webrtc(state: ApiState, stack: AsyncExitStack) -> None:
     service.start()
     stack.push_async_callback(service.close)
     state.webrtc = service
+def _own_address() -> str:
+    """This host's address as its peers see it (a container's IP), for the registry card."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"

@@ -21,7 +21,11 @@ from parley.settings import Settings
 
 if TYPE_CHECKING:
     from parley.calls import CallsService
+    from parley.campaigns.runner import CampaignRunner
+    from parley.calls.cluster import Cluster
     from parley.telephony.gateway import Gateway
+    from parley.telephony.livekit.sessions import RoomSessions
+    from parley.telephony.twilio.bridge import TwilioBridge
     from parley.webrtc.service import WebRtcCalls
 
 
@@ -36,9 +40,17 @@ class ApiState:
     voice_engines: VoiceEngines
     calls: CallsService | None = None
     gateway: Gateway | None = None
+    livekit: RoomSessions | None = None  # LiveKit room sessions, when LIVEKIT_URL/KEY/SECRET are set
+    twilio: TwilioBridge | None = None
     webrtc: WebRtcCalls | None = None  # browser calls; set by `runtime.open_webrtc`
     sessions: SessionStore = field(default_factory=SessionStore)  # dashboard sign-ins (api/session.py)
     sign_in_limiter: SignInLimiter = field(default_factory=SignInLimiter)
+    #: The campaign runner, where this process dials (`parley up`).
+    campaigns: CampaignRunner | None = None
+    #: Set when REDIS_URL is: the workers' registry, the reaper and the cluster-wide slots.
+    cluster: Cluster | None = None
+    #: Where this process's /health answers (a worker's side port), written on its registry card.
+    health_url: str = ""
 
     def attach(self, app: FastAPI) -> None:
         """Make this the state of `app`."""

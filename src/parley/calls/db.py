@@ -8,6 +8,7 @@ migrations run on a connection of that engine and therefore inside that schema.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shlex
 from pathlib import Path
@@ -52,7 +53,7 @@ def normalise_url(url: str) -> tuple[str, dict[str, Any]]:
     return u.render_as_string(hide_password=False), connect_args
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine. SQLite gets one pooled connection, WAL and `BEGIN IMMEDIATE` transactions, so
     writers queue instead of failing with 'database is locked'."""
     real, connect_args = normalise_url(url)
@@ -78,8 +79,8 @@ def create_engine(url: str) -> AsyncEngine:
 
         return engine
     # many calls write small transactions at once: a bigger pool, and waiting beats failing
-    return create_async_engine(real, connect_args=connect_args, pool_pre_ping=True, pool_size=10,
-                               max_overflow=20, pool_timeout=120)
+    return create_async_engine(real, connect_args=connect_args, pool_pre_ping=True, pool_size=pool_size,
+                               max_overflow=2 * pool_size, pool_timeout=120)
 
 
 def alembic_config() -> Config:
@@ -115,3 +116,27 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 def head_revision() -> str | None:
     """The newest packaged revision."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def wait_for_schema(calls_store_url: str, timeout_s: float) -> None:
+    """Wait until the database is migrated to the packaged head (the API migrates); RuntimeError after
+    `timeout_s` naming both revisions."""
+    engine = create_engine(calls_store_url)
+    head = head_revision()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    current: str | None = None
+    try:
+        while True:
+            try:
+                current = await current_revision(engine)
+            except Exception:  # noqa: BLE001 - not reachable / not created yet: keep waiting
+                current = None
+            if current == head:
+                return
+            if loop.time() >= deadline:
+                raise RuntimeError(f"the database is at revision {current or 'none'}, this worker needs {head}: "
+                                   "start `parley api` (it migrates) or run `parley db upgrade`")
+            await asyncio.sleep(0.5)
+    finally:
+        await engine.dispose()

@@ -53,6 +53,12 @@ class PlaceCall(Protocol):
 OnEnded = Callable[[Call], Awaitable[None]]
 
 
+#: Asked before a call is dialed: reserve its slots (cluster-wide caps and rate); None = go, else why not.
+Admit = Callable[[Call], Awaitable[str | None]]
+
+#: Frees what `Admit` reserved (idempotent).
+ReleaseSlot = Callable[[Call], Awaitable[None]]
+
 #: An agent's settings by name, None when there is no such agent.
 AgentSpecs = Callable[[str], "AgentSpec | None"]
 
@@ -119,6 +125,8 @@ class Dialer:
         sweep_s: float = 30.0,
         max_parked: int | None = None,
         trunk_of: Callable[[Call], str | None] | None = None,
+        admit: Admit | None = None,
+        release_slot: ReleaseSlot | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -138,6 +146,10 @@ class Dialer:
         #: chooses (e.g. its default outbound trunk for calls that name none).
         self.trunk_of: Callable[[Call], str | None] = trunk_of or (lambda call: call.trunk)
         self._trunk_by_call: dict[str, str | None] = {}
+        #: The transport's slot reservation (the gateway's `admit_outbound` / `release_outbound`): caps
+        #: shared with inbound calls and other workers. A refusal parks the job until a slot frees.
+        self.admit = admit
+        self.release_slot = release_slot
         self.active: dict[str, asyncio.Task[None]] = {}
         self._by_trunk: dict[str, int] = {}
         self._by_agent: dict[str, int] = {}
@@ -219,6 +231,11 @@ class Dialer:
         metrics.DIALER_ACTIVE.set(len(self.active))
 
     async def _release(self, call: Call) -> None:
+        if self.release_slot is not None:
+            try:
+                await self.release_slot(call)
+            except Exception:
+                log.exception("releasing the call's slot failed", call_id=call.id)
         self.active.pop(call.id, None)
         self._by_agent[call.agent] -= 1
         trunk = self._trunk_by_call.pop(call.id, None)
@@ -271,11 +288,20 @@ class Dialer:
         trunk = self.trunk_of(call)
         if trunk in self.trunk_pacers:
             await self.trunk_pacers[trunk].wait()
+        if self.admit is not None:
+            why = await self.admit(call)
+            if why is not None:
+                log.debug("no slot for the call yet; job kept", call_id=call.id, why=why)
+                self._parked.append((job, call))
+                await asyncio.sleep(self.poll_s)
+                return
         try:
             call = await self.store.transition(
                 call.id, CallStatus.DIALING, expect_attempt=job.attempt, updates={"worker": self.worker_id},
                 data={"attempt": job.attempt, "worker": self.worker_id})
         except (IllegalTransition, KeyError):
+            if self.release_slot is not None:
+                await self.release_slot(call)
             await self.queue.ack(job)  # someone else dialed it, or it was canceled
             return
         await self.queue.ack(job)

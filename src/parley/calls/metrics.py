@@ -26,6 +26,25 @@ WEBHOOK_DELIVERIES = Counter("parley_webhook_deliveries_total",
                              ["result"], registry=REGISTRY)
 WEBHOOK_PENDING = Gauge("parley_webhook_pending", "Webhook events waiting in the outbox.", registry=REGISTRY)
 
+SIP_UNACKED = Counter("parley_sip_unacked_total",
+                      "Inbound calls answered 200 OK whose ACK never came (slot freed at Timer H).",
+                      registry=REGISTRY)
+WORKERS = Gauge("parley_workers", "Workers in the registry by state (running, draining).", ["state"],
+                registry=REGISTRY)
+WORKER_LIVE_CALLS = Gauge("parley_worker_live_calls", "Live calls per worker, from the registry.", ["worker"],
+                          registry=REGISTRY)
+WORKERS_LOST = Counter("parley_workers_lost_total", "Workers whose lease expired (their calls closed "
+                       "worker_lost).", registry=REGISTRY)
+
+CALL_SETUP = Histogram("parley_call_setup_seconds", "Inbound: INVITE received to 200 OK sent.",
+                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=REGISTRY)
+RTP_SENT = Counter("parley_rtp_packets_sent_total", "RTP packets sent (counted when a call ends).",
+                   registry=REGISTRY)
+RTP_LATE = Counter("parley_rtp_late_sends_total", "RTP packets sent over half a ptime after their slot "
+                   "(counted when a call ends).", registry=REGISTRY)
+RTP_JITTER_DROPS = Counter("parley_rtp_jitter_drops_total", "Packets the jitter buffer dropped as too late "
+                           "(counted when a call ends).", registry=REGISTRY)
+
 _BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 TURN_LATENCY = Histogram("parley_turn_latency_seconds",
                          "Per-turn latency: seconds from the end of the caller's turn to each step (see observe_turn).", ["stage"],

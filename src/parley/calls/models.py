@@ -67,6 +67,7 @@ class CallRow(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     worker: Mapped[str | None] = mapped_column(String(128))
     sip_call_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    external_id: Mapped[str | None] = mapped_column(String(64), index=True)  # the carrier's id (Twilio CallSid)
     recording_path: Mapped[str | None] = mapped_column(Text)
     end_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -45,6 +45,7 @@ class Call:
     answered_at: datetime | None
     ended_at: datetime | None
     channel: str = "sip"  # the transport: sip (phone) or webrtc (a browser)
+    external_id: str | None = None  # the carrier's id (Twilio's CallSid)
 
     @classmethod
     def from_row(cls, row: CallRow) -> Call:
@@ -57,7 +58,7 @@ class Call:
             attempt=row.attempt, worker=row.worker, sip_call_id=row.sip_call_id,
             recording_path=row.recording_path, end_reason=row.end_reason, created_at=row.created_at,
             updated_at=row.updated_at, dialed_at=row.dialed_at, answered_at=row.answered_at,
-            ended_at=row.ended_at, channel=row.channel or "sip",
+            ended_at=row.ended_at, channel=row.channel or "sip", external_id=row.external_id,
         )
 
     @property
@@ -68,9 +69,9 @@ class Call:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view (timestamps as ISO 8601, the internal `worker` and file path left out)."""
+        """JSON-ready view (timestamps as ISO 8601, the file path left out; `worker` names the worker
+        that ran the call)."""
         out = asdict(self)
-        out.pop("worker")
         out.pop("recording_path")
         out["has_recording"] = bool(self.recording_path)
         out["duration_s"] = self.duration_s
@@ -115,12 +116,14 @@ class CallEvent:
 
 @dataclass(frozen=True)
 class CallDetail:
-    """A call with its timeline and transcript."""
+    """A call with its timeline, transcript and webhook deliveries (event, status, attempts, last error:
+    a refused or failing webhook shows here)."""
 
     call: Call
     timeline: list[CallEvent]
     transcript: list[TranscriptEntry]
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.call.to_dict(), "timeline": [e.to_dict() for e in self.timeline],
-                "transcript": [t.to_dict() for t in self.transcript]}
+                "transcript": [t.to_dict() for t in self.transcript], "webhooks": self.webhooks}

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from parley.calls import export, metrics
+from parley.calls import db, export, metrics
 from parley.calls.dialer import Dialer, DialerLimits, PlaceCall
 from parley.calls.outcomes import DialOutcome, Finish, RetryPolicy, settle
 from parley.calls.queue import CallQueue, make_queue
@@ -28,6 +28,8 @@ from parley.calls.store import CallNotFound, Store
 from parley.calls.webhook_sender import WebhookSender
 from parley.calls.webhooks import RetryTiming
 from parley.logging import get_logger
+from parley.support.egress import EgressPolicy
+from parley.support.taskset import TaskSet
 
 if TYPE_CHECKING:
     from parley.agents import AgentRegistry
@@ -36,12 +38,12 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")  # ASCII digits only (\d takes any Unicode digit)
 ROLES = ("agent", "caller", "system", "tool")
 #: Role names other parts use, mapped to ours (the engine says `user` for the caller).
 ROLE_ALIASES = {"user": "caller", "assistant": "agent"}
 #: The transports a call can run over (`channel` of a call record).
-CHANNELS = ("sip", "webrtc")
+CHANNELS = ("sip", "webrtc", "twilio", "livekit")
 
 
 class CallRequestError(ValueError):
@@ -73,6 +75,8 @@ class CallsService:
         self.webhooks = webhooks
         self.dialer: Dialer | None = None
         self._cancel_listeners: list[Callable[[str], None]] = []
+        self._analysis = TaskSet("calls-analysis")
+        self._llms: dict[str, Any] = {}
         store.webhook_url_for = self.webhook_url_for
         store.on_outbox = self.wake_webhooks
 
@@ -91,20 +95,21 @@ class CallsService:
     ) -> CallsService:
         """Connect the store (migrating it), the queue (Redis when `REDIS_URL` is set) and start the
         webhook sender."""
-        store = store or Store.from_url(settings.effective_database_url)
+        store = store or Store(db.create_engine(settings.effective_database_url, pool_size=settings.db_pool_size))
         if migrate:
             await store.upgrade()
-        queue = queue or make_queue(settings, store)
+        queue = queue or make_queue(settings, store, consumer=settings.worker_id or None)
         await queue.start()
         sender = None
         if send_webhooks:
             sender = WebhookSender(store, settings.webhook_secret.get_secret_value(), timing=webhook_timing,
-                                   poll_s=webhook_poll_s)
+                                   poll_s=webhook_poll_s, policy=EgressPolicy.of(settings))
             await sender.start()
         return cls(settings, store, queue, agents=agents, webhooks=sender)
 
     async def close(self) -> None:
         """Stop the dialer (live calls are hung up), the webhook sender, the queue and the store."""
+        await self._analysis.cancel_all()
         if self.dialer is not None:
             self.remove_cancel_listener(self.dialer.cancel_live)
             await self.dialer.stop()
@@ -166,9 +171,14 @@ class CallsService:
         status: str | None = None,
         sip_call_id: str | None = None,
         channel: str = "sip",
+        external_id: str | None = None,
+        call_id: str | None = None,
+        worker: str | None = None,
     ) -> Call:
         """Record a call. Outbound calls start `queued` and get a dial job (due at `schedule_at`);
-        inbound ones start `ringing` (or `in_progress`). Raises `CallRequestError` naming a bad field."""
+        inbound ones start `ringing` (or `in_progress`). `call_id` chooses the id (the gateway reserves
+        the call's slot under it first; a campaign claims a recipient with it before the call exists),
+        `worker` names the worker running it. Raises `CallRequestError` naming a bad field."""
         if direction not in ("outbound", "inbound"):
             raise CallRequestError("direction", "must be outbound or inbound")
         if channel not in CHANNELS:
@@ -192,8 +202,11 @@ class CallsService:
             "from_number": from_number, "caller_name": caller_name, "llm_prompt": llm_prompt,
             "greeting": greeting, "variables": dict(variables or {}), "meta": dict(metadata or {}),
             "schedule_at": schedule_at, "max_retries": max_retries, "retry_backoff_s": retry_backoff_s,
-            "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id, "channel": channel,
+            "webhook_url": webhook_url, "trunk": trunk, "sip_call_id": sip_call_id, "worker": worker,
+            "channel": channel, "external_id": external_id,
         }
+        if call_id is not None:
+            values["id"] = call_id
         call = await self.store.add_call(values)
         if call.status == CallStatus.QUEUED:
             try:
@@ -255,6 +268,19 @@ class CallsService:
         if role not in ROLES:
             raise ValueError(f"transcript role must be one of {', '.join(ROLES)}, not {role!r}")
         await self.store.add_transcript(call_id, role, text, at=at, metadata=metadata)
+
+    async def add_batch(self, call_id: str, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        """Store a burst of transcript entries and timeline events in one transaction (see
+        `Store.add_batch`); transcript roles are checked and aliased as in `add_transcript`."""
+        checked: list[tuple[str, dict[str, Any]]] = []
+        for kind, item in entries:
+            if kind == "transcript":
+                role = ROLE_ALIASES.get(item["role"], item["role"])
+                if role not in ROLES:
+                    raise ValueError(f"transcript role must be one of {', '.join(ROLES)}, not {role!r}")
+                item = {**item, "role": role}
+            checked.append((kind, item))
+        await self.store.add_batch(call_id, checked)
 
     async def add_event(self, call_id: str, type_: str, data: dict[str, Any] | None = None) -> None:
         """Append a timeline event (dtmf, transfer, tool call, interruption, inbound webhook …)."""
@@ -324,13 +350,68 @@ class CallsService:
                 continue
         return n
 
+    # --- post-call analysis -------------------------------------------------------------------------
+
+    async def analyze(self, call_id: str, *, resend: bool = False) -> dict[str, Any]:
+        """Run the agent's `analysis:` on a finished call with its LLM, store it on the call and queue the
+        signed `call.analyzed` webhook (once per call unless `resend`). `CallNotFound`; ValueError when the
+        agent has no `analysis:` or the call has not ended."""
+        from parley.calls import analysis as post_call
+        from parley.providers.factory import build_llm
+
+        detail = await self.store.get_detail(call_id)
+        if detail is None:
+            raise CallNotFound(call_id)
+        if detail.call.status not in TERMINAL:
+            raise ValueError(f"call {call_id} is {detail.call.status}; analysis runs after the call ends")
+        spec = self.agent_spec(detail.call.agent)
+        if spec is None or spec.analysis is None:
+            raise ValueError(f"agent {detail.call.agent!r} has no analysis: block")
+        llm = self._llms.get(detail.call.agent)
+        if llm is None:
+            llm = self._llms[detail.call.agent] = await asyncio.to_thread(
+                build_llm, spec.components.llm, self.settings, agent=spec)
+        result = (await post_call.analyze(detail, spec.analysis, llm)).to_dict()
+        await self.store.record_analysis(call_id, result, post_call.webhook_body, resend=resend)
+        await self._ended_file(call_id)
+        log.info("call analysed", call_id=call_id, valid=result["valid"], success=result["success"])
+        return result
+
+    def _analyze_later(self, call: Call) -> None:
+        spec = self.agent_spec(call.agent)
+        if spec is None or spec.analysis is None or call.answered_at is None:
+            return
+
+        async def run() -> None:
+            try:
+                await self.analyze(call.id)
+            except Exception:
+                log.exception("post-call analysis failed", call_id=call.id)
+
+        self._analysis.spawn(run(), name=f"analysis-{call.id}")
+    async def worker_lost(self, worker: str) -> tuple[int, int]:
+        """A worker is gone (its lease expired): close its active calls `failed` / `worker_lost` (their
+        transcripts so far stay, and go out with the webhook and the conversation file) and hand the dial
+        jobs it had taken back to the queue. Returns (calls closed, jobs handed back)."""
+        from parley.calls.workers import WORKER_LOST
+
+        closed = await self.fail_stale_calls(worker=worker, reason=WORKER_LOST)
+        jobs = await self.queue.release_consumer(worker)
+        if closed or jobs:
+            log.warning("closed the calls of a lost worker", worker=worker, calls=closed, jobs_requeued=jobs)
+        return closed, jobs
+
     async def _ended(self, call: Call) -> None:
+        self._analyze_later(call)
+        await self._ended_file(call.id)
+
+    async def _ended_file(self, call_id: str) -> None:
         try:
-            detail = await self.store.get_detail(call.id)
+            detail = await self.store.get_detail(call_id)
             if detail is not None:
                 await asyncio.to_thread(export.write_conversation, self.settings.data_dir, detail)
         except Exception:
-            log.exception("could not write the conversation file", call_id=call.id)
+            log.exception("could not write the conversation file", call_id=call_id)
 
     # --- health and metrics ---------------------------------------------------------------------------
 

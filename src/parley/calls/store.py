@@ -187,7 +187,8 @@ class Store:
 
     async def update_call(self, call_id: str, **fields: Any) -> Call:
         """Set plain fields (sip_call_id, trunk, recording_path, worker, metadata …) without a status change."""
-        allowed = {"sip_call_id", "trunk", "recording_path", "worker", "meta", "variables", "from_number"}
+        allowed = {"sip_call_id", "trunk", "recording_path", "worker", "meta", "variables", "from_number",
+                   "external_id", "channel"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
@@ -213,6 +214,24 @@ class Store:
             await self._exists(s, call_id)
             s.add(EventRow(call_id=call_id, type=type_, at=at or utcnow(), data=data or {}))
 
+    async def add_batch(self, call_id: str, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        """Append a burst of a call's transcript entries and timeline events in one transaction (the event
+        writer's batching: one round trip per burst instead of one per event). Each entry is
+        `("transcript", {role, text, at?, metadata?})` or `("event", {type, data?, at?})`, stored in order."""
+        if not entries:
+            return
+        async with self.transaction() as s:
+            await self._exists(s, call_id)
+            for kind, item in entries:
+                at = item.get("at") or utcnow()
+                if kind == "transcript":
+                    s.add(TranscriptRow(call_id=call_id, role=item["role"], text=item["text"], at=at,
+                                        meta=item.get("metadata") or {}))
+                elif kind == "event":
+                    s.add(EventRow(call_id=call_id, type=item["type"], at=at, data=item.get("data") or {}))
+                else:
+                    raise ValueError(f"unknown batch entry kind {kind!r} (transcript or event)")
+
     async def get_call(self, call_id: str) -> Call | None:
         async with self.sessions() as s:
             row = (await s.execute(select(CallRow).where(CallRow.id == call_id))).scalar_one_or_none()
@@ -225,15 +244,19 @@ class Store:
             return Call.from_row(row) if row else None
 
     async def get_detail(self, call_id: str) -> CallDetail | None:
-        """A call with timeline and transcript, or None."""
+        """A call with timeline, transcript and webhook deliveries, or None."""
         async with self.sessions() as s:
             row = (await s.execute(select(CallRow).where(CallRow.id == call_id))).scalar_one_or_none()
             if row is None:
                 return None
             events = (await s.execute(select(EventRow).where(EventRow.call_id == call_id)
                                       .order_by(EventRow.id))).scalars()
-            return CallDetail(Call.from_row(row), [CallEvent.from_row(e) for e in events],
-                              await self._transcript(s, call_id))
+            timeline = [CallEvent.from_row(e) for e in events]
+            hooks = (await s.execute(select(WebhookRow).where(WebhookRow.call_id == call_id)
+                                     .order_by(WebhookRow.id))).scalars()
+            deliveries = [{"event": h.event, "status": h.status, "attempts": h.attempts,
+                           "last_error": h.last_error} for h in hooks]
+            return CallDetail(Call.from_row(row), timeline, await self._transcript(s, call_id), deliveries)
 
     async def transcript(self, call_id: str) -> list[TranscriptEntry]:
         async with self.sessions() as s:
@@ -247,13 +270,18 @@ class Store:
         agent: str | None = None,
         direction: str | None = None,
         since: datetime | None = None,
-        channel: str | None = None,
         until: datetime | None = None,
         before_seq: int | None = None,
         limit: int = 50,
+        channel: str | None = None,
+        external_id: str | None = None,
+        campaign: str | None = None,
     ) -> tuple[list[Call], int | None]:
-        """Newest first. Returns the page and the cursor (a `seq`) of the next page, or None."""
+        """Newest first. Returns the page and the cursor (a `seq`) of the next page, or None.
+        `campaign`: only calls a campaign placed (`metadata.campaign_id`)."""
         q = select(CallRow).order_by(CallRow.seq.desc()).limit(limit + 1)
+        if campaign:
+            q = q.where(CallRow.meta["campaign_id"].as_string() == campaign)
         if status:
             q = q.where(CallRow.status == status)
         if agent:
@@ -268,6 +296,8 @@ class Store:
             q = q.where(CallRow.created_at < until)
         if before_seq is not None:
             q = q.where(CallRow.seq < before_seq)
+        if external_id:
+            q = q.where(CallRow.external_id == external_id)
         async with self.sessions() as s:
             rows = list((await s.execute(q)).scalars())
         more = len(rows) > limit
@@ -313,6 +343,35 @@ class Store:
             q = q.where(CallRow.worker == worker)
         async with self.sessions() as s:
             return [Call.from_row(r) for r in (await s.execute(q)).scalars()]
+
+    async def record_analysis(self, call_id: str, analysis: dict[str, Any],
+                              body: Callable[[CallDetail, dict[str, Any]], str], *, resend: bool = False) -> bool:
+        """Store a post-call analysis on the call (`metadata.analysis`, timeline `analysis`) and, in the same
+        transaction, queue its `call.analyzed` webhook: once per call unless `resend`. True when queued."""
+        async with self.transaction() as s:
+            row = await self._lock(s, call_id)
+            row.meta = {**(row.meta or {}), "analysis": analysis}
+            row.updated_at = utcnow()
+            s.add(EventRow(call_id=call_id, type="analysis", at=utcnow(),
+                           data={"valid": analysis.get("valid"), "success": analysis.get("success")}))
+            await s.flush()
+            call = Call.from_row(row)
+            url = self.webhook_url_for(call)
+            queued = False
+            if url:
+                sent = (await s.execute(select(WebhookRow.id).where(
+                    WebhookRow.call_id == call_id, WebhookRow.event == "call.analyzed").limit(1))).scalar_one_or_none()
+                if sent is None or resend:
+                    events = (await s.execute(select(EventRow).where(EventRow.call_id == call_id)
+                                              .order_by(EventRow.id))).scalars()
+                    detail = CallDetail(call, [CallEvent.from_row(e) for e in events],
+                                        await self._transcript(s, call_id))
+                    s.add(WebhookRow(call_id=call_id, event="call.analyzed", url=url, body=body(detail, analysis),
+                                     status="pending", attempts=0, next_attempt_at=utcnow()))
+                    queued = True
+        if queued:
+            self.on_outbox()
+        return queued
 
     # --- webhook outbox -----------------------------------------------------------------------
 

@@ -1,6 +1,9 @@
 """The webhook sender: drains the persisted outbox (`Store.claim_webhooks`), one in-flight event per call and
 the oldest first, so delivery is at least once and in order per call. A failed attempt is stored with the
 time of the next one (`RetryTiming`, exponential backoff); after `max_attempts` the event is `dead`.
+Every request obeys the egress policy (`support/egress.py`): an address the policy refuses (loopback,
+private, metadata … unless `WEBHOOK_ALLOWED_HOSTS` allows it) makes the event `dead` at once, with the
+reason as its `last_error` (shown in the call's `webhooks` in the API).
 What is sent (events, body, headers, signature) is the contract in `webhooks.py`.
 """
 
@@ -18,6 +21,8 @@ from parley.calls.models import utcnow
 from parley.calls.store import OutboxItem, Store
 from parley.calls.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, RetryTiming, sign
 from parley.logging import get_logger
+from parley.support.egress import EgressPolicy
+from parley.support.egress_http import EgressBlocked, guarded_client
 from parley.support.taskset import TaskSet
 
 log = get_logger(__name__)
@@ -27,8 +32,9 @@ class WebhookSender:
     """Drains the outbox: one in-flight event per call, the oldest first; failures back off exponentially."""
 
     def __init__(self, store: Store, secret: str = "", *, timing: RetryTiming | None = None,
-                 poll_s: float = 1.0, concurrency: int = 8) -> None:
+                 poll_s: float = 1.0, concurrency: int = 8, policy: EgressPolicy | None = None) -> None:
         self.store = store
+        self.policy = policy or EgressPolicy()
         self.secret = secret
         self.timing = timing or RetryTiming()
         self.poll_s = poll_s
@@ -42,7 +48,7 @@ class WebhookSender:
         self._wake.set()
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.timing.timeout_s, follow_redirects=False)
+        self._client = guarded_client(self.policy, timeout=self.timing.timeout_s, follow_redirects=False)
         self._tasks.spawn(self._run(), name="parley-webhooks")
 
     async def stop(self) -> None:
@@ -86,6 +92,7 @@ class WebhookSender:
         async with self._limit:
             attempt = item.attempts + 1
             body = item.body.encode()
+            refused = False
             if self._client is None:
                 raise RuntimeError("the webhook sender is not started: call start() first")
             try:
@@ -97,11 +104,13 @@ class WebhookSender:
                              attempt=attempt)
                     return
                 error = f"HTTP {r.status_code}"
+            except EgressBlocked as exc:
+                error, refused = str(exc), True
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            give_up = attempt >= self.timing.max_attempts
+            give_up = refused or attempt >= self.timing.max_attempts
             retry_at = None if give_up else utcnow() + timedelta(seconds=self.timing.backoff.delay(attempt))
             await self.store.webhook_failed(item.id, error, retry_at)
             metrics.WEBHOOK_DELIVERIES.labels(result="dead" if give_up else "failed").inc()
             log.warning("webhook delivery failed", call_id=item.call_id, webhook_event=item.event,
-                        attempt=attempt, error=error, gave_up=give_up)
+                        attempt=attempt, error=error, gave_up=give_up, refused=refused)

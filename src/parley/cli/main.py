@@ -20,6 +20,10 @@ COMMAND_MODULES = [
     "parley.cli.sip_cmd",
     "parley.cli.up_cmd", "parley.cli.trunk_cmd", "parley.cli.doctor_cmd",
     "parley.cli.talk_cmd",
+    "parley.cli.livekit_cmd",
+    "parley.cli.twilio_cmd",
+    "parley.cli.campaigns_cmd",
+    "parley.cli.worker_cmd", "parley.cli.cluster_cmd",
 ]
 
 app = typer.Typer(

@@ -2,7 +2,9 @@
 
 UAC side: `answer_challenge()` builds an Authorization/Proxy-Authorization value for a 401/407;
 `DigestRetry` is the one retry policy for a request that was challenged (INVITE, REGISTER, BYE ...).
-UAS side: `DigestChallenger` issues stateless, HMAC-signed nonces and checks answers.
+UAS side: `DigestChallenger` issues HMAC-signed nonces bound to the requester's address and
+checks answers: the nonce must be ours, fresh (else `stale=true`) and from the same address, the
+digest `uri` must be the request's, and `nc` must grow (a replayed answer is refused).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from parley.sip.errors import SipParseError
+from parley.sip.guard import BoundedDict
 from parley.sip.message import SipRequest, SipResponse
+from parley.sip.uri import SipUri
 
 _ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
@@ -140,29 +144,45 @@ class DigestRetry:
         return True
 
 
+def same_uri(digest_uri: str, request_uri: str) -> bool:
+    """The digest `uri` names the Request-URI (RFC 7616 §3.4.6): equal text, or the same scheme,
+    host and port with the same user (some clients, SIPp among them, leave the user out)."""
+    if digest_uri == request_uri:
+        return True
+    try:
+        a, b = SipUri.parse(digest_uri), SipUri.parse(request_uri)
+    except SipParseError:
+        return False
+    return (a.scheme, a.host.lower(), a.port) == (b.scheme, b.host.lower(), b.port) and a.user in (None, b.user)
+
+
 class DigestChallenger:
-    """UAS-side digest: stateless nonces signed with a per-process key, valid for `nonce_ttl` s.
+    """UAS-side digest: nonces signed with a per-process key and the requester's IP, valid for
+    `nonce_ttl` s; the highest `nc` seen per nonce is remembered (bounded) to refuse replays.
 
     One challenge per algorithm; MD5 is listed first because many deployed phones (and SIPp) answer
     only the first challenge and know only MD5. Clients that know SHA-256 may pick that one."""
 
-    def __init__(self, realm: str, algorithms: tuple[str, ...] = ("MD5", "SHA-256"), nonce_ttl: float = 300.0):
+    def __init__(self, realm: str, algorithms: tuple[str, ...] = ("MD5", "SHA-256"), nonce_ttl: float = 300.0,
+                 max_nonces: int = 20000):
         self.realm = realm
         self.algorithms = algorithms
         self.nonce_ttl = nonce_ttl
         self._key = os.urandom(16)
+        self._nc: BoundedDict[str, int] = BoundedDict(max_nonces)
 
-    def _sign(self, stamp: str) -> str:
-        return hmac.new(self._key, stamp.encode(), hashlib.sha256).hexdigest()[:24]
+    def _sign(self, stamp: str, source: str) -> str:
+        return hmac.new(self._key, f"{stamp}|{source}".encode(), hashlib.sha256).hexdigest()[:24]
 
-    def new_nonce(self) -> str:
+    def new_nonce(self, source: str = "") -> str:
+        """A nonce for a requester at IP `source` (only answers from there will be accepted)."""
         stamp = f"{time.time():.3f}"
-        return f"{stamp}.{self._sign(stamp)}"
+        return f"{stamp}.{self._sign(stamp, source)}"
 
-    def nonce_state(self, nonce: str) -> str:
-        """'ok', 'stale' (signed by us but expired) or 'bad'."""
+    def nonce_state(self, nonce: str, source: str = "") -> str:
+        """'ok', 'stale' (signed by us for `source` but expired) or 'bad' (not ours, or another source's)."""
         stamp, _, sig = nonce.rpartition(".")
-        if not stamp or not hmac.compare_digest(sig, self._sign(stamp)):
+        if not stamp or not hmac.compare_digest(sig, self._sign(stamp, source)):
             return "bad"
         try:
             age = time.time() - float(stamp)
@@ -170,8 +190,8 @@ class DigestChallenger:
             return "bad"
         return "ok" if 0 <= age <= self.nonce_ttl else "stale"
 
-    def challenges(self, stale: bool = False) -> list[str]:
-        nonce = self.new_nonce()
+    def challenges(self, stale: bool = False, source: str = "") -> list[str]:
+        nonce = self.new_nonce(source)
         extra = ", stale=true" if stale else ""
         return [
             f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={alg}, qop="auth"{extra}'
@@ -180,9 +200,12 @@ class DigestChallenger:
 
     def check(
         self, header_value: str, method: str, lookup: Callable[[str], str | None],
+        request_uri: str | None = None, source: str = "",
     ) -> tuple[str, str | None]:
-        """Check an Authorization value. Returns (verdict, username): verdict is 'ok', 'stale',
-        'missing' (not for our realm / unusable) or 'wrong' (known scheme, bad password/user)."""
+        """Check an Authorization value of a request to `request_uri` from IP `source`. Returns
+        (verdict, username): verdict is 'ok', 'stale' (expired or already used nonce: challenge
+        again with stale=true), 'missing' (not for our realm, not our nonce / unusable) or 'wrong'
+        (bad password/user, or a digest for another Request-URI)."""
         try:
             scheme, p = parse_auth_header(header_value)
         except SipParseError:
@@ -190,9 +213,12 @@ class DigestChallenger:
         if scheme.lower() != "digest" or p.get("realm") != self.realm:
             return "missing", None
         username = p.get("username", "")
-        state = self.nonce_state(p.get("nonce", ""))
+        nonce = p.get("nonce", "")
+        state = self.nonce_state(nonce, source)
         if state != "ok":
             return ("stale" if state == "stale" else "missing"), username
+        if request_uri is not None and not same_uri(p.get("uri", ""), request_uri):
+            return "wrong", username
         algorithm = p.get("algorithm", "MD5")
         if algorithm.upper().removesuffix("-SESS") not in _ALGORITHMS:
             return "missing", username
@@ -206,6 +232,17 @@ class DigestChallenger:
             algorithm, username, self.realm, password, method, p.get("uri", ""), p["nonce"],
             qop=qop, nc=p.get("nc", "00000001"), cnonce=p.get("cnonce", ""),
         )
-        if hmac.compare_digest(expected, p.get("response", "")):
-            return "ok", username
-        return "wrong", username
+        if not hmac.compare_digest(expected, p.get("response", "")):
+            return "wrong", username
+        nc_text = p.get("nc", "00000001") if qop else "00000001"
+        try:
+            nc = int(nc_text, 16) if len(nc_text) == 8 and nc_text.isascii() else -1
+        except ValueError:
+            nc = -1
+        if nc < 1:
+            return "wrong", username
+        last = self._nc.get(nonce)
+        if last is not None and nc <= last:
+            return "stale", username  # a replayed (or reordered) answer: ask for a fresh nonce
+        self._nc.put(nonce, nc)
+        return "ok", username

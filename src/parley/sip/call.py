@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,6 +20,7 @@ from parley.sip.auth import Credentials, DigestChallenger
 from parley.sip.dialog import Dialog
 from parley.sip.dtmf import DtmfError, parse_dtmf_info
 from parley.sip.errors import CallFailed, SipParseError
+from parley.sip.guard import FailureThrottle
 from parley.sip.message import Headers, SipRequest, SipResponse, make_response
 from parley.sip.sdp import Negotiated, SessionDescription, build_answer, build_offer, negotiate
 from parley.sip.transaction import T1, T2, ServerTransaction, new_tag
@@ -38,6 +40,7 @@ class CallHost(Protocol):
     """What a call needs from the user agent that owns it (`SipEndpoint` is the implementation)."""
 
     user_agent: str
+    server_header: str | None
     codecs: list[str]
 
     @property
@@ -46,6 +49,9 @@ class CallHost(Protocol):
     def contact(self, transport: str, user: str = "parley") -> str: ...
 
     def challenger(self, realm: str) -> DigestChallenger: ...
+
+    @property
+    def auth_throttle(self) -> FailureThrottle: ...
 
     async def new_rtp(self, negotiated: Negotiated) -> RtpSession: ...
 
@@ -274,7 +280,8 @@ class Call:
 
     def _response(self, request: SipRequest, status: int, reason: str | None = None, **kw: Any) -> SipResponse:
         resp = make_response(request, status, reason, **kw)
-        resp.headers.add("Server", self.host.user_agent)
+        if self.host.server_header:
+            resp.headers.add("Server", self.host.server_header)
         return resp
 
     def _apply_remote_sdp(self, sdp: SessionDescription) -> Negotiated | None:
@@ -500,7 +507,8 @@ class IncomingCall:
     # decisions ---------------------------------------------------------------------------------
     def _respond(self, status: int, reason: str | None = None, **kw: Any) -> SipResponse:
         resp = make_response(self.request, status, reason, to_tag=self.local_tag if status > 100 else None, **kw)
-        resp.headers.add("Server", self.host.user_agent)
+        if self.host.server_header:
+            resp.headers.add("Server", self.host.server_header)
         return resp
 
     def cancelled_by_peer(self) -> None:
@@ -540,24 +548,47 @@ class IncomingCall:
         self, realm: str, lookup: Callable[[str], str | None], proxy: bool = False,
     ) -> str | None:
         """Digest-check the INVITE (RFC 7616). Returns the authenticated username, or sends
-        401/407 (no or stale credentials) or 403 (wrong user/password) and returns None."""
+        401/407 (no, stale or replayed credentials) or 403 (wrong user/password, digest for another
+        Request-URI) and returns None. Failures are throttled per source IP and per username
+        (`SipLimits`): after a few, each 403 comes later, then the source or user is refused at
+        once for a while; a block is logged once per episode."""
         challenger = self.host.challenger(realm)
+        throttle = self.host.auth_throttle
+        ip = self.source.addr[0]
         header = "Proxy-Authorization" if proxy else "Authorization"
         verdict = "missing"
         username = None
         for value in self.request.headers.get_all(header):
-            verdict, username = challenger.check(value, self.request.method, lookup)
+            verdict, username = challenger.check(value, self.request.method, lookup,
+                                                 request_uri=self.request.uri, source=ip)
             if verdict != "missing":
                 break
+        keys = [f"ip:{ip}"] + ([f"user:{username}"] if username else [])
+        now = time.monotonic()
+        verdicts = [throttle.verdict(k, now) for k in keys]
+        blocked = [k for k, v in zip(keys, verdicts) if v.blocked]
+        if blocked:
+            for k, v in zip(keys, verdicts):
+                if v.announce:
+                    log.warning("sip.auth_blocked", key=k[:80], call_id=self.call_id[:80])
+            await self.reject(403, "Forbidden")
+            return None
         if verdict == "ok":
+            for k in keys:
+                throttle.succeeded(k)
             return username
         if verdict == "wrong":
+            for k in keys:
+                throttle.failed(k, now)
+            delay = max(v.delay for v in verdicts)
+            if delay:
+                await asyncio.sleep(delay)
             await self.reject(403, "Forbidden")
             return None
         status = 407 if proxy else 401
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         resp = self._respond(status)
-        for ch in challenger.challenges(stale=verdict == "stale"):
+        for ch in challenger.challenges(stale=verdict == "stale", source=ip):
             resp.headers.add(name, ch)
         if not self.is_final:
             self.tx.respond(resp)
@@ -592,7 +623,8 @@ class IncomingCall:
             local_sdp = build_offer(ep.media_address, media_port(rtp), supported)
         else:
             local_sdp = build_answer(offer, neg, ep.media_address, media_port(rtp))
-        dialog = Dialog.from_uas(self.request, self.local_tag, self.transport, ep.contact(self.transport))
+        dialog = Dialog.from_uas(self.request, self.local_tag, self.transport, ep.contact(self.transport),
+                                 source=self.source)
         dialog.flow = self.source
         call = Call(ep, dialog, rtp, neg, "inbound", local_sdp)
         self.call = call

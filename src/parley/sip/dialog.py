@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from parley.sip.errors import SipParseError
 from parley.sip.message import Headers, SipRequest, SipResponse
 from parley.sip.transport import Source
 from parley.sip.uri import NameAddr, SipUri
@@ -33,9 +34,20 @@ class Dialog:
         return (self.call_id, self.local_tag, self.remote_tag)
 
     @classmethod
-    def from_uas(cls, request: SipRequest, local_tag: str, transport: str, contact: str) -> "Dialog":
-        """Dialog state for the callee (§12.1.1): route set = Record-Route in order."""
+    def from_uas(cls, request: SipRequest, local_tag: str, transport: str, contact: str,
+                 source: Source | None = None) -> "Dialog":
+        """Dialog state for the callee (§12.1.1): route set = Record-Route in order. Without a
+        Contact (RFC 2543 style) the remote target is where the request came from, never the From
+        URI (a name the caller chose: it would send our BYE elsewhere, after a DNS lookup)."""
         remote_contact = request.contact
+        if remote_contact is not None:
+            target = remote_contact.uri
+        elif source is not None:
+            params: dict[str, str | None] = {"transport": "tcp"} if source.transport == "tcp" else {}
+            target = SipUri(scheme="sip", user=request.from_.uri.user if request.from_.uri.scheme in ("sip", "sips")
+                            else None, host=source.addr[0], port=source.addr[1], params=params)
+        else:
+            raise SipParseError("no Contact and no source to reach the caller")
         to = request.to
         to.params["tag"] = local_tag
         return cls(
@@ -44,7 +56,7 @@ class Dialog:
             remote_tag=request.from_.tag or "",
             local=to,
             remote=request.from_,
-            remote_target=remote_contact.uri if remote_contact else request.from_.uri,
+            remote_target=target,
             route_set=list(request.headers.get_all("Record-Route")),
             remote_seq=request.cseq[0],
             transport=transport,

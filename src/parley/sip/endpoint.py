@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from parley.sip.auth import Credentials, DigestChallenger, DigestRetry
 from parley.sip.call import ALLOW, Call, IncomingCall
 from parley.sip.dialog import Dialog
 from parley.sip.errors import CallFailed, SipParseError, TransactionTimeout
+from parley.sip.guard import FailureThrottle, SipLimits
 from parley.sip.invite_client import DialOptions, InviteClient, OutgoingCall
 from parley.sip.message import SipRequest, SipResponse, make_response
 from parley.sip.register import Registration
@@ -65,7 +65,11 @@ class SipEndpoint:
         rtp_port_range: tuple[int, int] = (20000, 30000),
         user_agent: str = "Parley/0.1",
         codecs: list[str] | None = None,
+        server_header: str | None = None,
+        limits: SipLimits | None = None,
     ) -> None:
+        """`user_agent` goes on the requests we send; `server_header` (None: no header, the default,
+        so scanners cannot fingerprint us) on our responses. `limits`: see `SipLimits`."""
         for t in transports:
             if t not in ("udp", "tcp"):
                 raise ValueError(f"unsupported SIP transport {t!r} (udp or tcp)")
@@ -75,12 +79,19 @@ class SipEndpoint:
         self.rtp_host = rtp_host or host
         self.rtp_port_range = rtp_port_range
         self.user_agent = user_agent
+        self.server_header = server_header
+        self.limits = limits or SipLimits()
+        lim = self.limits
+        #: digest failures, keyed "ip:<addr>" and "user:<name>" (see IncomingCall.check_auth)
+        self.auth_throttle = FailureThrottle(lim.auth_free_failures, lim.auth_block_after,
+                                             lim.auth_block_seconds, lim.auth_max_delay)
         available = _available_codecs()
         self.codecs = [c.upper() for c in (codecs or available) if c.upper() in available]
         if not self.codecs:
             raise ValueError(f"no usable codec among {codecs} (available: {available})")
         self.on_incoming: IncomingHandler | None = None
-        self.transport = TransportLayer(host, port, self.transports, self._on_message, public_host=self.public_host)
+        self.transport = TransportLayer(host, port, self.transports, self._on_message, public_host=self.public_host,
+                                        limits=self.limits)
         self.transactions = TransactionManager(self.transport)
         self.calls: dict[tuple[str, str, str], Call] = {}
         self._challengers: dict[str, DigestChallenger] = {}
@@ -169,24 +180,17 @@ class SipEndpoint:
         if tp not in self.transports:
             raise CallFailed(503, f"transport {tp} is not enabled")
         host, port = uri.address
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=socket.AF_INET)
-            except OSError:
-                infos = []
-            if not infos:
-                raise CallFailed(503, f"cannot resolve {host}") from None
-            host = str(infos[0][4][0])  # an AF_INET sockaddr: (ip, port)
-        return tp, (host, port)
+        ip = await self.transport.resolver.resolve(host)  # cached, time-limited, off the loop
+        if ip is None:
+            raise CallFailed(503, f"cannot resolve {host[:100]}")
+        return tp, (ip, port)
 
     # sending requests ----------------------------------------------------------------------------
     def stamp(self, req: SipRequest, transport: str) -> None:
         """A fresh top Via (new branch) for `transport`, and our User-Agent."""
         req.headers.remove("Via")
         req.headers.add("Via", self.transport.via_for(transport, new_branch()), first=True)
-        if "User-Agent" not in req.headers:
+        if self.user_agent and "User-Agent" not in req.headers:
             req.headers.add("User-Agent", self.user_agent)
 
     async def route(
@@ -329,7 +333,8 @@ class SipEndpoint:
 
     def _response(self, req: SipRequest, status: int, reason: str | None = None, **kw: Any) -> SipResponse:
         resp = make_response(req, status, reason, **kw)
-        resp.headers.add("Server", self.user_agent)
+        if self.server_header:
+            resp.headers.add("Server", self.server_header)
         return resp
 
     def _on_request(self, req: SipRequest, source: Source) -> None:
@@ -346,6 +351,18 @@ class SipEndpoint:
         if tx is not None:
             tx.retransmission(req)
             return
+        cap, total = self.limits.invites_per_source, self.limits.invites_total
+        if req.method == "INVITE" and not self.transport.exempt(source.addr[0]) and (
+            (cap and self.transactions.invites_from(source.addr[0]) >= cap)
+            or (total and self.transactions.invites >= total)
+        ):
+            # answered statelessly: a flood of INVITEs must not grow the transaction table
+            self.transport.stats["invite_cap"] = self.transport.stats.get("invite_cap", 0) + 1
+            self.transport.log_limited("sip.invite_cap", source.addr, per_source=cap, total=total)
+            self.transport.send_response(
+                self._response(req, 503, "Service Unavailable (too many calls from you)", to_tag=new_tag(),
+                               extra={"Retry-After": "5"}), source)
+            return
         tx = ServerTransaction(self.transactions, req, source)
         if req.method == "CANCEL":
             self._cancel(req, tx)
@@ -353,6 +370,8 @@ class SipEndpoint:
         max_fwd = req.headers.get("Max-Forwards")
         if max_fwd is not None and max_fwd.strip() == "0" and req.method != "OPTIONS":
             tx.respond(self._response(req, 483))
+            return
+        if not self._acceptable(req, tx):
             return
         if req.to.tag:
             call = self._dialog_call(req)
@@ -369,8 +388,30 @@ class SipEndpoint:
                                       extra={"Allow": ALLOW, "Accept": "application/sdp"}))
         elif method in ("BYE", "INFO", "NOTIFY", "REFER", "PRACK", "UPDATE"):
             tx.respond(self._response(req, 481, to_tag=new_tag()))
-        else:
+        elif method in KNOWN_METHODS:
             tx.respond(self._response(req, 405, to_tag=new_tag(), extra={"Allow": ALLOW}))
+        else:
+            tx.respond(self._response(req, 501, to_tag=new_tag(), extra={"Allow": ALLOW}))
+
+    def _acceptable(self, req: SipRequest, tx: ServerTransaction) -> bool:
+        """The UAS checks of RFC 3261 §8.2.2-8.2.3 every request gets (not ACK/CANCEL): a URI scheme
+        we know (416), no Require we do not support (420), an Accept we can meet for INVITE (406)."""
+        scheme = req.request_uri.scheme
+        if scheme not in ("sip", "sips", "tel"):
+            tx.respond(self._response(req, 416, to_tag=new_tag()))
+            return False
+        require = [r.strip() for r in req.headers.get_all("Require")]
+        unsupported = [r for r in require if r and r.lower() not in SUPPORTED_EXTENSIONS]
+        if unsupported:
+            tx.respond(self._response(req, 420, to_tag=new_tag(), extra={"Unsupported": ", ".join(unsupported)}))
+            return False
+        accept = req.headers.get_all("Accept")
+        if req.method == "INVITE" and "Accept" in req.headers and not any(
+            a.split(";")[0].strip().lower() in ("application/sdp", "application/*", "*/*") for a in accept
+        ):
+            tx.respond(self._response(req, 406, to_tag=new_tag(), extra={"Accept": "application/sdp"}))
+            return False
+        return True
 
     def _dialog_call(self, req: SipRequest) -> Call | None:
         return self.calls.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
@@ -389,11 +430,6 @@ class SipEndpoint:
             log.info("sip.cancelled", call_id=cancel.call_id)
 
     def _incoming_invite(self, req: SipRequest, tx: ServerTransaction, source: Source) -> None:
-        require = [r.strip().lower() for r in req.headers.get_all("Require")]
-        unsupported = [r for r in require if r and r not in ("timer",)]
-        if unsupported:
-            tx.respond(self._response(req, 420, to_tag=new_tag(), extra={"Unsupported": ", ".join(unsupported)}))
-            return
         offer: SessionDescription | None = None
         if req.body:
             if req.content_type != "application/sdp":
@@ -433,6 +469,11 @@ class SipEndpoint:
                      expires: int = 3600, transport: str | None = None) -> Registration:
         """A `Registration` (see parley.sip.register) bound to this endpoint; `await reg.start()`."""
         return Registration(self, registrar, aor, credentials, expires, transport)
+
+
+#: Methods of RFC 3261 and its common extensions: 405 when we do not serve one, 501 for any other.
+KNOWN_METHODS = frozenset({"REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH"})
+SUPPORTED_EXTENSIONS = frozenset({"timer"})
 
 
 def _behind_nat(contact: SipUri, source: tuple[str, int]) -> bool:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 
 class SipParseError(ValueError):
-    """A message, header or URI that does not follow RFC 3261 grammar (answered 400 when possible)."""
+    """A message, header or URI that does not follow RFC 3261 grammar (answered `status`, 400 unless
+    said otherwise, e.g. 505 for an unknown SIP version, when a response can be built)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class CallFailed(Exception):

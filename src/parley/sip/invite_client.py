@@ -337,7 +337,8 @@ class InviteClient:
         for name in ("From", "To", "Call-ID"):
             h.add(name, self.invite.headers.get(name) or "")
         h.add("CSeq", f"{self.invite.cseq[0]} CANCEL")
-        h.add("User-Agent", self.host.user_agent)
+        if self.host.user_agent:
+            h.add("User-Agent", self.host.user_agent)
         cancel = SipRequest(headers=h, method="CANCEL", uri=self.invite.uri)
         tx = ClientTransaction(self.host.transactions, cancel, self.transport, self.addr,
                                lambda r: None, lambda w: None)

@@ -43,8 +43,37 @@ LIST_HEADERS = frozenset(
 )
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
-_REQUEST_LINE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) SIP/2\.0$")
-_STATUS_LINE = re.compile(r"^SIP/2\.0 (\d{3}) ?(.*)$")
+_REQUEST_LINE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) ([^\x00-\x20\x7f]+) SIP/2\.0$")
+_STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9]{2})(?: (.*))?$")
+_ASCII_DIGITS = re.compile(r"[0-9]{1,10}")
+#: Headers that may appear at most once (RFC 3261 §20; RFC 4475 multi01, mcl01).
+SINGLE_HEADERS = ("Call-ID", "CSeq", "From", "To", "Content-Length", "Max-Forwards", "Content-Type",
+                  "Expires", "Date")
+_DATE = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT$"
+)
+
+
+def request_line_version(line: str) -> str | None:
+    """The SIP version of a request-looking line (a method token, words, `SIP/x.y` last), else None.
+    Split, not a regex: a backtracking pattern over runs of blanks would be quadratic or worse."""
+    parts = line.split()
+    if len(parts) >= 2 and _TOKEN.match(parts[0]) and parts[-1].startswith("SIP/"):
+        return parts[-1][4:]
+    return None
+
+
+def ascii_int(text: str, what: str, maximum: int = 2**31 - 1) -> int:
+    """A non-negative integer written in ASCII digits only (`int()` also takes '²' or '٣'), at most
+    `maximum`; anything else is a `SipParseError` naming `what`."""
+    text = text.strip()
+    if not _ASCII_DIGITS.fullmatch(text):
+        raise SipParseError(f"bad {what} {text[:20]!r}")
+    value = int(text)
+    if value > maximum:
+        raise SipParseError(f"{what} too large")
+    return value
 
 
 @lru_cache(maxsize=1024)
@@ -60,6 +89,8 @@ def canonical_name(name: str) -> str:
 
 def split_list(value: str) -> list[str]:
     """Split a list header value on commas outside quotes and <>."""
+    if '"' not in value and "<" not in value:  # the common case, without a character loop
+        return [p for p in (part.strip() for part in value.split(",")) if p]
     out: list[str] = []
     depth = 0
     quoted = False
@@ -167,9 +198,10 @@ class SipMessage(ABC):
     def cseq(self) -> tuple[int, str]:
         value = self.headers.get("CSeq") or ""
         num, _, method = value.strip().partition(" ")
-        if not num.isdigit() or not method.strip():
+        method = method.strip()
+        if not _TOKEN.match(method):
             raise SipParseError(f"bad CSeq {value[:40]!r}")
-        return int(num), method.strip().upper()
+        return ascii_int(num, "CSeq"), method
 
     @property
     def vias(self) -> list[Via]:
@@ -211,10 +243,29 @@ class SipMessage(ABC):
         """Check the mandatory headers of RFC 3261 §8.1.1 so handlers can trust the accessors."""
         if not self.call_id:
             raise SipParseError("missing Call-ID")
+        seen: set[str] = set()
+        for n, _ in self.headers:
+            if n in SINGLE_HEADERS:
+                if n in seen:
+                    raise SipParseError(f"more than one {n}")
+                seen.add(n)
         self.cseq
         self.from_
         self.to
-        self.top_via
+        if not self.headers.get_all("Via"):
+            raise SipParseError("missing Via")
+        for value in self.headers.get_all("Via"):
+            Via.parse(value)
+        for value in self.headers.get_all("Contact"):
+            if value.strip() != "*":
+                NameAddr.parse(value)
+        for name in ("Max-Forwards", "Expires"):
+            number = self.headers.get(name)
+            if number is not None:
+                ascii_int(number, name, 2**32 - 1 if name == "Expires" else 255)
+        date = self.headers.get("Date")
+        if date is not None and not _DATE.match(date.strip()):
+            raise SipParseError("bad Date (RFC 1123, GMT only)")
 
     # serialise -----------------------------------------------------------------------------
     @abstractmethod
@@ -238,6 +289,12 @@ class SipRequest(SipMessage):
 
     def start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
+
+    def validate(self) -> None:
+        """As for any message, and the CSeq method must be the request's (RFC 4475 mismatch01)."""
+        super().validate()
+        if self.cseq[1] != self.method:
+            raise SipParseError(f"CSeq method {self.cseq[1][:20]!r} is not the request method")
 
     @property
     def request_uri(self) -> SipUri:
@@ -270,7 +327,7 @@ def header_end(data: bytes | bytearray) -> int:
 
 def content_length_of(head: bytes) -> int | None:
     """Content-Length from raw header bytes (for stream framing), None if absent."""
-    m = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d{1,9})[ \t]*\r?$", head)
+    m = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([0-9]{1,9})[ \t]*\r?$", head)
     return int(m.group(1)) if m else None
 
 
@@ -316,11 +373,12 @@ def parse_message(data: bytes, stream: bool = False) -> SipRequest | SipResponse
             raise SipParseError("too many headers")
     headers = Headers(items)
 
-    declared = headers.get("Content-Length")
+    declared_all = [v for n, v in headers if n == "Content-Length"]
+    if len(declared_all) > 1:
+        raise SipParseError("more than one Content-Length")
+    declared = declared_all[0] if declared_all else None
     if declared is not None:
-        if not declared.strip().isdigit():
-            raise SipParseError("bad Content-Length")
-        length = int(declared)
+        length = ascii_int(declared, "Content-Length")
         if length > len(body):
             raise SipParseError("body shorter than Content-Length")
         body = body[:length]
@@ -329,18 +387,18 @@ def parse_message(data: bytes, stream: bool = False) -> SipRequest | SipResponse
 
     m = _REQUEST_LINE.match(first)
     if m:
-        method = m.group(1)
-        if method != method.upper():
-            raise SipParseError("method must be upper case")
-        msg: SipRequest | SipResponse = SipRequest(headers=headers, body=bytes(body), method=method, uri=m.group(2))
-        SipUri.parse(m.group(2))
+        # methods are case-sensitive tokens (RFC 3261 §7.1; RFC 4475 intmeth): unknown ones get 405/501
+        msg: SipRequest | SipResponse = SipRequest(headers=headers, body=bytes(body), method=m.group(1), uri=m.group(2))
+        uri = SipUri.parse(m.group(2))
+        if uri.headers is not None:
+            raise SipParseError("escaped headers in the Request-URI")  # RFC 4475 escruri
         return msg
     m = _STATUS_LINE.match(first)
     if m:
-        status = int(m.group(1))
-        if not 100 <= status <= 699:
-            raise SipParseError("status code out of range")
-        return SipResponse(headers=headers, body=bytes(body), status=status, reason=m.group(2))
+        return SipResponse(headers=headers, body=bytes(body), status=int(m.group(1)), reason=m.group(2) or "")
+    version = request_line_version(first)
+    if version is not None and version != "2.0" and re.fullmatch(r"[0-9]{1,3}\.[0-9]{1,3}", version):
+        raise SipParseError(f"SIP version {version} not supported", status=505)
     raise SipParseError(f"bad start line {first[:60]!r}")
 
 
@@ -348,12 +406,12 @@ REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued", 183: "Session Progress",
     200: "OK", 202: "Accepted", 300: "Multiple Choices", 301: "Moved Permanently",
     302: "Moved Temporarily", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 407: "Proxy Authentication Required",
-    408: "Request Timeout", 415: "Unsupported Media Type", 420: "Bad Extension",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable", 407: "Proxy Authentication Required",
+    408: "Request Timeout", 415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
     480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist", 482: "Loop Detected",
     483: "Too Many Hops", 486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
     489: "Bad Event", 491: "Request Pending", 500: "Server Internal Error", 501: "Not Implemented",
-    503: "Service Unavailable", 504: "Server Time-out", 600: "Busy Everywhere", 603: "Decline",
+    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported", 600: "Busy Everywhere", 603: "Decline",
     604: "Does Not Exist Anywhere", 606: "Not Acceptable",
 }
 

@@ -194,7 +194,10 @@ class ServerTransaction:
         self._interval = T1
         self.incoming: PendingInvite | None = None  # the IncomingCall of an INVITE, for CANCEL
         manager.server[self.key] = self
+        self._counted = self._pending = False
         if self.method == "INVITE":
+            manager.count_invite(source.addr[0], live=+1, pending=+1)
+            self._counted = self._pending = True
             self.timers.start("L", 64 * T1 * 6, self._no_final)  # safety net for a TU that never answers
 
     @property
@@ -214,6 +217,9 @@ class ServerTransaction:
             return
         self.incoming = None  # CANCEL no longer applies; don't keep the call alive for Timer L/H
         self.timers.stop("L")
+        if self._pending:  # answered: no longer counts against its source's pending INVITEs
+            self._pending = False
+            self.manager.count_invite(self.source.addr[0], live=0, pending=-1)
         if self.method == "INVITE":
             if status < 300:
                 self.state = "accepted"
@@ -257,6 +263,10 @@ class ServerTransaction:
     def _terminate(self) -> None:
         self.state = "terminated"
         self.timers.stop_all()
+        self.last = None  # let the response (and its SDP) go now, not when the caller lets go of us
+        if self._counted:
+            self.manager.count_invite(self.source.addr[0], live=-1, pending=-1 if self._pending else 0)
+            self._counted = self._pending = False
         if self.manager.server.get(self.key) is self:
             del self.manager.server[self.key]
 
@@ -276,7 +286,26 @@ class TransactionManager:
         self.transport = transport
         self.client: dict[tuple[str, str], ClientTransaction] = {}
         self.server: dict[tuple[str, str, str], ServerTransaction] = {}
+        self._pending: dict[str, int] = {}  # INVITE server transactions without a final response, per source IP
+        self._invite_total = 0  # INVITE server transactions not yet terminated (all states, all sources)
         self._sends = TaskSet("sip-transactions", on_failure=_send_failed)
+
+    def count_invite(self, source_ip: str, live: int, pending: int) -> None:
+        self._invite_total += live
+        n = self._pending.get(source_ip, 0) + pending
+        if n > 0:
+            self._pending[source_ip] = n
+        else:
+            self._pending.pop(source_ip, None)
+
+    @property
+    def invites(self) -> int:
+        """INVITE server transactions not yet terminated (also answered ones in Timer H/L), all sources."""
+        return self._invite_total
+
+    def invites_from(self, source_ip: str) -> int:
+        """INVITE server transactions from `source_ip` still waiting for a final response."""
+        return self._pending.get(source_ip, 0)
 
     def send_bytes(self, data: bytes, transport: str, addr: tuple[str, int]) -> None:
         self._sends.spawn(self.transport.send(data, transport, addr), name="sip-send")
@@ -304,6 +333,8 @@ class TransactionManager:
             s.timers.stop_all()
         self.client.clear()
         self.server.clear()
+        self._pending.clear()
+        self._invite_total = 0
 
 
 def _send_failed(task: asyncio.Task[Any], exc: BaseException) -> None:

@@ -1,25 +1,35 @@
 """SIP transports (RFC 3261 §18, RFC 3581): UDP and TCP on one port, symmetric.
 
-Received requests get `received`/`rport` stamped on their top Via; responses go back per Via
-(on the same TCP connection when it is open, else to received:rport); requests we send leave from
-the listening socket so NATs see one address. Malformed datagrams are answered 400 when a response
-can be built, otherwise dropped; a bad TCP frame closes that connection only.
+Received requests get `received`/`rport` stamped on their top Via (a `received` the peer wrote
+itself is overwritten); responses go back to where the request really came from (RFC 3581): on
+the same TCP connection when it is open, else to the source address and port (UDP; symmetric
+response routing whether or not the request asked for `rport`). Only a request from a trusted source (`SipLimits.trusted_sources`) is
+answered per its Via `received`/`rport`. No name is ever resolved on the event loop: UDP sends take IP literals only,
+and names go through `Resolver`. Malformed requests are answered 400 (505 for an unknown SIP
+version) when a response can be built, otherwise dropped, with at most a few log lines per source;
+a bad TCP frame closes that connection only. Per-source rate limits, TCP connection caps and
+idle/slow-message timeouts are those of `SipLimits`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import socket
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 from parley.logging import get_logger
 from parley.support.taskset import TaskSet
 from parley.sip.errors import SipParseError
+from parley.sip.guard import LogLimiter, RateLimiter, SipLimits
 from parley.sip.message import (
     MAX_MESSAGE_BYTES, SipRequest, SipResponse, content_length_of, header_end, parse_message,
+    request_line_version,
 )
+from parley.sip.resolver import Resolver, is_ip
 from parley.sip.uri import Via
 
 log = get_logger(__name__)
@@ -72,6 +82,10 @@ class _UdpSocket:
             self.layer.received(data, Source("udp", (addr[0], addr[1])), stream=False)
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Send to an IP literal (a name would make `sendto` resolve it, blocking the loop)."""
+        if not is_ip(addr[0]):
+            log.info("sip.udp_send_refused", peer=addr, reason="not an IP address")
+            return
         try:
             self.sock.sendto(data, addr)
         except (BlockingIOError, InterruptedError):
@@ -88,13 +102,25 @@ class _UdpSocket:
 class TcpConnection:
     """One TCP connection (accepted or opened); frames messages by Content-Length."""
 
-    def __init__(self, layer: "TransportLayer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, layer: "TransportLayer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 accepted: bool = False):
         self.layer = layer
         self.reader = reader
         self.writer = writer
+        self.accepted = accepted
+        self.framed = 0  # complete messages received: a quiet call's flow may idle longer than a stranger
         peer = writer.get_extra_info("peername")
         self.addr: tuple[str, int] = (peer[0], peer[1])
         self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _read(self, partial: bool, started: float) -> bytes:
+        """The next chunk; TimeoutError when the peer is idle too long or a started message is too slow."""
+        limits = self.layer.limits
+        timeout = (limits.tcp_session_idle_timeout if self.framed else limits.tcp_idle_timeout) or None
+        if partial and limits.tcp_message_timeout:
+            left = limits.tcp_message_timeout - (time.monotonic() - started)
+            timeout = max(0.0, min(timeout or left, left))
+        return await asyncio.wait_for(self.reader.read(65536), timeout)
 
     @property
     def open(self) -> bool:
@@ -105,11 +131,20 @@ class TcpConnection:
 
     async def _run(self) -> None:
         buf = bytearray()
+        started = time.monotonic()
         try:
             while True:
-                chunk = await self.reader.read(65536)
+                try:
+                    chunk = await self._read(bool(buf.strip(b"\r\n")), started)
+                except asyncio.TimeoutError:
+                    reason = "message too slow" if buf.strip(b"\r\n") else "idle"
+                    self.layer.stats["tcp_timeouts"] += 1
+                    log.info("sip.tcp_timeout", peer=self.addr, reason=reason)
+                    break
                 if not chunk:
                     break
+                if not buf.strip(b"\r\n"):
+                    started = time.monotonic()
                 buf += chunk
                 while True:
                     while buf[:2] == b"\r\n":
@@ -133,9 +168,10 @@ class TcpConnection:
                         break
                     frame = bytes(buf[: end + length])
                     del buf[: end + length]
+                    self.framed += 1
                     self.layer.received(frame, Source("tcp", self.addr, self), stream=True)
         except (SipParseError, ConnectionError, asyncio.IncompleteReadError) as exc:
-            log.info("sip.tcp_closed", peer=self.addr, reason=str(exc))
+            self.layer.log_limited("sip.tcp_closed", self.addr, reason=str(exc))
         except asyncio.CancelledError:
             pass
         finally:
@@ -151,7 +187,7 @@ class TransportLayer:
     """UDP and TCP listeners on one host:port, with per-peer TCP connection reuse."""
 
     def __init__(self, host: str, port: int, transports: tuple[str, ...], handler: Handler,
-                 public_host: str | None = None) -> None:
+                 public_host: str | None = None, limits: SipLimits | None = None) -> None:
         self.host = host
         self.port = port
         self.transports = tuple(t.lower() for t in transports)
@@ -162,7 +198,49 @@ class TransportLayer:
         self._conns: dict[tuple[str, int], TcpConnection] = {}
         self._connecting: dict[tuple[str, int], asyncio.Future[TcpConnection]] = {}
         self._tasks = TaskSet("sip-transport")
-        self.stats = {"received": 0, "malformed": 0, "sent": 0}
+        self.limits = limits or SipLimits()
+        self.resolver = Resolver(self.limits.dns_timeout, self.limits.dns_cache_seconds)
+        self._rate = RateLimiter(self.limits.requests_per_second, self.limits.request_burst)
+        self._logs = LogLimiter(self.limits.log_burst, self.limits.log_window)
+        self._accepted: dict[str, int] = {}  # accepted TCP connections per source IP
+        self._exempt: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self._trusted_nets = [ipaddress.ip_network(t, strict=False) for t in self.limits.trusted_sources if "/" in t]
+        self.stats = {"received": 0, "malformed": 0, "sent": 0, "rate_limited": 0, "tcp_refused": 0,
+                      "tcp_timeouts": 0, "crashes": 0, "handler_errors": 0}
+
+    def trusted(self, source: Source) -> bool:
+        """A source in `SipLimits.trusted_sources` (an IP or a CIDR, e.g. the proxy's network)."""
+        return self._in(source.addr[0], self._trusted_nets) or source.addr[0] in self.limits.trusted_sources
+
+    @staticmethod
+    def _in(ip: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+        if not networks:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in networks)
+
+    def exempt_networks(self, networks: list[str]) -> None:
+        """Addresses (IPs or CIDRs) whose traffic is not rate-limited or capped, though not trusted for
+        Via `received`: a configured trunk's carrier sends many calls from a few addresses."""
+        self._exempt = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def exempt(self, ip: str) -> bool:
+        """True for a trusted source or an address in `exempt_networks`: no per-source limit applies."""
+        if ip in self.limits.trusted_sources:
+            return True
+        return self._in(ip, self._trusted_nets) or self._in(ip, self._exempt)
+
+    def log_limited(self, event: str, peer: tuple[str, int], **fields: object) -> None:
+        """Log `event` for `peer` unless that source already had its share this window (one line
+        then says how many were left out): a flood of bad packets costs a few lines, not one each."""
+        ok, suppressed = self._logs.allow(peer[0], time.monotonic())
+        if suppressed:
+            log.info("sip.log_suppressed", peer=peer[0], lines=suppressed)
+        if ok:
+            log.info(event, peer=peer, **fields)
 
     async def start(self) -> None:
         """Bind UDP and TCP on the same port; with port 0, retry until one number is free for both."""
@@ -210,18 +288,48 @@ class TransportLayer:
         self._conns.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = TcpConnection(self, reader, writer)
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0])
+        limits = self.limits
+        total = sum(self._accepted.values())
+        if not self.exempt(ip) and (
+            (limits.tcp_max_connections and total >= limits.tcp_max_connections)
+            or (limits.tcp_max_per_source and self._accepted.get(ip, 0) >= limits.tcp_max_per_source)
+        ):
+            self.stats["tcp_refused"] += 1
+            self.log_limited("sip.tcp_refused", (ip, int(peer[1])), reason="connection cap")
+            writer.close()
+            return
+        self._accepted[ip] = self._accepted.get(ip, 0) + 1
+        conn = TcpConnection(self, reader, writer, accepted=True)
         self._conns[conn.addr] = conn
+
+    @property
+    def tcp_connections(self) -> int:
+        return len(self._conns)
 
     def connection_closed(self, conn: TcpConnection) -> None:
         """`conn` ended: new requests to its peer open a fresh connection."""
         if self._conns.get(conn.addr) is conn:
             del self._conns[conn.addr]
+        if conn.accepted:
+            ip = conn.addr[0]
+            left = self._accepted.get(ip, 0) - 1
+            if left > 0:
+                self._accepted[ip] = left
+            else:
+                self._accepted.pop(ip, None)
+            conn.accepted = False
 
     # receiving -------------------------------------------------------------------------------
     def received(self, data: bytes, source: Source, stream: bool) -> None:
-        """One datagram or TCP frame from `source`: parsed and passed to the handler, or answered 400."""
+        """One datagram or TCP frame from `source`: parsed and passed to the handler, or answered 400.
+        Over the source's rate (`SipLimits.requests_per_second`) it is dropped unread."""
         self.stats["received"] += 1
+        if not self.exempt(source.addr[0]) and not self._rate.allow(source.addr[0], time.monotonic()):
+            self.stats["rate_limited"] += 1
+            self.log_limited("sip.rate_limited", source.addr, transport=source.transport)
+            return
         try:
             msg = parse_message(data, stream=stream)
             msg.validate()
@@ -229,25 +337,29 @@ class TransportLayer:
                 self._stamp_via(msg, source)
         except SipParseError as exc:
             self.stats["malformed"] += 1
-            log.info("sip.malformed", peer=source.addr, transport=source.transport, reason=str(exc))
-            self._bad_request(data, source, str(exc))
+            self.log_limited("sip.malformed", source.addr, transport=source.transport, reason=str(exc)[:200])
+            self._bad_request(data, source, str(exc), exc.status)
             return
-        except Exception as exc:  # a bug must not take the listener down
+        except Exception as exc:  # a bug must not take the listener down: one line, no traceback flood
             self.stats["malformed"] += 1
-            log.exception("sip.parse_crash", peer=source.addr, error=str(exc))
+            self.stats["crashes"] += 1
+            self.log_limited("sip.parse_crash", source.addr, error=f"{type(exc).__name__}: {str(exc)[:200]}")
             return
         try:
             self.handler(msg, source)
         except Exception as exc:
-            log.exception("sip.handler_error", error=str(exc))
+            self.stats["handler_errors"] += 1
+            self.log_limited("sip.handler_error", source.addr, error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
-    @staticmethod
-    def _stamp_via(msg: SipRequest, source: Source) -> None:
+    def _stamp_via(self, msg: SipRequest, source: Source) -> None:
         values = msg.headers.get_all("Via")
         top = Via.parse(values[0])
         changed = False
         if top.host.strip("[]") != source.addr[0]:
             top.params["received"] = source.addr[0]
+            changed = True
+        elif "received" in top.params and not self.trusted(source):
+            del top.params["received"]  # forged: the packet came from sent-by itself
             changed = True
         if "rport" in top.params:
             top.params["rport"] = str(source.addr[1])
@@ -256,13 +368,14 @@ class TransportLayer:
         if changed:
             msg.headers.replace_first("Via", str(top))
 
-    def _bad_request(self, data: bytes, source: Source, reason: str) -> None:
-        """Answer 400 when the broken message is a request carrying the headers a response needs."""
+    def _bad_request(self, data: bytes, source: Source, reason: str, status: int = 400) -> None:
+        """Answer 400 (or `status`) when the broken message is a request carrying the headers a
+        response needs; the answer goes to the packet's source, whatever its Via says."""
         try:
-            text = data[:MAX_MESSAGE_BYTES].decode("utf-8", "replace").replace("\r\n", "\n")
+            text = data[:MAX_MESSAGE_BYTES].lstrip(b"\r\n").decode("utf-8", "replace").replace("\r\n", "\n")
             head = text.split("\n\n", 1)[0]
             lines = head.split("\n")
-            if not lines or not re.match(r"^[A-Z]+ \S+ SIP/2\.0$", lines[0].strip()) or lines[0].startswith("ACK "):
+            if not lines or request_line_version(lines[0]) is None or lines[0].startswith(("ACK ", "SIP/")):
                 return
             wanted = {"via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
                       "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}
@@ -273,23 +386,25 @@ class TransportLayer:
                 if sep and key and "\r" not in value and len(value) < 1024:
                     found.append((key, value.strip()))
             names = {n for n, _ in found}
-            if not {"Via", "From", "To", "Call-ID", "CSeq"} <= names:
+            if not {"Via", "CSeq"} <= names:  # enough to match the response (RFC 4475 insuf)
                 return
             vias = [v for n, v in found if n == "Via"]
-            top = Via.parse(vias[0].split(",")[0])
-            if source.transport == "udp":
-                top.params.setdefault("received", source.addr[0])
-                if "rport" in top.params:
-                    top.params["rport"] = str(source.addr[1])
+            top_text = vias[0].split(",")[0]
+            try:
+                top: Via | None = Via.parse(top_text)
+            except SipParseError:
+                top = None
             safe_reason = re.sub(r"[^\x20-\x7e]", "?", reason)[:100]
-            out = [f"SIP/2.0 400 Bad Request ({safe_reason})", f"Via: {top}"]
+            phrase = "Version Not Supported" if status == 505 else "Bad Request"
+            via_line = re.sub(r"[^\x20-\x7e]", "?", top_text) if top is None else str(top)
+            out = [f"SIP/2.0 {status} {phrase} ({safe_reason})", f"Via: {via_line}"]
             out += [f"{n}: {v}" for n, v in found if n != "Via"]
             out += ["Content-Length: 0", "", ""]
             payload = "\r\n".join(out).encode()
             if source.conn is not None:
                 source.conn.send(payload)
             elif self._udp is not None:
-                self._udp.sendto(payload, top.response_address())
+                self._udp.sendto(payload, source.addr)  # symmetric, as send_response
         except Exception:
             return
 
@@ -319,10 +434,23 @@ class TransportLayer:
         if source is not None and source.conn is not None and source.conn.open:
             source.conn.send(data)
             return
-        addr = via.response_address()
-        if via.transport == "UDP":
-            if self._udp is not None:
+        if source is not None and not self.trusted(source):
+            # RFC 3581 symmetric response: back to the packet's real source address and port (UDP),
+            # never to a host the peer named; a closed TCP flow is reopened to source IP + Via port
+            if source.transport == "udp":
+                if self._udp is not None:
+                    self._udp.sendto(data, source.addr)
+                return
+            addr = (source.addr[0], via.port or 5060)
+        else:
+            addr = via.response_address()
+        if via.transport == "UDP" and (source is None or source.transport == "udp"):
+            if self._udp is None:
+                return
+            if is_ip(addr[0]):
                 self._udp.sendto(data, addr)
+            else:
+                self._tasks.spawn(self._send_udp_resolved(data, addr), name="sip-udp-resolve")
             return
         conn = self._conns.get(addr)
         if conn is not None and conn.open:
@@ -330,9 +458,19 @@ class TransportLayer:
         else:
             self._tasks.spawn(self._send_tcp_later(data, addr), name="sip-tcp-send")
 
+    async def _send_udp_resolved(self, data: bytes, addr: tuple[str, int]) -> None:
+        ip = await self.resolver.resolve(addr[0])
+        if ip is None:
+            log.info("sip.response_unresolvable", host=addr[0][:100])
+        elif self._udp is not None:
+            self._udp.sendto(data, (ip, addr[1]))
+
     async def _send_tcp_later(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            (await self._connection(addr)).send(data)
+            ip = await self.resolver.resolve(addr[0])
+            if ip is None:
+                raise OSError(f"cannot resolve {addr[0][:100]}")
+            (await self._connection((ip, addr[1]))).send(data)
         except OSError as exc:
             log.info("sip.tcp_response_failed", peer=addr, error=str(exc))
 

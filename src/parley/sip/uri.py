@@ -9,16 +9,20 @@ from typing import Any
 
 from parley.sip.errors import SipParseError
 
-_HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+)(?::(\d{1,5}))?$")
+_HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+)(?::([0-9]{1,5}))?$")
+_DISPLAY_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 
 
 def parse_params(text: str) -> dict[str, str | None]:
     """`;a=1;b` -> {"a": "1", "b": None}. Names are lower-cased; values keep their case."""
     params: dict[str, str | None] = {}
-    for part in text.split(";"):
+    parts = text.split(";")
+    if parts and not parts[0].strip():
+        parts = parts[1:]  # the text usually starts with the first ';'
+    for part in parts:
         part = part.strip()
         if not part:
-            continue
+            raise SipParseError("empty parameter")  # `;;` (RFC 4475 badinv01)
         name, sep, value = part.partition("=")
         name = name.strip().lower()
         if not name:
@@ -55,8 +59,9 @@ class SipUri:
         if scheme not in ("sip", "sips"):
             number, _, ptext = rest.partition(";")
             return cls(scheme=scheme, user=number, params=parse_params(ptext) if ptext else {})
-        rest, _, headers = rest.partition("?")
+        # the user part may hold '?', ';' and ',' (RFC 4475 intmeth); '@' never appears unescaped after it
         userinfo, at, hostpart = rest.rpartition("@")
+        hostpart, _, headers = hostpart.partition("?")
         user = password = None
         if at:
             if not userinfo:
@@ -134,12 +139,16 @@ class NameAddr:
             uri_text, close, tail = after.partition(">")
             if not close:
                 raise SipParseError("unclosed '<' in address")
+            if uri_text != uri_text.strip():
+                raise SipParseError("whitespace inside <> (RFC 4475 badaspec)")
             before = before.strip()
             if before.startswith('"'):
                 if len(before) < 2 or not before.endswith('"'):
                     raise SipParseError("bad quoted display name")
                 display = re.sub(r"\\(.)", r"\1", before[1:-1])
             elif before:
+                if not all(_DISPLAY_TOKEN.match(w) for w in before.split()):
+                    raise SipParseError("unquoted display name with non-token characters")
                 display = before
             tail = tail.strip()
             if tail and not tail.startswith(";"):
@@ -175,7 +184,7 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> "Via":
         text = text.strip()
-        m = re.match(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(.*)$", text, re.S)
+        m = re.match(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(.*)$", text, re.S | re.A)
         if not m:
             raise SipParseError(f"bad Via {text[:80]!r}")
         hostport = m.group(2)
@@ -206,6 +215,6 @@ class Via:
         """RFC 3261 §18.2.2 + RFC 3581: `received`/`rport` win over sent-by."""
         host = self.params.get("received") or self.host.strip("[]")
         rport = self.params.get("rport")
-        if rport and rport.isdigit():
+        if rport and re.fullmatch(r"[0-9]{1,5}", rport):
             return host, int(rport)
         return host, self.port or 5060

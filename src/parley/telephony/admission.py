@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from parley.calls.slots import Claim
 from parley.telephony.trunks import DispatchRule, Trunk
 
 
@@ -140,3 +141,24 @@ def check_capacity(trunk: Trunk | None, agent: str, agent_cap: int | None,
     if len(live) >= slots:
         return Refusal(503, f"all {slots} conversation slots are busy (NUM_AGENTS)")
     return None
+
+
+def capacity_claims(trunk: Trunk | None, agent: str, agent_cap: int | None, cluster_cap: int | None,
+                    *, direction: str = "inbound") -> list[Claim]:
+    """The caps a call counts against beside its worker's own (NUM_AGENTS, always in `CallSlots`):
+    the cluster-wide `MAX_CONCURRENT_CALLS` (503), the trunk's cap for this direction and the agent's cap
+    (486). They are reserved together, atomically, by `CallSlots` (cluster-wide when Redis is set)."""
+    claims: list[Claim] = []
+    if trunk is not None:
+        side = trunk.inbound if direction == "inbound" else trunk.outbound
+        cap = side.max_concurrent_calls if side is not None else None
+        if cap is not None:
+            claims.append(Claim(f"trunk:{direction}:{trunk.name}", cap, 486,
+                                f"trunk {trunk.name!r} is at its cap of {cap} concurrent {direction} calls"))
+    if agent_cap is not None:
+        claims.append(Claim(f"agent:{agent}", agent_cap, 486,
+                            f"agent {agent!r} is at its cap of {agent_cap} concurrent calls"))
+    if cluster_cap:
+        claims.append(Claim("cluster", cluster_cap, 503,
+                            f"all {cluster_cap} conversation slots of the cluster are busy (MAX_CONCURRENT_CALLS)"))
+    return claims

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -98,6 +99,49 @@ async def run_checks(settings: Settings, *, providers: bool = True, trunks: bool
     if trunks:
         async for finding in _check_trunks(settings):
             yield finding
+    yield await _check_livekit(settings)
+    for finding in await asyncio.to_thread(check_twilio, settings):
+        yield finding
+    if settings.redis_url:
+        for finding in await check_workers(settings):
+            yield finding
+
+
+async def _check_livekit(settings: Settings) -> Finding:
+    """LIVEKIT_URL/KEY/SECRET: a signed ListRooms round trip (401s explained); fine when unset."""
+    from parley.telephony.livekit.doctor import check
+
+    try:
+        import livekit.api  # noqa: F401
+    except ImportError:  # the `cloud` extra is not installed
+        if settings.livekit_url:
+            return Finding("livekit", False, "LIVEKIT_URL is set but the LiveKit SDKs are not installed",
+                           "pip install 'parley[cloud]'")
+        return Finding("livekit", True, "not configured")
+    ok, message, fix = await check(settings)
+    return Finding("livekit", ok, message, fix)
+
+
+async def check_workers(settings: Settings) -> list[Finding]:
+    """With REDIS_URL: every worker of the registry and its state (a lost one fails)."""
+    import redis.asyncio as aioredis
+
+    from parley.calls.workers import WorkerRegistry
+
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=3)
+    try:
+        workers = await WorkerRegistry(client, prefix=settings.redis_prefix).workers()
+    except Exception as exc:  # noqa: BLE001
+        return [Finding("workers", False, f"cannot read the registry in Redis: {exc}", "check REDIS_URL")]
+    finally:
+        await client.aclose()
+    if not workers:
+        return [Finding("workers", False, "no worker registered", "start `parley worker` (or `parley up`)")]
+    return [Finding(f"worker {w.id}", w.state != "lost",
+                    f"{w.state}, sip {w.sip or '-'}, {w.live}/{w.capacity} live calls"
+                    + (f", health {w.health_url}" if w.health_url else ""),
+                    "its lease expired: it is dead or cut off; its calls are closed worker_lost")
+            for w in workers]
 
 
 async def _check_providers(settings: Settings, registry: AgentRegistry) -> AsyncIterator[Finding]:
@@ -160,3 +204,35 @@ async def _check_trunks(settings: Settings) -> AsyncIterator[Finding]:
                               "fix username/password, or add this machine's address to the provider's ACL")
     finally:
         await endpoint.close()
+
+
+def check_twilio(settings: Settings) -> list[Finding]:
+    """Twilio, when any TWILIO_* is set: settings, credentials (one REST request) and TWILIO_PHONE_NUMBER's
+    configuration against what Parley expects (blocking: run it in a thread)."""
+    from parley.telephony.twilio.admin import AdminError, Expected, check_credentials, status
+    from parley.telephony.twilio.config import TwilioConfig
+    from parley.telephony.twilio.rest import make_client
+
+    config = TwilioConfig.from_settings(settings)
+    if not (config.account_sid or config.auth_token or config.phone_number):
+        return []
+    problems = config.problems()
+    if problems:
+        return [Finding("twilio settings", False, p, "set it in .env") for p in problems]
+    client = make_client(config)
+    try:
+        found = [Finding("twilio credentials", True, check_credentials(client, config))]
+    except AdminError as exc:
+        return [Finding("twilio credentials", False, str(exc), "copy the Account SID and Auth Token from "
+                        "Twilio's console into TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN")]
+    if not config.phone_number:
+        return found + [Finding("twilio number", True, "TWILIO_PHONE_NUMBER not set: no number to check")]
+    try:
+        differences = status(client, Expected.from_settings(settings), config.phone_number)
+    except AdminError as exc:
+        return found + [Finding("twilio number", False, str(exc), "check TWILIO_PHONE_NUMBER")]
+    number_lines = [d for d in differences if d.startswith(config.phone_number)]
+    if not number_lines:
+        return found + [Finding("twilio number", True, f"{config.phone_number} sends its calls to Parley")]
+    fix = f"parley twilio numbers connect {config.phone_number} --mode stream (or --mode sip)"
+    return found + [Finding("twilio number", False, d, fix) for d in number_lines]

@@ -2,7 +2,8 @@
 
 The conversation hands events over without waiting (an asyncio queue); one writer task per call stores
 them in order, so a slow database never stalls the audio and nothing is lost: `close()` drains the
-queue before the call is finished.
+queue before the call is finished. What piles up while a write is in flight goes in the next write, as one
+transaction (a burst), so a busy store sees fewer, bigger writes instead of falling further behind.
 """
 
 from __future__ import annotations
@@ -47,10 +48,45 @@ class CallEventWriter:
         self.queue.put_nowait((type_, data))
 
     async def _run(self) -> None:
-        while (item := await self.queue.get()) is not None:
-            if not isinstance(item, tuple):
-                self.events.append(item)
-            await self._store_patiently(item)
+        """Take everything queued at once (a burst) and store it in one transaction; if that fails, item
+        by item with the patient retry, so one bad item never holds back the others."""
+        done = False
+        while not done:
+            burst = [await self.queue.get()]
+            while not self.queue.empty():
+                burst.append(self.queue.get_nowait())
+            if None in burst:
+                burst, done = burst[:burst.index(None)], True
+            items = [i for i in burst if i is not None]
+            for item in items:
+                if not isinstance(item, tuple):
+                    self.events.append(item)
+                    if isinstance(item, TurnMetrics):
+                        metrics.observe_turn(item.to_dict())
+            if not items:
+                continue
+            if len(items) > 1:
+                try:
+                    await self.calls.add_batch(self.call_id, [e for i in items if (e := self._entry(i))])
+                    continue
+                except Exception as exc:  # noqa: BLE001 - fall back to one by one, with retries
+                    log.info("storing a burst of events failed; storing them one by one", call_id=self.call_id,
+                             events=len(items), error=str(exc) or type(exc).__name__)
+            for item in items:
+                await self._store_patiently(item)
+
+    @staticmethod
+    def _entry(item: Event | tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+        """The store's batch entry for an item (None: nothing to store, e.g. an empty utterance)."""
+        if isinstance(item, tuple):
+            return "event", {"type": item[0], "data": item[1]}
+        if isinstance(item, TranscriptEntry):
+            if not item.text.strip():
+                return None
+            return "transcript", {"role": _ROLE.get(item.role, item.role), "text": item.text,
+                                  "metadata": {"start": item.start, "end": item.end,
+                                               "interrupted": item.interrupted, "turn": item.turn}}
+        return "event", {"type": item.type, "data": item.to_dict()}
 
     async def _store_patiently(self, item: Event | tuple[str, dict[str, Any]]) -> None:
         """Store one item, retrying with backoff while the database is busy or away (never drop silently)."""
@@ -80,8 +116,6 @@ class CallEventWriter:
                               "turn": item.turn},
                 )
             return
-        if isinstance(item, TurnMetrics):
-            metrics.observe_turn(data)
         await self.calls.add_event(self.call_id, item.type, data)
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,13 +24,17 @@ import httpx
 
 from parley.agents import Agent, AgentRegistry
 from parley.calls.dialer import DialerLimits
+from parley.calls import metrics
 from parley.calls.outcomes import DialOutcome
 from parley.calls.records import Call as CallRecord
 from parley.calls.service import CallsService
+from parley.calls.slots import CallSlots, Claim
 from parley.engine.session import Engines
 from parley.logging import bind_call, get_logger
 from parley.providers.fallback import context_listener, listen_in_context
 from parley.settings import Settings
+from parley.support.egress import EgressPolicy
+from parley.support.egress_http import guarded_client
 from parley.support.taskset import TaskSet
 from parley.sip.auth import Credentials
 from parley.sip.call import Call as SipCall
@@ -37,12 +42,13 @@ from parley.sip.call import IncomingCall
 from parley.sip.invite_client import Progress
 from parley.sip.endpoint import SipEndpoint
 from parley.sip.errors import CallFailed
+from parley.sip.guard import SipLimits
 from parley.sip.register import Registration
 from parley.telephony.admission import (
     Refusal,
     Route,
     apply_webhook_answer,
-    check_capacity,
+    capacity_claims,
     check_number,
     match_trunk,
     route,
@@ -88,6 +94,7 @@ class LiveCall:
     agent: str
     direction: str
     task: asyncio.Task[Any] | None = None
+    started: float = dataclasses.field(default_factory=time.monotonic)  #: when the INVITE arrived / dial began
 
 
 @dataclass
@@ -114,6 +121,9 @@ class Gateway:
         *,
         endpoint: SipEndpoint | None = None,
         loopback_fallback: bool = True,
+        slots: CallSlots | None = None,
+        worker_id: str | None = None,
+        cluster: bool = False,
     ) -> None:
         self.settings = settings
         self.agents = agents
@@ -125,8 +135,25 @@ class Gateway:
             transports=("udp", "tcp") if settings.sip_transport == "both" else (settings.sip_transport,),
             public_host=settings.sip_public_host or None,
             rtp_port_range=(settings.rtp_port_min, settings.rtp_port_max),
+            server_header=settings.sip_server_header or None,
+            user_agent=settings.sip_user_agent,
+            limits=SipLimits(
+                requests_per_second=settings.sip_rate_limit, request_burst=int(2 * settings.sip_rate_limit),
+                invites_per_source=settings.sip_invites_per_source,
+                tcp_max_connections=settings.sip_tcp_max_connections,
+                tcp_idle_timeout=settings.sip_tcp_idle_timeout_s,
+                trusted_sources=frozenset(s.strip() for s in settings.sip_trusted_sources.split(",") if s.strip()),
+            ),
         )
         self.loopback_fallback = loopback_fallback
+        #: Concurrency caps, reserved atomically before any await (this worker's NUM_AGENTS, and the
+        #: trunk/agent/MAX_CONCURRENT_CALLS caps, cluster-wide when the slots have a Redis side).
+        self.slots = slots or CallSlots(settings.num_agents)
+        self.worker_id = worker_id
+        #: Part of a cluster: calls left by a dead worker are closed by the registry's reaper, not here.
+        self.cluster = cluster
+        #: Draining for shutdown: new INVITEs get 503, live calls finish.
+        self.draining = False
         self.live: dict[str, LiveCall] = {}
         self.trunk_state: dict[str, TrunkState] = {}
         self._engines: dict[str, asyncio.Future[Engines]] = {}
@@ -146,13 +173,14 @@ class Gateway:
     async def start(self) -> None:
         """Load trunks, start the SIP endpoint and any trunk registrations; warm the default agent."""
         await self.reload()
-        self._http = httpx.AsyncClient()
+        self._http = guarded_client(EgressPolicy.of(self.settings))  # SSRF guard: support/egress.py
         self.endpoint.on_incoming = self._on_incoming
         await self.endpoint.start()
         self.calls.add_cancel_listener(self._on_cancel)
-        failed = await self.calls.fail_stale_calls(direction="inbound")
-        if failed:
-            log.warning("marked inbound calls left by a stopped process as failed", count=failed)
+        if not self.cluster:
+            failed = await self.calls.fail_stale_calls(direction="inbound")
+            if failed:
+                log.warning("marked inbound calls left by a stopped process as failed", count=failed)
         for trunk in self._trunks:
             if trunk.outbound and trunk.outbound.registration:
                 self._tasks.spawn(self._register(trunk), name=f"register-{trunk.name}")
@@ -166,12 +194,27 @@ class Gateway:
         engines = await self.engines(self.agents.get(agent_name or self.settings.default_agent))
         await engines.warm()
 
+    async def drain(self, timeout_s: float) -> int:
+        """Take no new calls (503) and wait up to `timeout_s` for the live ones to end; returns how many
+        are still live (`close()` hangs them up)."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        if self.live:
+            log.info("draining: waiting for live calls to end", live=len(self.live), timeout_s=timeout_s)
+        while self.live and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+        return len(self.live)
+
     async def close(self) -> None:
         """Hang up live calls, stop registrations and the endpoint."""
+        self.draining = True
         self.calls.remove_cancel_listener(self._on_cancel)
-        for live in list(self.live.values()):
-            if live.sip is not None and not live.sip.ended:
-                await live.sip.hangup()
+        # every BYE at once, not waiting out a silent peer's transaction timeout (32 s) call by call
+        byes = [asyncio.ensure_future(live.sip.hangup()) for live in list(self.live.values())
+                if live.sip is not None and not live.sip.ended]
+        if byes:
+            await asyncio.wait(byes, timeout=5)
         tasks = [lc.task for lc in self.live.values() if lc.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=5)
@@ -186,6 +229,9 @@ class Gateway:
         """Re-read trunks and dispatch rules from the store."""
         self._trunks = await self.telephony.trunks()
         self._rules = await self.telephony.rules()
+        # a carrier sends many calls from a few addresses: its trunk's addresses skip the per-source limits
+        self.endpoint.transport.exempt_networks(
+            [n for t in self._trunks if t.inbound is not None for n in t.inbound.allowed_addresses])
 
     async def engines(self, agent: Agent) -> Engines:
         """The agent's providers, built once per process (off the event loop: models load here).
@@ -272,6 +318,7 @@ class Gateway:
         return users[username]
 
     async def _on_incoming(self, inc: IncomingCall) -> None:
+        started = time.monotonic()
         trunk = await self._authenticate(inc)
         if isinstance(trunk, Refusal):
             if trunk.code:
@@ -297,39 +344,81 @@ class Gateway:
             await self._refuse(inc, Refusal(404, f"dispatch chose agent {decision.agent!r}: {exc.args[0]}",
                                             trunk_name))
             return
-        capacity = check_capacity(trunk, agent.key, agent.spec.max_concurrent_calls,
-                                  [(lc.trunk, lc.agent) for lc in self.live.values()], self.settings.num_agents)
-        if capacity:
-            await self._refuse(inc, capacity)
+        if self.draining:
+            await self._refuse(inc, Refusal(503, "this worker is draining for shutdown", trunk_name))
             return
+        claims = capacity_claims(trunk, agent.key, agent.spec.max_concurrent_calls,
+                                 self.settings.max_concurrent_calls)
+        call_id = str(uuid.uuid4())
+        # the slot is taken before the first await: a burst of INVITEs cannot pass the same free slot
+        full = self.slots.try_local(call_id, claims)
+        live = LiveCall(call_id, None, trunk_name, agent.key, "inbound", asyncio.current_task(), started)
+        if full is None:
+            self.live[call_id] = live
+        try:
+            if full is None:
+                full = await self.slots.reserve_shared(call_id, claims)
+            if full is not None:
+                await self._refuse(inc, Refusal(full.code, full.reason, trunk_name))
+                return
+            await self.slots.note_start("global")
+            await self._answer(inc, live, agent, trunk_name, decision)
+        finally:
+            self.live.pop(call_id, None)
+            await self.slots.release(call_id)
+
+    async def _answer(self, inc: IncomingCall, live: LiveCall, agent: Agent, trunk_name: str | None,
+                      decision: Route) -> None:
+        """Record, answer and run an admitted inbound call (its slot is held by the caller)."""
+        called = inc.called_number
         # one write before the 200 OK: the record, with where the INVITE came from in its metadata
         record = await self.calls.create_call(
             to_number=called, from_number=inc.caller_number or None, agent=agent.key, direction="inbound",
             caller_name=inc.from_display_name, variables=decision.variables, trunk=trunk_name,
-            sip_call_id=inc.call_id,
+            sip_call_id=inc.call_id, call_id=live.record_id, worker=self.worker_id,
             metadata={"sip": {"source": f"{inc.source_address[0]}:{inc.source_address[1]}", "called": called,
                               "caller": inc.caller_number, "rule": decision.rule, "transport": inc.transport}},
         )
-        live = LiveCall(record.id, None, trunk_name, agent.key, "inbound", asyncio.current_task())
-        self.live[record.id] = live
+        with bind_call(record.id, direction="inbound"):
+            try:
+                sip = await inc.accept()
+            except CallFailed as exc:
+                failed = DialOutcome("failed", describe_failure(exc.code, exc.reason, trunk_name))
+                await self.calls.end(record.id, failed)
+                return
+            live.sip = sip
+            metrics.CALL_SETUP.observe(time.monotonic() - live.started)
+            if not await self._confirmed(sip):
+                # answered but never ACKed (Timer H): the slot goes back now, the attempt is counted
+                self.slots.unacked += 1
+                metrics.SIP_UNACKED.inc()
+                await self.calls.end(record.id, DialOutcome("failed", "no ACK for the 200 OK (Timer H): "
+                                                                       "the caller never confirmed the call"))
+                return
+            await self.calls.transition(record.id, "in_progress")
+            try:
+                ended = await self._converse(record.id, sip, agent, "inbound", decision.variables, None, None)
+            except asyncio.CancelledError:
+                await self.calls.end(record.id, DialOutcome("canceled", "canceled"))
+                raise
+            # the conversation is over: its slot is free before the record is closed
+            await self.slots.release(record.id)
+            await self.calls.end(record.id, ended)
+
+    @staticmethod
+    async def _confirmed(sip: SipCall) -> bool:
+        """Wait for the ACK of our 200 OK; False when the call ended first (the SIP layer gives up after
+        Timer H, 64*T1, and sends BYE)."""
+        if sip.confirmed.is_set():
+            return True
+        ack = asyncio.ensure_future(sip.confirmed.wait())
+        ended = asyncio.ensure_future(sip.wait_ended())
         try:
-            with bind_call(record.id, direction="inbound"):
-                try:
-                    sip = await inc.accept()
-                except CallFailed as exc:
-                    failed = DialOutcome("failed", describe_failure(exc.code, exc.reason, trunk_name))
-                    await self.calls.end(record.id, failed)
-                    return
-                live.sip = sip
-                await self.calls.transition(record.id, "in_progress")
-                try:
-                    ended = await self._converse(record.id, sip, agent, "inbound", decision.variables, None, None)
-                except asyncio.CancelledError:
-                    await self.calls.end(record.id, DialOutcome("canceled", "canceled"))
-                    raise
-                await self.calls.end(record.id, ended)
+            await asyncio.wait({ack, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self.live.pop(record.id, None)
+            ack.cancel()
+            ended.cancel()
+        return sip.confirmed.is_set()
 
     async def _ask_webhook(self, inc: IncomingCall, trunk: str | None, decision: Route) -> Route | Refusal:
         """Let the incoming-call webhook choose the agent and variables, or reject; on timeout the rule decides."""
@@ -375,9 +464,49 @@ class Gateway:
                            if t.outbound and t.outbound.max_calls_per_second},
         )
 
+    def _outbound_claims(self, record: CallRecord) -> list[Claim]:
+        trunk = self.outbound_trunk(record.trunk)
+        try:
+            agent_cap = self.agents.get(record.agent).spec.max_concurrent_calls
+        except KeyError:
+            agent_cap = None
+        return capacity_claims(trunk, record.agent, agent_cap, self.settings.max_concurrent_calls,
+                               direction="outbound")
+
+    async def admit_outbound(self, record: CallRecord) -> str | None:
+        """The dialer asks before dialing: reserve the call's slots (this worker, trunk, agent, cluster)
+        and take a start within MAX_CALLS_PER_SECOND across the cluster. None = go; else why not (the
+        dialer keeps the job and asks again later)."""
+        if self.draining:
+            return "this worker is draining for shutdown"
+        full = await self.slots.reserve(record.id, self._outbound_claims(record))
+        if full is not None:
+            return full.reason
+        try:
+            await self.slots.wait_rate("global", self.settings.max_calls_per_second)
+        except BaseException:
+            await self.slots.release(record.id)
+            raise
+        return None
+
+    async def release_outbound(self, record: CallRecord) -> None:
+        """Free an outbound call's slots (idempotent; `place_call` frees them too)."""
+        await self.slots.release(record.id)
+
     async def place_call(self, record: CallRecord) -> DialOutcome:
-        """The dialer's `place_call`: dial, converse, and report how it ended."""
+        """The dialer's `place_call`: dial, converse, and report how it ended. Its slots are the ones
+        `admit_outbound` reserved, else reserved here (refused: a failed attempt naming the full cap)."""
+        try:
+            return await self._place_call(record)
+        finally:
+            await self.slots.release(record.id)
+
+    async def _place_call(self, record: CallRecord) -> DialOutcome:
         await self.reload()
+        if not self.slots.holds(record.id):
+            full = await self.slots.reserve(record.id, self._outbound_claims(record))
+            if full is not None:
+                return DialOutcome("failed", f"over capacity: {full.reason}")
         trunk = self.outbound_trunk(record.trunk)
         if trunk is None or trunk.outbound is None:
             why = (f"no outbound trunk named {record.trunk!r}" if record.trunk
@@ -398,6 +527,8 @@ class Gateway:
             else None
         live = LiveCall(record.id, None, trunk.name, agent.key, "outbound", asyncio.current_task())
         self.live[record.id] = live
+        if self.worker_id and record.worker != self.worker_id:
+            await self.calls.update(record.id, worker=self.worker_id)
         try:
             with bind_call(record.id, direction="outbound"):
                 return await self._dial(record, trunk, agent, f"sip:{from_user}@{host}", creds, live)
@@ -462,6 +593,17 @@ class Gateway:
             if not ringing:
                 await self.calls.transition(record.id, "ringing")
             await self.calls.transition(record.id, "in_progress")
+            if agent.spec.amd.enabled:
+                from parley.telephony.voicemail import screen
+
+                try:
+                    screening = await screen(self.calls, record.id, dict(record.metadata or {}), sip, agent,
+                                             await self.engines(agent), dict(record.variables or {}))
+                except Exception:
+                    log.exception("answering-machine detection failed; the agent talks")
+                else:
+                    if not screening.talk:
+                        return DialOutcome("completed", screening.reason, outgoing.call_id)
             ended = await self._converse(record.id, sip, agent, "outbound", dict(record.variables or {}),
                                          record.llm_prompt, record.greeting, caller_name=record.caller_name)
         except asyncio.CancelledError:
@@ -513,7 +655,19 @@ class Gateway:
         finally:
             if not sip.ended:
                 await sip.hangup()
+            _count_media(sip)
             await writer.close()
             if recorder is not None:
                 await self.calls.set_recording(call_id, recorder.close())
         return DialOutcome(status, reason)
+
+
+def _count_media(sip: SipCall) -> None:
+    """Add a finished call's RTP counters to the fleet metrics (late sends, jitter-buffer drops)."""
+    try:
+        stats = sip.rtp.stats()
+    except Exception:  # noqa: BLE001 - metrics never break a call's end
+        return
+    metrics.RTP_SENT.inc(stats.packets_sent)
+    metrics.RTP_LATE.inc(stats.late_sends)
+    metrics.RTP_JITTER_DROPS.inc(stats.late + stats.overflow_dropped)

@@ -14,7 +14,7 @@ from parley.agents import Agent
 from parley.agents.loader import Direction, validate_paths
 from parley.agents.prompts import PromptError
 from parley.api.deps import AgentsDep, SettingsDep
-from parley.api.errors import ApiError
+from parley.api.errors import ApiError, error_responses
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -40,7 +40,7 @@ async def list_agents(registry: AgentsDep, settings: SettingsDep) -> dict[str, A
     return {"agents": [_summary(a) for a in registry], "problems": problems}
 
 
-@router.get("/{name}", summary="One agent's full configuration")
+@router.get("/{name}", summary="One agent's full configuration", responses=error_responses(404))
 async def get_agent(name: str, registry: AgentsDep) -> dict[str, Any]:
     try:
         agent = registry.get(name)

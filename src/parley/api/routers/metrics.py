@@ -17,4 +17,9 @@ router = APIRouter(tags=["metrics"])
 async def prometheus_metrics(state: StateDep) -> Response:
     if state.calls is not None:
         await state.calls.refresh_metrics()
+    if state.cluster is not None:  # workers by state, live calls per worker (from the registry)
+        try:
+            await state.cluster.workers()
+        except Exception:  # noqa: BLE001 - an unreachable Redis must not break the scrape
+            pass
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from parley.agents import AgentRegistry
 from parley.api.deps import AgentsDep, SettingsDep, VoiceEnginesDep
-from parley.api.errors import ApiError
+from parley.api.errors import ApiError, ErrorBody
 from parley.api.voice_engines import VoiceEngines
 from parley.engine.session import Engines, talk_file
 from parley.media.wav import AudioFormatError, read_wav, wav_bytes
@@ -50,9 +50,11 @@ async def _engines(cache: VoiceEngines, registry: AgentRegistry, name: str) -> E
             "content": {"audio/wav": {}, "application/json": {}},
             "description": "The agent's spoken reply (WAV), or JSON with `?format=json`.",
         },
-        400: {"description": "Not a usable WAV file (the message says why)."},
-        413: {"description": "Audio longer than 60 s or file too large."},
-        422: {"description": "No speech recognised, or no reply."},
+        400: {"model": ErrorBody, "description": "Not a usable WAV file (the message says why)."},
+        404: {"model": ErrorBody, "description": "Unknown agent."},
+        413: {"model": ErrorBody, "description": "Audio longer than 60 s or file too large."},
+        422: {"model": ErrorBody, "description": "No speech recognised, no reply, or invalid parameters."},
+        503: {"model": ErrorBody, "description": "The agent's speech engines cannot be built."},
     },
 )
 async def voice_pipeline(

@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from parley.api.deps import StateDep, get_calls
-from parley.api.errors import ApiError
+from parley.api.errors import ApiError, error_responses
 from parley.calls import CallNotFound
 
 router = APIRouter(tags=["webhook"])
@@ -39,11 +39,33 @@ class InboundEvent(BaseModel):
         return value
 
 
+def _event_schema(kind: str, needs: str | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"type": "object"}
+    if needs:
+        data |= {"required": [needs], "properties": {needs: {"type": "string"}}}
+    props: dict[str, Any] = {"type": {"type": "string", "enum": [kind]}, "data": data}
+    props["call_id"] = ({"anyOf": [{"type": "string"}, {"type": "null"}]} if kind == "ping"
+                        else {"type": "string", "minLength": 1})
+    return {"title": f"{kind} event", "type": "object", "additionalProperties": False,
+            "required": ["type"] if kind == "ping" else ["type", "call_id", *(["data"] if needs else [])],
+            "properties": props}
+
+
+#: The request body as OpenAPI states it: one shape per event type (what the route below enforces).
+EVENT_SCHEMA: dict[str, Any] = {
+    "oneOf": [_event_schema(kind, _REQUIRED_DATA.get(kind)) for kind in KNOWN_TYPES],
+    "discriminator": {"propertyName": "type"},
+}
+
+
 def _invalid(field: str, message: str) -> ApiError:
     return ApiError(422, "validation_error", f"{field}: {message}", [{"field": field, "message": message}])
 
 
-@router.post("/api/webhook", summary="Receive an event (ping, note, disposition, external)")
+@router.post("/api/webhook", summary="Receive an event (ping, note, disposition, external)",
+             responses=error_responses(400, 404, 413, 422),
+             openapi_extra={"requestBody": {"required": True,
+                                            "content": {"application/json": {"schema": EVENT_SCHEMA}}}})
 async def inbound_webhook(event: InboundEvent, state: StateDep) -> dict[str, Any]:
     if event.type == "ping":
         return {"type": "pong"}

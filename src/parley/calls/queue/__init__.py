@@ -18,7 +18,7 @@ def make_queue(settings: Settings, store: Store, *, consumer: str | None = None)
     if settings.redis_url:
         from parley.calls.queue.redis import RedisQueue
 
-        return RedisQueue(settings.redis_url, consumer=consumer)
+        return RedisQueue(settings.redis_url, consumer=consumer, prefix=settings.redis_prefix)
     from parley.calls.queue.local import LocalQueue
 
     return LocalQueue(store, consumer=consumer)

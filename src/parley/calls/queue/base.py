@@ -58,6 +58,11 @@ class CallQueue(abc.ABC):
     async def depth(self) -> int:
         """Jobs waiting or delivered but not acked (scheduled ones included)."""
 
+    async def release_consumer(self, consumer: str) -> int:
+        """Hand the jobs `consumer` (a lost worker) took but never acked back to the queue, each once;
+        returns how many. The local queue's leases expire on their own: nothing to do there."""
+        return 0
+
     @abc.abstractmethod
     async def health(self) -> str:
         """A short status text, or raise with the reason."""

@@ -42,6 +42,20 @@ end
 return #items
 """
 
+# KEYS[1]: the stream. ARGV: group, entry id. Acks the entry and adds a copy at the end of the stream, in
+# one step: a job handed back by two reapers at once is still handed back once.
+_REQUEUE = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  local entries = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+  redis.call('XDEL', KEYS[1], ARGV[2])
+  if #entries > 0 then
+    redis.call('XADD', KEYS[1], '*', unpack(entries[1][2]))
+    return 1
+  end
+end
+return 0
+"""
+
 _MARKER_TTL_S = 30 * 24 * 3600
 
 
@@ -166,6 +180,26 @@ class RedisQueue(CallQueue):
             p.xack(self.stream, self.group, job.token)
             p.xdel(self.stream, job.token)
             await p.execute()
+
+    async def release_consumer(self, consumer: str) -> int:
+        """Jobs `consumer` read but never acked go back to the end of the stream (each once), and the
+        consumer leaves the group."""
+        r = self.redis
+        requeue = r.register_script(_REQUEUE)
+        moved = 0
+        try:
+            pending = await r.xpending_range(self.stream, self.group, min="-", max="+", count=1000,
+                                             consumername=consumer)
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                return 0
+            raise
+        for entry in pending:
+            moved += int(await requeue(keys=[self.stream], args=[self.group, entry["message_id"]]))
+        await r.xgroup_delconsumer(self.stream, self.group, consumer)
+        if moved:
+            log.warning("dial jobs of a lost worker handed back to the queue", worker=consumer, jobs=moved)
+        return moved
 
     async def cancel(self, call_id: str) -> bool:
         r = self.redis

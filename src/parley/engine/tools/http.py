@@ -12,6 +12,9 @@ import httpx
 from parley.agents.spec import ToolSpec
 from parley.engine.tools.base import ToolContext, ToolOutcome
 from parley.providers.base import ToolCall
+from parley.settings import get_settings
+from parley.support.egress import EgressPolicy
+from parley.support.egress_http import EgressBlocked, guarded_client
 
 #: Longest tool result fed back to the LLM (characters).
 MAX_RESULT_CHARS = 4000
@@ -32,6 +35,8 @@ async def call_http_tool(
             response = await client.request(
                 tool.method, tool.url, json=arguments, headers=tool.headers, timeout=tool.timeout_s
             )
+    except EgressBlocked as exc:
+        return False, f"error: {tool.name} could not be reached ({exc})"
     except httpx.TimeoutException:
         return False, f"error: {tool.name} did not answer within {tool.timeout_s:g} s"
     except httpx.HTTPError as exc:
@@ -47,14 +52,15 @@ _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
 async def shared_client() -> httpx.AsyncClient:
     """One HTTP client per event loop for every conversation's HTTP tools (made on first use; the TLS
-    context, ~0.1 s of CPU, is built in a thread so the loop never stalls)."""
+    context, ~0.1 s of CPU, is built in a thread so the loop never stalls). Every request it sends obeys
+    the egress policy of `WEBHOOK_ALLOWED_HOSTS` / `WEBHOOK_ALLOW_LOOPBACK` (support/egress.py)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
         for old in [lp for lp in _clients if lp.is_closed()]:
             del _clients[old]
         context = await asyncio.to_thread(httpx.create_ssl_context)
-        client = _clients.setdefault(loop, httpx.AsyncClient(verify=context))
+        client = _clients.setdefault(loop, guarded_client(EgressPolicy.of(get_settings()), verify=context))
     return client
 
 

@@ -230,7 +230,7 @@ class WhisperSTT(STT):
                 condition_on_previous_text=False,
                 without_timestamps=True,
                 initial_prompt=self.initial_prompt,
-                temperature=[0.0, 0.6],
+                temperature=0.0,  # no sampled retry: the same audio always gives the same words
             )
             kept = [s for s in segments if not _is_hallucination(s)]
         except ProviderError:

@@ -1,0 +1,1 @@
+"""Fuzzing the SIP stack: `python -m bench.fuzz.run` (see run.py)."""

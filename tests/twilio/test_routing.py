@@ -1,0 +1,71 @@
+"""Which agent answers a Twilio call: the dispatch rules by called number (trunk `twilio-streams`) and the
+incoming-call webhook, as for an inbound SIP call; a refused call gets `<Reject>` and no record."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree
+
+from parley.telephony.store import TelephonyStore
+from parley.telephony.trunks import DispatchRule, TelephonyConfig
+from tests.twilio.conftest import voice_form
+from tests.twilio.media_streams import parse_twiml, sid
+
+
+async def _rules(app, *rules: DispatchRule) -> None:  # type: ignore[no-untyped-def]
+    await TelephonyStore(app.state.calls.store).ensure(TelephonyConfig(dispatch_rules=list(rules)))
+
+
+async def test_dispatch_rules_choose_the_agent(parley_app) -> None:  # type: ignore[no-untyped-def]
+    app = await parley_app()
+    await _rules(app, DispatchRule(name="de", numbers=["+4930123456"], trunks=["twilio-streams"],
+                                   agent="german_assistant", variables={"desk": "berlin"}),
+                 DispatchRule(name="us", prefixes=["+1"], agent="receptionist"))
+    r = await app.webhook("/twilio/voice", voice_form(sid("CA"), to="+4930123456"))
+    call = await app.state.calls.get_call(parse_twiml(r.text)[1]["call_id"])
+    assert call.agent == "german_assistant" and call.variables == {"desk": "berlin"}
+    assert call.trunk == "twilio-streams" and call.metadata["twilio"]["rule"] == "de"
+    r = await app.webhook("/twilio/voice", voice_form(sid("CA"), to="+15005550006"))
+    assert (await app.state.calls.get_call(parse_twiml(r.text)[1]["call_id"])).agent == "receptionist"
+
+    r = await app.webhook("/twilio/voice", voice_form(sid("CA"), to="+33123456789"))
+    assert r.status_code == 200
+    reject = ElementTree.fromstring(r.text).find("./Reject")
+    assert reject is not None and reject.get("reason") == "rejected", r.text
+    calls, _ = await app.state.calls.list_calls(limit=10)
+    assert len(calls) == 2
+
+
+async def test_incoming_call_webhook_can_reject_or_choose(parley_app, webhook_receiver) -> None:  # type: ignore[no-untyped-def]
+    app = await parley_app(incoming_call_webhook_url=webhook_receiver.url)
+    webhook_receiver.answer = {"agent": "german_assistant", "variables": {"vip": True}}
+    call_sid = sid("CA")
+    r = await app.webhook("/twilio/voice", voice_form(call_sid))
+    call = await app.state.calls.get_call(parse_twiml(r.text)[1]["call_id"])
+    assert call.agent == "german_assistant" and call.variables["vip"] is True
+    asked = webhook_receiver.events[-1]
+    assert asked["type"] == "call.incoming" and asked["channel"] == "twilio" and asked["call_sid"] == call_sid
+
+    webhook_receiver.answer = {"action": "reject", "reason": "blocked caller"}
+    r = await app.webhook("/twilio/voice", voice_form(sid("CA")))
+    assert ElementTree.fromstring(r.text).find("./Reject") is not None
+    calls, _ = await app.state.calls.list_calls(limit=10)
+    assert len(calls) == 1
+
+
+async def test_no_free_slot_rejects_busy(parley_app, fast_agents) -> None:  # type: ignore[no-untyped-def]
+    """NUM_AGENTS counts Twilio streams too: with one slot taken, the next call hears busy."""
+    from tests.eventually import eventually
+    from tests.twilio.media_streams import MediaStreamsClient
+
+    app = await parley_app(agents=fast_agents, num_agents=1)
+    call_sid = sid("CA")
+    url, params = parse_twiml((await app.webhook("/twilio/voice", voice_form(call_sid))).text)
+    client = MediaStreamsClient(url, params, call_sid=call_sid)
+    await client.open()
+    await eventually(lambda: params["call_id"] in app.state.twilio.live, timeout_s=10, what="the first stream live")
+    r = await app.webhook("/twilio/voice", voice_form(sid("CA")))
+    reject = ElementTree.fromstring(r.text).find("./Reject")
+    assert reject is not None and reject.get("reason") == "busy", r.text
+    await client.stop()
+    await app.wait_call(params["call_id"], {"completed"})
+    await client.close()
