@@ -120,7 +120,9 @@ class RequestGuard:
         if self.needs_key(path):
             key = next((v for k, v in headers if k == _KEY_HEADER), None)
             if key is None and not self._signed_in(headers):
-                await _answer(send, 401, "unauthorized", f"missing {API_KEY_HEADER} header")
+                stale = any(k == b"cookie" and COOKIE_NAME.encode() in v for k, v in headers)
+                hint = " (the dashboard session has ended; sign in again)" if stale else ""
+                await _answer(send, 401, "unauthorized", f"missing {API_KEY_HEADER} header{hint}")
                 return
             if key is not None and not self._keyring.accepts(key.decode("latin-1")):
                 await _answer(send, 401, "unauthorized", f"invalid {API_KEY_HEADER}")
