@@ -201,7 +201,8 @@ async def open_webrtc(state: ApiState, stack: AsyncExitStack) -> None:
     def live_table() -> dict[str, Any] | None:
         return state.gateway.live if state.gateway is not None else None
 
-    service = WebRtcCalls(state.settings, state.agents, calls, engines=engines, live_table=live_table)
+    service = WebRtcCalls(state.settings, state.agents, calls, engines=engines, live_table=live_table,
+                          gateway=lambda: state.gateway)
     service.start()
     stack.push_async_callback(service.close)
     state.webrtc = service

@@ -464,6 +464,19 @@ class Gateway:
                            if t.outbound and t.outbound.max_calls_per_second},
         )
 
+    async def admit_other(self, holder: str, agent: Agent) -> Claim | None:
+        """A call that is not SIP (a browser call) asks for a slot under the same caps (this worker,
+        the agent, MAX_CONCURRENT_CALLS, cluster-wide with Redis). None = admitted; release with
+        `release_other(holder)`."""
+        if self.draining:
+            return Claim("worker", 0, 503, "this worker is draining for shutdown")
+        claims = capacity_claims(None, agent.key, agent.spec.max_concurrent_calls,
+                                 self.settings.max_concurrent_calls)
+        return await self.slots.reserve(holder, claims)
+
+    async def release_other(self, holder: str) -> None:
+        await self.slots.release(holder)
+
     def _outbound_claims(self, record: CallRecord) -> list[Claim]:
         trunk = self.outbound_trunk(record.trunk)
         try:

@@ -31,7 +31,7 @@ from parley.settings import Settings
 from parley.support.taskset import TaskSet
 from parley.telephony.admission import check_capacity
 from parley.telephony.event_writer import CallEventWriter
-from parley.telephony.gateway import LiveCall
+from parley.telephony.gateway import Gateway, LiveCall
 from parley.telephony.recording import Recorder
 from parley.webrtc.channel import WebRtcChannel, shorten_jitter_buffer
 from parley.webrtc.ice import (
@@ -80,6 +80,7 @@ class BrowserCall:
     relay: EventRelay
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    slot: str = ""  #: the holder of its capacity slot (the gateway's, when one runs)
 
 
 class WebRtcCalls:
@@ -87,8 +88,10 @@ class WebRtcCalls:
     gateway's when one runs, so NUM_AGENTS and the agents' caps count both kinds of calls)."""
 
     def __init__(self, settings: Settings, agents: AgentRegistry, calls: CallsService, *,
-                 engines: EnginesFor, live_table: Callable[[], dict[str, Any] | None] | None = None) -> None:
+                 engines: EnginesFor, live_table: Callable[[], dict[str, Any] | None] | None = None,
+                 gateway: Callable[[], Gateway | None] | None = None) -> None:
         self.settings = settings
+        self._gateway = gateway or (lambda: None)
         self.agents = agents
         self.calls = calls
         self.engines = engines
@@ -150,10 +153,18 @@ class WebRtcCalls:
             raise SignallingError(status, code, "agent", refusal.reason)
         slot = f"webrtc-{uuid.uuid4().hex}"
         live[slot] = LiveCall(slot, None, None, agent.key, "inbound", None)  # held while we answer
+        gateway = self._gateway()
         try:
+            if gateway is not None:  # the SIP gateway's slots: the same caps, cluster-wide with Redis
+                full = await gateway.admit_other(slot, agent)
+                if full is not None:
+                    status, code = (429, "busy") if full.code == 486 else (503, "over_capacity")
+                    raise SignallingError(status, code, "agent", full.reason)
             return await self._answer(agent, sdp, dict(variables or {}), slot, live, client, user_agent)
         except BaseException:
             live.pop(slot, None)
+            if gateway is not None:
+                await gateway.release_other(slot)
             raise
 
     async def _answer(self, agent: Agent, sdp: str, variables: dict[str, Any], slot: str, live: dict[str, Any],
@@ -217,7 +228,7 @@ class WebRtcCalls:
             path = Path(self.settings.data_dir) / "recordings" / f"{record.id}.wav"
             recorder_box.append(Recorder(path, channel.sample_rate))
             channel.attach_recorder(recorder_box[0])
-        call = BrowserCall(record.id, agent.key, pc, channel, relay, connected)
+        call = BrowserCall(record.id, agent.key, pc, channel, relay, connected, slot=slot)
         live.pop(slot, None)
         live[record.id] = LiveCall(record.id, None, None, agent.key, "inbound", None)
         self.browser_calls[record.id] = call
@@ -260,6 +271,9 @@ class WebRtcCalls:
             await _close_quietly(call.pc)
             self.browser_calls.pop(call.call_id, None)
             live.pop(call.call_id, None)
+            gateway = self._gateway()
+            if gateway is not None:
+                await gateway.release_other(call.slot)
 
     async def _connect_and_converse(self, call: BrowserCall, agent: Agent,
                                     variables: dict[str, Any]) -> DialOutcome:
