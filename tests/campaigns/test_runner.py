@@ -153,7 +153,7 @@ async def test_100k_row_csv_accepted_in_seconds(make_service, tmp_path: Path) ->
     took = time.perf_counter() - t0
     assert report.accepted == 99_990 and report.bad == 10
     assert [e.line for e in report.errors] == [7 + 10_000 * k for k in range(10)]
-    assert took < 30, took
+    assert took < 90, took  # generous: ~5 s on a quiet 2-core machine, 40 s seen at load 10 (bench/campaigns)
     c = await store.get(campaign.id)
     assert c.rows_total == 99_990 and c.counts["pending"] == 99_990
 
