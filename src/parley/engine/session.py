@@ -214,3 +214,21 @@ async def talk_file(
         if not runner.done():
             runner.cancel()
     return FileTalk(reason, sample_rate, channel.agent_audio(), events)
+
+
+class EngineCache:
+    """Each agent's `Engines`, built once per process off the event loop (models load then). Callers
+    arriving during a build wait for the same build; a failed build is tried again by the next caller."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._builds: dict[str, asyncio.Future[Engines]] = {}
+
+    async def get(self, agent: Agent) -> Engines:
+        if agent.key not in self._builds:
+            self._builds[agent.key] = asyncio.ensure_future(asyncio.to_thread(Engines.build, agent, self.settings))
+        try:
+            return await asyncio.shield(self._builds[agent.key])
+        except Exception:
+            self._builds.pop(agent.key, None)
+            raise

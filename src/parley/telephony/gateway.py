@@ -16,7 +16,7 @@ import dataclasses
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,9 +29,8 @@ from parley.calls.outcomes import DialOutcome
 from parley.calls.records import Call as CallRecord
 from parley.calls.service import CallsService
 from parley.calls.slots import CallSlots, Claim
-from parley.engine.session import Engines
+from parley.engine.session import EngineCache, Engines
 from parley.logging import bind_call, get_logger
-from parley.providers.fallback import context_listener, listen_in_context
 from parley.settings import Settings
 from parley.support.egress import EgressPolicy
 from parley.support.egress_http import guarded_client
@@ -53,6 +52,7 @@ from parley.telephony.admission import (
     match_trunk,
     route,
 )
+from parley.telephony.conversation_run import run_recorded
 from parley.telephony.event_writer import CallEventWriter
 from parley.telephony.recording import Recorder
 from parley.telephony.sip_channel import SipChannel
@@ -156,7 +156,7 @@ class Gateway:
         self.draining = False
         self.live: dict[str, LiveCall] = {}
         self.trunk_state: dict[str, TrunkState] = {}
-        self._engines: dict[str, asyncio.Future[Engines]] = {}
+        self._engines = EngineCache(settings)
         self._trunks: list[Trunk] = []
         self._rules: list[DispatchRule] = []
         self._http: httpx.AsyncClient | None = None
@@ -237,13 +237,7 @@ class Gateway:
         """The agent's providers, built once per process (off the event loop: models load here).
 
         Calls arriving while they are being built wait for the same build."""
-        if agent.key not in self._engines:
-            self._engines[agent.key] = asyncio.ensure_future(asyncio.to_thread(Engines.build, agent, self.settings))
-        try:
-            return await asyncio.shield(self._engines[agent.key])
-        except Exception:
-            self._engines.pop(agent.key, None)  # let the next call try again
-            raise
+        return await self._engines.get(agent)
 
     async def _register(self, trunk: Trunk) -> None:
         out = trunk.outbound
@@ -653,15 +647,7 @@ class Gateway:
                 system_prompt=llm_prompt or None, greeting=greeting,
             )
             max_s = agent.spec.max_duration_s
-            token = listen_in_context(
-                lambda e: writer.note("provider_failover", {**asdict(e), "text": e.describe()}))
-            try:
-                reason = await asyncio.wait_for(conversation.run(), timeout=max_s + 30)
-            except asyncio.TimeoutError:
-                reason = "max_duration"
-                await channel.hangup(reason)
-            finally:
-                context_listener.reset(token)
+            reason = await run_recorded(conversation, channel, writer, max_s)
         except Exception as exc:
             log.exception("conversation failed", call_id=call_id)
             reason, status = f"conversation error: {exc}", "failed"

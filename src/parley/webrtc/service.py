@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,10 @@ from parley.calls.service import CallsService
 from parley.engine.events import Event
 from parley.engine.session import Engines
 from parley.logging import bind_call, get_logger
-from parley.providers.fallback import context_listener, listen_in_context
 from parley.settings import Settings
 from parley.support.taskset import TaskSet
 from parley.telephony.admission import check_capacity
+from parley.telephony.conversation_run import run_recorded
 from parley.telephony.event_writer import CallEventWriter
 from parley.telephony.gateway import Gateway, LiveCall
 from parley.telephony.recording import Recorder
@@ -326,15 +326,7 @@ class WebRtcCalls:
             engines = await engines_ready
             conversation = engines.conversation(call.channel, direction="inbound", variables=variables,
                                                 on_event=sink)
-            token = listen_in_context(
-                lambda e: writer.note("provider_failover", {**asdict(e), "text": e.describe()}))
-            try:
-                reason = await asyncio.wait_for(conversation.run(), timeout=agent.spec.max_duration_s + 30)
-            except asyncio.TimeoutError:
-                reason = "max_duration"
-                await call.channel.hangup(reason)
-            finally:
-                context_listener.reset(token)
+            reason = await run_recorded(conversation, call.channel, writer, agent.spec.max_duration_s)
         except Exception as exc:
             log.exception("conversation failed", call_id=call.call_id)
             reason, status = f"conversation error: {exc}", "failed"

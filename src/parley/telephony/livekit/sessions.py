@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from parley.agents import Agent, AgentRegistry
 from parley.calls.outcomes import DialOutcome
 from parley.calls.service import CallsService
-from parley.engine.session import Engines
+from parley.engine.session import EngineCache, Engines
 from parley.logging import bind_call, get_logger
-from parley.providers.fallback import context_listener, listen_in_context
 from parley.settings import Settings
 from parley.support.taskset import TaskSet
 from parley.telephony.admission import Refusal
+from parley.telephony.conversation_run import run_recorded
 from parley.telephony.event_writer import CallEventWriter
 from parley.telephony.livekit.config import LiveKitConfig
 from parley.telephony.livekit.dispatch import SIP_CALL_ID, SIP_PHONE, SIP_TRUNK_PHONE, Participant, choose_agent
@@ -77,7 +77,7 @@ class RoomSessions:
         self.caller_timeout_s = caller_timeout_s
         self.live: dict[tuple[str, str | None], RoomSession] = {}
         self._engines_fn = engines
-        self._engines: dict[str, asyncio.Future[Engines]] = {}
+        self._engines = EngineCache(settings)
         self._tasks = TaskSet("livekit-sessions")
 
     def use_engines(self, engines: Callable[[Agent], Awaitable[Engines]]) -> None:
@@ -88,13 +88,7 @@ class RoomSessions:
         """The agent's providers (built once per process, off the event loop)."""
         if self._engines_fn is not None:
             return await self._engines_fn(agent)
-        if agent.key not in self._engines:
-            self._engines[agent.key] = asyncio.ensure_future(asyncio.to_thread(Engines.build, agent, self.settings))
-        try:
-            return await asyncio.shield(self._engines[agent.key])
-        except Exception:
-            self._engines.pop(agent.key, None)
-            raise
+        return await self._engines.get(agent)
 
     # --- starting -----------------------------------------------------------------------------------
 
@@ -228,14 +222,7 @@ class RoomSessions:
             engines = await self.engines(agent)
             conversation = engines.conversation(channel, direction=direction, variables=variables, on_event=writer,
                                                 system_prompt=llm_prompt or None, greeting=greeting)
-            token = listen_in_context(
-                lambda e: writer.note("provider_failover", {**asdict(e), "text": e.describe()}))
-            try:
-                reason = await asyncio.wait_for(conversation.run(), timeout=agent.spec.max_duration_s + 30)
-            except asyncio.TimeoutError:
-                reason = "max_duration"
-            finally:
-                context_listener.reset(token)
+            reason = await run_recorded(conversation, channel, writer, agent.spec.max_duration_s)
             return DialOutcome("completed", channel.end_reason or reason)
         except Exception as exc:
             log.exception("LiveKit conversation failed", call_id=call_id)

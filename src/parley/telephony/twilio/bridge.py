@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -26,12 +26,12 @@ from parley.calls.outcomes import DialOutcome
 from parley.calls.records import Call as CallRecord
 from parley.calls.service import CallsService
 from parley.calls.states import TERMINAL, IllegalTransition
-from parley.engine.session import Engines
+from parley.engine.session import EngineCache, Engines
 from parley.logging import bind_call, get_logger
-from parley.providers.fallback import context_listener, listen_in_context
 from parley.settings import Settings
 from parley.support.taskset import TaskSet
 from parley.telephony.admission import Refusal, apply_webhook_answer, check_capacity, route
+from parley.telephony.conversation_run import run_recorded
 from parley.telephony.event_writer import CallEventWriter
 from parley.telephony.recording import Recorder
 from parley.telephony.store import TelephonyStore
@@ -101,7 +101,7 @@ class TwilioBridge:
         self.telephony = TelephonyStore(calls.store)
         self.live: dict[str, LiveStream] = {}
         self._engines_for = engines
-        self._engines: dict[str, asyncio.Future[Engines]] = {}
+        self._engines = EngineCache(settings)
         self._live_elsewhere = live_elsewhere
         self._http = httpx.AsyncClient()
         self._tasks = TaskSet("twilio")
@@ -116,13 +116,7 @@ class TwilioBridge:
     async def engines(self, agent: Agent) -> Engines:
         if self._engines_for is not None:
             return await self._engines_for(agent)
-        if agent.key not in self._engines:
-            self._engines[agent.key] = asyncio.ensure_future(asyncio.to_thread(Engines.build, agent, self.settings))
-        try:
-            return await asyncio.shield(self._engines[agent.key])
-        except Exception:
-            self._engines.pop(agent.key, None)
-            raise
+        return await self._engines.get(agent)
 
     # --- inbound: the voice webhook --------------------------------------------------------------
 
@@ -379,15 +373,7 @@ class TwilioBridge:
             conversation = engines.conversation(
                 channel, direction=direction, variables=variables, on_event=writer,
                 system_prompt=record.llm_prompt or None, greeting=record.greeting)
-            token = listen_in_context(
-                lambda e: writer.note("provider_failover", {**asdict(e), "text": e.describe()}))
-            try:
-                reason = await asyncio.wait_for(conversation.run(), timeout=agent.spec.max_duration_s + 30)
-            except asyncio.TimeoutError:
-                reason = "max_duration"
-                await channel.hangup(reason)
-            finally:
-                context_listener.reset(token)
+            reason = await run_recorded(conversation, channel, writer, agent.spec.max_duration_s)
         except Exception as exc:
             log.exception("conversation failed", call_id=record.id)
             reason, status = f"conversation error: {exc}", "failed"
