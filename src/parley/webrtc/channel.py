@@ -187,24 +187,21 @@ class WebRtcChannel:
         return out
 
     async def inbound(self) -> AsyncIterator[InboundItem]:
-        """20 ms caller frames from the first one received until the call ends (silence for late ones)."""
+        """20 ms caller frames in real time from the first read until the call ends: silence for late or
+        missing ones (a browser may send nothing while its microphone is quiet; the call's clock, and so the
+        greeting, must not wait for the first packet)."""
         n = 0
-        start: float | None = None
+        start = time.monotonic()
         while not self._closed.is_set():
             if self._fifo_samples >= FRAME:
-                if start is None:
-                    start = time.monotonic()
                 surplus = self._fifo_samples // FRAME - MAX_BACKLOG_FRAMES
                 if surplus > 0:
                     self._take(surplus * FRAME)
                 pcm = self._take(FRAME)
                 self.frames_received += 1
             else:
-                if start is None:
-                    timeout = None  # the clock starts with the browser's first frame
-                else:
-                    timeout = start + n * FRAME_S + JITTER_S - time.monotonic()
-                if timeout is None or timeout > 0:
+                timeout = start + n * FRAME_S + JITTER_S - time.monotonic()
+                if timeout > 0:
                     self._arrived.clear()
                     try:
                         async with asyncio.timeout(timeout):
