@@ -22,11 +22,13 @@ SENTENCE = "I would like to book an appointment for Tuesday"
 
 
 async def test_espeak_speech_over_the_phone_reaches_the_right_intent(  # type: ignore[no-untyped-def]
-    whisper_stt: WhisperSTT, phone_speech, receptionist, settings
+    tiny_en_stt: WhisperSTT, phone_speech, receptionist, settings
 ) -> None:
+    """With the English default (tiny.en). Base heard "look at a pointment" in about one run in five here:
+    its decode of this espeak sentence is not repeatable run to run (cause not found; espeak is borderline)."""
     pcm = resample(phone_speech(SENTENCE, "espeak"), 16000, 8000)
-    result = await whisper_stt.transcribe(pcm, 8000)  # 8 kHz in: resampled inside
-    assert {"appointment", "tuesday"} <= words(result.text)
+    result = await tiny_en_stt.transcribe(pcm, 8000)  # 8 kHz in: resampled inside
+    assert {"appointment", "tuesday"} <= words(result.text), result.text
     llm = build_llm(receptionist.components.llm, settings, agent=receptionist)
     reply = "".join([c.text async for c in llm.chat([Message("user", result.text)])])
     assert reply == "Sure, I can book that for Tuesday. May I have your name, please?"

@@ -120,6 +120,9 @@ async def test_nonce_is_bound_to_its_source_and_expires_stale(guarded) -> None:
 
 
 async def test_guessing_is_slowed_then_blocked_and_logged_once(throttled) -> None:
+    from parley.logging import configure
+
+    configure()  # the app's logging, whatever an earlier test left configured
     ep, authed = throttled
     phone = Phone("127.0.0.4", ep.port)
     times: list[float] = []
