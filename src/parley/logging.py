@@ -23,6 +23,19 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a line is logged (a stream replaced since, by a test
+    runner's capture or a daemon's redirect, never leaves the handler writing to a closed file)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def configure(level: str = "INFO", json: bool = False) -> None:
     """Set up structlog and the standard library logging to write to stderr."""
     shared: list[Any] = [
@@ -44,7 +57,7 @@ def configure(level: str = "INFO", json: bool = False) -> None:
         # not cached: a logger keeps following the configuration (tests capture with structlog.testing)
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

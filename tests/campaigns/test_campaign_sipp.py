@@ -52,7 +52,7 @@ async def platform(settings) -> AsyncIterator[Any]:  # type: ignore[no-untyped-d
     servers: list[Server] = []
 
     async def start(trunk_port: int, clock: FakeClock, **updates: Any) -> Server:
-        s = settings.model_copy(update={"sip_port": free_port(), "ring_timeout_s": 2.0, "num_agents": 8,
+        s = settings.model_copy(update={"sip_port": 0, "ring_timeout_s": 2.0, "num_agents": 8,
                                         **updates})
         app = create_app(s, api_keys=["test-key"], startup=[gateway_startup(warm=True)])
         port = free_port(kind=1)
@@ -179,7 +179,7 @@ async def test_restart_mid_campaign_resumes_without_double_dialing(platform, spe
         await eventually(second_live, timeout_s=60, interval_s=0.1, what="row 1 done, row 2 talking")
     await first.stop()  # every process stops mid-campaign
 
-    second = await platform(trunk_port, clock, sip_port=free_port())
+    second = await platform(trunk_port, clock, sip_port=0)
     async with second.client() as client:
         final = await _campaign_done(client, cid, timeout=90)
         assert final["outcomes"] == {"completed": 4}, final

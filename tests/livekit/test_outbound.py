@@ -15,7 +15,6 @@ from parley.calls.states import TERMINAL
 from parley.telephony.livekit import sip_sync
 from parley.telephony.livekit.config import LiveKitConfig
 from parley.telephony.trunks import TelephonyConfig, Trunk
-from tests.conftest import free_port
 from tests.eventually import eventually
 from tests.livekit.standin import StandInLiveKit
 
@@ -31,7 +30,7 @@ Api = tuple[httpx.AsyncClient, ApiState]
 async def api(livekit: tuple[StandInLiveKit, str], settings) -> AsyncIterator[Api]:  # type: ignore[no-untyped-def]
     standin, url = livekit
     s = settings.model_copy(update={
-        "livekit_url": url, "livekit_api_key": standin.key, "sip_port": free_port(),
+        "livekit_url": url, "livekit_api_key": standin.key, "sip_port": 0,
         "livekit_api_secret": type(settings.livekit_api_secret)(standin.secret)})
     config = LiveKitConfig.from_settings(s)
     client = config.api()

@@ -146,3 +146,13 @@ async def test_guessing_is_slowed_then_blocked_and_logged_once(throttled) -> Non
     PASSWORDS["bob"] = "pw"
     _, resp = await asyncio.to_thread(other.challenge_and_answer, "bob", "pw")
     assert resp.startswith(b"SIP/2.0 486")
+
+
+def test_a_nonce_answered_at_once_is_fresh() -> None:
+    """A phone on a fast link answers within the same millisecond the nonce was made; that answer
+    must not be called stale (the nonce's time stamp is never later than the clock)."""
+    from parley.sip.auth import DigestChallenger
+
+    ch = DigestChallenger(REALM)
+    verdicts = {ch.nonce_state(ch.new_nonce("127.0.0.9"), "127.0.0.9") for _ in range(2000)}
+    assert verdicts == {"ok"}

@@ -55,7 +55,7 @@ class Platform:
 @pytest.fixture
 async def platform(settings, webhook_receiver) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
     async def start(trunk_port: int, **updates: Any) -> Platform:
-        s = settings.model_copy(update={"sip_port": free_port(), "webhook_url": webhook_receiver.url,
+        s = settings.model_copy(update={"sip_port": 0, "webhook_url": webhook_receiver.url,
                                         "ring_timeout_s": 3.0, **updates})
         app = create_app(s, api_keys=["test-key"], startup=[gateway_startup(warm=True)])
         port = free_port(kind=1)

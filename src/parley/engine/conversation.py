@@ -69,6 +69,8 @@ from parley.support.taskset import TaskSet
 
 log = get_logger(__name__)
 _WORDS = re.compile(r"[\w']+")
+#: How long a call that has ended waits for a running tool (a transfer's last reply) to report.
+TOOL_SETTLE_S = 2.0
 
 
 def same_words(a: str, b: str) -> bool:
@@ -444,6 +446,7 @@ class Conversation:
         await self.channel.hangup(reason)
 
     async def _shutdown(self) -> str:
+        await self.speaker.tool_settled(TOOL_SETTLE_S)
         reason = self._ending or self.channel.end_reason or "channel_closed"
         self.speaker.report_unfinished()
         await self._tasks.cancel_all()

@@ -133,6 +133,7 @@ class FileChannel:
         self.transfers.append(target)
         if self._transfer_result:
             self._close("transferred")
+            await asyncio.sleep(0.05)  # as on a real line: closed, then the hang-up's round trip
         return self._transfer_result
 
     async def hangup(self, reason: str) -> None:

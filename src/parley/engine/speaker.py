@@ -106,6 +106,7 @@ class Speaker:
         self.interrupted: Interrupted | None = None
         self.failures = 0  # consecutive failed turns
         self.acknowledger = Acknowledger(agent.acknowledgement, self.voice)
+        self._tool_settled: asyncio.Event | None = None  # unset while a tool runs
 
     # --- starting and stopping ------------------------------------------------------------------------
 
@@ -191,6 +192,16 @@ class Speaker:
             self.current = None
         except ProviderError as exc:
             log.warning("cannot say the closing line", error=str(exc))
+
+    async def tool_settled(self, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) for a tool that is running to report its outcome: a transfer or
+        hang-up closes the line before its tool returns, and the call's record must still show it."""
+        settled = self._tool_settled
+        if settled is not None and not settled.is_set():
+            try:
+                await asyncio.wait_for(settled.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("a tool was still running when the call ended; it is cancelled")
 
     def report_unfinished(self) -> None:
         """The call is over mid-speech: report what the caller heard of it."""
@@ -389,13 +400,17 @@ class Speaker:
         """Run the tool calls of one LLM round; True when the call is over (hung up or transferred)."""
         ctx = ToolContext(self.channel, played=lambda: self.voice.played(sp), http=self._http)
         for call in calls:
-            outcome = await self.tools.run(call, ctx)
-            if outcome.ends_call:
-                self.voice.finish(sp)
-                self.host.ended_by_tool(outcome.ends_call)
-            self._emit(
-                ToolInvoked(call.name, call.arguments, outcome.result, outcome.ok, round(self.host.now, 3))
-            )
+            self._tool_settled = settled = asyncio.Event()
+            try:
+                outcome = await self.tools.run(call, ctx)
+                if outcome.ends_call:
+                    self.voice.finish(sp)
+                    self.host.ended_by_tool(outcome.ends_call)
+                self._emit(
+                    ToolInvoked(call.name, call.arguments, outcome.result, outcome.ok, round(self.host.now, 3))
+                )
+            finally:
+                settled.set()
             self.history.append(Message("tool", outcome.result, tool_call_id=call.id, name=call.name))
             if outcome.ends_call:
                 await self.channel.hangup(self.host.ending or outcome.ends_call)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import re
 import time
@@ -23,6 +24,7 @@ from parley.sip.message import SipRequest, SipResponse
 from parley.sip.uri import SipUri
 
 _ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+_CLOCK_SLACK_S = 1.0  # a wall clock stepped back this far still accepts its own fresh nonces
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ class DigestChallenger:
 
     def new_nonce(self, source: str = "") -> str:
         """A nonce for a requester at IP `source` (only answers from there will be accepted)."""
-        stamp = f"{time.time():.3f}"
+        stamp = f"{math.floor(time.time() * 1000) / 1000:.3f}"  # rounded down: never younger than now
         return f"{stamp}.{self._sign(stamp, source)}"
 
     def nonce_state(self, nonce: str, source: str = "") -> str:
@@ -188,7 +190,7 @@ class DigestChallenger:
             age = time.time() - float(stamp)
         except ValueError:
             return "bad"
-        return "ok" if 0 <= age <= self.nonce_ttl else "stale"
+        return "ok" if -_CLOCK_SLACK_S <= age <= self.nonce_ttl else "stale"
 
     def challenges(self, stale: bool = False, source: str = "") -> list[str]:
         nonce = self.new_nonce(source)
