@@ -199,11 +199,12 @@ class ScriptLLM(LLM):
     """Answers each user turn with the next scripted reply (text, optionally with tool calls).
 
     `respond` may be given instead: a function of the messages returning a reply. Words are streamed
-    with `word_delay_s` between them; `failures` makes the next N requests raise `ProviderError`."""
+    with `word_delay_s` between them, the first after `first_token_delay_s`; `failures` makes the next N requests raise `ProviderError`."""
 
     replies: list[Reply] = field(default_factory=list)
     respond: Callable[[list[Message]], Reply | None] | None = None
     word_delay_s: float = 0.0
+    first_token_delay_s: float = 0.0
     failures: int = 0
     name: str = "script-llm"
     requests: list[list[Message]] = field(default_factory=list)
@@ -231,6 +232,7 @@ class ScriptLLM(LLM):
         text, calls = (reply, []) if isinstance(reply, str) else reply
         done = False
         try:
+            await asyncio.sleep(self.first_token_delay_s)
             for word in re.findall(r"\S+\s*", text):
                 yield LLMChunk(text=word)
                 await asyncio.sleep(self.word_delay_s)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from parley.engine.conversation import Conversation
-from parley.engine.events import Event, TranscriptEntry, TurnMetrics
+from parley.engine.events import Event, TranscriptEntry, TurnDecision, TurnMetrics
 from parley.engine.file_channel import FileChannel
 from parley.providers.base import Message
 from tests.engine.fakes import CallerAudio, EnergyVAD, ScriptLLM, ToneSTT, ToneTTS, agent_spec
@@ -119,3 +119,66 @@ async def test_a_key_pressed_in_the_pause_ends_the_turn_at_once() -> None:
     assert user == ["what are your opening hours DTMF: 1"] or user == ["what are your opening hours", "DTMF: 1"]
     (first, *_) = of(events, TurnMetrics)
     assert first.silence_waited_ms is not None and first.silence_waited_ms < 300
+
+
+# --- the answer asked for while the detector still waits (turn.prefetch_answer) --------------------
+
+
+async def converse_doubting(audio: CallerAudio, llm: ScriptLLM, events: list[Any],
+                            **turn: Any) -> tuple[Conversation, FileChannel]:
+    """The audio model doubts every turn (P 0.1): with no objection from the words the detector waits
+    `doubt_silence_ms` (800) — the time a prefetched answer has to arrive in."""
+    class Doubting:
+        def predict(self, pcm16k: np.ndarray) -> float:
+            return 0.1
+
+    channel = FileChannel(audio.pcm, audio.rate, speed=4.0, tail_s=1.0)
+    conv = Conversation(agent_spec(turn={"detector": "smart_turn", **turn}, idle={"reminder_after_s": 60}),
+                        channel, stt=ToneSTT(WORDS, delay_s=0.1), llm=llm, tts=ToneTTS(), vad=EnergyVAD(),
+                        on_event=events.append, turn_model=Doubting())
+    await conv.run()
+    return conv, channel
+
+
+def asked_then_decided(events: list[Any]) -> tuple[int, int]:
+    asked = events.index("llm asked")
+    decided = next(i for i, e in enumerate(events) if isinstance(e, TurnDecision) and e.kind in ("finished", "timeout"))
+    return asked, decided
+
+
+async def test_the_llm_is_asked_on_the_words_while_the_detector_still_waits() -> None:
+    events: list[Any] = []
+    llm = ScriptLLM(respond=lambda m: (events.append("llm asked"), answer(m))[1], first_token_delay_s=0.1)
+    conv, _ = await converse_doubting(CallerAudio(5).say(300, 0.5, 1.0), llm, events)
+    asked, decided = asked_then_decided(events)
+    assert asked < decided, "the answer was asked for only after the turn was decided"
+    (marks,) = of(events, TurnMetrics)
+    assert marks.llm_prefetched and marks.detector == "timeout"
+    assert len(llm.requests) == 1  # the prefetched answer was the one spoken; nothing asked twice
+    assert [e.text for e in of(events, TranscriptEntry) if e.role == "agent"] == ["We open at nine."]
+
+
+async def test_a_caller_who_goes_on_drops_the_prefetched_answer() -> None:
+    # a 0.5 s pause (the detector waits 0.8 s), then more words: the answer asked for on the first words
+    # is cancelled and never heard; the reply answers the words the turn ended on
+    events: list[Any] = []
+    llm = ScriptLLM(respond=lambda m: "Alright, let me see." if m[-1].role == "user" else None,
+                    first_token_delay_s=0.05, word_delay_s=0.15)
+    conv, channel = await converse_doubting(CallerAudio(6).say(300, 0.2, 0.8).say(400, 1.5, 1.2), llm, events)
+    # (the tone recogniser hears the longer tone: the words become "cancel my booking")
+    assert [m[-1].content for m in llm.requests] == ["what are your opening hours", "cancel my booking"]
+    assert llm.cancelled == 1 and llm.completed == 1
+    assert [e.text for e in of(events, TranscriptEntry) if e.role == "agent"] == ["Alright, let me see."]
+    assert [(m.role, m.content) for m in conv.history if m.role != "system"] == [
+        ("user", "cancel my booking"), ("assistant", "Alright, let me see.")]
+    assert voiced(channel, 0, 2.7) == 0, "nothing heard while the caller was still talking"
+
+
+async def test_without_prefetch_the_llm_is_asked_after_the_decision() -> None:
+    events: list[Any] = []
+    llm = ScriptLLM(respond=lambda m: (events.append("llm asked"), answer(m))[1])
+    await converse_doubting(CallerAudio(5).say(300, 0.5, 1.0), llm, events, prefetch_answer=False)
+    asked, decided = asked_then_decided(events)
+    assert asked > decided
+    (marks,) = of(events, TurnMetrics)
+    assert not marks.llm_prefetched

@@ -139,7 +139,9 @@ class TurnSpec(_Strict):
     words so far decide; "finished" ends the turn there; words that say the caller has not finished wait up
     to `max_silence_ms`, the audio model alone (the words have no objection) up to `doubt_silence_ms` (never
     more than `max_silence_ms`), and a caller asking for time ("hold on", "um") up to `hold_silence_ms`.
-    `detector: silence`: the turn ends after a fixed `end_of_turn_silence_ms`."""
+    `detector: silence`: the turn ends after a fixed `end_of_turn_silence_ms`.
+    `prefetch_answer` asks the LLM as soon as the words are in, while the detector still waits (the answer
+    is used only if the turn ends on exactly those words; an unused one costs an LLM request)."""
 
     detector: Literal["smart_turn", "silence"] = "smart_turn"
     min_silence_ms: int = Field(200, ge=50, le=2000, description="Silence before the detector decides.")
@@ -154,6 +156,7 @@ class TurnSpec(_Strict):
                              description="Smart Turn probability from which the audio says 'finished'.")
     end_of_turn_silence_ms: int = Field(700, ge=100, le=5000, description="The `silence` detector's wait.")
     min_speech_ms: int = Field(150, ge=0, le=2000, description="Shorter sounds (clicks, coughs) are ignored.")
+    prefetch_answer: bool = Field(True, description="Ask the LLM on the words before the turn is decided.")
 
     @model_validator(mode="after")
     def _ordered(self) -> TurnSpec:

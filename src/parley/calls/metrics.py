@@ -63,6 +63,9 @@ TURN_PROBABILITY = Histogram("parley_turn_model_probability",
 PREEMPTIVE_RESTARTS = Counter("parley_preemptive_restarts_total",
                               "Replies started on early words and restarted because the final transcript "
                               "differed.", registry=REGISTRY)
+PREFETCHED_TURNS = Counter("parley_llm_prefetched_turns_total",
+                           "Replies whose LLM answer was asked for on the words before the turn was decided.",
+                           registry=REGISTRY)
 
 
 def observe_turn(marks: Mapping[str, Any]) -> dict[str, float]:
@@ -87,6 +90,8 @@ def observe_turn(marks: Mapping[str, Any]) -> dict[str, float]:
     restarts = marks.get("preemptive_restarts")
     if isinstance(restarts, int) and restarts > 0:
         PREEMPTIVE_RESTARTS.inc(restarts)
+    if marks.get("llm_prefetched") is True:
+        PREFETCHED_TURNS.inc()
     return observed
 
 

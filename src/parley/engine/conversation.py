@@ -225,6 +225,7 @@ class Conversation:
                 self._apply(policy.speech_started(now, self._agent()))
             elif event is SegmentEvent.CONFIRMED:
                 self.detector.speech()
+                self.speaker.prefetch.drop()  # the caller went on: the words will change
                 self._apply(policy.speech_confirmed(now, self._agent()))
             elif event is SegmentEvent.DISCARDED:
                 self._apply(policy.speech_discarded(now))
@@ -269,7 +270,12 @@ class Conversation:
         except Exception as exc:  # noqa: BLE001 - the final transcript will report a real STT failure
             log.info("stt snapshot failed", error=str(exc))
             text = ""
-        self._detector_steps.append(self.detector.words_ready(gap, text))
+        step = self.detector.words_ready(gap, text)
+        self._detector_steps.append(step)
+        words = self.detector.words
+        if (self.agent.turn.prefetch_answer and step.verdict is None and self.detector.gap == gap
+                and words is not None and not words.unfinished):
+            self.speaker.prefetch_answer(text)  # the detector still waits: ask the LLM meanwhile
 
     async def _ask_model(self, gap: int) -> None:
         assert self._listener is not None and self.turn_model is not None

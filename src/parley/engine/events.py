@@ -74,6 +74,7 @@ class TurnMetrics(Event):
     probability: float | None = None  # the audio model's last P(finished)
     words_rule: str = ""  # the word rule that made the detector wait, if any
     preemptive_restarts: int = 0  # replies started on early words and restarted on the final transcript
+    llm_prefetched: bool = False  # the answer was asked for on the words, before the turn was decided
 
 
 @dataclass

@@ -26,6 +26,7 @@ from parley.engine.acknowledgement import Acknowledger
 from parley.engine.channel import MediaChannel
 from parley.engine.events import Event, Interruption, ProviderFailed, ToolInvoked
 from parley.engine.playout import SpeechTrack
+from parley.engine.prefetch import Prefetcher
 from parley.engine.reply import ReplyStream
 from parley.engine.state import AgentSpeech, Interrupted, TurnMarks, WordsChanged
 from parley.engine.tools import ToolBox, ToolContext
@@ -107,6 +108,7 @@ class Speaker:
         self.failures = 0  # consecutive failed turns
         self.acknowledger = Acknowledger(agent.acknowledgement, self.voice)
         self._tool_settled: asyncio.Event | None = None  # unset while a tool runs
+        self.prefetch = Prefetcher(llm, host.spawn)
 
     # --- starting and stopping ------------------------------------------------------------------------
 
@@ -192,6 +194,16 @@ class Speaker:
             self.current = None
         except ProviderError as exc:
             log.warning("cannot say the closing line", error=str(exc))
+
+    def prefetch_answer(self, words: str) -> None:
+        """The caller's words are in but their turn is not decided: ask the LLM now for the answer a
+        reply to exactly these words would ask for (see `engine/prefetch.py`). Not while the agent is
+        speaking or a caller message is still unanswered (the reply would merge the words into it)."""
+        if self.current is not None or self.host.ending or not words.strip():
+            return
+        if self.history and self.history[-1].role == "user":
+            return
+        self.prefetch.start([*self.history, Message("user", words)], self.tools.definitions)
 
     async def tool_settled(self, timeout_s: float) -> None:
         """Wait (at most `timeout_s`) for a tool that is running to report its outcome: a transfer or
@@ -327,8 +339,12 @@ class Speaker:
             if chunk.tool_call is not None and self.tools.is_final(chunk.tool_call.name):
                 sp.interruptible = False  # the goodbye or hand-over is said to its end
 
+        messages = list(self.history)
+        prefetched = self.prefetch.take(messages)
+        if prefetched is not None and marks is not None:
+            marks.prefetched = True
         reply = ReplyStream(
-            self.llm.chat(list(self.history), self.tools.definitions),
+            prefetched or self.llm.chat(messages, self.tools.definitions),
             on_chunk=on_chunk,
             on_sentence=sp.track.pending.append,
         )

@@ -31,6 +31,7 @@ class TurnMarks:
     emitted: bool = False
     verdict: TurnVerdict | None = None  # what ended the caller's turn (None: a key, or no detector)
     restarts: int = 0  # preemptive replies restarted because the final transcript differed
+    prefetched: bool = False  # the LLM was asked on the words before the turn was decided
 
     def ms(self, at: float | None) -> float | None:
         return None if at is None else round((at - self.t0) * 1000.0, 2)
@@ -54,6 +55,7 @@ class TurnMarks:
             else round(self.verdict.probability, 3),
             words_rule=self.verdict.words if self.verdict is not None else "",
             preemptive_restarts=self.restarts,
+            llm_prefetched=self.prefetched,
         )
 
 
