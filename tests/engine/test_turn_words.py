@@ -97,6 +97,10 @@ UNFINISHED: list[tuple[str, str]] = [
     ("Hold on, let me check my calendar.", "'let me check'"),
     ("Um, let me think about that.", "'let me think'"),
     ("Bear with me.", "'bear with me'"),
+    # a question announced but not yet asked (Whisper hears a cut "tell me when" as a question)
+    ("Can you tell me when?", "'tell me when' opens a question"),
+    ("Could you show me where", "'show me where'"),
+    ("I was wondering whether", "'wondering whether'"),
     # trailing off (STT punctuation)
     ("I was going to say...", "trails off"),
     ("So the thing is, you know,", "trails off"),
@@ -153,6 +157,10 @@ NO_OPINION: list[str] = [
     "That's it.",
     "I'll come in the morning.",
     "As well.",
+    "When?",
+    "Can you tell me when you are open?",
+    "I don't know why.",
+    "Tell me what you need.",
     "Monday, Tuesday or Wednesday.",
     "",
     "   ",

@@ -100,6 +100,9 @@ class LanguageRules:
     #: how far back (in words) before the digits a cue may be
     cue_reach: int = 6
     extra: dict[str, str] = field(default_factory=dict)
+    #: phrases after which a question word opens a question still to come: "tell me" + "when"
+    embedded_openers: frozenset[tuple[str, ...]] = frozenset()
+    embedded_words: frozenset[str] = frozenset()
 
 
 _EN_DIGITS = {w: 1 for w in ("zero", "oh", "o", "one", "two", "three", "four", "five", "six", "seven",
@@ -168,6 +171,9 @@ EN = LanguageRules(
     copulas=frozenset({"is", "was", "are", "were", "'s", "being"}),
     digit_words=_EN_DIGITS,
     digit_multipliers={"double": 2, "triple": 3},
+    embedded_openers=_phrases("tell me", "tell us", "show me", "show us", "remind me", "ask you", "wondering",
+                              "find out", "explain"),
+    embedded_words=frozenset({"when", "where", "what", "how", "why", "who", "which", "whether"}),
     number_cues={
         "phone": (10, 11), "telephone": (10, 11), "cell": (10, 11), "mobile": (10, 11), "callback": (10, 11),
         "zip": (5, 9), "postcode": (), "pin": (4, 6), "card": (15, 16), "extension": (),
@@ -239,8 +245,8 @@ def judge(text: str, language: str | None = "en") -> WordVerdict:
     if not tokens:
         return no_opinion("nothing said yet", "empty")
     clause = _last_clause(body)
-    for rule in (_filler, _asks_for_time, _number, _announces, _dangling, _open_list, _conjunction,
-                 _preposition, _determiner):
+    for rule in (_filler, _asks_for_time, _number, _announces, _dangling, _embedded_question, _open_list,
+                 _conjunction, _preposition, _determiner):
         verdict = rule(rules, tokens, clause, body)
         if verdict is not None:
             return verdict
@@ -366,6 +372,16 @@ def _dangling(rules: LanguageRules, tokens: list[str], clause: list[str], body: 
         what = "the subject" if last == "i" else "the contraction"
         return unfinished(f"ends on {what} '{last}'", "dangling")
     return None
+
+
+def _embedded_question(rules: LanguageRules, tokens: list[str], clause: list[str],
+                       body: str) -> WordVerdict | None:
+    if len(tokens) < 2 or tokens[-1] not in rules.embedded_words:
+        return None
+    opener = _ends_with(tokens[:-1], rules.embedded_openers)
+    if opener is None:
+        return None
+    return unfinished(f"'{' '.join([*opener, tokens[-1]])}' opens a question still to come", "embedded_question")
 
 
 def _open_list(rules: LanguageRules, tokens: list[str], clause: list[str], body: str) -> WordVerdict | None:
