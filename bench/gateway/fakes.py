@@ -22,8 +22,10 @@ def register_instant_providers() -> None:
     register("vad", "energy", lambda spec, *, settings, **_: EnergyVAD())
 
 
-def write_agent(agents_dir: Path, vad: str = "webrtc") -> Path:
-    """An agent YAML using the instant providers: greets first (1 s tone), answers every turn (1 s tone)."""
+def write_agent(agents_dir: Path, vad: str = "webrtc", detector: str = "smart_turn") -> Path:
+    """An agent YAML using the instant providers: greets first (1 s tone), answers every turn (1 s tone).
+    `detector`: the end-of-turn detector (`smart_turn`, the product's default, runs the audio model at each
+    turn's end; `silence` measures the transport and engine without it)."""
     vad_line: dict[str, Any] = {"webrtc": "{provider: webrtc, aggressiveness: 2, frame_ms: 20}",
                                 "energy": "{provider: energy}",
                                 "silero": "{provider: silero, threshold: 0.5}"}
@@ -40,7 +42,7 @@ prompts: {{inbound: default_inbound, outbound: default_outbound}}
 greeting: {{inbound: "Hello.", outbound: "Hello."}}
 first_speaker: agent
 allow_interruptions: true
-turn: {{end_of_turn_silence_ms: 500, min_speech_ms: 150}}
+turn: {{detector: {detector}, end_of_turn_silence_ms: 500, min_speech_ms: 150}}
 idle: {{reminder_after_s: 60}}
 max_duration_s: 900
 recording: false

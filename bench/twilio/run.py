@@ -117,7 +117,7 @@ async def one_call(base: str, http: httpx.AsyncClient, speech: np.ndarray, until
         await client.close()
 
 
-async def run(calls: int, ramp: float, hold: float) -> dict[str, Any]:
+async def run(calls: int, ramp: float, hold: float, detector: str = "smart_turn") -> dict[str, Any]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -125,7 +125,8 @@ async def run(calls: int, ramp: float, hold: float) -> dict[str, Any]:
     log_path = tmp / "server.log"
     profile = os.environ.get("BENCH_PROFILE")  # a path: the server runs under cProfile, stats written there
     prefix = ["-m", "cProfile", "-o", profile] if profile else []
-    server = subprocess.Popen([sys.executable, *prefix, "-m", "bench.twilio.server", str(port), str(tmp / "data")],
+    server = subprocess.Popen([sys.executable, *prefix, "-m", "bench.twilio.server", str(port), str(tmp / "data"),
+                               detector],
                               cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     speech_file = espeak_ulaw("what are your opening hours", tmp / "q.ulaw", 0.0, 0.0)
@@ -173,7 +174,7 @@ async def run(calls: int, ramp: float, hold: float) -> dict[str, Any]:
     frames = sum(e.get("frames_out", 0) for e in ended)
     late = sum(e.get("late_frames", 0) for e in ended)
     return {
-        "calls": calls, "ok": sum(r == "ok" for r in results),
+        "calls": calls, "detector": detector, "ok": sum(r == "ok" for r in results),
         "failures": sorted({r for r in results if r != "ok"})[:5],
         "window_s": round(window, 1),
         "server_cpu_pct": round(cpu_pct, 1), "server_cpu_pct_per_call": round(cpu_pct / calls, 2),
@@ -195,8 +196,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--ramp", type=float, default=5.0)
     parser.add_argument("--hold", type=float, default=20.0)
+    parser.add_argument("--detector", choices=["smart_turn", "silence"], default="smart_turn",
+                        help="the bench agent's end-of-turn detector (silence: transport and engine only)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.calls, args.ramp, args.hold)), indent=2))
+    print(json.dumps(asyncio.run(run(args.calls, args.ramp, args.hold, args.detector)), indent=2))
 
 
 if __name__ == "__main__":

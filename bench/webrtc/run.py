@@ -192,11 +192,14 @@ async def main() -> None:
     ap.add_argument("--turns", type=int, default=10)
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--detector", choices=["smart_turn", "silence"], default="smart_turn",
+                    help="the instant agent's end-of-turn detector (silence: transport and engine only)")
     args = ap.parse_args()
-    result: dict[str, Any] = {"load_avg_before": os.getloadavg()[0], "cpus": os.cpu_count()}
+    result: dict[str, Any] = {"load_avg_before": os.getloadavg()[0], "cpus": os.cpu_count(),
+                              "detector": args.detector}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        write_agent(tmp / "agents", vad="webrtc")
+        write_agent(tmp / "agents", vad="webrtc", detector=args.detector)
         shutil.copy(ROOT / "agents" / "receptionist.yaml", tmp / "agents" / "receptionist.yaml")
         agents = ["bench"] + ([] if args.skip_real else ["receptionist"])
         proc, url = await start_server(tmp, agents)

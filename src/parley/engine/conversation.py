@@ -63,6 +63,7 @@ from parley.engine.turn.detector import (
     TurnVerdict,
 )
 from parley.engine.turn.segmenter import SegmentEvent, SpeechSegmenter
+from parley.engine.turn.model_runner import run_turn_model
 from parley.logging import get_logger
 from parley.providers.base import LLM, STT, TTS, VAD, Message, ProviderError, STTStream
 from parley.support.taskset import TaskSet
@@ -281,7 +282,7 @@ class Conversation:
         assert self._listener is not None and self.turn_model is not None
         audio = self._listener.turn_audio(16000)
         try:
-            probability: float | None = await asyncio.to_thread(self.turn_model.predict, audio)
+            probability: float | None = await run_turn_model(self.turn_model.predict, audio)
         except Exception as exc:  # noqa: BLE001 - a broken model must not end the call: silence decides
             log.warning("end-of-turn model failed; the silence decides", error=str(exc))
             probability = None
