@@ -262,8 +262,12 @@ def test_tool_calls_and_failovers_on_the_timeline(platform: LiveServer, browser_
     audio = ulaw_file(speech_wav("That's all, thank you. Goodbye.", engine="piper"), tmp_path / "bye.ulaw",
                       lead_silence_s=1.5, tail_silence_s=0.5)
     scenario = uac_scenario("PCMU", actions=rtp_stream(audio, 0), pause_ms=0, bye="remote")
-    result = asyncio.run(run_sipp(scenario, f"127.0.0.1:{platform.sip_port}", tmp_path, port=free_port(),
-                                  timeout=45))
+    box: dict[str, SippResult] = {}
+    caller = threading.Thread(target=lambda: box.setdefault("result", asyncio.run(run_sipp(  # Playwright owns this
+        scenario, f"127.0.0.1:{platform.sip_port}", tmp_path, port=free_port(), timeout=45))), daemon=True)  # loop
+    caller.start()
+    caller.join(60)
+    result = box["result"]
     assert result.code == 0, str(result)  # the agent hung up (SIPp waited for our BYE)
     calls, _ = platform.run(platform.state.calls.list_calls(agent="helpdesk", limit=1))
     call = calls[0]

@@ -124,7 +124,7 @@ function describe(event) {
     case "dtmf": return `key ${d.digit}`;
     case "amd": return `${amdResult(d.result)} after ${seconds(d.decided_after_ms)}: ${d.reason}`;
     case "amd.beep": return d.how === "beep" ? `beep ended after ${seconds(d.after_ms)}` : `greeting ended after ${seconds(d.after_ms)} (no beep)`;
-    case "analysis": return `${verdictWords(d.success)}: ${d.summary || "no summary"}`;
+    case "analysis": return `${verdictWords(d.success)}${d.valid === false ? ", data does not fit the schema" : ""} (see Post-call analysis above)`;
     default: return Object.entries(d).map(([k, v]) => `${k}: ${plain(v)}`).join(", ");
   }
 }

@@ -21,7 +21,7 @@ export async function render() {
   const list = h("div", { id: "campaigns", "aria-live": "off" }, h("p", { class: "note" }, "Loading…"));
   fill(content(),
     h("section", { "aria-labelledby": "campaigns-heading" },
-      h("h2", { id: "campaigns-heading" }, "Campaigns"),
+      h("h2", { id: "campaigns-heading" }, "All campaigns"),
       h("p", { class: "note" }, "Create campaigns with ", h("code", {}, "parley campaigns create"),
         " or POST /api/campaigns (docs/campaigns.md). This list refreshes every few seconds."),
       list));
