@@ -15,7 +15,7 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -110,18 +110,23 @@ def test_agents(folder: Path) -> Path:
 test_agents.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
-def start_server(folder: Path, *, phone: bool = False, **updates: Any) -> LiveServer:
-    """Start the API (with `parley up`'s SIP gateway when `phone`) on a free port; returns once it serves."""
+def start_server(folder: Path, *, phone: bool = False, dial: bool = False,
+                 edit_agents: Callable[[Path], None] | None = None, **updates: Any) -> LiveServer:
+    """Start the API (with `parley up`'s SIP gateway when `phone`, and its dialer and campaign runner when also
+    `dial`) on a free port; returns once it serves. `edit_agents(folder)` may change the test agents first."""
     import uvicorn
 
     from parley.api import create_app
     from parley.api.runtime import gateway_startup
     from parley.settings import Settings
 
+    agents = test_agents(folder)
+    if edit_agents is not None:
+        edit_agents(agents)
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=folder / "data",
-        agents_dir=test_agents(folder),
+        agents_dir=agents,
         prompts_dir=ROOT / "prompts",
         api_keys=API_KEY,  # type: ignore[arg-type]
         sip_host="127.0.0.1",
@@ -132,7 +137,7 @@ def start_server(folder: Path, *, phone: bool = False, **updates: Any) -> LiveSe
     async def remember_loop(state: Any, stack: Any) -> None:
         box["loop"] = asyncio.get_running_loop()
 
-    hooks = [remember_loop] + ([gateway_startup(dial=False, warm=True)] if phone else [])
+    hooks = [remember_loop] + ([gateway_startup(dial=dial, warm=True)] if phone else [])
     app = create_app(settings, startup=hooks)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,8 +1,11 @@
 """The dashboard's session against the real API over HTTP: signed-out refusals, the cookie's flags, CSRF, a
-stolen cookie after sign-out, the Content-Security-Policy, rate-limited sign-in, no secret in any page."""
+stolen cookie after sign-out, the Content-Security-Policy, rate-limited sign-in, no secret in any page.
+The browser-call signalling (`/api/webrtc/...`) is refused like every other API route: a real aiortc offer
+gets no SDP answer and makes no call without a live session or key."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ from parley.api.session import COOKIE_NAME, SessionStore, SignInLimiter
 from tests.dashboard.conftest import API_KEY, TOOL_SECRET, LiveServer, start_server, stop_server
 
 PAGES = ["/ui/", "/ui/calls/0000-none", "/ui/agents", "/ui/agents/receptionist", "/ui/talk/receptionist",
-         "/ui/queue"]
+         "/ui/queue", "/ui/campaigns", "/ui/campaigns/0000-none"]
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +28,34 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = start_server(tmp_path_factory.mktemp("dash-sec"))
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def offer_sdp() -> str:
+    """A real WebRTC offer (aiortc, Opus, ICE credentials and DTLS fingerprint), as a browser would send."""
+    from tests.webrtc.peer import BrowserPeer
+
+    async def make() -> str:
+        peer = BrowserPeer()
+        try:
+            return await peer.offer_sdp()
+        finally:
+            await peer.close()
+
+    return asyncio.run(make())
+
+
+def assert_no_browser_call(live: LiveServer, client: httpx.Client, sdp: str, headers: dict[str, str]) -> None:
+    """The signalling routes refuse `client` (401, no SDP answer) and no browser call exists afterwards."""
+    offer = client.post("/api/webrtc/offer", json={"agent": "receptionist", "sdp": sdp, "type": "offer"},
+                        headers=headers)
+    assert offer.status_code == 401 and offer.json()["error"] == "unauthorized", offer.text
+    assert "sdp" not in offer.json() and "call_id" not in offer.json()
+    end = client.delete("/api/webrtc/calls/anything", headers=headers)
+    assert end.status_code == 401 and end.json()["error"] == "unauthorized", end.text
+    assert not live.state.webrtc.browser_calls
+    calls, _ = live.run(live.state.calls.list_calls(channel="webrtc"))
+    assert calls == []
 
 
 @pytest.fixture
@@ -45,7 +76,8 @@ def csrf_of(client: httpx.Client) -> str:
     return found.group(1)
 
 
-def test_signed_out_every_page_goes_to_sign_in_and_no_data_is_served(live: LiveServer, client: httpx.Client) -> None:
+def test_signed_out_every_page_goes_to_sign_in_and_no_data_is_served(live: LiveServer, client: httpx.Client,
+                                                                     offer_sdp: str) -> None:
     ui_routes = {r.path for r in iter_route_contexts(live.app.routes) if (r.path or "").startswith("/ui/")
                  and "GET" in (getattr(r, "methods", None) or set()) and r.path != "/ui/sign-in"}
     assert len(ui_routes) == len(PAGES), f"a page this test does not know: {sorted(ui_routes)}"
@@ -58,9 +90,11 @@ def test_signed_out_every_page_goes_to_sign_in_and_no_data_is_served(live: LiveS
             assert r.status_code == 303, f"{path} with cookie {cookie!r}: {r.status_code}"
             assert r.headers["location"].startswith("/ui/sign-in?next=/ui/"), r.headers["location"]
             assert r.content == b""
-        for api in ("/api/calls", "/api/live-calls", "/api/agents", "/api/agents/receptionist/config"):
+        for api in ("/api/calls", "/api/live-calls", "/api/agents", "/api/agents/receptionist/config",
+                    "/api/campaigns"):
             r = client.get(api)
             assert r.status_code == 401 and r.json()["error"] == "unauthorized", api
+        assert_no_browser_call(live, client, offer_sdp, {})
     assert client.get("/").headers["location"] == "/ui/"
     form = client.get("/ui/sign-in")
     assert form.status_code == 200 and 'name="api_key"' in form.text and ">Sign in</button>" in form.text
@@ -113,7 +147,7 @@ def test_cookie_reads_the_api_but_changes_need_the_csrf_token(client: httpx.Clie
         assert r.status_code == 200 and r.json()["status"] == "canceled"
 
 
-def test_a_stolen_cookie_is_useless_after_sign_out(live: LiveServer, client: httpx.Client) -> None:
+def test_a_stolen_cookie_is_useless_after_sign_out(live: LiveServer, client: httpx.Client, offer_sdp: str) -> None:
     sign_in(client)
     stolen = client.cookies[COOKIE_NAME]
     token = csrf_of(client)
@@ -147,6 +181,7 @@ def test_a_stolen_cookie_is_useless_after_sign_out(live: LiveServer, client: htt
         assert thief.get("/api/live-calls").status_code == 401
         assert thief.post("/api/outbound-call", json={"to_number": "+14155550123"},
                           headers={"X-CSRF-Token": token}).status_code == 401
+        assert_no_browser_call(live, thief, offer_sdp, {"X-CSRF-Token": token})  # no browser call either
         for path in PAGES:
             assert thief.get(path).status_code == 303
 

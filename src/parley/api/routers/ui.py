@@ -50,7 +50,10 @@ PAGES = {
     "agent": ("Agent", "agents"),
     "talk": ("Talk to an agent", "agents"),
     "queue": ("Queue", "queue"),
+    "campaigns": ("Campaigns", "campaigns"),
+    "campaign": ("Campaign", "campaigns"),
 }
+NAV = ("calls", "queue", "campaigns", "agents")
 
 router = APIRouter(include_in_schema=False)
 
@@ -199,7 +202,7 @@ def _page(request: Request, state: StateDep, page: str) -> Response:
         return RedirectResponse(f"{SIGN_IN}?next={quote(target, safe='/')}", status_code=303)
     title, nav = PAGES[page]
     body = render("app.html", title=title, page=page, csrf=session.csrf_token,
-                  **{f"current_{n}": ("page" if n == nav else "false") for n in ("calls", "agents", "queue")})
+                  **{f"current_{n}": ("page" if n == nav else "false") for n in NAV})
     return HTMLResponse(body)
 
 
@@ -231,3 +234,13 @@ async def talk_page(agent: str, request: Request, state: StateDep) -> Response:
 @router.get("/ui/queue")
 async def queue_page(request: Request, state: StateDep) -> Response:
     return _page(request, state, "queue")
+
+
+@router.get("/ui/campaigns")
+async def campaigns_page(request: Request, state: StateDep) -> Response:
+    return _page(request, state, "campaigns")
+
+
+@router.get("/ui/campaigns/{campaign_id}")
+async def campaign_page(campaign_id: str, request: Request, state: StateDep) -> Response:
+    return _page(request, state, "campaign")

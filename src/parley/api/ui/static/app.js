@@ -1,7 +1,7 @@
 // Entry point of every signed-in page: wires "Sign out" and loads the page's module (body[data-page]).
 import { content, h, leaving, showError } from "./lib.js";
 
-const PAGES = new Set(["calls", "call", "agents", "agent", "talk", "queue"]);
+const PAGES = new Set(["calls", "call", "agents", "agent", "talk", "queue", "campaigns", "campaign"]);
 
 document.getElementById("sign-out").addEventListener("click", async () => {
   leaving.now = true;

@@ -137,3 +137,16 @@ export function callChannel(call) {
 export function numberOrDash(value) {
   return value === null || value === undefined || value === "" ? "—" : value;
 }
+
+/** Re-render `el` with `children`, keeping the keyboard focus on the control of the same name inside it. */
+export function refill(el, ...children) {
+  const active = document.activeElement;
+  const name = active && el.contains(active)
+    ? active.getAttribute("aria-label") || active.textContent.trim() : null;
+  fill(el, ...children);
+  if (!name) return el;
+  const again = [...el.querySelectorAll("a[href], button, [tabindex]")]
+    .find((c) => (c.getAttribute("aria-label") || c.textContent.trim()) === name);
+  if (again && !again.disabled) again.focus();
+  return el;
+}

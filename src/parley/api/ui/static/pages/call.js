@@ -1,4 +1,4 @@
-// Call detail: facts, recording, per-turn latency chart, transcript (interruptions marked), timeline, webhooks.
+// Call detail: facts, answering-machine check, post-call analysis, recording, per-turn latency chart, transcript (interruptions marked), timeline, webhooks.
 import {
   api, badge, callChannel, content, fill, fmtClock, fmtDuration, fmtTime, h, numberOrDash, pathTail, setStatus,
   setTitle, showError, table,
@@ -86,6 +86,23 @@ function latencyChart(metrics) {
     h("details", {}, h("summary", {}, "Latency marks as a table"), data));
 }
 
+const seconds = (ms) => (ms === null || ms === undefined ? "—" : `${(ms / 1000).toFixed(1)} s`);
+
+/** A value of a tool's arguments or an analysis' data, in words (lists joined, nested objects as key: value). */
+export function plain(value) {
+  if (value === null || value === undefined || value === "") return "—";
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (Array.isArray(value)) return value.map(plain).join(", ") || "—";
+  if (typeof value === "object") return Object.entries(value).map(([k, v]) => `${k.replace(/_/g, " ")}: ${plain(v)}`).join("; ");
+  return String(value);
+}
+
+/** The timeline's label for an event type. */
+const KINDS = {
+  tool_call: "tool call", provider_failover: "provider failover", provider_error: "provider failure",
+  amd: "answering-machine check", "amd.beep": "voicemail beep", analysis: "post-call analysis",
+};
+
 function describe(event) {
   const d = event.data || {};
   switch (event.type) {
@@ -94,15 +111,76 @@ function describe(event) {
     case "turn_metrics": return `turn ${d.turn}: voice to voice ${d.voice_to_voice_ms == null ? "—" : Math.round(d.voice_to_voice_ms) + " ms"}`;
     case "turn_decision": return `${d.kind}: ${d.reason}`;
     case "interruption": return `${d.kind.replace("_", "-")}${d.caller_text ? ": “" + d.caller_text + "”" : ""}${d.heard_text ? " (heard: “" + d.heard_text + "”)" : ""}`;
-    case "tool_call": return `${d.name}(${JSON.stringify(d.arguments || {})}) ${d.ok === false ? "failed" : "→"} ${d.result || ""}`;
+    case "tool_call": {
+      const args = Object.keys(d.arguments || {}).length ? ` with ${plain(d.arguments)}` : "";
+      const outcome = d.ok === false ? "failed" : "succeeded";
+      return `${d.name}${args}: ${outcome}${d.result ? " — " + d.result : ""}`;
+    }
     case "provider_error": return `${d.component}: ${d.message}`;
-    case "provider_failover": return d.text || `${d.failed} → ${d.next}`;
+    case "provider_failover": return d.text || `${d.kind} provider ${d.failed} failed (${d.reason})${d.next ? "; " + d.next + " takes over" : ""}`;
     case "conversation_started": return `agent ${d.agent}, ${d.direction}, ${d.first_speaker} speaks first`;
     case "conversation_ended": return `${d.reason}, ${d.turns} turn(s), ${fmtDuration(d.duration_s)}`;
     case "sip.progress": return `${d.code} ${d.reason || ""}`;
     case "dtmf": return `key ${d.digit}`;
-    default: return Object.entries(d).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
+    case "amd": return `${amdResult(d.result)} after ${seconds(d.decided_after_ms)}: ${d.reason}`;
+    case "amd.beep": return d.how === "beep" ? `beep ended after ${seconds(d.after_ms)}` : `greeting ended after ${seconds(d.after_ms)} (no beep)`;
+    case "analysis": return `${verdictWords(d.success)}${d.valid === false ? ", data does not fit the schema" : ""} (see Post-call analysis above)`;
+    default: return Object.entries(d).map(([k, v]) => `${k}: ${plain(v)}`).join(", ");
   }
+}
+
+function amdResult(result) {
+  return { human: "a person", machine: "an answering machine", unknown: "undecided (treated as a person)" }[result] || String(result);
+}
+
+const AMD_ACTIONS = {
+  talk: "the agent talked", hangup: "hung up", leave_message: "left a message after the beep",
+  continue: "the agent talked anyway",
+};
+
+function verdictWords(success) {
+  return success === true ? "successful" : success === false ? "not successful" : "no verdict";
+}
+
+/** The answering-machine check of an outbound call (metadata.amd, timeline amd.beep), or null. */
+function amdSection(call) {
+  const amd = call.metadata && call.metadata.amd;
+  if (!amd) return null;
+  const beep = call.timeline.find((e) => e.type === "amd.beep");
+  const rows = [
+    ["Answered by", h("strong", {}, amdResult(amd.result))],
+    ["How decided", amd.reason],
+    ["Time to decision", seconds(amd.decided_after_ms)],
+    ["Then", AMD_ACTIONS[amd.action] || amd.action || "—"],
+  ];
+  if (amd.beep_hz) rows.push(["Beep", `${amd.beep_hz} Hz`]);
+  if (beep) rows.push(["Message started", beep.data.how === "beep" ? `after the beep, at ${seconds(beep.data.after_ms)}`
+    : `after the greeting ended, at ${seconds(beep.data.after_ms)} (no beep heard)`]);
+  return h("section", { "aria-labelledby": "amd-heading", id: "amd" }, h("h2", { id: "amd-heading" }, "Answering machine detection"),
+    h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
+}
+
+/** The post-call analysis (metadata.analysis) with a "Re-run analysis" button, or null. */
+function analysisSection(call, rerun) {
+  const a = call.metadata && call.metadata.analysis;
+  if (!a) return null;
+  const data = Object.entries(a.data || {});
+  const verdict = h("span", { class: `verdict ${a.success === true ? "yes" : a.success === false ? "no" : ""}` },
+    verdictWords(a.success));
+  const button = h("button", { type: "button", class: "secondary" }, "Re-run analysis");
+  button.addEventListener("click", () => rerun(button));
+  return h("section", { "aria-labelledby": "analysis-heading", id: "analysis" },
+    h("h2", { id: "analysis-heading" }, "Post-call analysis"),
+    h("dl", { class: "facts" },
+      h("dt", {}, "Summary"), h("dd", { id: "analysis-summary" }, a.summary || "—"),
+      h("dt", {}, "Outcome"), h("dd", { id: "analysis-verdict" }, verdict, a.success_reason ? ` — ${a.success_reason}` : ""),
+      h("dt", {}, "Structured data"), h("dd", { id: "analysis-data" }, data.length
+        ? h("dl", { class: "data" }, data.map(([k, v]) => [h("dt", {}, k), h("dd", {}, plain(v))]))
+        : "none"),
+      h("dt", {}, "Checked against the schema"), h("dd", {}, a.valid === false
+        ? h("span", { class: "field-error" }, `does not fit: ${(a.errors || []).join("; ")}`) : "fits"),
+      h("dt", {}, "Analysed"), h("dd", { id: "analysis-at" }, `${fmtTime(a.analyzed_at)}${a.by ? " by " + a.by : ""}`)),
+    h("div", { class: "actions" }, button, h("span", { id: "analysis-result", role: "status", "aria-live": "polite" })));
 }
 
 function transcriptList(entries) {
@@ -119,7 +197,7 @@ function timelineList(events) {
   const shown = events.filter((e) => e.type !== "transcript");
   if (!shown.length) return h("p", { class: "note" }, "No events.");
   return h("ol", { class: "timeline", id: "timeline" }, shown.map((e) =>
-    h("li", {}, h("span", { class: "at" }, fmtClock(e.at)), h("span", { class: "kind" }, e.type.replace(/_/g, " ")),
+    h("li", {}, h("span", { class: "at" }, fmtClock(e.at)), h("span", { class: "kind" }, KINDS[e.type] || e.type.replace(/_/g, " ")),
       h("span", { class: "data" }, describe(e)))));
 }
 
@@ -154,6 +232,24 @@ export async function render() {
     ["Duration", fmtDuration(call.duration_s)], ["End reason", numberOrDash(call.end_reason)],
     ["Trunk", numberOrDash(call.trunk)], ["Attempt", call.attempt], ["Call id", call.id],
   ];
+  const campaignId = call.metadata && call.metadata.campaign_id;
+  if (campaignId) {
+    facts.push(["Campaign", h("a", { href: `/ui/campaigns/${encodeURIComponent(campaignId)}` },
+      `${campaignId.slice(0, 8)}, line ${call.metadata.campaign_line ?? "—"}, attempt ${call.metadata.campaign_attempt ?? "—"}`)]);
+  }
+  async function rerun(button) {
+    button.disabled = true;
+    const said = document.getElementById("analysis-result");
+    try {
+      await api(`/api/calls/${encodeURIComponent(id)}/analyze`, { method: "POST" });
+      await render();
+      setStatus("Analysis re-run.");
+      document.querySelector("#analysis button")?.focus();
+    } catch (e) {
+      if (said) said.textContent = `Could not re-run the analysis: ${e.message}`;
+      button.disabled = false;
+    }
+  }
   const actions = h("div", { class: "actions" });
   if (LIVE.has(call.status)) {
     const cancel = h("button", { type: "button", class: "danger" }, "Cancel call");
@@ -179,6 +275,8 @@ export async function render() {
   fill(content(),
     h("section", { "aria-labelledby": "facts-heading" }, h("h2", { id: "facts-heading" }, "Summary"),
       h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])), actions),
+    amdSection(call),
+    analysisSection(call, rerun),
     h("section", { "aria-labelledby": "latency-heading" }, h("h2", { id: "latency-heading" }, "Latency per turn"),
       latencyChart(metrics)),
     h("section", { "aria-labelledby": "transcript-heading" }, h("h2", { id: "transcript-heading" }, "Transcript"),
