@@ -131,15 +131,15 @@ async def test_voicemail_detected_and_message_left_after_the_beep(platform, spee
         calls = {c["to_number"]: c for c in (await client.get("/api/calls", params={"campaign": cid})).json()["calls"]}
         human = calls["+4940100001"]
         assert human["metadata"]["amd"]["result"] == "human", human["metadata"]
-        machine = (await client.get(f"/api/calls/{calls['+4940400001']['id']}")).json()
-        amd = machine["metadata"]["amd"]
+        mia = (await client.get(f"/api/calls/{calls['+4940400001']['id']}")).json()
+        amd = mia["metadata"]["amd"]
         assert amd["result"] == "machine" and amd["action"] == "leave_message", amd
         assert amd["decided_after_ms"] < 5000
-        beep = next(e["data"] for e in machine["timeline"] if e["type"] == "amd.beep")
+        beep = next(e["data"] for e in mia["timeline"] if e["type"] == "amd.beep")
         assert beep["how"] == "beep" and beep["after_ms"] >= (beep_end_s - 0.5) * 1000, (beep, beep_end_s)
-        said = [t["text"] for t in machine["transcript"] if t["role"] == "agent"]
+        said = [t["text"] for t in mia["transcript"] if t["role"] == "agent"]
         assert said == ["Hi Mia, this is Parley Dental about your appointment. Please call us back."]
-        assert "message left after the beep" in machine["end_reason"]
+        assert "message left after the beep" in mia["end_reason"]
     ended = await eventually(lambda: next((e for e in webhook_receiver.events if e.get("type") == "call.ended"
                                            and e["call"]["to_number"] == "+4940400001"), None), timeout_s=20)
     assert ended["call"]["metadata"]["amd"]["result"] == "machine"

@@ -130,14 +130,14 @@ def create(
     async def work(store: CampaignStore) -> tuple[Campaign, Any]:
         campaign = await store.create(name or csv_file.stem, agent_key, config)
         progress = Progress(TextColumn("importing"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                            TimeElapsedColumn(), console=err_console)
-        with progress:
-            task = progress.add_task("import", total=csv_file.stat().st_size)
-            try:
+                            TimeElapsedColumn(), console=err_console, transient=True)
+        try:
+            with progress:  # transient: gone when done, so a refused file leaves one error line
+                task = progress.add_task("import", total=csv_file.stat().st_size)
                 report = await store.import_csv(campaign.id, _lines(csv_file, progress, task))
-            except CsvHeaderError as exc:
-                await store.command(campaign.id, "cancel")
-                fail(f"--csv {csv_file}: {exc}")
+        except CsvHeaderError as exc:
+            await store.command(campaign.id, "cancel")
+            fail(f"--csv {csv_file}: {exc}")
         if start:
             await store.command(campaign.id, "start")
         return await store.get(campaign.id), report
