@@ -1,4 +1,5 @@
-"""Fixtures for campaigns: a calls service on a SQLite file (or PostgreSQL), a fake clock, CSV files."""
+"""Fixtures for campaigns: a calls service on a SQLite file (or PostgreSQL), a fake clock, CSV files, and
+`platform` (a whole server dialing SIPp, `tests/campaigns/sipp_platform.py`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +41,15 @@ def clock() -> FakeClock:
 
 
 ServiceFactory = Callable[..., Awaitable[CallsService]]
+
+
+@pytest.fixture
+async def platform(settings) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+    """`await platform(trunk_port, clock, **settings_updates)` -> a running server (`sipp_platform.Server`)."""
+    from tests.campaigns.sipp_platform import platforms
+
+    async for start in platforms(settings):
+        yield start
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -105,6 +105,10 @@ def test_cli_create_show_commands(tmp_path: Path) -> None:
     (["--csv", "{csv}", "--agent", "nobody"], "--agent: "),
     (["--csv", "{csv}", "--window", "nine to five"], "--window: window 'nine to five'"),
     (["--csv", "{bad}"], "no 'number' column"),
+    (["--csv", "{csv}", "--start-date", "12/01/2026"], "--start-date: '12/01/2026' is not a date like 2026-12-31"),
+    (["--csv", "{csv}", "--end-date", "2026-02-30"], "--end-date: '2026-02-30' is not a date like 2026-12-31"),
+    (["--csv", "{csv}", "--start-date", "2026-12-10", "--end-date", "2026-12-01"],
+     "--end-date: 2026-12-01 is before --start-date 2026-12-10"),
 ])
 def test_cli_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     csv = tmp_path / "ok.csv"
@@ -115,3 +119,19 @@ def test_cli_errors_are_one_line(tmp_path: Path, args: list[str], message: str) 
     result = cli("campaigns", "create", *full, data_dir=tmp_path / "data")
     assert result.returncode == 1 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # one readable line
+
+
+def test_cli_start_and_end_dates_bound_the_campaign(tmp_path: Path) -> None:
+    csv = tmp_path / "people.csv"
+    csv.write_text("number\n+4930111222\n")
+    data = tmp_path / "data"
+    made = cli("campaigns", "create", "--csv", str(csv), "--start-date", "2026-12-01", "--end-date", "2026-12-24",
+               data_dir=data)
+    assert made.returncode == 0, made.stderr
+    shown = json.loads(cli("campaigns", "show", made.stdout.strip().splitlines()[-1], "--json",
+                           data_dir=data).stdout)
+    assert shown["config"]["start_date"] == "2026-12-01" and shown["config"]["end_date"] == "2026-12-24"
+    same_day = cli("campaigns", "create", "--csv", str(csv), "--start-date", "2026-12-24", "--end-date",
+                   "2026-12-24", data_dir=data)
+    assert same_day.returncode == 0, same_day.stderr

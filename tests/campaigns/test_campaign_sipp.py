@@ -4,108 +4,25 @@ answers, by the called number. The runner's clock is a fake one the test moves (
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 
-from parley.api import ApiState, create_app
-from parley.api.runtime import gateway_startup
-from parley.telephony.trunks import Trunk
 from tests.campaigns.conftest import FakeClock
+from tests.campaigns.sipp_platform import SCENARIOS, amd_agents, campaign_done, hello, machine, peak_overlap
 from tests.conftest import free_port
 from tests.eventually import eventually
 from tests.sip.sipp import sipp_server
-from tests.telephony.conftest import ulaw_file, webhook_receiver  # noqa: F401 - fixture
+from tests.telephony.conftest import webhook_receiver  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.sip, pytest.mark.slow]
-SCENARIO = Path(__file__).parent / "scenarios" / "callees.xml"
-KEY = {"X-API-Key": "test-key"}
-
-
-class Server:
-    """One platform process (in this test process): API + SIP gateway + dialer + campaign runner."""
-
-    def __init__(self, app: Any, port: int, server: uvicorn.Server, task: asyncio.Task[Any]) -> None:
-        self.app, self.server, self.task = app, server, task
-        self.url = f"http://127.0.0.1:{port}"
-
-    @property
-    def state(self) -> ApiState:
-        return ApiState.of(self.app)
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, headers=KEY, timeout=30)
-
-    async def stop(self) -> None:
-        self.server.should_exit = True
-        await self.task
-
-
-@pytest.fixture
-async def platform(settings) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
-    servers: list[Server] = []
-
-    async def start(trunk_port: int, clock: FakeClock, **updates: Any) -> Server:
-        s = settings.model_copy(update={"sip_port": 0, "ring_timeout_s": 2.0, "num_agents": 8,
-                                        **updates})
-        app = create_app(s, api_keys=["test-key"], startup=[gateway_startup(warm=True)])
-        port = free_port(kind=1)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
-        task = asyncio.create_task(server.serve())
-        await eventually(lambda: server.started, timeout_s=60, what="the API server started")
-        running = Server(app, port, server, task)
-        servers.append(running)
-        assert running.state.campaigns is not None
-        running.state.campaigns.clock = clock
-        trunk = Trunk.model_validate({"name": "carrier", "outbound": {"host": "127.0.0.1", "port": trunk_port,
-                                                                      "caller_id": "+4930123456"}})
-        async with running.client() as client:
-            r = await client.put("/api/trunks/carrier", json=trunk.model_dump(mode="json"))
-            assert r.status_code == 200, r.text
-        return running
-
-    yield start
-    for s in servers:
-        s.server.should_exit = True
-    await asyncio.gather(*(s.task for s in servers), return_exceptions=True)
-
-
-def _hello(tmp_path: Path, speech_wav: Any) -> None:
-    """callee.ulaw: a person saying hello; machine.ulaw (the voicemail branch, which SIPp loads at start)
-    stays one second of silence unless a test writes a greeting there."""
-    ulaw_file(speech_wav("Hello?", engine="espeak"), tmp_path / "callee.ulaw", lead_silence_s=0.3)
-    (tmp_path / "machine.ulaw").write_bytes(b"\xff" * 8000)
-
-
-def _peak_overlap(calls: list[dict[str, Any]]) -> int:
-    """The most calls that were dialing or talking at the same moment (from their records)."""
-    edges = []
-    for c in calls:
-        if c["dialed_at"] and c["ended_at"]:
-            edges += [(c["dialed_at"], 1), (c["ended_at"], -1)]
-    peak = now = 0
-    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
-        now += step
-        peak = max(peak, now)
-    return peak
-
-
-async def _campaign_done(client: httpx.AsyncClient, cid: str, timeout: float) -> dict[str, Any]:
-    async def done() -> dict[str, Any] | None:
-        body: dict[str, Any] = (await client.get(f"/api/campaigns/{cid}")).json()
-        return body if body["state"] in ("completed", "canceled") else None
-
-    return await eventually(done, timeout_s=timeout, interval_s=0.2, what=f"campaign {cid} done")
+SCENARIO = SCENARIOS / "callees.xml"
 
 
 async def test_campaign_against_sipp_callees(platform, speech_wav, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    _hello(tmp_path, speech_wav)
+    hello(tmp_path, speech_wav)
     trunk_port = free_port()
     # 3 answer + busy twice (one retry) + no answer once = 6 INVITEs; the DNC number is never dialed
     sipp = await sipp_server(SCENARIO, tmp_path, trunk_port, calls=6, timeout=120)
@@ -141,14 +58,14 @@ async def test_campaign_against_sipp_callees(platform, speech_wav, tmp_path: Pat
 
         await eventually(busy_once, timeout_s=60, interval_s=0.2, what="the busy row waiting for its retry")
         clock.advance(minutes=2)  # past the 60 s backoff
-        final = await _campaign_done(client, cid, timeout=90)
+        final = await campaign_done(client, cid, timeout=90)
         assert final["state"] == "completed"
         assert final["outcomes"] == {"completed": 3, "busy": 1, "no_answer": 1, "dnc": 1}, final
         calls = (await client.get("/api/calls", params={"campaign": cid, "limit": 100})).json()["calls"]
         assert sorted(c["to_number"] for c in calls) == sorted(
             ["+4940100001", "+4940100002", "+4940100003", "+4940200001", "+4940200001", "+4940300001"])
         assert all(c["metadata"]["campaign_id"] == cid for c in calls)
-        assert _peak_overlap(calls) <= 2
+        assert peak_overlap(calls) <= 2
         listed = (await client.get("/api/campaigns")).json()["campaigns"][0]
         assert listed["id"] == cid and listed["counts"]["completed"] == 6
     result = await sipp
@@ -157,7 +74,7 @@ async def test_campaign_against_sipp_callees(platform, speech_wav, tmp_path: Pat
 
 async def test_restart_mid_campaign_resumes_without_double_dialing(platform, speech_wav,  # type: ignore[no-untyped-def]
                                                                    tmp_path: Path) -> None:
-    _hello(tmp_path, speech_wav)
+    hello(tmp_path, speech_wav)
     trunk_port = free_port()
     # 4 rows; the one live when the server stops is hung up and dialed once more: 5 INVITEs in all
     sipp = await sipp_server(SCENARIO, tmp_path, trunk_port, calls=5, timeout=150)
@@ -181,7 +98,7 @@ async def test_restart_mid_campaign_resumes_without_double_dialing(platform, spe
 
     second = await platform(trunk_port, clock, sip_port=0)
     async with second.client() as client:
-        final = await _campaign_done(client, cid, timeout=90)
+        final = await campaign_done(client, cid, timeout=90)
         assert final["outcomes"] == {"completed": 4}, final
         rows = {r["number"]: r for r in (await client.get(f"/api/campaigns/{cid}",
                                                           params={"recipients": True})).json()["recipients"]}
@@ -191,67 +108,38 @@ async def test_restart_mid_campaign_resumes_without_double_dialing(platform, spe
         assert dialed == sorted([*numbers, numbers[1]])  # row 1 never again; row 2 once more after the stop
         interrupted = [c for c in calls if c["to_number"] == numbers[1] and c["status"] == "failed"]
         assert len(interrupted) == 1 and "stopped" in interrupted[0]["end_reason"]
-        assert _peak_overlap(calls) <= 1
+        assert peak_overlap(calls) <= 1
     result = await sipp
     assert result.code == 0, str(result)
 
 
-def _machine(tmp_path: Path, speech_wav: Any) -> float:
-    """machine.ulaw: a voicemail greeting, a 1 kHz beep, then silence; returns when the beep ends (s)."""
-    import subprocess
-
-    greeting = speech_wav("Hi, you have reached Anna Miller. I can't take your call right now. "
-                          "Please leave a message after the tone.", engine="espeak")
-    subprocess.run(["sox", str(greeting), "-r", "8000", "-c", "1", str(tmp_path / "g.wav"), "pad", "0.3", "0.4"],
-                   check=True)
-    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", str(tmp_path / "beep.wav"), "synth", "0.4", "sine", "1000",
-                    "vol", "0.4"], check=True)
-    subprocess.run(["sox", str(tmp_path / "g.wav"), str(tmp_path / "beep.wav"), "-t", "ul",
-                    str(tmp_path / "machine.ulaw"), "pad", "0", "8"], check=True)
-    return (tmp_path / "machine.ulaw").stat().st_size / 8000 - 8
-
-
-def _amd_agents(tmp_path: Path, action: str = "leave_message") -> Path:
-    import yaml
-
-    from tests.conftest import ROOT
-
-    folder = tmp_path / "agents"
-    folder.mkdir()
-    spec = yaml.safe_load((ROOT / "agents" / "receptionist.yaml").read_text())
-    spec["amd"] = {"enabled": True, "action": action,
-                   "message": "Hi {{ name }}, this is Parley Dental about your appointment. Please call us back."}
-    (folder / "receptionist.yaml").write_text(yaml.safe_dump(spec))
-    return folder
-
-
 async def test_voicemail_detected_and_message_left_after_the_beep(platform, speech_wav, webhook_receiver,  # type: ignore[no-untyped-def]  # noqa: F811
                                                                   tmp_path: Path) -> None:
-    _hello(tmp_path, speech_wav)
-    beep_end_s = _machine(tmp_path, speech_wav)
+    hello(tmp_path, speech_wav)
+    beep_end_s = machine(tmp_path, speech_wav)
     trunk_port = free_port()
     sipp = await sipp_server(SCENARIO.with_name("voicemail.xml"), tmp_path, trunk_port, calls=2, timeout=100)
     clock = FakeClock(datetime(2026, 12, 7, 10, 0, tzinfo=UTC))
-    p = await platform(trunk_port, clock, agents_dir=_amd_agents(tmp_path), webhook_url=webhook_receiver.url)
+    p = await platform(trunk_port, clock, agents_dir=amd_agents(tmp_path), webhook_url=webhook_receiver.url)
     csv = "number,name\n+4940100001,Anna\n+4940400001,Mia\n"
     async with p.client() as client:
         r = await client.post("/api/campaigns", json={"agent": "receptionist", "csv": csv, "start": True,
                                                       "retry": {"voicemail": {"max_attempts": 1}}})
         cid = r.json()["id"]
-        final = await _campaign_done(client, cid, timeout=80)
+        final = await campaign_done(client, cid, timeout=80)
         assert final["outcomes"] == {"completed": 1, "voicemail": 1}, final
         calls = {c["to_number"]: c for c in (await client.get("/api/calls", params={"campaign": cid})).json()["calls"]}
         human = calls["+4940100001"]
         assert human["metadata"]["amd"]["result"] == "human", human["metadata"]
-        machine = (await client.get(f"/api/calls/{calls['+4940400001']['id']}")).json()
-        amd = machine["metadata"]["amd"]
+        mia = (await client.get(f"/api/calls/{calls['+4940400001']['id']}")).json()
+        amd = mia["metadata"]["amd"]
         assert amd["result"] == "machine" and amd["action"] == "leave_message", amd
         assert amd["decided_after_ms"] < 5000
-        beep = next(e["data"] for e in machine["timeline"] if e["type"] == "amd.beep")
+        beep = next(e["data"] for e in mia["timeline"] if e["type"] == "amd.beep")
         assert beep["how"] == "beep" and beep["after_ms"] >= (beep_end_s - 0.5) * 1000, (beep, beep_end_s)
-        said = [t["text"] for t in machine["transcript"] if t["role"] == "agent"]
+        said = [t["text"] for t in mia["transcript"] if t["role"] == "agent"]
         assert said == ["Hi Mia, this is Parley Dental about your appointment. Please call us back."]
-        assert "message left after the beep" in machine["end_reason"]
+        assert "message left after the beep" in mia["end_reason"]
     ended = await eventually(lambda: next((e for e in webhook_receiver.events if e.get("type") == "call.ended"
                                            and e["call"]["to_number"] == "+4940400001"), None), timeout_s=20)
     assert ended["call"]["metadata"]["amd"]["result"] == "machine"
@@ -261,12 +149,12 @@ async def test_voicemail_detected_and_message_left_after_the_beep(platform, spee
 
 async def test_voicemail_hangup_is_retried_by_the_voicemail_rule(platform, speech_wav,  # type: ignore[no-untyped-def]
                                                                 tmp_path: Path) -> None:
-    _hello(tmp_path, speech_wav)
-    _machine(tmp_path, speech_wav)
+    hello(tmp_path, speech_wav)
+    machine(tmp_path, speech_wav)
     trunk_port = free_port()
     sipp = await sipp_server(SCENARIO.with_name("voicemail.xml"), tmp_path, trunk_port, calls=2, timeout=100)
     clock = FakeClock(datetime(2026, 12, 7, 10, 0, tzinfo=UTC))
-    p = await platform(trunk_port, clock, agents_dir=_amd_agents(tmp_path, "hangup"))
+    p = await platform(trunk_port, clock, agents_dir=amd_agents(tmp_path, "hangup"))
     async with p.client() as client:
         r = await client.post("/api/campaigns", json={
             "agent": "receptionist", "csv": "number,name\n+4940400002,Mia\n", "start": True,
@@ -281,7 +169,7 @@ async def test_voicemail_hangup_is_retried_by_the_voicemail_rule(platform, speec
         assert row["outcome"] == "voicemail" and "attempt 2 of 2 in 3600 s" in row["note"]
         assert row["next_at"] == "2026-12-07T11:00:00+00:00"
         clock.advance(hours=1)
-        final = await _campaign_done(client, cid, timeout=40)
+        final = await campaign_done(client, cid, timeout=40)
         assert final["outcomes"] == {"voicemail": 1}
         calls = (await client.get("/api/calls", params={"campaign": cid})).json()["calls"]
         assert len(calls) == 2 and all(c["metadata"]["amd"]["action"] == "hangup" for c in calls)

@@ -1,13 +1,15 @@
-"""`parley campaigns create --csv FILE --agent NAME … | list | show ID [--json] [--watch] | pause | resume |
-cancel`, and `parley campaigns dnc add|list|remove`. Works on the calls database directly; a running
-`parley up` dials what is started here."""
+"""`parley campaigns create --csv FILE --agent NAME [--start-date D] [--end-date D] … | list |
+show ID [--json] [--watch] | pause | resume | cancel`, and `parley campaigns dnc add|list|remove`. Works on
+the calls database directly; a running `parley up` dials what is started here."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +62,18 @@ def _lines(path: Path, progress: Progress, task: Any) -> Iterator[str]:
             yield line
 
 
+def _date_option(option: str, value: str | None) -> date | None:
+    """`value` as a date (YYYY-MM-DD), or one readable line naming `option` and exit 1."""
+    if value is None:
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            raise ValueError
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        fail(f"{option}: {value!r} is not a date like 2026-12-31 (YYYY-MM-DD)")
+
+
 @campaigns_app.command("create")
 def create(
     csv_file: Path = typer.Option(..., "--csv", help="CSV with a header row and a `number` column (E.164)."),
@@ -69,6 +83,10 @@ def create(
     calls_per_minute: float | None = typer.Option(None, "--calls-per-minute", min=1, help="New calls per minute."),
     window: str | None = typer.Option(None, "--window", help="Local calling hours HH:MM-HH:MM."),
     days: str | None = typer.Option(None, "--days", help="Days of week, e.g. mon-fri."),
+    start_date: str | None = typer.Option(None, "--start-date",
+                                          help="First day to call, YYYY-MM-DD (recipient's local date)."),
+    end_date: str | None = typer.Option(None, "--end-date",
+                                        help="Last day to call, YYYY-MM-DD (recipient's local date)."),
     timezone: str = typer.Option("UTC", "--timezone", help="Zone for numbers whose country has several."),
     from_number: str | None = typer.Option(None, "--from", help="Caller ID (E.164)."),
     retry: str | None = typer.Option(None, "--retry", help='JSON, e.g. {"busy": {"max_attempts": 3}}.'),
@@ -95,25 +113,31 @@ def create(
         retry_map = json.loads(retry) if retry else None
     except json.JSONDecodeError as exc:
         fail(f"--retry: not JSON ({exc.msg})")
+    first_day = _date_option("--start-date", start_date)
+    last_day = _date_option("--end-date", end_date)
+    if first_day and last_day and last_day < first_day:
+        fail(f"--end-date: {last_day} is before --start-date {first_day}")
     try:
         config = CampaignConfig(window=window, days=days, timezone=timezone, max_concurrent=max_concurrent,
-                                calls_per_minute=calls_per_minute, from_number=from_number, retry=retry_map)
+                                calls_per_minute=calls_per_minute, from_number=from_number, retry=retry_map,
+                                start_date=first_day, end_date=last_day)
     except ValidationError as exc:
         first = exc.errors()[0]
-        option = {"from_number": "from"}.get(str(first["loc"][0]), str(first["loc"][0])).replace("_", "-")
+        field = str(first["loc"][0]) if first["loc"] else "options"
+        option = {"from_number": "from"}.get(field, field).replace("_", "-")
         fail(f"--{option}: {first['msg'].removeprefix('Value error, ')}")
 
     async def work(store: CampaignStore) -> tuple[Campaign, Any]:
         campaign = await store.create(name or csv_file.stem, agent_key, config)
         progress = Progress(TextColumn("importing"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                            TimeElapsedColumn(), console=err_console)
-        with progress:
-            task = progress.add_task("import", total=csv_file.stat().st_size)
-            try:
+                            TimeElapsedColumn(), console=err_console, transient=True)
+        try:
+            with progress:  # transient: gone when done, so a refused file leaves one error line
+                task = progress.add_task("import", total=csv_file.stat().st_size)
                 report = await store.import_csv(campaign.id, _lines(csv_file, progress, task))
-            except CsvHeaderError as exc:
-                await store.command(campaign.id, "cancel")
-                fail(f"--csv {csv_file}: {exc}")
+        except CsvHeaderError as exc:
+            await store.command(campaign.id, "cancel")
+            fail(f"--csv {csv_file}: {exc}")
         if start:
             await store.command(campaign.id, "start")
         return await store.get(campaign.id), report
