@@ -29,7 +29,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.campaigns.test_campaign_sipp import SCENARIO, _hello, _machine
+from tests.campaigns.sipp_platform import SCENARIOS
+from tests.campaigns.sipp_platform import hello as _hello
+from tests.campaigns.sipp_platform import machine as _machine
 from tests.conftest import free_port, synth_espeak
 from tests.dashboard.conftest import API_KEY, LiveServer, sign_in, start_server, stop_server
 from tests.dashboard.test_pages import LOW_CONTRAST_JS, OVERFLOW_JS, UNNAMED_CONTROLS_JS
@@ -99,7 +101,7 @@ def _callee(live: LiveServer, folder: Path, calls: int) -> tuple[threading.Threa
     box: dict[str, SippResult] = {}
 
     def run() -> None:
-        box["result"] = asyncio.run(run_sipp(SCENARIO.with_name("voicemail.xml"), None, folder, port, calls=calls,
+        box["result"] = asyncio.run(run_sipp(SCENARIOS / "voicemail.xml", None, folder, port, calls=calls,
                                              timeout=150))
 
     thread = threading.Thread(target=run, daemon=True)
