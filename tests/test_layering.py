@@ -64,9 +64,17 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
 
 
 def _graph() -> dict[str, set[str]]:
-    modules = _modules()
-    known = set(modules)
-    return {name: _imports(name, path, known) & known for name, path in modules.items()}
+    """Parsed on a thread of its own: CPython 3.11.7's `ast.parse` can raise "AST constructor recursion
+    depth mismatch" on a thread whose recursion bookkeeping earlier tests left skewed (seen once in the suite)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def build() -> dict[str, set[str]]:
+        modules = _modules()
+        known = set(modules)
+        return {name: _imports(name, path, known) & known for name, path in modules.items()}
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(build).result()
 
 
 def _layer(module: str) -> str:

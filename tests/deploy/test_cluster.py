@@ -158,7 +158,7 @@ async def test_cluster_balances_caps_and_survives_kill_9(cluster: Cluster, tmp_p
     assert any("cluster" in t["text"].lower() for t in detail["transcript"] if t["role"] == "agent"), detail
 
     # 2. a cap of 3 across the cluster: three long calls up, the fourth refused whichever worker it hits
-    long_calls = asyncio.create_task(_sipp(c, tmp_path, calls=3, pause_ms=25000, limit=3, timeout=90))
+    long_calls = asyncio.create_task(_sipp(c, tmp_path, calls=3, pause_ms=12000, limit=3, timeout=90))
 
     async def three_live() -> list[dict[str, Any]] | None:
         live = [x for x in await c.calls() if x["status"] == "in_progress"]

@@ -23,9 +23,10 @@ SPEC = TurnSpec(min_silence_ms=200, max_silence_ms=1500, hold_silence_ms=6000, t
 
 
 def run_silence(det: EndOfTurnDetector, until_ms: float, *, text: str | None, probabilities: list[float],
-                frame_ms: float = 20.0) -> tuple[DetectorStep | None, list[str]]:
-    """Feed silence frame by frame; answer each request at once (words: `text`; model: the next
-    probability, the last one repeated). Returns the step that ended the turn and what was asked."""
+                frame_ms: float = 20.0, end_p: float | None = None) -> tuple[DetectorStep | None, list[str]]:
+    """Feed silence frame by frame; answer each request at once (words: `text`, whose final mark the
+    recogniser gave `end_p`; model: the next probability, the last one repeated). Returns the step that
+    ended the turn and what was asked."""
     asked: list[str] = []
     answers = list(probabilities)
     t = 0.0
@@ -37,7 +38,7 @@ def run_silence(det: EndOfTurnDetector, until_ms: float, *, text: str | None, pr
             if isinstance(req, Snapshot):
                 asked.append(f"words@{t:.0f}")
                 assert text is not None
-                steps.append(det.words_ready(req.gap, text))
+                steps.append(det.words_ready(req.gap, text, end_p))
             elif isinstance(req, AskModel):
                 asked.append(f"model@{t:.0f}")
                 p = answers.pop(0) if len(answers) > 1 else answers[0]
@@ -100,6 +101,31 @@ def test_a_model_that_alone_never_gets_sure_ends_at_the_doubt_limit() -> None:
     assert step.verdict.kind == "timeout" and step.verdict.silence_ms == SPEC.doubt_silence_ms == 800
     assert "unfinished turn (p=0.07" in step.verdict.reason and "the words have no objection" in step.verdict.reason
     assert asked == [WORDS_AT, "model@200", "model@400", "model@600"]
+
+
+def test_a_full_stop_the_recogniser_doubts_waits_for_the_doubt_limit_whatever_the_model_says() -> None:
+    # "I need to cancel my appointment and [pause]": tiny.en heard "I need to cancel my appointment."
+    # with p=0.21 for its full stop, and Smart Turn said 0.98: a caller back within 800 ms is not cut
+    det = EndOfTurnDetector(SPEC)
+    step, asked = run_silence(det, 3000, text="I need to cancel my appointment.", probabilities=[0.98],
+                              end_p=0.21)
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "timeout" and step.verdict.silence_ms == SPEC.doubt_silence_ms
+    assert "unsure the sentence ended (p=0.21" in step.verdict.reason
+    assert not [a for a in asked if a.startswith("model")]  # the audio model could not overrule it
+    # the caller resumes at 600 ms: no verdict ended the turn, the next silence starts afresh
+    det = EndOfTurnDetector(SPEC)
+    step, _ = run_silence(det, 600, text="I need to cancel my appointment.", probabilities=[0.98], end_p=0.21)
+    assert step is None
+    det.speech()
+    assert det.sentence_end_p is None and det.words is None
+
+
+def test_a_sure_full_stop_leaves_the_decision_to_the_model() -> None:
+    step, _ = run_silence(EndOfTurnDetector(SPEC), 3000, text="What are your opening hours?",
+                          probabilities=[0.9], end_p=0.9)
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "finished" and step.verdict.silence_ms == 200
 
 
 def test_without_the_words_the_model_s_doubt_waits_up_to_the_maximum() -> None:

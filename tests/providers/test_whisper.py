@@ -178,3 +178,21 @@ def test_the_window_grows_with_the_utterance_and_is_off_at_30_s() -> None:
     assert window_for(20.0, 10.0) == 25.0
     assert window_for(29.5, 10.0) is None  # the full window: faster-whisper's own path
     assert window_for(3.0, 0.0) is None  # turned off
+
+
+async def test_tiny_en_doubts_the_full_stop_it_writes_where_it_dropped_a_trailing_and(
+    tiny_en_stt: WhisperSTT, phone_speech
+) -> None:  # type: ignore[no-untyped-def]
+    """A caller pausing after "and": tiny.en leaves the "and" out and writes a full stop anyway, but a
+    hesitant one — the turn detector reads that doubt (Transcript.sentence_end_p) and waits."""
+    gap = np.zeros(1600, np.int16)  # the 100 ms of silence the detector's snapshot is taken at
+    cut = await tiny_en_stt.transcribe(np.concatenate([phone_speech("I need to cancel my appointment and"), gap]),
+                                       16000)
+    assert "cancel" in words(cut.text) and cut.sentence_end_p is not None and cut.sentence_end_p < 0.5, cut
+    done = await tiny_en_stt.transcribe(np.concatenate([phone_speech("What are your opening hours?"), gap]),
+                                        16000)
+    assert {"opening", "hours"} <= words(done.text) and done.sentence_end_p is not None, done
+    assert done.sentence_end_p > 0.6
+    open_end = await tiny_en_stt.transcribe(
+        np.concatenate([phone_speech("I would like to book an appointment for"), gap]), 16000)
+    assert open_end.text.rstrip().endswith("for") and open_end.sentence_end_p is None  # no mark, no doubt

@@ -139,7 +139,7 @@ async def phone_stack(settings, agents) -> AsyncIterator[StackFactory]:  # type:
 
     yield make
     for stack in reversed(made):
-        await stack.gateway.close()
+        await stack.gateway.close(timeout_s=1.0)  # real peers answer a BYE in ms; a test's dead socket never
         await stack.calls.close()
 
 

@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.sip, pytest.mark.slow]
 
 RATE = 16000
 PAUSE_S = 0.6
+REPLY_S = 9.0  # the longest answer (a number read back) after a 1.5 s wait; speech over the agent is judged otherwise
 
 # (first part, second part): the caller stops for PAUSE_S after the first part
 PAUSED = [
@@ -31,7 +32,7 @@ PAUSED = [
 
 def _caller_audio(speech_wav, tmp_path: Path) -> tuple[Path, float]:  # type: ignore[no-untyped-def]
     """The caller's side: 6 s for the greeting, two finished questions (piper, espeak-ng), then the paused
-    sentences (piper), each followed by 9 s for the agent's reply. Returns the μ-law file and its length in seconds."""
+    sentences (piper), each followed by REPLY_S for the agent's reply. Returns the μ-law file and its length in seconds."""
     def say(text: str, engine: str) -> np.ndarray:
         pcm, rate = read_wav(speech_wav(text, engine=engine, rate=RATE))
         assert rate == RATE
@@ -40,10 +41,10 @@ def _caller_audio(speech_wav, tmp_path: Path) -> tuple[Path, float]:  # type: ig
     def quiet(seconds: float) -> np.ndarray:
         return np.zeros(int(seconds * RATE), np.int16)
 
-    parts = [quiet(6.0), say("What are your opening hours?", "piper"), quiet(9.0),
-             say("I want to cancel my appointment.", "espeak"), quiet(9.0)]
+    parts = [quiet(6.0), say("What are your opening hours?", "piper"), quiet(REPLY_S),
+             say("I want to cancel my appointment.", "espeak"), quiet(REPLY_S)]
     for head, tail in PAUSED:
-        parts += [say(head, "piper"), quiet(PAUSE_S), say(tail, "piper"), quiet(9.0)]
+        parts += [say(head, "piper"), quiet(PAUSE_S), say(tail, "piper"), quiet(REPLY_S)]
     pcm = np.concatenate(parts)
     wav = write_wav(tmp_path / "caller.wav", pcm, RATE)
     return ulaw_file(wav, tmp_path / "caller.ulaw"), len(pcm) / RATE
@@ -77,11 +78,12 @@ async def test_finished_questions_are_answered_and_pauses_mid_sentence_are_not(
     # entry (words chosen to survive recognition; the cue word itself may be misheard, "and" as "in")
     joined = {"for": ("book", "tuesday"), "because": ("move", "travel"), "my number is": ("back", "1234"),
               "and": ("ask", "saturday")}
+    decisions = [e for e in detail.timeline if e.type == "turn_decision"]
+    why = [(d.data["kind"], d.data.get("silence_ms"), d.data.get("reason"), d.data.get("text")) for d in decisions]
     for cue, (before, after) in joined.items():
         entries = [t for t in caller if after in t]
         assert entries, f"nothing heard of the part after '{cue}': {caller}"
-        assert any(before in t for t in entries), f"the turn was cut after '{cue}': {caller}"
+        assert any(before in t for t in entries), f"the turn was cut after '{cue}': {caller}\n{why}"
 
-    decisions = [e for e in detail.timeline if e.type == "turn_decision"]
     assert decisions and any(d.data["kind"] in ("unfinished", "hold") for d in decisions), decisions
     assert sum(1 for t in caller if t.strip()) == 2 + len(PAUSED), caller

@@ -69,7 +69,7 @@ async def test_parley_up_answers_baresip(tmp_path: Path, speech_wav) -> None:  #
             config = (conf / "config").read_text().replace(str(conf / "tone600.wav"), str(mic))
             (conf / "config").write_text(config)
             phone = await asyncio.create_subprocess_exec(
-                "timeout", "45", "baresip", "-f", str(conf), "-t", "30", "-e",
+                "timeout", "35", "baresip", "-f", str(conf), "-t", "20", "-e",
                 f"/dial sip:+4930123456@127.0.0.1:{sip_port}", cwd=str(conf),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             phone_out = (await phone.communicate())[0].decode(errors="replace")

@@ -266,12 +266,14 @@ class Conversation:
 
     async def _snapshot(self, gap: int) -> None:
         assert self._stream is not None
+        end_p: float | None = None
         try:
-            text = " ".join((await self._stream.snapshot()).text.split())
+            snapshot = await self._stream.snapshot()
+            text, end_p = " ".join(snapshot.text.split()), snapshot.sentence_end_p
         except Exception as exc:  # noqa: BLE001 - the final transcript will report a real STT failure
             log.info("stt snapshot failed", error=str(exc))
             text = ""
-        step = self.detector.words_ready(gap, text)
+        step = self.detector.words_ready(gap, text, end_p)
         self._detector_steps.append(step)
         words = self.detector.words
         if (self.agent.turn.prefetch_answer and step.verdict is None and self.detector.gap == gap

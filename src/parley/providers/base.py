@@ -79,7 +79,11 @@ class Provider(abc.ABC):
 
 @dataclass(frozen=True)
 class Transcript:
-    """A recognition result. `start`/`end` are seconds from the start of the stream."""
+    """A recognition result. `start`/`end` are seconds from the start of the stream.
+
+    `sentence_end_p`: the recogniser's probability for the full stop / question mark that ends `text`
+    (None: no such mark, or the recogniser does not say). Low means it is unsure the sentence ended
+    there — Whisper tiny.en drops a trailing "and" and writes a hesitant full stop."""
 
     text: str
     is_final: bool
@@ -87,6 +91,7 @@ class Transcript:
     end: float = 0.0
     confidence: float | None = None
     language: str | None = None
+    sentence_end_p: float | None = None
 
 
 class STTStream(abc.ABC):

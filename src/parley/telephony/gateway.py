@@ -206,19 +206,20 @@ class Gateway:
             await asyncio.sleep(0.2)
         return len(self.live)
 
-    async def close(self) -> None:
-        """Hang up live calls, stop registrations and the endpoint."""
+    async def close(self, *, timeout_s: float = 5.0) -> None:
+        """Hang up live calls, stop registrations and the endpoint; waits up to `timeout_s` for the BYEs'
+        answers and again for the calls' tasks (a silent peer would hold a BYE for 32 s)."""
         self.draining = True
         self.calls.remove_cancel_listener(self._on_cancel)
         # every BYE at once, not waiting out a silent peer's transaction timeout (32 s) call by call
         byes = [asyncio.ensure_future(live.sip.hangup()) for live in list(self.live.values())
                 if live.sip is not None and not live.sip.ended]
         if byes:
-            await asyncio.wait(byes, timeout=5)
+            await asyncio.wait(byes, timeout=timeout_s)
         tasks = [lc.task for lc in self.live.values() if lc.task is not None]
         if tasks:
-            await asyncio.wait(tasks, timeout=5)
-        await self._tasks.cancel_all(timeout_s=5)
+            await asyncio.wait(tasks, timeout=timeout_s)
+        await self._tasks.cancel_all(timeout_s=timeout_s)
         for reg in self._registrations:
             await reg.stop()
         await self.endpoint.close()

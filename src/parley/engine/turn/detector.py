@@ -13,6 +13,9 @@ The rules (`detector: smart_turn`):
 * words that say the caller has not finished ("... for", "my number is", an open list) wait up to
   `max_silence_ms`; words asking for time ("hold on", "um") up to `hold_silence_ms` — the audio model
   cannot overrule either;
+* words the recogniser itself doubts — the full stop that ends them has P < `UNSURE_END_P` (Whisper
+  drops a trailing "and" and writes a hesitant full stop) — are a doubt the audio model cannot overrule:
+  the turn ends at `doubt_silence_ms`, so a caller who pauses that long mid-sentence is not cut;
 * otherwise the audio model decides: P(finished) ≥ `threshold` ends the turn at once; below it, the model
   is asked again every `REASK_MS` until `doubt_silence_ms` — the model alone is a weak witness (on our
   measured speech it doubts one finished question in four), so its doubt alone waits less than words do;
@@ -35,6 +38,10 @@ from parley.engine.turn.words import WordVerdict, judge
 
 SNAPSHOT_AFTER_MS = 100.0
 REASK_MS = 200.0
+#: Below this probability for its final full stop the recogniser is unsure the sentence ended (measured
+#: on piper and espeak-ng speech through G.711: 0.20–0.42 where tiny.en dropped a trailing "and",
+#: 0.59–0.95 after finished sentences; docs/turn-detection.md part 9).
+UNSURE_END_P = 0.5
 HOLD_RULES = frozenset({"filler", "pause_phrase", "thinking"})
 
 VerdictKind = Literal["finished", "unfinished", "hold", "timeout", "silence"]
@@ -121,6 +128,7 @@ class EndOfTurnDetector:
         self.over_agent = False
         self.text: str | None = None
         self.words: WordVerdict | None = None
+        self.sentence_end_p: float | None = None
         self.probability: float | None = None
         self._snapshot_asked = False
         self._model_pending = False
@@ -156,12 +164,13 @@ class EndOfTurnDetector:
             requests.append(AskModel(self.gap))
         return DetectorStep(requests, self._decide())
 
-    def words_ready(self, gap: int, text: str) -> DetectorStep:
-        """The STT's words so far for silence `gap`."""
+    def words_ready(self, gap: int, text: str, sentence_end_p: float | None = None) -> DetectorStep:
+        """The STT's words so far for silence `gap` (`sentence_end_p`: see `Transcript`)."""
         if gap != self.gap or self.ended is not None:
             return DetectorStep()
         self.text = text
         self.words = judge(text, self.language)
+        self.sentence_end_p = sentence_end_p
         return DetectorStep([], self._decide())
 
     def model_ready(self, gap: int, probability: float | None) -> DetectorStep:
@@ -189,8 +198,8 @@ class EndOfTurnDetector:
             return False
         if self.silence_ms >= self._limit_ms():
             return False  # the turn ends on this frame anyway
-        if self._waiting_words():
-            return False  # the words already said "wait": the model cannot overrule them
+        if self._waiting_words() or self._unsure_end():
+            return False  # the words already said "wait" (or doubt): the model cannot overrule them
         if self._model_asked_at is None:
             return True
         below = self.probability is not None and self.probability < self.spec.threshold
@@ -229,16 +238,25 @@ class EndOfTurnDetector:
         words = self.words if not self.over_agent else judge("", None)
         if not self.uses_model and not words.unfinished:
             return None  # no model: the silence limit decides
-        kind, reason = judge_turn(self.probability, words, self.spec.threshold)
+        if self._unsure_end():
+            kind, reason = "unfinished", (f"the recogniser is unsure the sentence ended "
+                                          f"(p={self.sentence_end_p:.2f} for its final mark)")
+        else:
+            kind, reason = judge_turn(self.probability, words, self.spec.threshold)
         if kind == "finished":
             self.ended = self._verdict(kind, reason)
             return self.ended
-        if self.probability is None and not words.unfinished:
+        if self.probability is None and not words.unfinished and not self._unsure_end():
             return None  # the model has not answered yet
         if self._view == (kind, reason):
             return None
         self._view = (kind, reason)
         return self._verdict(kind, reason)
+
+    def _unsure_end(self) -> bool:
+        """The words have no objection, but the recogniser doubts they end the sentence."""
+        return (self.words is not None and not self.words.unfinished and not self.over_agent
+                and self.sentence_end_p is not None and self.sentence_end_p < UNSURE_END_P)
 
     def _waiting_words(self) -> bool:
         return self.words is not None and self.words.unfinished and not self.over_agent

@@ -118,7 +118,8 @@ class BatchSTTStream(STTStream):
         kept = self._kept
         result = await asyncio.shield(kept.result)
         return Transcript(result.text, False, self._offset, self._offset + kept.samples / self._rate,
-                          confidence=result.confidence, language=result.language)
+                          confidence=result.confidence, language=result.language,
+                          sentence_end_p=result.sentence_end_p)
 
     async def end_utterance(self) -> Transcript:
         pcm = self._audio()
@@ -134,7 +135,7 @@ class BatchSTTStream(STTStream):
         else:
             result = await self._start(pcm)
         return Transcript(result.text, True, start, self._offset, confidence=result.confidence,
-                          language=result.language)
+                          language=result.language, sentence_end_p=result.sentence_end_p)
 
     async def close(self) -> None:
         self._closed = True

@@ -219,7 +219,8 @@ class WhisperSTT(STT):
             if short is not None:
                 self.window_decodes += 1
                 confidence = float(np.exp(short.avg_logprob)) if short.text else None
-                return Transcript(short.text, True, 0.0, duration, confidence=confidence, language=language)
+                return Transcript(short.text, True, 0.0, duration, confidence=confidence, language=language,
+                                  sentence_end_p=short.sentence_end_p)
         self.full_decodes += 1
         try:
             segments, info = self._model().transcribe(

@@ -33,6 +33,8 @@ FULL_WINDOW_S = 30.0
 MAX_COMPRESSION = 2.4
 #: A result whose tokens average below this log-probability is a guess (faster-whisper's threshold).
 MIN_AVG_LOGPROB = -1.0
+#: Tokens that end a sentence (what Whisper writes when it thinks the caller finished).
+SENTENCE_ENDS = frozenset({".", "?", "!", "...", "?!"})
 #: New tokens allowed per second of audio (fast speech is ~3 words, ~4 tokens a second), plus a floor.
 TOKENS_PER_S = 6.0
 MIN_TOKENS = 10
@@ -47,6 +49,8 @@ class WindowResult:
     avg_logprob: float
     no_speech_prob: float
     window_s: float
+    #: P(the final "." / "?" / "!") per the decoder; None when the text does not end with one.
+    sentence_end_p: float | None = None
 
 
 def window_for(duration_s: float, window_s: float) -> float | None:
@@ -113,4 +117,9 @@ def decode_window(
         return None  # it ran out of budget: a loop, or speech faster than any caller's
     if compression_ratio(text) > MAX_COMPRESSION or avg_logprob < MIN_AVG_LOGPROB:
         return None
-    return WindowResult(text, float(avg_logprob), float(result.no_speech_prob), window)
+    end_p = None
+    if tokens and tokenizer.decode(tokens[-1:]).strip() in SENTENCE_ENDS:
+        aligned = model.model.align(encoded, tokenizer.sot_sequence, [tokens], content)[0]
+        probs = aligned.text_token_probs
+        end_p = float(probs[-1]) if len(probs) == len(tokens) else None
+    return WindowResult(text, float(avg_logprob), float(result.no_speech_prob), window, end_p)
