@@ -65,7 +65,7 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
 
 def _graph() -> dict[str, set[str]]:
     """Parsed on a thread of its own: CPython 3.11.7's `ast.parse` can raise "AST constructor recursion
-    depth mismatch" on a thread whose recursion bookkeeping earlier tests left skewed (seen once in the suite)."""
+    depth mismatch" on a thread whose recursion bookkeeping earlier tests left skewed (seen once)."""
     from concurrent.futures import ThreadPoolExecutor
 
     def build() -> dict[str, set[str]]:

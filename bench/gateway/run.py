@@ -1,7 +1,7 @@
 """Telephony gateway benchmark (not a test): real SIP/RTP on 127.0.0.1, SIPp as the callers. Prints JSON.
 
     .venv/bin/python -m bench.gateway.run [--calls 50,100,200] [--rate 20] [--hold 15] [--vad webrtc|energy|silero]
-        [--setup-calls 200] [--setup-rate 10] [--uac-calls 50] [--real 3] [--skip-load] [--postgres URL] [--pool-trace]
+        [--detector smart_turn|silence] [--setup-calls 200] [--setup-rate 10] [--uac-calls 50] [--real 3] [--skip-load] [--postgres URL] [--pool-trace]
 
 (1) Load: for each N, SIPp places N calls at --rate calls/s (`-l N`), each streaming a looped μ-law
     utterance (espeak-ng "what are your opening hours", 1.5 s of silence before, 2.5 s after) for
@@ -686,6 +686,8 @@ async def main() -> None:
     p.add_argument("--rate", type=float, default=20.0, help="SIPp call rate (calls/s) while ramping up")
     p.add_argument("--hold", type=float, default=15.0, help="seconds all calls stay up after the ramp")
     p.add_argument("--vad", choices=("webrtc", "energy", "silero"), default="webrtc")
+    p.add_argument("--detector", choices=("smart_turn", "silence"), default="smart_turn",
+                   help="the agent's end-of-turn detector (smart_turn, the default, runs the audio model)")
     p.add_argument("--setup-calls", type=int, default=200)
     p.add_argument("--setup-rate", type=float, default=10.0)
     p.add_argument("--uac-calls", type=int, default=50, help="setup time timed by our own SIP caller")
@@ -706,11 +708,12 @@ async def main() -> None:
     global POOL_TRACE
     POOL_TRACE = a.pool_trace
     report: dict[str, Any] = {"machine_cores": os.cpu_count(), "loadavg_at_start": loadavg(), "vad": a.vad,
+                              "detector": a.detector,
                               "database": "postgresql" if a.postgres else "sqlite"}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         agents_dir = tmp / "agents"
-        write_agent(agents_dir, a.vad)
+        write_agent(agents_dir, a.vad, detector=a.detector)
         try:
             if not a.skip_load:
                 ulaw = espeak_ulaw("what are your opening hours", tmp / "caller.ulaw", 1.5, 2.5)

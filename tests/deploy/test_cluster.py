@@ -77,8 +77,9 @@ class Cluster:
 
 @asynccontextmanager
 async def running_cluster(tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str,
-                          name: str = "c") -> AsyncIterator[Cluster]:
-    """deploy/cluster.sh started, two workers registered and loaded in Kamailio; stopped with SIGTERM after."""
+                          name: str = "c", drain_timeout_s: float = 60.0) -> AsyncIterator[Cluster]:
+    """deploy/cluster.sh started, two workers registered and loaded in Kamailio; stopped with SIGTERM after
+    (workers wait up to `drain_timeout_s` for their live calls)."""
     tmp_path = tmp_path / name
     tmp_path.mkdir()
     for tool in ("kamailio", "kamcmd", "sipp", "espeak-ng"):
@@ -94,7 +95,7 @@ async def running_cluster(tmp_path: Path, postgres_url: str, redis_url: str, red
            "NUM_WORKERS": "2", "DATABASE_URL": postgres_url, "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
            "API_KEYS": KEY["X-API-Key"], "DATA_DIR": str(tmp_path / "data"), "AGENTS_DIR": str(agents),
            "PROMPTS_DIR": str(ROOT / "prompts"), "DEFAULT_AGENT": "cluster", "NUM_AGENTS": "4",
-           "MAX_CONCURRENT_CALLS": "3", "WORKER_LEASE_S": "3", "WORKER_HEARTBEAT_S": "0.5",
+           "MAX_CONCURRENT_CALLS": "3", "DRAIN_TIMEOUT_S": str(drain_timeout_s), "WORKER_LEASE_S": "3", "WORKER_HEARTBEAT_S": "0.5",
            "RTP_PORT_MIN": "31000", "RTP_PORT_MAX": "33000", "KAMAILIO_SHM_MB": "64"}
     log = tmp_path / "cluster.log"
     with log.open("wb") as out:
@@ -252,7 +253,9 @@ async def test_a_queued_outbound_call_survives_the_restart_of_every_process(
     # every process stopped; the callee comes up, then a new cluster on the same PostgreSQL and Redis
     callee = await sipp_server("", tmp_path, trunk_port, builtin="uas", timeout=90)
     try:
-        async with running_cluster(tmp_path, postgres_url, redis_url, redis_prefix, "second") as second:
+        # no drain: the stop hangs the live call up at once (the drain itself is the SIGTERM test's)
+        async with running_cluster(tmp_path, postgres_url, redis_url, redis_prefix, "second",
+                                   drain_timeout_s=0) as second:
             async def answered() -> dict[str, Any] | None:
                 call = await second.get(f"/api/calls/{call_id}")
                 return call if call["status"] in ("in_progress", "completed") else None

@@ -186,8 +186,8 @@ async def test_tiny_en_doubts_the_full_stop_it_writes_where_it_dropped_a_trailin
     """A caller pausing after "and": tiny.en leaves the "and" out and writes a full stop anyway, but a
     hesitant one — the turn detector reads that doubt (Transcript.sentence_end_p) and waits."""
     gap = np.zeros(1600, np.int16)  # the 100 ms of silence the detector's snapshot is taken at
-    cut = await tiny_en_stt.transcribe(np.concatenate([phone_speech("I need to cancel my appointment and"), gap]),
-                                       16000)
+    paused = np.concatenate([phone_speech("I need to cancel my appointment and"), gap])
+    cut = await tiny_en_stt.transcribe(paused, 16000)
     assert "cancel" in words(cut.text) and cut.sentence_end_p is not None and cut.sentence_end_p < 0.5, cut
     done = await tiny_en_stt.transcribe(np.concatenate([phone_speech("What are your opening hours?"), gap]),
                                         16000)

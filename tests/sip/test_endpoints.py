@@ -88,3 +88,39 @@ async def test_no_free_media_port_answers_503_and_keeps_serving(endpoint_factory
                      what="the first call's RTP/RTCP ports released")
     third = await (await caller_ep.invite(f"sip:3@127.0.0.1:{callee_ep.port}", timeout=5)).answered()
     await third.hangup()
+
+
+async def test_the_endpoint_s_t1_sets_how_long_a_silent_peer_is_waited_for(endpoint_factory) -> None:
+    """RFC 3261 timers per endpoint: with T1 = 50 ms an OPTIONS nobody answers fails after 64*T1 = 3.2 s
+    (the default T1 would wait 32 s), having been retransmitted on UDP meanwhile."""
+    import socket
+    import time
+
+    from parley.sip.errors import TransactionTimeout
+    from parley.sip.message import parse_message
+    from parley.sip.transaction import SipTimers
+    from tests.sip.attack import request
+
+    with pytest.raises(ValueError, match="0 < T1 <= T2"):
+        SipTimers(t1=5.0, t2=4.0)
+    ep = await endpoint_factory(timers=SipTimers(t1=0.05))
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.setblocking(False)
+    try:
+        req = parse_message(request("OPTIONS", silent.getsockname()[1], src_port=ep.port))
+        t0 = time.monotonic()
+        with pytest.raises(TransactionTimeout):
+            await ep.request(req)  # type: ignore[arg-type]
+        waited = time.monotonic() - t0
+        assert 3.0 <= waited < 10.0, waited
+        copies = 0
+        while True:
+            try:
+                silent.recv(65535)
+            except BlockingIOError:
+                break
+            copies += 1
+        assert copies >= 5  # the first send and its retransmissions at T1, 2*T1, 4*T1 … capped at T2
+    finally:
+        silent.close()

@@ -119,13 +119,14 @@ async def phone_stack(settings, agents) -> AsyncIterator[StackFactory]:  # type:
     made: list[PhoneStack] = []
 
     async def make(*, warm: bool = False, loopback_fallback: bool = True, dial: bool = False,
-                   slots: Any = None, worker_id: str | None = None, **updates: Any) -> PhoneStack:
+                   slots: Any = None, worker_id: str | None = None, sip_timers: Any = None,
+                   **updates: Any) -> PhoneStack:
         s = settings.model_copy(update={"sip_port": 0, **updates})
         calls = await CallsService.open(
             s, agents=agents, webhook_timing=RetryTiming(base_s=0.05, factor=2.0, max_attempts=5, timeout_s=5.0),
             webhook_poll_s=0.05)
         endpoint = SipEndpoint(host="127.0.0.1", port=0, transports=("udp", "tcp"),
-                               rtp_port_range=(s.rtp_port_min, s.rtp_port_max))
+                               rtp_port_range=(s.rtp_port_min, s.rtp_port_max), timers=sip_timers)
         gateway = Gateway(s, agents, calls, endpoint=endpoint, loopback_fallback=loopback_fallback, slots=slots,
                           worker_id=worker_id, cluster=slots is not None and slots.shared is not None)
         if warm:

@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.sip, pytest.mark.slow]
 
 RATE = 16000
 PAUSE_S = 0.6
-REPLY_S = 9.0  # the longest answer (a number read back) after a 1.5 s wait; speech over the agent is judged otherwise
+# room for the longest answer (a number read back) after a 1.5 s wait: speech over the agent is judged otherwise
+REPLY_S = 9.0
 
 # (first part, second part): the caller stops for PAUSE_S after the first part
 PAUSED = [
@@ -32,7 +33,8 @@ PAUSED = [
 
 def _caller_audio(speech_wav, tmp_path: Path) -> tuple[Path, float]:  # type: ignore[no-untyped-def]
     """The caller's side: 6 s for the greeting, two finished questions (piper, espeak-ng), then the paused
-    sentences (piper), each followed by REPLY_S for the agent's reply. Returns the μ-law file and its length in seconds."""
+    sentences (piper), each followed by REPLY_S for the agent's reply. Returns the μ-law file and its length
+    in seconds."""
     def say(text: str, engine: str) -> np.ndarray:
         pcm, rate = read_wav(speech_wav(text, engine=engine, rate=RATE))
         assert rate == RATE
@@ -79,7 +81,9 @@ async def test_finished_questions_are_answered_and_pauses_mid_sentence_are_not(
     joined = {"for": ("book", "tuesday"), "because": ("move", "travel"), "my number is": ("back", "1234"),
               "and": ("ask", "saturday")}
     decisions = [e for e in detail.timeline if e.type == "turn_decision"]
-    why = [(d.data["kind"], d.data.get("silence_ms"), d.data.get("reason"), d.data.get("text")) for d in decisions]
+    why = [(d.data["kind"], d.data.get("silence_ms"), d.data.get("reason"), d.data.get("text"),
+            d.data.get("sentence_end_p"))
+           for d in decisions]
     for cue, (before, after) in joined.items():
         entries = [t for t in caller if after in t]
         assert entries, f"nothing heard of the part after '{cue}': {caller}"

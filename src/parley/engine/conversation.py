@@ -258,8 +258,10 @@ class Conversation:
             verdict = step.verdict
             if verdict is None:
                 continue
+            end_p = self.detector.sentence_end_p
             self._emit(TurnDecision(verdict.kind, verdict.reason, verdict.silence_ms, round(self._now, 3),
-                                    verdict.probability, verdict.words, self.detector.text or ""))
+                                    verdict.probability, verdict.words, self.detector.text or "",
+                                    None if end_p is None else round(end_p, 3)))
             if verdict.ends_turn:
                 await self._end_turn(verdict)
                 return

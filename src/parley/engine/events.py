@@ -80,7 +80,8 @@ class TurnMetrics(Event):
 @dataclass
 class TurnDecision(Event):
     """The end-of-turn detector's view after a silence (`kind`: finished, unfinished, hold, timeout,
-    silence): `reason` in words, the silence so far, the audio model's P(finished), the word rule."""
+    silence): `reason` in words, the silence so far, the audio model's P(finished), the word rule, the
+    words so far and the recogniser's P for their final full stop / question mark (`sentence_end_p`)."""
 
     type: ClassVar[str] = "turn_decision"
     kind: str
@@ -90,6 +91,7 @@ class TurnDecision(Event):
     probability: float | None = None
     words_rule: str = ""
     text: str = ""
+    sentence_end_p: float | None = None
 
 
 @dataclass

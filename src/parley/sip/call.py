@@ -23,7 +23,7 @@ from parley.sip.errors import CallFailed, SipParseError
 from parley.sip.guard import FailureThrottle
 from parley.sip.message import Headers, SipRequest, SipResponse, make_response
 from parley.sip.sdp import Negotiated, SessionDescription, build_answer, build_offer, negotiate
-from parley.sip.transaction import T1, T2, ServerTransaction, new_tag
+from parley.sip.transaction import ServerTransaction, SipTimers, new_tag
 from parley.sip.transport import Source
 from parley.sip.uri import NameAddr, SipUri
 from parley.support.taskset import TaskSet
@@ -42,6 +42,7 @@ class CallHost(Protocol):
     user_agent: str
     server_header: str | None
     codecs: list[str]
+    timers: SipTimers
 
     @property
     def media_address(self) -> str: ...
@@ -206,10 +207,11 @@ class Call:
         self.confirmed.clear()
         tx.respond(response)
         self._pending_2xx = (response, tx.source)
+        t1 = self.host.timers.t1
         if tx.source.transport == "udp":
-            self._schedule_2xx(T1, 0.0)
+            self._schedule_2xx(t1, 0.0)
         else:
-            self._schedule_2xx(64 * T1, 64 * T1)
+            self._schedule_2xx(64 * t1, 64 * t1)
 
     def _schedule_2xx(self, interval: float, elapsed: float) -> None:
         loop = asyncio.get_running_loop()
@@ -218,14 +220,14 @@ class Call:
     def _retransmit_2xx(self, interval: float, elapsed: float) -> None:
         if self._pending_2xx is None or self.ended:
             return
-        if elapsed >= 64 * T1:
+        if elapsed >= 64 * self.host.timers.t1:
             log.info("sip.no_ack", call_id=self.call_id)
             self._pending_2xx = None
             self._tasks.spawn(self._bye_after_no_ack())
             return
         response, source = self._pending_2xx
         self.host.send_response(response, source)
-        self._schedule_2xx(min(interval * 2, T2), elapsed)
+        self._schedule_2xx(min(interval * 2, self.host.timers.t2), elapsed)
 
     async def _bye_after_no_ack(self) -> None:
         self.end("ack_timeout")

@@ -32,7 +32,7 @@ from parley.sip.message import SipRequest, SipResponse, make_response
 from parley.sip.register import Registration
 from parley.sip.sdp import PAYLOAD_TYPES, Negotiated, SessionDescription, negotiate
 from parley.sip.transaction import (
-    ClientTransaction, ServerTransaction, TransactionManager, new_branch, new_tag,
+    ClientTransaction, ServerTransaction, SipTimers, TransactionManager, new_branch, new_tag,
 )
 from parley.sip.transport import Source, TransportLayer
 from parley.sip.uri import NameAddr, SipUri
@@ -67,9 +67,11 @@ class SipEndpoint:
         codecs: list[str] | None = None,
         server_header: str | None = None,
         limits: SipLimits | None = None,
+        timers: SipTimers | None = None,
     ) -> None:
         """`user_agent` goes on the requests we send; `server_header` (None: no header, the default,
-        so scanners cannot fingerprint us) on our responses. `limits`: see `SipLimits`."""
+        so scanners cannot fingerprint us) on our responses. `limits`: see `SipLimits`; `timers`: T1/T2
+        (`SipTimers`, RFC 3261 defaults)."""
         for t in transports:
             if t not in ("udp", "tcp"):
                 raise ValueError(f"unsupported SIP transport {t!r} (udp or tcp)")
@@ -92,7 +94,8 @@ class SipEndpoint:
         self.on_incoming: IncomingHandler | None = None
         self.transport = TransportLayer(host, port, self.transports, self._on_message, public_host=self.public_host,
                                         limits=self.limits)
-        self.transactions = TransactionManager(self.transport)
+        self.timers = timers or SipTimers()
+        self.transactions = TransactionManager(self.transport, self.timers)
         self.calls: dict[tuple[str, str, str], Call] = {}
         self._challengers: dict[str, DigestChallenger] = {}
         self._tasks = TaskSet("sip.endpoint")

@@ -23,7 +23,7 @@ from parley.sip.dialog import Dialog
 from parley.sip.errors import CallFailed, SipParseError, TransactionTimeout
 from parley.sip.message import Headers, SipRequest, SipResponse
 from parley.sip.sdp import Negotiated, SessionDescription, build_offer, negotiate
-from parley.sip.transaction import T1, ClientTransaction, TransactionManager, new_tag
+from parley.sip.transaction import ClientTransaction, TransactionManager, new_tag
 from parley.sip.uri import NameAddr, SipUri
 
 if TYPE_CHECKING:
@@ -344,7 +344,8 @@ class InviteClient:
                                lambda r: None, lambda w: None)
         self.host.spawn(tx.start())
         # if the INVITE never gets its 487, give up after 64*T1
-        asyncio.get_running_loop().call_later(64 * T1, self._fail, 487, "Request Terminated")
+        asyncio.get_running_loop().call_later(64 * self.host.transactions.timers.t1, self._fail, 487,
+                                              "Request Terminated")
 
     async def cancel(self, code: int = 487, reason: str = "Request Terminated") -> None:
         """Stop dialling: CANCEL once a provisional arrived (§9.1), or as soon as one does."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from parley.logging import get_logger
@@ -25,6 +26,20 @@ log = get_logger(__name__)
 T1 = 0.5
 T2 = 4.0
 T4 = 5.0
+
+
+@dataclass(frozen=True)
+class SipTimers:
+    """RFC 3261's T1 (round-trip estimate; every timeout is a multiple: 64*T1 = 32 s by default) and T2
+    (longest retransmit interval). §17.1.1.1 recommends a larger T1 on high-latency links; on a LAN or
+    loopback a smaller one shortens how long an unanswered transaction or an un-ACKed 2xx is held."""
+
+    t1: float = T1
+    t2: float = T2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.t1 <= self.t2:
+            raise ValueError(f"SIP timers need 0 < T1 <= T2; got T1={self.t1}, T2={self.t2}")
 
 
 def new_branch() -> str:
@@ -75,7 +90,7 @@ class ClientTransaction:
         self.state = "calling" if self.method == "INVITE" else "trying"
         self.timers = _Timers()
         self._data = request.to_bytes()
-        self._interval = T1
+        self._interval = manager.timers.t1
         self._ack: bytes | None = None
         self.key = (self.branch, self.method)
 
@@ -89,7 +104,7 @@ class ClientTransaction:
             return
         if self.transport == "udp":
             self.timers.start("retransmit", self._interval, self._retransmit)
-        self.timers.start("timeout", 64 * T1, self._timeout)
+        self.timers.start("timeout", 64 * self.manager.timers.t1, self._timeout)
 
     def _retransmit(self) -> None:
         if self.state not in ("calling", "trying", "proceeding"):
@@ -97,9 +112,9 @@ class ClientTransaction:
         if self.method == "INVITE" and self.state == "proceeding":
             return  # Timer A stops on a provisional response
         self.manager.send_bytes(self._data, self.transport, self.addr)
-        self._interval = min(self._interval * 2, T2) if self.method != "INVITE" else self._interval * 2
+        self._interval = min(self._interval * 2, self.manager.timers.t2) if self.method != "INVITE" else self._interval * 2
         if self.method != "INVITE" and self.state == "proceeding":
-            self._interval = T2
+            self._interval = self.manager.timers.t2
         self.timers.start("retransmit", self._interval, self._retransmit)
 
     def _timeout(self) -> None:
@@ -119,7 +134,7 @@ class ClientTransaction:
                 if self.state in ("calling", "proceeding"):
                     self.state = "accepted"
                     self.timers.stop_all()
-                    self.timers.start("M", 64 * T1, self._terminate)
+                    self.timers.start("M", 64 * self.manager.timers.t1, self._terminate)
                 if self.state == "accepted":
                     self.on_response(response)  # every 2xx: the TU (re)sends the ACK
             else:
@@ -191,14 +206,14 @@ class ServerTransaction:
         self.timers = _Timers()
         self.key = server_key(request)
         self.acked = asyncio.Event()
-        self._interval = T1
+        self._interval = manager.timers.t1
         self.incoming: PendingInvite | None = None  # the IncomingCall of an INVITE, for CANCEL
         manager.server[self.key] = self
         self._counted = self._pending = False
         if self.method == "INVITE":
             manager.count_invite(source.addr[0], live=+1, pending=+1)
             self._counted = self._pending = True
-            self.timers.start("L", 64 * T1 * 6, self._no_final)  # safety net for a TU that never answers
+            self.timers.start("L", 64 * self.manager.timers.t1 * 6, self._no_final)  # safety net for a TU that never answers
 
     @property
     def reliable(self) -> bool:
@@ -223,15 +238,15 @@ class ServerTransaction:
         if self.method == "INVITE":
             if status < 300:
                 self.state = "accepted"
-                self.timers.start("L", 64 * T1, self._terminate)
+                self.timers.start("L", 64 * self.manager.timers.t1, self._terminate)
             else:
                 self.state = "completed"
                 if not self.reliable:
                     self.timers.start("G", self._interval, self._retransmit)
-                self.timers.start("H", 64 * T1, self._terminate)
+                self.timers.start("H", 64 * self.manager.timers.t1, self._terminate)
         else:
             self.state = "completed"
-            self.timers.start("J", 0.0 if self.reliable else 64 * T1, self._terminate)
+            self.timers.start("J", 0.0 if self.reliable else 64 * self.manager.timers.t1, self._terminate)
 
     def _no_final(self) -> None:
         """The application never decided (192 s): tell the caller rather than go silent."""
@@ -244,7 +259,7 @@ class ServerTransaction:
         if self.state != "completed" or self.last is None:
             return
         self.manager.transport.send_response(self.last, self.source)
-        self._interval = min(self._interval * 2, T2)
+        self._interval = min(self._interval * 2, self.manager.timers.t2)
         self.timers.start("G", self._interval, self._retransmit)
 
     def retransmission(self, request: SipRequest) -> None:
@@ -282,8 +297,9 @@ def server_key(request: SipRequest) -> tuple[str, str, str]:
 class TransactionManager:
     """Tables of live transactions, keyed for response and retransmission matching."""
 
-    def __init__(self, transport: "TransportLayer") -> None:
+    def __init__(self, transport: "TransportLayer", timers: SipTimers | None = None) -> None:
         self.transport = transport
+        self.timers = timers or SipTimers()
         self.client: dict[tuple[str, str], ClientTransaction] = {}
         self.server: dict[tuple[str, str, str], ServerTransaction] = {}
         self._pending: dict[str, int] = {}  # INVITE server transactions without a final response, per source IP
