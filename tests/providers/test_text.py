@@ -63,14 +63,10 @@ def test_first_clause_cut_only_in_long_sentences() -> None:
         "Thanks for calling Acme —",
         "how can I help you today?",
     ]
-    # an opener and its comma go first, whatever the sentence's length: the quickest first audio
-    assert speech_pieces("Sure, I can book that for you on Tuesday.") == [
-        "Sure,", "I can book that for you on Tuesday."]
-    assert speech_pieces("Of course, I'll transfer you now.") == ["Of course,", "I'll transfer you now."]
     # too short a clause, too short a sentence, a number's comma, a one-word rest: one piece
+    one = "Sure, I can book that for you on Tuesday."
+    assert speech_pieces(one) == [one]
     assert speech_pieces("Okay Bob, see you then.") == ["Okay Bob, see you then."]
-    assert speech_pieces("Surely, that works.") == ["Surely, that works."]
-    assert speech_pieces("Hello, thanks for calling Acme.") == ["Hello, thanks for calling Acme."]
     assert speech_pieces("It costs 1,000 dollars for the whole thing today.") == [
         "It costs 1,000 dollars for the whole thing today."
     ]
@@ -91,7 +87,3 @@ def test_buffer_releases_the_first_clause_before_the_sentence_ends() -> None:
     assert flat == ["Sure thing Bob,", "I can book that for you.", "Anything else, or is that all for today?"]
     assert buf.flush() is None
     assert "".join(SentenceBuffer(first_clause=True).push("Hi. How are you? ")) == "Hi.How are you?"
-    # streamed word by word, an opener is released as soon as the next word starts
-    buf = SentenceBuffer(first_clause=True)
-    assert buf.push("Sure,") == [] and buf.push(" I") == ["Sure,"]
-    assert buf.push(" can book that. ") == ["I can book that."]

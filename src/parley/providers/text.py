@@ -123,13 +123,6 @@ _CLAUSE_PUNCT = re.compile(r"[,;:](?=\s+\S)|\s[-–—]+(?=\s+\S)")
 #: ... or before "and" / "but" (the conjunction starts the next piece).
 _CLAUSE_WORD = re.compile(r"\s+(?=(?:and|but)\s+\S)", re.IGNORECASE)
 _WORD = re.compile(r"\S+")
-#: An acknowledgement opening a reply, alone before a comma ("Sure, …", "Of course, …"): spoken on its own it
-#: is a natural pause and the quickest first audio, so it is cut whatever the sentence's length. (Greetings
-#: and apologies are not: "Hello, thanks for calling" is one phrase.)
-_OPENER = re.compile(
-    r"^\s*(?:sure|okay|ok|yes|yeah|right|great|perfect|certainly|absolutely|alright|all right|of course|"
-    r"got it|no problem)\s*,(?=\s+\S)",
-    re.IGNORECASE)
 
 CLAUSE_MIN_WORDS = 3  # a first clause shorter than this is not worth its own TTS request
 CLAUSE_MIN_REST = 2  # nor is a rest shorter than this
@@ -148,13 +141,9 @@ def first_clause_cut(
     long_words: int = LONG_SENTENCE_WORDS,
 ) -> int | None:
     """Offset at which to cut the start of `text` (a sentence, maybe still incomplete) after its first
-    clause: an opener and its comma ("Sure,", "Of course,") as soon as a word follows; else the first
-    comma, semicolon, colon or dash, or the first " and " / " but ", that has at least `min_words` words
-    before it and `min_rest` after it — when `text` has at least `long_words` words.
+    clause: the first comma, semicolon, colon or dash, or the first " and " / " but ", that has at least
+    `min_words` words before it and `min_rest` after it — when `text` has at least `long_words` words.
     None: no cut (short, or no boundary). `text[:cut].strip()` + `text[cut:].strip()` is the sentence."""
-    opener = _OPENER.match(text)
-    if opener:
-        return opener.end()
     if _words(text) < long_words:
         return None
     cuts = [m.end() for m in _CLAUSE_PUNCT.finditer(text)] + [m.start() for m in _CLAUSE_WORD.finditer(text)]
@@ -184,9 +173,8 @@ class SentenceBuffer:
     >>> buf.flush()
     'How are you?'
 
-    With `first_clause`, the first sentence is released in two pieces when it opens with "Sure," (or
-    another opener: as soon as the next word starts) or is long (its first clause once the clause and two
-    more words have arrived; see `first_clause_cut`), then the rest of it.
+    With `first_clause`, a long first sentence is released in two pieces: its first clause as soon as
+    the clause and two more words have arrived (see `first_clause_cut`), then the rest of it.
     """
 
     def __init__(self, *, min_chars: int = 0, first_clause: bool = False) -> None:
