@@ -349,15 +349,15 @@ class TurnResult:
     marks: dict[str, Any] | None = None  # the engine's turn_metrics for this turn
 
 
-def _turn_metrics(detail: object) -> list[dict]:  # type: ignore[type-arg]
-    """Every `turn_metrics` event's data in a call's detail (wherever the detail lists its events)."""
+def _turn_metrics(detail: object, kind: str = "turn_metrics", key: str = "end_of_turn") -> list[dict]:  # type: ignore[type-arg]
+    """Every `kind` event's data in a call's detail (wherever the detail lists its events)."""
     found: list[dict] = []  # type: ignore[type-arg]
 
     def walk(node: object) -> None:
         if isinstance(node, dict):
-            if node.get("type") == "turn_metrics":
+            if node.get("type") == kind:
                 data = node.get("data", node)
-                if isinstance(data, dict) and "end_of_turn" in data:
+                if isinstance(data, dict) and key in data:
                     found.append(data)
                     return
             for value in node.values():
@@ -385,7 +385,8 @@ def _call_offset(metrics: list[dict], script: Script) -> float | None:  # type: 
     return offset
 
 
-def attach_engine_marks(results: list[TurnResult], metrics: list[dict], script: Script) -> None:  # type: ignore[type-arg]
+def attach_engine_marks(results: list[TurnResult], metrics: list[dict], script: Script,  # type: ignore[type-arg]
+                        decisions: list[dict] = []) -> None:  # type: ignore[type-arg]  # noqa: B006
     offset = _call_offset(metrics, script)
     if offset is None:
         return
@@ -400,6 +401,11 @@ def attach_engine_marks(results: list[TurnResult], metrics: list[dict], script: 
             if turn.pause_at is not None and turn.resume_at is not None:
                 if turn.pause_at / RATE + offset - 0.05 <= float(m["end_of_turn"]) <= turn.resume_at / RATE + offset + 0.3:
                     r.turn_ended_in_pause = True
+        if turn.pause_at is not None and turn.resume_at is not None and (r.cut_in or r.turn_ended_in_pause):
+            why = [d for d in decisions
+                   if turn.pause_at / RATE + offset - 0.05 <= float(d["t"]) <= turn.resume_at / RATE + offset + 0.3]
+            r.note += "".join(f"\n      {d['kind']} at {d['silence_ms']:.0f} ms: {d['reason']}; words {d.get('text')!r}"
+                              f" (end p {d.get('sentence_end_p')})" for d in why)
 
 
 def _stream(packets: list[Packet]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -500,7 +506,8 @@ def run_call(parley: ParleyUp, workdir: Path, mode: str, count: int, seed: int, 
         if calls:
             detail = parley.api(f"/api/calls/{calls[0]['id']}")
             caller_turns = [t["text"] for t in detail.get("transcript", []) if t.get("role") == "caller"]
-            attach_engine_marks(results, _turn_metrics(detail), script)
+            attach_engine_marks(results, _turn_metrics(detail), script,
+                                _turn_metrics(detail, "turn_decision", "reason"))
             if on_capture is not None:
                 on_capture(script, capture, ports, detail)
     except OSError:

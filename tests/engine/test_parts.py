@@ -34,6 +34,40 @@ def test_utterance_is_confirmed_then_ends_after_the_silence() -> None:
     assert seg.ended.start == pytest.approx(0.04) and seg.ended.last_voiced == pytest.approx(0.14)
 
 
+def feed_levels(seg: SpeechSegmenter, windows: list[tuple[float, list[float]]], window_ms: float = 32.0
+                ) -> list[tuple[float, SegmentEvent]]:
+    """`windows`: (VAD probability, sub-frame levels) per window."""
+    out = []
+    for i, (p, levels) in enumerate(windows):
+        event = seg.update(p, (i + 1) * window_ms / 1000, window_ms, levels)
+        if event is not None:
+            out.append((round((i + 1) * window_ms / 1000, 3), event))
+    return out
+
+
+def test_the_silence_counts_from_where_the_sound_stopped_not_where_the_vad_let_go() -> None:
+    # 10 windows of speech (level 3000), then the sound stops at 0.328 s (one loud sub-frame into window
+    # 11), but the VAD's probability decays over three more windows (0.4 ≥ release): the silence is
+    # counted from the sound's end, so 200 ms of it are reached at 0.528 s, not ~0.63 s.
+    seg = SpeechSegmenter(min_speech_ms=100, end_silence_ms=200)
+    loud, quiet = [3000.0] * 4, [5.0] * 4
+    windows = [(0.9, loud)] * 10 + [(0.4, [3000.0, 5.0, 5.0, 5.0])] + [(0.4, quiet)] * 2 + [(0.0, quiet)] * 10
+    events = feed_levels(seg, windows)
+    assert events[-1] == (0.544, SegmentEvent.END_OF_TURN)  # the first window end at or past 0.528 s
+    assert seg.ended is not None and seg.ended.last_voiced == pytest.approx(0.328)
+
+
+def test_on_a_noisy_line_nothing_is_dated_back() -> None:
+    # the same speech over noise at −26 dB (level 150 > 1 % of 3000): the VAD's last voiced window counts
+    seg = SpeechSegmenter(min_speech_ms=100, end_silence_ms=200)
+    loud, noise = [3000.0] * 4, [150.0] * 4
+    windows = [(0.9, loud)] * 10 + [(0.4, [3000.0, 150.0, 150.0, 150.0])] + [(0.4, noise)] * 2
+    windows += [(0.0, noise)] * 10
+    events = feed_levels(seg, windows)
+    assert seg.ended is not None and seg.ended.last_voiced == pytest.approx(0.416)
+    assert events[-1] == (0.64, SegmentEvent.END_OF_TURN)
+
+
 def test_click_shorter_than_min_speech_is_discarded() -> None:
     seg = SpeechSegmenter(min_speech_ms=100, end_silence_ms=500)
     assert feed(seg, "##" + "." * 30) == [(0.02, SegmentEvent.ONSET), (0.34, SegmentEvent.DISCARDED)]

@@ -196,3 +196,30 @@ async def test_tiny_en_doubts_the_full_stop_it_writes_where_it_dropped_a_trailin
     open_end = await tiny_en_stt.transcribe(
         np.concatenate([phone_speech("I would like to book an appointment for"), gap]), 16000)
     assert open_end.text.rstrip().endswith("for") and open_end.sentence_end_p is None  # no mark, no doubt
+
+
+async def test_a_long_turn_is_decoded_in_parts_cut_at_the_callers_pauses(
+    tiny_en_stt: WhisperSTT, phone_speech
+) -> None:  # type: ignore[no-untyped-def]
+    """A caller talking for ~12 s with short pauses: the snapshots the engine takes in the pauses are
+    kept; once the turn outgrows the short window the latest one is committed and later decodes cover
+    only what came after it — no decode of the turn needs Whisper's 30 s window, and no words are lost."""
+    parts = ["I would like to book an appointment for Tuesday", "and my husband needs one on Wednesday",
+             "we would both prefer the morning if you have it", "and please send a reminder to my phone"]
+    stream = tiny_en_stt.stream()
+    full_before = tiny_en_stt.full_decodes
+    for i, text in enumerate(parts):
+        await _push_frames(stream, phone_speech(text), _silence(100))
+        if i < len(parts) - 1:
+            await stream.snapshot()  # the engine's snapshot in a pause; the caller goes on
+            await _push_frames(stream, _silence(300))
+    final = await stream.end_utterance()
+    assert stream.commits == 1  # cut once, at the last pause: the turn had passed 8 s
+    assert {"tuesday", "wednesday", "morning", "reminder", "phone"} <= words(final.text), final
+    assert final.is_final and final.end == pytest.approx(stream._offset)
+    assert tiny_en_stt.full_decodes == full_before  # every decode fitted the short window
+    short = tiny_en_stt.stream()  # a turn shorter than 8 s is never cut
+    await _push_frames(short, phone_speech(parts[0]), _silence(100))
+    await short.snapshot()
+    await _push_frames(short, _silence(300), phone_speech(parts[1]), _silence(100))
+    assert {"tuesday", "wednesday"} <= words((await short.end_utterance()).text) and short.commits == 0

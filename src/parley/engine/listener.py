@@ -22,6 +22,16 @@ PREROLL_MS = 300
 TURN_AUDIO_S = 8.0  # the utterance audio kept for the end-of-turn model (Smart Turn reads the last 8 s)
 
 
+SUB_FRAMES = 4  # per VAD window (8 ms each at 8 and 16 kHz): where the speech ended, to the segmenter
+
+
+def _sub_frame_levels(pcm: np.ndarray, windows: int) -> list[list[float]]:
+    """The RMS of each window's `SUB_FRAMES` equal parts, per window."""
+    parts = pcm.astype(np.float32).reshape(windows, SUB_FRAMES, -1)
+    rms: np.ndarray = np.sqrt(np.mean(parts * parts, axis=2))
+    return rms.tolist()
+
+
 class Listener:
     """Segments one call's caller audio and streams its utterances to the STT."""
 
@@ -59,10 +69,12 @@ class Listener:
         n = buf.size // w
         events: list[SegmentEvent] = []
         to_push: list[np.ndarray] = []
+        levels = _sub_frame_levels(buf[: n * w], n) if n and w % SUB_FRAMES == 0 else None
         for i in range(n):
             t_end = now - (buf.size - (i + 1) * w) / self.vad.sample_rate
+            window = buf[i * w : (i + 1) * w]
             event = self.segmenter.update(
-                self.vad.probability(buf[i * w : (i + 1) * w]), t_end, self._window_ms
+                self.vad.probability(window), t_end, self._window_ms, levels[i] if levels else ()
             )
             if event is None:
                 continue

@@ -9,12 +9,27 @@
 
 Hysteresis: once in speech, windows count as voiced down to `threshold - 0.15`, so a word's soft tail
 does not split an utterance.
+
+Where the speech really ended: the VAD's probability decays over a few windows after the last sound, so the
+last voiced window ends ~90 ms after the audio does (measured on G.711 speech in five voices). Given each
+window's sub-frame levels (`levels`), the segmenter dates the end of speech back to the last sub-frame
+within `QUIET_BELOW_PEAK` of the utterance's loudest window (at most `END_CREDIT_MAX_MS`), and counts the
+silence from there. On a noisy line no sub-frame is that quiet and nothing is dated back.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+
+#: A sub-frame quieter than this fraction of the utterance's loudest window (−40 dB) is silence; the
+#: windows after the speech that the VAD still calls voiced are dated back to the last louder sub-frame
+#: (on clean G.711 speech: VAD lag median 89 ms → the estimate 2 ms after the true end, earliest 15 ms
+#: before it, inside a soft consonant; with noise at 30 dB SNR or worse nothing is dated back).
+QUIET_BELOW_PEAK = 0.01
+END_CREDIT_MAX_MS = 200.0
 
 
 class SegmentEvent(Enum):
@@ -32,6 +47,7 @@ class Segment:
     last_voiced: float
     voiced_ms: float = 0.0
     confirmed: bool = False
+    peak: float = 0.0  # the loudest voiced window's loudest sub-frame level
 
 
 class SpeechSegmenter:
@@ -52,6 +68,7 @@ class SpeechSegmenter:
         self.discard_gap_ms = discard_gap_ms if discard_gap_ms is not None else min(end_silence_ms, 300.0)
         self.segment: Segment | None = None
         self.silence_ms = 0.0
+        self._levels: deque[tuple[float, float]] = deque()  # (end time, level) of recent sub-frames
 
     @property
     def in_speech(self) -> bool:
@@ -68,13 +85,19 @@ class SpeechSegmenter:
         """Voiced milliseconds in the open segment (0 when none)."""
         return self.segment.voiced_ms if self.segment else 0.0
 
-    def update(self, probability: float, t_end: float, window_ms: float) -> SegmentEvent | None:
-        """Feed one window ending at media time `t_end`; returns at most one event."""
+    def update(
+        self, probability: float, t_end: float, window_ms: float, levels: Sequence[float] = ()
+    ) -> SegmentEvent | None:
+        """Feed one window ending at media time `t_end`; returns at most one event. `levels`: the RMS
+        of the window's equal sub-frames, in order (optional: without them the silence starts at the
+        end of the last voiced window)."""
+        loudest = self._keep_levels(t_end, window_ms, levels)
         seg = self.segment
         if seg is None:
             if probability < self.threshold:
                 return None
-            self.segment = Segment(start=t_end - window_ms / 1000.0, last_voiced=t_end, voiced_ms=window_ms)
+            self.segment = Segment(start=t_end - window_ms / 1000.0, last_voiced=t_end, voiced_ms=window_ms,
+                                   peak=loudest)
             self.silence_ms = 0.0
             if window_ms >= self.min_speech_ms:
                 self.segment.confirmed = True
@@ -84,10 +107,16 @@ class SpeechSegmenter:
             seg.voiced_ms += window_ms
             seg.last_voiced = t_end
             self.silence_ms = 0.0
+            if probability >= self.threshold:
+                seg.peak = max(seg.peak, loudest)
             if not seg.confirmed and seg.voiced_ms >= self.min_speech_ms:
                 seg.confirmed = True
                 return SegmentEvent.CONFIRMED
             return None
+        if self.silence_ms == 0.0:  # the first quiet window: date the end of speech back
+            credit_ms = self._quiet_tail_ms(seg)
+            seg.last_voiced -= credit_ms / 1000.0
+            self.silence_ms = credit_ms
         self.silence_ms += window_ms
         if not seg.confirmed and self.silence_ms >= self.discard_gap_ms:
             self.segment = None
@@ -99,6 +128,32 @@ class SpeechSegmenter:
             self.segment = None
             return SegmentEvent.END_OF_TURN
         return None
+
+    def _keep_levels(self, t_end: float, window_ms: float, levels: Sequence[float]) -> float:
+        """Remember the window's sub-frame levels (the last `END_CREDIT_MAX_MS` and a window); returns
+        the loudest."""
+        if not levels:
+            return 0.0
+        step = window_ms / 1000.0 / len(levels)
+        for i, level in enumerate(levels):
+            self._levels.append((t_end - (len(levels) - 1 - i) * step, float(level)))
+        horizon = t_end - (END_CREDIT_MAX_MS + 2 * window_ms) / 1000.0
+        while self._levels and self._levels[0][0] < horizon:
+            self._levels.popleft()
+        return float(max(levels))
+
+    def _quiet_tail_ms(self, seg: Segment) -> float:
+        """How long before the end of its last voiced window the segment's sound really stopped."""
+        if seg.peak <= 0.0:
+            return 0.0
+        quiet = seg.peak * QUIET_BELOW_PEAK
+        limit = min(END_CREDIT_MAX_MS / 1000.0, seg.last_voiced - seg.start)
+        for t, level in reversed(self._levels):
+            if t > seg.last_voiced + 1e-9:
+                continue
+            if level >= quiet or seg.last_voiced - t >= limit:
+                return round(max(0.0, min(seg.last_voiced - t, limit)) * 1000.0, 3)
+        return 0.0
 
     def end_now(self) -> Segment | None:
         """Close the open confirmed segment as an end of turn now (the detector or a key decided);

@@ -12,6 +12,14 @@ line's noise floor. A frame louder than `QUIET_MARGIN` × that floor (at least `
 
 The level test errs towards "speech": a cough or a click after the snapshot costs a second decode,
 never words.
+
+Long utterances (`roll_after_s`): a snapshot taken in one of the caller's pauses is not thrown away when
+the caller goes on; it is kept as a candidate. Once the audio since the last committed part is longer
+than `roll_after_s`, the latest candidate is committed: its words stand, and later decodes cover only the
+audio after it (with its words as context). So the decode at the end of a long turn costs what a short
+one does (Whisper's short encoder window) instead of a 30 s window. Cuts fall only in pauses the VAD
+heard (≥ ~100 ms of silence), never inside a word; utterances shorter than `roll_after_s` are always
+decoded whole.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ QUIET_MARGIN = 3.0
 #: Thresholds (int16 RMS) for "speaking again": never below −60 dBFS, never above −40 dBFS.
 SILENCE_RMS = 30.0
 SPEECH_RMS = 300.0
+#: The committed words handed to the next decode as context, at most (Whisper's prompt is ~224 tokens).
+CONTEXT_CHARS = 400
 
 
 def rms(pcm: Pcm) -> float:
@@ -54,8 +64,10 @@ def loudest_frame(pcm: Pcm, frame: int) -> float:
 
 @dataclass
 class _Kept:
-    """An early decode of the first `samples` samples; valid while only silence followed."""
+    """An early decode of samples `start` to `samples`; as the utterance's words, valid while only
+    silence followed; as a part of them (a candidate, committed), valid for good."""
 
+    start: int
     samples: int
     speech_rms: float  # a later frame above this means the caller spoke again
     result: asyncio.Future[Transcript]
@@ -64,25 +76,33 @@ class _Kept:
 class BatchSTTStream(STTStream):
     """Buffers one call's utterance; decodes it on `end_utterance()`, or early on `snapshot()`.
 
-    Subclasses implement `_decode(pcm)` (the whole utterance so far, at `sample_rate`; CPU work in a
-    thread). With `early=False`, `snapshot()` is the default empty interim (no early decode).
-    `decodes` counts the decodes started (for tests and benchmarks)."""
+    Subclasses implement `_decode(pcm, context)` (the utterance so far, or its part after the committed
+    words `context`, at `sample_rate`; CPU work in a thread). With `early=False`, `snapshot()` is the
+    default empty interim (no early decode). `roll_after_s`: see the module docstring (None: every
+    decode is of the whole utterance). `decodes` counts the decodes started, `commits` the parts
+    committed (for tests and benchmarks)."""
 
-    def __init__(self, stt: STT, sample_rate: int, *, early: bool = True) -> None:
+    def __init__(self, stt: STT, sample_rate: int, *, early: bool = True, roll_after_s: float | None = None
+                 ) -> None:
         self._stt = stt
         self._rate = sample_rate
         self._frame = max(1, sample_rate // FRAMES_PER_SECOND)
         self._early = early
+        self._roll_after = int(roll_after_s * sample_rate) if roll_after_s else None
         self._chunks: list[Pcm] = []
         self._samples = 0
         self._offset = 0.0  # seconds of audio before the current utterance
         self._kept: _Kept | None = None
+        self._committed: list[_Kept] = []  # the utterance's decoded parts, in order
+        self._paused: list[_Kept] = []  # decodes made in the caller's pauses, from the last commit on
         self._closed = False
         self.decodes = 0
+        self.commits = 0
 
     @abc.abstractmethod
-    async def _decode(self, pcm: Pcm) -> Transcript:
-        """Recognise `pcm` (the utterance so far); an empty-text result for silence or noise."""
+    async def _decode(self, pcm: Pcm, context: str = "") -> Transcript:
+        """Recognise `pcm` (the utterance so far, or the part after the words `context`); an empty-text
+        result for silence or noise."""
 
     async def push(self, pcm: Pcm) -> None:
         if self._closed:
@@ -95,26 +115,56 @@ class BatchSTTStream(STTStream):
         kept = self._kept
         if kept is not None and loudest_frame(pcm, self._frame) > kept.speech_rms:
             self._kept = None  # the caller went on talking: the early words are incomplete
+            if self._roll_after is not None and kept.start == self._commit_at:
+                self._paused.append(kept)  # but they end in a pause: a place to cut a long turn
+
+    @property
+    def _commit_at(self) -> int:
+        return self._committed[-1].samples if self._committed else 0
+
+    def _roll(self) -> None:
+        """A long turn: commit the latest pause decode, so the next decode starts after it."""
+        if self._roll_after is None or self._samples - self._commit_at <= self._roll_after:
+            return
+        usable = [k for k in self._paused if k.start == self._commit_at
+                  and not (k.result.done() and (k.result.cancelled() or k.result.exception() is not None))]
+        if usable:
+            self._committed.append(usable[-1])
+            self.commits += 1
+        self._paused = []
 
     def _audio(self) -> Pcm:
         if len(self._chunks) > 1:
             self._chunks = [np.concatenate(self._chunks)]
         return self._chunks[0] if self._chunks else np.zeros(0, np.int16)
 
-    def _start(self, pcm: Pcm) -> asyncio.Future[Transcript]:
+    def _start(self, pcm: Pcm, committed: list[_Kept] | None = None) -> asyncio.Future[Transcript]:
+        """Decode `pcm`: the utterance after the `committed` parts (their words come first)."""
         self.decodes += 1
-        future = asyncio.ensure_future(self._decode(pcm))
+        parts = list(committed or [])
+        future = asyncio.ensure_future(self._decode_after(parts, pcm) if parts else self._decode(pcm))
         future.add_done_callback(_retrieve)
         return future
+
+    async def _decode_after(self, committed: list[_Kept], pcm: Pcm) -> Transcript:
+        before = [await asyncio.shield(part.result) for part in committed]
+        words = " ".join(t.text for t in before if t.text).strip()
+        tail = await self._decode(pcm, words[-CONTEXT_CHARS:])
+        text = " ".join(t for t in (words, tail.text) if t).strip()
+        last = tail if tail.text or not before else before[-1]
+        return Transcript(text, True, 0.0, 0.0, confidence=tail.confidence if tail.text else last.confidence,
+                          language=tail.language or last.language, sentence_end_p=last.sentence_end_p)
 
     async def snapshot(self) -> Transcript:
         if not self._early or self._closed or not self._samples:
             return await super().snapshot()
         if self._kept is None:
-            pcm = self._audio()
+            self._roll()
+            start = self._commit_at
+            pcm = self._audio()[start:]
             floor = rms(pcm[-int(FLOOR_S * self._rate) :])
             threshold = min(max(SILENCE_RMS, QUIET_MARGIN * floor), SPEECH_RMS)
-            self._kept = _Kept(self._samples, threshold, self._start(pcm))
+            self._kept = _Kept(start, self._samples, threshold, self._start(pcm, self._committed))
         kept = self._kept
         result = await asyncio.shield(kept.result)
         return Transcript(result.text, False, self._offset, self._offset + kept.samples / self._rate,
@@ -123,23 +173,25 @@ class BatchSTTStream(STTStream):
 
     async def end_utterance(self) -> Transcript:
         pcm = self._audio()
-        kept, self._kept = self._kept, None
-        self._chunks, self._samples = [], 0
+        if self._kept is None:
+            self._roll()
+        kept, committed, self._kept = self._kept, self._committed, None
+        pending = kept.result if kept is not None else self._start(pcm[self._commit_at :], committed)
+        self._chunks, self._samples, self._committed, self._paused = [], 0, [], []
         start = self._offset
         self._offset += len(pcm) / self._rate
-        if kept is not None:
-            try:
-                result = await asyncio.shield(kept.result)
-            except Exception:  # noqa: BLE001 - the early decode failed: decode again, its error counts
-                result = await self._start(pcm)
-        else:
+        try:
+            result = await asyncio.shield(pending)
+        except Exception:  # noqa: BLE001 - an early decode failed: decode it whole, that error counts
+            if kept is None and not committed:
+                raise
             result = await self._start(pcm)
         return Transcript(result.text, True, start, self._offset, confidence=result.confidence,
                           language=result.language, sentence_end_p=result.sentence_end_p)
 
     async def close(self) -> None:
         self._closed = True
-        self._chunks, self._samples, self._kept = [], 0, None
+        self._chunks, self._samples, self._kept, self._committed, self._paused = [], 0, None, [], []
 
 
 def _retrieve(future: asyncio.Future[Transcript]) -> None:

@@ -50,6 +50,9 @@ NO_SPEECH_PROB = 0.6
 LOGPROB_FLOOR = -1.0
 #: Utterances that fit are encoded on a 10 s window, not 30 s (`whisper_window`; 0 = always 30 s).
 DEFAULT_WINDOW_S = 10.0
+#: A turn longer than the short window less this is decoded in parts cut at the caller's pauses
+#: (`BatchSTTStream`'s `roll_after_s`): the window holds the audio with its 1 s of padding.
+ROLL_MARGIN_S = 2.0
 
 _models: dict[tuple[str, int, int], WhisperModel] = {}
 _models_lock = threading.Lock()
@@ -194,7 +197,8 @@ class WhisperSTT(STT):
 
     def stream(self, *, language: str | None = None) -> WhisperStream:
         lang = self._language(language) if language else self.language
-        return WhisperStream(self, lang, early=self.speculative)
+        roll = self.window_s - ROLL_MARGIN_S if lang and self.window_s > ROLL_MARGIN_S + 1 else None
+        return WhisperStream(self, lang, early=self.speculative, roll_after_s=roll)
 
     async def transcribe(self, pcm: Pcm, sample_rate: int, *, language: str | None = None) -> Transcript:
         if sample_rate != SAMPLE_RATE:
@@ -202,16 +206,18 @@ class WhisperSTT(STT):
         lang = self._language(language) if language else self.language
         return await asyncio.to_thread(self.decode, pcm, lang)
 
-    def decode(self, pcm: Pcm, language: str | None) -> Transcript:
-        """Blocking recognition of 16 kHz int16 `pcm`: an empty-text final for silence or noise."""
+    def decode(self, pcm: Pcm, language: str | None, context: str = "") -> Transcript:
+        """Blocking recognition of 16 kHz int16 `pcm`: an empty-text final for silence or noise.
+        `context`: the words said just before `pcm` (they prompt the decoder, and are not repeated)."""
         duration = len(pcm) / SAMPLE_RATE
         if len(pcm) < SAMPLE_RATE // 10 or rms(pcm) < SILENCE_RMS:
             return Transcript("", True, 0.0, duration, language=language)
         audio = pcm.astype(np.float32) / 32768.0
+        prompt = " ".join(p for p in (self.initial_prompt, context) if p) or None
         if self.window_s and language:
             try:
                 short = decode_window(self._model(), audio, language, beam_size=self.beam_size,
-                                      window_s=self.window_s, initial_prompt=self.initial_prompt)
+                                      window_s=self.window_s, initial_prompt=prompt)
             except ProviderError:
                 raise
             except Exception as exc:
@@ -230,7 +236,7 @@ class WhisperSTT(STT):
                 vad_filter=False,
                 condition_on_previous_text=False,
                 without_timestamps=True,
-                initial_prompt=self.initial_prompt,
+                initial_prompt=prompt,
                 temperature=0.0,  # no sampled retry: the same audio always gives the same words
             )
             kept = [s for s in segments if not _is_hallucination(s)]
@@ -252,13 +258,14 @@ def _is_hallucination(segment: Any) -> bool:
 class WhisperStream(BatchSTTStream):
     """One call's utterances, decoded whole by Whisper in a worker thread; early on `snapshot()`."""
 
-    def __init__(self, stt: WhisperSTT, language: str | None, *, early: bool = True) -> None:
-        super().__init__(stt, SAMPLE_RATE, early=early)
+    def __init__(self, stt: WhisperSTT, language: str | None, *, early: bool = True,
+                 roll_after_s: float | None = None) -> None:
+        super().__init__(stt, SAMPLE_RATE, early=early, roll_after_s=roll_after_s)
         self._whisper = stt
         self._language = language
 
-    async def _decode(self, pcm: Pcm) -> Transcript:
-        return await asyncio.to_thread(self._whisper.decode, pcm, self._language)
+    async def _decode(self, pcm: Pcm, context: str = "") -> Transcript:
+        return await asyncio.to_thread(self._whisper.decode, pcm, self._language, context)
 
 
 def create(spec: ProviderOptions, *, settings: Settings) -> WhisperSTT:
