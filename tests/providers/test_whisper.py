@@ -12,7 +12,7 @@ import pytest
 from parley.media.resample import resample
 from parley.providers.base import Message, Transcript
 from parley.providers.factory import build_llm
-from parley.providers.stt.whisper import WhisperSTT
+from parley.providers.stt.whisper import ROLL_AFTER_S, WhisperSTT
 
 from .helpers import words
 
@@ -201,25 +201,31 @@ async def test_tiny_en_doubts_the_full_stop_it_writes_where_it_dropped_a_trailin
 async def test_a_long_turn_is_decoded_in_parts_cut_at_the_callers_pauses(
     tiny_en_stt: WhisperSTT, phone_speech
 ) -> None:  # type: ignore[no-untyped-def]
-    """A caller talking for ~12 s with short pauses: the snapshots the engine takes in the pauses are
-    kept; once the turn outgrows the short window the latest one is committed and later decodes cover
-    only what came after it — no decode of the turn needs Whisper's 30 s window, and no words are lost."""
+    """A caller talking for ~16 s with short pauses: the snapshots the engine takes in the pauses are
+    kept; once the turn passes 14 s the latest one is committed and later decodes cover only what came
+    after it — no decode of the turn needs Whisper's 30 s window, and no words are lost."""
     parts = ["I would like to book an appointment for Tuesday", "and my husband needs one on Wednesday",
-             "we would both prefer the morning if you have it", "and please send a reminder to my phone"]
-    stream = tiny_en_stt.stream()
-    full_before = tiny_en_stt.full_decodes
+             "we would both prefer the morning if you have it", "our son might come along as well",
+             "he is seven years old and a little nervous", "and please send a reminder to my phone"]
+    rolling = WhisperSTT(model="tiny.en", data_dir=tiny_en_stt._data_dir, language="en", threads=2,
+                         roll_after_s=ROLL_AFTER_S)
+    stream = rolling.stream()
+    full_before = rolling.full_decodes
     for i, text in enumerate(parts):
         await _push_frames(stream, phone_speech(text), _silence(100))
         if i < len(parts) - 1:
             await stream.snapshot()  # the engine's snapshot in a pause; the caller goes on
             await _push_frames(stream, _silence(300))
     final = await stream.end_utterance()
-    assert stream.commits == 1  # cut once, at the last pause: the turn had passed 8 s
+    assert stream.commits == 1  # cut once, at the last pause: the turn had passed 14 s
     assert {"tuesday", "wednesday", "morning", "reminder", "phone"} <= words(final.text), final
     assert final.is_final and final.end == pytest.approx(stream._offset)
-    assert tiny_en_stt.full_decodes == full_before  # every decode fitted the short window
-    short = tiny_en_stt.stream()  # a turn shorter than 8 s is never cut
+    assert rolling.full_decodes == full_before  # every decode fitted the short window
+    assert tiny_en_stt.stream().commits == 0 and tiny_en_stt.roll_after_s == 0  # off by default
+    short = rolling.stream()  # a turn shorter than 14 s is never cut
     await _push_frames(short, phone_speech(parts[0]), _silence(100))
     await short.snapshot()
     await _push_frames(short, _silence(300), phone_speech(parts[1]), _silence(100))
     assert {"tuesday", "wednesday"} <= words((await short.end_utterance()).text) and short.commits == 0
+    with pytest.raises(ValueError, match="roll_after_s must be 0"):
+        WhisperSTT(model="tiny.en", data_dir=tiny_en_stt._data_dir, language="en", roll_after_s=2)

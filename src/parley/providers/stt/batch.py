@@ -16,7 +16,7 @@ never words.
 Long utterances (`roll_after_s`): a snapshot taken in one of the caller's pauses is not thrown away when
 the caller goes on; it is kept as a candidate. Once the audio since the last committed part is longer
 than `roll_after_s`, the latest candidate is committed: its words stand, and later decodes cover only the
-audio after it (with its words as context). So the decode at the end of a long turn costs what a short
+audio after it. So the decode at the end of a long turn costs what a short
 one does (Whisper's short encoder window) instead of a 30 s window. Cuts fall only in pauses the VAD
 heard (≥ ~100 ms of silence), never inside a word; utterances shorter than `roll_after_s` are always
 decoded whole.
@@ -41,8 +41,6 @@ QUIET_MARGIN = 3.0
 #: Thresholds (int16 RMS) for "speaking again": never below −60 dBFS, never above −40 dBFS.
 SILENCE_RMS = 30.0
 SPEECH_RMS = 300.0
-#: The committed words handed to the next decode as context, at most (Whisper's prompt is ~224 tokens).
-CONTEXT_CHARS = 400
 
 
 def rms(pcm: Pcm) -> float:
@@ -76,8 +74,8 @@ class _Kept:
 class BatchSTTStream(STTStream):
     """Buffers one call's utterance; decodes it on `end_utterance()`, or early on `snapshot()`.
 
-    Subclasses implement `_decode(pcm, context)` (the utterance so far, or its part after the committed
-    words `context`, at `sample_rate`; CPU work in a thread). With `early=False`, `snapshot()` is the
+    Subclasses implement `_decode(pcm)` (the utterance so far, or its part after the committed ones, at
+    `sample_rate`; CPU work in a thread). With `early=False`, `snapshot()` is the
     default empty interim (no early decode). `roll_after_s`: see the module docstring (None: every
     decode is of the whole utterance). `decodes` counts the decodes started, `commits` the parts
     committed (for tests and benchmarks)."""
@@ -100,8 +98,8 @@ class BatchSTTStream(STTStream):
         self.commits = 0
 
     @abc.abstractmethod
-    async def _decode(self, pcm: Pcm, context: str = "") -> Transcript:
-        """Recognise `pcm` (the utterance so far, or the part after the words `context`); an empty-text
+    async def _decode(self, pcm: Pcm) -> Transcript:
+        """Recognise `pcm` (the utterance so far, or its part after the committed ones); an empty-text
         result for silence or noise."""
 
     async def push(self, pcm: Pcm) -> None:
@@ -147,13 +145,13 @@ class BatchSTTStream(STTStream):
         return future
 
     async def _decode_after(self, committed: list[_Kept], pcm: Pcm) -> Transcript:
-        before = [await asyncio.shield(part.result) for part in committed]
-        words = " ".join(t.text for t in before if t.text).strip()
-        tail = await self._decode(pcm, words[-CONTEXT_CHARS:])
-        text = " ".join(t for t in (words, tail.text) if t).strip()
-        last = tail if tail.text or not before else before[-1]
-        return Transcript(text, True, 0.0, 0.0, confidence=tail.confidence if tail.text else last.confidence,
-                          language=tail.language or last.language, sentence_end_p=last.sentence_end_p)
+        before = await asyncio.shield(committed[-1].result)  # its words include the parts before it
+        words = before.text.strip()
+        tail = await self._decode(pcm)  # its words as a prompt measured worse (tiny.en lost more)
+        text = " ".join(t for t in (words, tail.text.strip()) if t)
+        last = tail if tail.text else before
+        return Transcript(text, True, 0.0, 0.0, confidence=last.confidence,
+                          language=tail.language or before.language, sentence_end_p=last.sentence_end_p)
 
     async def snapshot(self) -> Transcript:
         if not self._early or self._closed or not self._samples:

@@ -95,7 +95,7 @@ class _UtteranceStream(BatchSTTStream):
         self._transcriber = stt
         self._language = language
 
-    async def _decode(self, pcm: Pcm, context: str = "") -> Transcript:  # whole utterances: no context
+    async def _decode(self, pcm: Pcm) -> Transcript:
         return await self._transcriber.transcribe(pcm, self._transcriber.sample_rate, language=self._language)
 
 

@@ -50,9 +50,11 @@ NO_SPEECH_PROB = 0.6
 LOGPROB_FLOOR = -1.0
 #: Utterances that fit are encoded on a 10 s window, not 30 s (`whisper_window`; 0 = always 30 s).
 DEFAULT_WINDOW_S = 10.0
-#: A turn longer than the short window less this is decoded in parts cut at the caller's pauses
-#: (`BatchSTTStream`'s `roll_after_s`): the window holds the audio with its 1 s of padding.
-ROLL_MARGIN_S = 2.0
+#: `roll_after_s: 14` (off by default): a turn longer than this is decoded in parts cut at the caller's
+#: pauses (`BatchSTTStream`). Measured with tiny.en (bench/latency/stt_rolling.py, docs/turn-detection.md
+#: part 10): the decode at the end of a ~19 s / ~29 s turn p50 643 → 235 ms / 1,554 → 262 ms, but a part's
+#: last words are sometimes lost at a cut (WER 24.6 → 20.3 % / 20.5 → 28.6 %), so it is not the default.
+ROLL_AFTER_S = 14.0
 
 _models: dict[tuple[str, int, int], WhisperModel] = {}
 _models_lock = threading.Lock()
@@ -156,6 +158,7 @@ class WhisperSTT(STT):
         initial_prompt: str | None = None,
         speculative: bool = True,
         window_s: float = DEFAULT_WINDOW_S,
+        roll_after_s: float = 0.0,
     ) -> None:
         self.model = resolve_model(model, language)
         if self.model == BUNDLED:
@@ -173,6 +176,9 @@ class WhisperSTT(STT):
         if window_s < 0 or window_s > 30:
             raise ValueError(f"whisper window_s must be 0..30 seconds, got {window_s}")
         self.window_s = window_s
+        if roll_after_s and not 5 <= roll_after_s <= 30:
+            raise ValueError(f"whisper roll_after_s must be 0 (off) or 5..30 seconds, got {roll_after_s}")
+        self.roll_after_s = roll_after_s
         self.window_decodes = 0  # decoded on the short window
         self.full_decodes = 0  # decoded on the full 30 s window (too long, refused, or window off)
         self._data_dir = Path(data_dir)
@@ -197,7 +203,7 @@ class WhisperSTT(STT):
 
     def stream(self, *, language: str | None = None) -> WhisperStream:
         lang = self._language(language) if language else self.language
-        roll = self.window_s - ROLL_MARGIN_S if lang and self.window_s > ROLL_MARGIN_S + 1 else None
+        roll = self.roll_after_s if lang and self.window_s and self.roll_after_s else None
         return WhisperStream(self, lang, early=self.speculative, roll_after_s=roll)
 
     async def transcribe(self, pcm: Pcm, sample_rate: int, *, language: str | None = None) -> Transcript:
@@ -206,18 +212,16 @@ class WhisperSTT(STT):
         lang = self._language(language) if language else self.language
         return await asyncio.to_thread(self.decode, pcm, lang)
 
-    def decode(self, pcm: Pcm, language: str | None, context: str = "") -> Transcript:
-        """Blocking recognition of 16 kHz int16 `pcm`: an empty-text final for silence or noise.
-        `context`: the words said just before `pcm` (they prompt the decoder, and are not repeated)."""
+    def decode(self, pcm: Pcm, language: str | None) -> Transcript:
+        """Blocking recognition of 16 kHz int16 `pcm`: an empty-text final for silence or noise."""
         duration = len(pcm) / SAMPLE_RATE
         if len(pcm) < SAMPLE_RATE // 10 or rms(pcm) < SILENCE_RMS:
             return Transcript("", True, 0.0, duration, language=language)
         audio = pcm.astype(np.float32) / 32768.0
-        prompt = " ".join(p for p in (self.initial_prompt, context) if p) or None
         if self.window_s and language:
             try:
                 short = decode_window(self._model(), audio, language, beam_size=self.beam_size,
-                                      window_s=self.window_s, initial_prompt=prompt)
+                                      window_s=self.window_s, initial_prompt=self.initial_prompt)
             except ProviderError:
                 raise
             except Exception as exc:
@@ -236,7 +240,7 @@ class WhisperSTT(STT):
                 vad_filter=False,
                 condition_on_previous_text=False,
                 without_timestamps=True,
-                initial_prompt=prompt,
+                initial_prompt=self.initial_prompt,
                 temperature=0.0,  # no sampled retry: the same audio always gives the same words
             )
             kept = [s for s in segments if not _is_hallucination(s)]
@@ -264,15 +268,15 @@ class WhisperStream(BatchSTTStream):
         self._whisper = stt
         self._language = language
 
-    async def _decode(self, pcm: Pcm, context: str = "") -> Transcript:
-        return await asyncio.to_thread(self._whisper.decode, pcm, self._language, context)
+    async def _decode(self, pcm: Pcm) -> Transcript:
+        return await asyncio.to_thread(self._whisper.decode, pcm, self._language)
 
 
 def create(spec: ProviderOptions, *, settings: Settings) -> WhisperSTT:
     """Factory used by the registry: options `beam_size`, `initial_prompt`, `workers`, `speculative`,
-    `window_s`."""
+    `window_s`, `roll_after_s`."""
     opts = spec.options
-    unknown = set(opts) - {"beam_size", "initial_prompt", "workers", "speculative", "window_s"}
+    unknown = set(opts) - {"beam_size", "initial_prompt", "workers", "speculative", "window_s", "roll_after_s"}
     if unknown:
         raise ValueError(f"whisper: unknown option(s) {', '.join(sorted(unknown))}")
     return WhisperSTT(
@@ -285,4 +289,5 @@ def create(spec: ProviderOptions, *, settings: Settings) -> WhisperSTT:
         initial_prompt=opts.get("initial_prompt"),
         speculative=bool(opts.get("speculative", True)),
         window_s=float(opts.get("window_s", DEFAULT_WINDOW_S)),
+        roll_after_s=float(opts.get("roll_after_s", 0.0)),
     )
