@@ -26,8 +26,9 @@ from enum import Enum
 
 #: A sub-frame quieter than this fraction of the utterance's loudest window (−40 dB) is silence; the
 #: windows after the speech that the VAD still calls voiced are dated back to the last louder sub-frame
-#: (on clean G.711 speech: VAD lag median 89 ms → the estimate 2 ms after the true end, earliest 15 ms
-#: before it, inside a soft consonant; with noise at 30 dB SNR or worse nothing is dated back).
+#: (bench/latency/vad_end.py, clean G.711 speech: VAD lag median 86 ms → the estimate 2 ms after the true
+#: end, earliest 83 ms before it, inside a soft consonant; with noise at 30 dB SNR or worse nothing is
+#: dated back).
 QUIET_BELOW_PEAK = 0.01
 END_CREDIT_MAX_MS = 200.0
 
