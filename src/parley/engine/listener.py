@@ -51,6 +51,7 @@ class Listener:
         )
         self._window = vad.window_samples
         self._window_ms = vad.window_samples * 1000.0 / vad.sample_rate
+        self._levels = vad.window_samples % SUB_FRAMES == 0
         self._vad_buf = np.zeros(0, dtype=np.int16)
         self._to_stt: Resampler | None = None
         self._preroll: deque[np.ndarray] = deque()
@@ -69,13 +70,15 @@ class Listener:
         n = buf.size // w
         events: list[SegmentEvent] = []
         to_push: list[np.ndarray] = []
-        levels = _sub_frame_levels(buf[: n * w], n) if n and w % SUB_FRAMES == 0 else None
+        seg = self.segmenter
         for i in range(n):
             t_end = now - (buf.size - (i + 1) * w) / self.vad.sample_rate
             window = buf[i * w : (i + 1) * w]
-            event = self.segmenter.update(
-                self.vad.probability(window), t_end, self._window_ms, levels[i] if levels else ()
-            )
+            p = self.vad.probability(window)
+            # the levels matter only inside an utterance (where its speech ended): none on a quiet line
+            wanted = self._levels and (seg.in_speech or p >= seg.threshold)
+            levels = _sub_frame_levels(window, 1)[0] if wanted else ()
+            event = seg.update(p, t_end, self._window_ms, levels)
             if event is None:
                 continue
             events.append(event)
