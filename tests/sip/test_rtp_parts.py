@@ -197,6 +197,30 @@ async def test_members_on_one_clock_and_ptime_share_a_pacer_and_the_last_one_out
     await leave(others[1], at_30ms)
 
 
+async def test_readers_of_a_tick_share_one_future_and_a_cancelled_reader_disturbs_no_other() -> None:
+    clock = FakeClock()
+    m = Metronome(clock)
+    pacer = await running_pacer(clock, m)
+    fut = pacer.next_tick()
+    assert pacer.next_tick() is fut  # one future per tick, not one per reader
+    readers = [asyncio.ensure_future(_await_tick(pacer)) for _ in range(3)]
+    await asyncio.sleep(0)
+    readers[0].cancel()
+    await asyncio.sleep(0)
+    assert not fut.done() and not readers[1].done()  # the shared future refused the cancel
+    n = pacer.n
+    await clock.advance(PERIOD)
+    assert readers[0].cancelled()  # its CancelledError came with the tick
+    assert await readers[1] == await readers[2] == n + 1
+    assert pacer.next_tick() is not fut  # the next tick has a future of its own
+    await leave(pacer, m)
+
+
+async def _await_tick(pacer: Pacer) -> int:
+    await pacer.next_tick()
+    return pacer.n
+
+
 # -- reading on the pacer's clock ---------------------------------------------------------------
 async def test_read_frame_returns_one_frame_per_tick_and_a_reader_far_behind_is_resynchronised() -> None:
     clock = FakeClock()
@@ -461,3 +485,16 @@ async def test_reports_go_where_the_peers_rtcp_comes_from_else_where_the_sdp_say
     assert rep.received == 2 and rep.invalid == 0
     rep.receive(b"\x80\xc8garbage", NAT)
     assert rep.invalid == 1
+
+
+def test_port_candidates_are_even_ports_of_the_range_from_a_random_start_wrapping_around() -> None:
+    from parley.sip.rtp_session import port_candidates
+
+    evens = [20002, 20004, 20006, 20008, 20010]  # even ports with an odd neighbour in the range
+    ports = port_candidates((20001, 20011), 200)
+    s = evens.index(ports[0])
+    assert ports == evens[s:] + evens[:s]  # every one once, from a random start, wrapping around
+    big = port_candidates((20000, 40000), 200)
+    assert len(set(big)) == 200 and all(p % 2 == 0 and 20000 <= p < 40000 for p in big)
+    with pytest.raises(ValueError, match="no even port"):
+        port_candidates((20001, 20002), 10)
