@@ -106,7 +106,9 @@ async def one(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("cluster did not come up; see " + log.name)
                 await asyncio.sleep(0.5)
-            await asyncio.sleep(3)  # the sync writes the list, Kamailio loads it
+            # the sync writes the list, Kamailio loads it and probes the workers: calls placed before every
+            # worker is an active destination would be answered 503 by Kamailio ("no destination sets")
+            await kamailio_routes_to(workers, tmp / f"data-{workers}" / "cluster" / "kamailio_ctl", proc)
             procs = [(pid, role(a)) for pid, a in tree(proc.pid)]
             cpu0 = {pid: cpu_seconds(pid) for pid, _ in procs}
             load0 = os.getloadavg()
@@ -151,6 +153,20 @@ async def one(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+async def kamailio_routes_to(workers: int, ctl: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Wait until Kamailio's dispatcher (`kamcmd dispatcher.list`) has `workers` destinations, all active."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out = subprocess.run(["kamcmd", "-s", f"unix:{ctl}", "dispatcher.list"], capture_output=True,
+                             text=True).stdout
+        flags = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.strip().startswith("FLAGS:")]
+        if len(flags) == workers and all(f.startswith("A") for f in flags):
+            return
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"Kamailio does not route to {workers} worker(s): {out[-500:]}")
+        await asyncio.sleep(0.2)
 
 
 def _free() -> int:
