@@ -225,3 +225,48 @@ async def test_a_call_is_settled_in_one_transaction_from_what_is_stored(store: S
     assert detail is not None
     assert [e.data.get("to") for e in detail.timeline if e.type == "status"] == ["ringing", "in_progress",
                                                                                   "completed"]
+
+
+@pytest.mark.postgres
+async def test_pooled_connections_are_checked_only_after_idling_and_a_dead_one_is_replaced(
+        postgres_url: str) -> None:
+    from sqlalchemy import event
+
+    from parley.calls import db
+
+    pings: list[int] = []
+    busy = Store(db.create_engine(postgres_url, pool_size=1))  # the default: a check only after PING_IDLE_S
+    idle = Store(db.create_engine(postgres_url, pool_size=1, ping_idle_s=0.0))  # every reuse counts as idle
+    for store in (busy, idle):
+        event.listen(store.engine.sync_engine, "checkout",
+                     lambda conn, record, proxy: pings.append(record.info.get("pings", 0)))
+    try:
+        await busy.upgrade()
+        call = await busy.add_call(_outbound())
+        for _ in range(3):
+            await busy.add_event(call.id, "tick")
+        assert set(pings) == {0}  # a connection in steady use is not pinged (three round trips each)
+        pings.clear()
+        assert await idle.get_call(call.id) is not None
+        pid = await _backend_pid(idle)
+        async with busy.engine.connect() as conn:  # the database drops the idle store's connection
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        again = await idle.get_call(call.id)  # checked, found dead, replaced: the read succeeds
+        assert again is not None and again.id == call.id
+        assert await _backend_pid(idle) != pid
+        # the trade-off: a connection that dies while in steady use fails the one transaction that meets
+        # it (no check before it), and the pool replaces it for the next
+        pid = await _backend_pid(busy)
+        async with idle.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(Exception):  # noqa: B017 - the driver's "connection was closed" error
+            await busy.get_call(call.id)
+        assert await busy.get_call(call.id) is not None and await _backend_pid(busy) != pid
+    finally:
+        await busy.close()
+        await idle.close()
+
+
+async def _backend_pid(store: Store) -> int:
+    async with store.engine.connect() as conn:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
