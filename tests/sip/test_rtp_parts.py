@@ -197,30 +197,6 @@ async def test_members_on_one_clock_and_ptime_share_a_pacer_and_the_last_one_out
     await leave(others[1], at_30ms)
 
 
-async def test_readers_of_a_tick_share_one_future_and_a_cancelled_reader_disturbs_no_other() -> None:
-    clock = FakeClock()
-    m = Metronome(clock)
-    pacer = await running_pacer(clock, m)
-    fut = pacer.next_tick()
-    assert pacer.next_tick() is fut  # one future per tick, not one per reader
-    readers = [asyncio.ensure_future(_await_tick(pacer)) for _ in range(3)]
-    await asyncio.sleep(0)
-    readers[0].cancel()
-    await asyncio.sleep(0)
-    assert not fut.done() and not readers[1].done()  # the shared future refused the cancel
-    n = pacer.n
-    await clock.advance(PERIOD)
-    assert readers[0].cancelled()  # its CancelledError came with the tick
-    assert await readers[1] == await readers[2] == n + 1
-    assert pacer.next_tick() is not fut  # the next tick has a future of its own
-    await leave(pacer, m)
-
-
-async def _await_tick(pacer: Pacer) -> int:
-    await pacer.next_tick()
-    return pacer.n
-
-
 # -- reading on the pacer's clock ---------------------------------------------------------------
 async def test_read_frame_returns_one_frame_per_tick_and_a_reader_far_behind_is_resynchronised() -> None:
     clock = FakeClock()

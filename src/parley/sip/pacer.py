@@ -37,15 +37,6 @@ class PacerMember(Protocol):
     def skip_ticks(self, n: int) -> None: ...
 
 
-class TickFuture(asyncio.Future[None]):
-    """The future of one tick, shared by every reader waiting for it: it cannot be cancelled (a cancelled
-    waiter's task raises CancelledError once the tick comes), so one reader's cancellation never wakes the
-    others early or with an error."""
-
-    def cancel(self, msg: object = None) -> bool:
-        return False
-
-
 class Pacer:
     """One drift-free ticker; get it with `join`, never construct it directly."""
 
@@ -63,7 +54,7 @@ class Pacer:
         self.members: dict[int, PacerMember] = {}
         self.task: asyncio.Task[None] | None = None
         self.n = 0  # ticks so far (including skipped ones)
-        self._tick: TickFuture | None = None  # the next tick's shared future, made by the first waiter
+        self._waiters: list[asyncio.Future[None]] = []
 
     @classmethod
     def join(cls, member: PacerMember, ptime_ms: int, clock: Clock) -> Pacer:
@@ -94,17 +85,16 @@ class Pacer:
         return self.task is not None and not self.task.done()
 
     def next_tick(self) -> asyncio.Future[None]:
-        """A future done after the next tick, shared by all its waiters (cancelling one waiter hurts no
-        other: see `TickFuture`)."""
-        tick = self._tick
-        if tick is None:
-            tick = self._tick = TickFuture(loop=asyncio.get_running_loop())
-        return tick
+        """A future done after the next tick (one per waiter, so cancelling one waiter hurts no other)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        return fut
 
     def _wake(self) -> None:
-        tick, self._tick = self._tick, None
-        if tick is not None and not tick.done():
-            tick.set_result(None)
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     async def _run(self) -> None:
         clock, period = self.clock, self.period
