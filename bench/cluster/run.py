@@ -8,7 +8,9 @@ For each worker count: SIPp places --calls calls at --rate calls/s through Kamai
 each holding --hold s (the agent greets with 1 s of tone; the caller sends no audio). Reported: SIPp
 successes/failures, INVITE→200 OK through Kamailio (SIPp rtd, p50/p99), CPU seconds of Kamailio, of each
 worker and of the API over the run (from /proc), late RTP sends over packets sent (the workers' /metrics),
-calls per worker (the call records), and the machine's load average before and after.
+calls per worker (the call records), the workers' CPU per call while every call is up (when --hold leaves
+a window of 2 s or more after the last INVITE), the memory the calls added per call (peak RSS), and the
+machine's load average before and after.
 """
 
 from __future__ import annotations
@@ -70,6 +72,38 @@ def role(args: str) -> str:
     return "other"
 
 
+def rss_kb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+async def sample(pids: list[int], t0: float, out: list[tuple[float, float, float]]) -> None:
+    """Every 0.5 s: the workers' CPU seconds and resident memory (summed), for `steady`."""
+    while True:
+        out.append((time.monotonic() - t0, sum(cpu_seconds(p) for p in pids), sum(rss_kb(p) for p in pids)))
+        await asyncio.sleep(0.5)
+
+
+def steady(samples: list[tuple[float, float, float]], args: argparse.Namespace, rss0: float) -> dict[str, Any]:
+    """While every call is up (from 1 s after the last INVITE to 1 s before the first BYE): the workers'
+    CPU as % of a core per call (media, VAD, timers: no set-ups in that window), and the resident memory
+    the calls added, per call (peak over the run minus before it)."""
+    ramp = args.calls / args.rate
+    window = [(t, c) for t, c, _ in samples if ramp + 1 <= t <= args.hold - 1]
+    out: dict[str, Any] = {"rss_kb_per_call": round((max((r for _, _, r in samples), default=rss0) - rss0)
+                                                    / args.calls, 1) if samples else None}
+    if len(window) >= 3 and window[-1][0] - window[0][0] >= 2:
+        (ta, ca), (tb, cb) = window[0], window[-1]
+        out["steady_core_percent_per_call"] = round(100 * (cb - ca) / (tb - ta) / args.calls, 3)
+        out["steady_window_s"] = round(tb - ta, 1)
+    return out
+
+
 def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -106,7 +140,9 @@ async def one(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("cluster did not come up; see " + log.name)
                 await asyncio.sleep(0.5)
-            await asyncio.sleep(3)  # the sync writes the list, Kamailio loads it
+            # the sync writes the list, Kamailio loads it and probes the workers: calls placed before every
+            # worker is an active destination would be answered 503 by Kamailio ("no destination sets")
+            await kamailio_routes_to(workers, tmp / f"data-{workers}" / "cluster" / "kamailio_ctl", proc)
             procs = [(pid, role(a)) for pid, a in tree(proc.pid)]
             cpu0 = {pid: cpu_seconds(pid) for pid, _ in procs}
             load0 = os.getloadavg()
@@ -114,8 +150,15 @@ async def one(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
             from datetime import UTC, datetime
             started_iso = datetime.now(UTC).isoformat()
             t0 = time.monotonic()
-            sipp = await run_sipp(scn, f"127.0.0.1:{sip_port}", tmp, rate=args.rate, calls=args.calls,
-                                  limit=args.calls, timeout=int(args.calls / args.rate + args.hold + 60))
+            worker_pids = [pid for pid, r in procs if r == "worker"]
+            rss0 = sum(rss_kb(pid) for pid in worker_pids)
+            samples: list[tuple[float, float, float]] = []  # (s since start, workers' CPU s, workers' RSS kB)
+            sampler = asyncio.ensure_future(sample(worker_pids, t0, samples))
+            try:
+                sipp = await run_sipp(scn, f"127.0.0.1:{sip_port}", tmp, rate=args.rate, calls=args.calls,
+                                      limit=args.calls, timeout=int(args.calls / args.rate + args.hold + 60))
+            finally:
+                sampler.cancel()
             wall = time.monotonic() - t0
             cpu = {}
             for pid, r in procs:
@@ -141,6 +184,7 @@ async def one(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
                 "cpu_s": {r: v for r, v in cpu.items() if r != "other"},
                 "late_sends_percent": round(100 * late / sent, 3) if sent else None, "packets_sent": int(sent),
                 "calls_per_worker": sorted(per_worker.values()),
+                **steady(samples, args, rss0),
                 "statuses": sorted({c["status"] for c in calls}),
                 "loadavg_before": [round(x, 2) for x in load0], "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
     finally:
@@ -151,6 +195,20 @@ async def one(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+async def kamailio_routes_to(workers: int, ctl: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Wait until Kamailio's dispatcher (`kamcmd dispatcher.list`) has `workers` destinations, all active."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out = subprocess.run(["kamcmd", "-s", f"unix:{ctl}", "dispatcher.list"], capture_output=True,
+                             text=True).stdout
+        flags = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.strip().startswith("FLAGS:")]
+        if len(flags) == workers and all(f.startswith("A") for f in flags):
+            return
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"Kamailio does not route to {workers} worker(s): {out[-500:]}")
+        await asyncio.sleep(0.2)
 
 
 def _free() -> int:

@@ -73,3 +73,18 @@ def test_completed_without_a_reported_answer_records_the_answer_first() -> None:
 def test_the_call_own_fields_go_over_the_policy() -> None:
     policy = RetryPolicy(max_retries=0, backoff_s=60).over(_call("dialing", max_retries=2, retry_backoff_s=0.5))
     assert policy.max_retries == 2 and policy.delay(1) == 0.5 and policy.delay(2) == 1.0
+
+
+async def test_the_calls_service_records_an_inbound_end_as_settle_decides(make_service) -> None:  # type: ignore[no-untyped-def]
+    service = await make_service(send_webhooks=False)
+    ringing = await service.create_call(direction="inbound", to_number="+15550000001", agent="receptionist")
+    ended = await service.end(ringing.id, DialOutcome("completed", "caller hung up"))
+    assert ended is not None and ended.status == "completed" and ended.answered_at is not None  # answer first
+    assert (await service.end(ringing.id, DialOutcome("failed", "late"))).status == "completed"  # type: ignore[union-attr]
+    assert await service.end("no-such-call", DialOutcome("failed")) is None
+    detail = await service.get(ringing.id)
+    assert detail is not None
+    assert [e.data.get("to") for e in detail.timeline if e.type == "status"] == ["ringing", "in_progress",
+                                                                                  "completed"]
+    path = service.settings.data_dir / "conversations" / f"{ringing.id}.json"
+    assert path.exists()  # the conversation file of an ended call

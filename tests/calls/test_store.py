@@ -157,3 +157,116 @@ async def test_no_webhook_url_means_no_outbox_rows(store: Store) -> None:
     call = await store.add_call(_outbound())
     await store.transition(call.id, "canceled")
     assert await store.webhooks_for(call.id) == []
+
+
+async def test_a_burst_is_stored_without_a_read_and_a_burst_for_no_call_stores_nothing(store: Store) -> None:
+    call = await store.add_call(_outbound())
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement.split(None, 1)[0].upper())
+
+    from sqlalchemy import event
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await store.add_batch(call.id, [("event", {"type": "a"}), ("transcript", {"role": "agent", "text": "Hi."}),
+                                        ("event", {"type": "b", "data": {"n": 2}})])
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
+    assert "SELECT" not in statements and statements.count("INSERT") == 2  # one INSERT per table, no read
+    with pytest.raises(CallNotFound, match="no-such-call"):
+        await store.add_batch("no-such-call", [("transcript", {"role": "agent", "text": "lost?"}),
+                                               ("event", {"type": "x"})])
+    with pytest.raises(CallNotFound):
+        await store.add_event("no-such-call", "dtmf", {"digits": "1"})
+    with pytest.raises(CallNotFound):
+        await store.add_transcript("no-such-call", "agent", "Hello.")
+    detail = await store.get_detail(call.id)
+    assert detail is not None
+    assert [e.type for e in detail.timeline] == ["status", "a", "b"] and detail.timeline[2].data == {"n": 2}
+    assert [t.text for t in detail.transcript] == ["Hi."]
+    async with store.engine.connect() as conn:
+        orphans = (await conn.execute(text("SELECT count(*) FROM call_events WHERE call_id = 'no-such-call'"))
+                   ).scalar_one()
+    assert orphans == 0
+
+
+async def test_a_call_is_settled_in_one_transaction_from_what_is_stored(store: Store) -> None:
+    call = await store.add_call({"direction": "inbound", "status": "ringing", "agent": "receptionist"})
+    seen: list[str] = []
+
+    def decide(current):  # type: ignore[no-untyped-def]
+        seen.append(current.status)
+        return [("in_progress", "answer reported at the end"), ("completed", "caller hung up")]
+
+    begins: list[str] = []
+
+    def on_begin(conn):  # type: ignore[no-untyped-def]
+        begins.append("begin")
+
+    from sqlalchemy import event
+
+    event.listen(store.engine.sync_engine, "begin", on_begin)
+    try:
+        settled = await store.transitions(call.id, decide)
+    finally:
+        event.remove(store.engine.sync_engine, "begin", on_begin)
+    assert settled is not None and begins == ["begin"]  # one transaction: read, decide, both changes
+    ended, changed = settled
+    assert changed and seen == ["ringing"] and ended.status == "completed" and ended.answered_at is not None
+    assert ended.end_reason == "caller hung up"
+    again = await store.transitions(call.id, lambda current: [])  # decided to leave it: nothing changes
+    assert again is not None and again[0].status == "completed" and not again[1]
+    assert await store.transitions("no-such-call", decide) is None
+    with pytest.raises(IllegalTransition):
+        await store.transitions(call.id, lambda current: [("dialing", None)])
+    detail = await store.get_detail(call.id)
+    assert detail is not None
+    assert [e.data.get("to") for e in detail.timeline if e.type == "status"] == ["ringing", "in_progress",
+                                                                                  "completed"]
+
+
+@pytest.mark.postgres
+async def test_pooled_connections_are_checked_only_after_idling_and_a_dead_one_is_replaced(
+        postgres_url: str) -> None:
+    from sqlalchemy import event
+
+    from parley.calls import db
+
+    pings: list[int] = []
+    busy = Store(db.create_engine(postgres_url, pool_size=1))  # the default: a check only after PING_IDLE_S
+    idle = Store(db.create_engine(postgres_url, pool_size=1, ping_idle_s=0.0))  # every reuse counts as idle
+    for store in (busy, idle):
+        event.listen(store.engine.sync_engine, "checkout",
+                     lambda conn, record, proxy: pings.append(record.info.get("pings", 0)))
+    try:
+        await busy.upgrade()
+        call = await busy.add_call(_outbound())
+        for _ in range(3):
+            await busy.add_event(call.id, "tick")
+        assert set(pings) == {0}  # a connection in steady use is not pinged (three round trips each)
+        pings.clear()
+        assert await idle.get_call(call.id) is not None
+        pid = await _backend_pid(idle)
+        async with busy.engine.connect() as conn:  # the database drops the idle store's connection
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        again = await idle.get_call(call.id)  # checked, found dead, replaced: the read succeeds
+        assert again is not None and again.id == call.id
+        assert await _backend_pid(idle) != pid
+        # the trade-off: a connection that dies while in steady use fails the one transaction that meets
+        # it (no check before it), and the pool replaces it for the next
+        pid = await _backend_pid(busy)
+        async with idle.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(Exception):  # noqa: B017 - the driver's "connection was closed" error
+            await busy.get_call(call.id)
+        assert await busy.get_call(call.id) is not None and await _backend_pid(busy) != pid
+    finally:
+        await busy.close()
+        await idle.close()
+
+
+async def _backend_pid(store: Store) -> int:
+    async with store.engine.connect() as conn:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())

@@ -8,7 +8,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,45 @@ def test_kamailio_config_passes_kamailio_check(tmp_path: Path) -> None:
     for needed in ("ds_select_dst", "ds_ping_interval", "record_route()", "pike_check_req", "rl_check",
                    "is_in_subnet", "TRUNK_NETS"):
         assert needed in text, needed
+
+
+async def test_kamailio_takes_a_changed_worker_list_within_about_a_second(tmp_path: Path) -> None:
+    """The sync reloads the dispatcher list whenever the worker set changes; Kamailio's default rate limit
+    (one reload per 5 s) refused the list naming the first worker for up to 5 s after the sync's first
+    (empty) one, and every INVITE of that time got 503 "no destination sets". With `reload_delta` 1 the
+    next reload goes through within ~1 s."""
+    from tests.eventually import eventually
+
+    kamailio = shutil.which("kamailio") or "/usr/sbin/kamailio"
+    kamcmd = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+    if not Path(kamailio).exists() or not Path(kamcmd).exists():
+        pytest.skip("kamailio is not installed (make test installs it)")
+    ds_list, ctl = tmp_path / "d.list", tmp_path / "ctl"
+    ds_list.write_text("# no worker yet\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [kamailio, "-DD", "-E", "-m", "64", "-M", "8", "-f", str(DEPLOY / "kamailio" / "kamailio.cfg"),
+         "-A", f'DS_LIST="{ds_list}"', "-A", f'CTL_SOCKET="unix:{ctl}"',
+         "-A", f'JSONRPC_FIFO="{tmp_path / "rpc.fifo"}"', "-A", f'JSONRPC_REPLY_DIR="{tmp_path}"',
+         "-A", f"SIP_LISTEN=udp:127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def rpc(*args: str) -> str:
+            out = subprocess.run([kamcmd, "-s", f"unix:{ctl}", *args], capture_output=True, text=True, timeout=10)
+            return out.stdout + out.stderr
+
+        await eventually(lambda: ctl.exists() and "error" not in rpc("core.version"), timeout_s=20,
+                         what="Kamailio's control socket")
+        await eventually(lambda: "error" not in rpc("dispatcher.reload").lower(), timeout_s=10,
+                         interval_s=0.2, what="a first dispatcher reload")  # the sync's first (empty) list
+        ds_list.write_text("1 sip:127.0.0.1:5071 0 0\n")  # then the first worker registers
+        started = time.monotonic()
+        await eventually(lambda: "error" not in rpc("dispatcher.reload").lower(), timeout_s=10,
+                         interval_s=0.2, what="a second dispatcher reload Kamailio accepts")
+        assert time.monotonic() - started < 2.5, "Kamailio refused the worker list for seconds"
+        assert "sip:127.0.0.1:5071" in rpc("dispatcher.list")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -147,3 +147,19 @@ def test_fallbacks_are_checked_like_their_component(root: Path, tmp_path: Path) 
                                              'model: "azure_openai", fallbacks: [{provider: "echo", temperature: 9}]}'))
     problems = validate_paths([path], root / "prompts")
     assert len(problems) == 1 and "components.llm.fallbacks.0.temperature" in problems[0]
+
+
+def test_a_template_is_compiled_once_and_stays_strict_on_every_render() -> None:
+    from parley.agents.prompts import _compiled, render_template
+
+    text = "Hello {{ caller_name }}, this is {{ company }}. {# a comment #}"
+    before = _compiled.cache_info()
+    assert render_template(text, {"caller_name": "Ada", "company": "Parley"}) == "Hello Ada, this is Parley. "
+    assert render_template(text, {"caller_name": "Bob", "company": "X"}) == "Hello Bob, this is X. "
+    after = _compiled.cache_info()
+    assert after.misses - before.misses == 1 and after.hits - before.hits >= 1  # parsed and compiled once
+    for _ in range(2):  # a cached template still names what is missing, every time
+        with pytest.raises(PromptError, match="greeting: missing template variable.*company"):
+            render_template(text, {"caller_name": "Ada"}, source="greeting")
+    with pytest.raises(PromptError, match="bad: template syntax error on line 1"):
+        render_template("{{ oops", {}, source="bad")

@@ -461,3 +461,16 @@ async def test_reports_go_where_the_peers_rtcp_comes_from_else_where_the_sdp_say
     assert rep.received == 2 and rep.invalid == 0
     rep.receive(b"\x80\xc8garbage", NAT)
     assert rep.invalid == 1
+
+
+def test_port_candidates_are_even_ports_of_the_range_from_a_random_start_wrapping_around() -> None:
+    from parley.sip.rtp_session import port_candidates
+
+    evens = [20002, 20004, 20006, 20008, 20010]  # even ports with an odd neighbour in the range
+    ports = port_candidates((20001, 20011), 200)
+    s = evens.index(ports[0])
+    assert ports == evens[s:] + evens[:s]  # every one once, from a random start, wrapping around
+    big = port_candidates((20000, 40000), 200)
+    assert len(set(big)) == 200 and all(p % 2 == 0 and 20000 <= p < 40000 for p in big)
+    with pytest.raises(ValueError, match="no even port"):
+        port_candidates((20001, 20002), 10)

@@ -188,3 +188,37 @@ async def test_expired_slot_leases_free_a_dead_workers_slots(redis_url: str, red
         assert await alive.count("cluster") == 1
     finally:
         await client.aclose()
+
+
+async def test_an_inbound_reservation_and_its_start_count_are_one_round_trip(redis_url: str,
+                                                                             redis_prefix: str) -> None:
+    """`reserve_and_note`: the claims and the calls-per-second window in one script; a refused call is
+    not counted as a start."""
+    import redis.asyncio as aioredis
+
+    from parley.calls.slots import Claim
+
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        slots = RedisSlots(client, worker="w", prefix=redis_prefix, lease_s=30)
+        cap = [Claim("cluster", 2, 503, "full"), Claim("agent:bench", 5, 486, "agent full")]
+        commands: list[str] = []
+        real = client.execute_command
+
+        async def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            commands.append(str(args[0]))
+            return await real(*args, **kwargs)
+
+        client.execute_command = counted  # type: ignore[method-assign]
+        assert await slots.reserve_and_note("a", cap, "global") is None
+        assert commands in (["EVALSHA"], ["EVALSHA", "EVAL"], ["EVALSHA", "SCRIPT LOAD", "EVALSHA"])
+        assert await slots.reserve_and_note("b", cap, "global") is None
+        assert await slots.reserve_and_note("c", cap, "global") == cap[0]  # full: refused, not counted
+        window = f"{redis_prefix}slots:cps:global"
+        assert await client.zcard(window) == 2
+        assert await slots.count("cluster") == 2 and await slots.count("agent:bench") == 2
+        assert 0 < await client.pttl(window) <= 2000
+        await slots.release("a")
+        assert await slots.count("cluster") == 1
+    finally:
+        await client.aclose()

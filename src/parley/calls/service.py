@@ -236,15 +236,25 @@ class CallsService:
     async def end(self, call_id: str, outcome: DialOutcome) -> Call | None:
         """Record how a call without a dialer (an inbound one) ended, as `outcomes.settle` decides: nothing
         when it already ended (a cancel hung it up), else its final status. None if there is no such call."""
-        current = await self.store.get_call(call_id)
-        if current is None:
+
+        def decide(current: Call) -> list[tuple[str, str | None]]:
+            decision = settle(current, outcome)
+            if not isinstance(decision, Finish):
+                return []
+            if parse_status(decision.status) not in TERMINAL:
+                raise ValueError(f"finish needs a final status ({', '.join(sorted(TERMINAL))}), "
+                                 f"not {decision.status!r}")
+            first = [(CallStatus.IN_PROGRESS.value, "answer reported at the end")] if decision.answer_first else []
+            return [*first, (decision.status.value, decision.reason)]
+
+        # read, decide and record in one transaction (the row locked throughout)
+        settled = await self.store.transitions(call_id, decide)
+        if settled is None:
             return None
-        decision = settle(current, outcome)
-        if not isinstance(decision, Finish):
-            return current
-        if decision.answer_first:
-            await self.transition(call_id, CallStatus.IN_PROGRESS, reason="answer reported at the end")
-        return await self.finish(call_id, decision.status, decision.reason)
+        call, changed = settled
+        if changed:
+            await self._ended(call)
+        return call
 
     async def cancel(self, call_id: str, reason: str = "canceled by request") -> Call:
         """Cancel a queued or live call. Live calls are hung up by the dialer or gateway holding them."""

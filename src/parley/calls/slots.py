@@ -117,6 +117,30 @@ return 0
 """
 
 
+# _RESERVE, then (when reserved) _RATE's `note` in the same script: an inbound call's slots and its count in
+# the calls-per-second window in one round trip. KEYS: the claims' sorted sets, then the window.
+# ARGV: now_ms, expiry_ms, member, the caps in KEYS order, then the window's member.
+_RESERVE_NOTE = """
+local now = tonumber(ARGV[1])
+local n = #KEYS - 1
+for i = 1, n do
+  local key = KEYS[i]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('ZSCORE', key, ARGV[3]) == false and redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) then
+    return i
+  end
+end
+for i = 1, n do
+  redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3])
+end
+local window = KEYS[n + 1]
+redis.call('ZREMRANGEBYSCORE', window, '-inf', now - 1000)
+redis.call('ZADD', window, now, ARGV[4 + n])
+redis.call('PEXPIRE', window, 2000)
+return 0
+"""
+
+
 class RedisSlots:
     """Cluster-wide slots in Redis, leased for `lease_s` and renewed by `renew()` (the worker heartbeat)."""
 
@@ -127,6 +151,7 @@ class RedisSlots:
         self.lease_s = lease_s
         self._reserve: AsyncScript = redis.register_script(_RESERVE)
         self._rate: AsyncScript = redis.register_script(_RATE)
+        self._reserve_note: AsyncScript = redis.register_script(_RESERVE_NOTE)
         self._held: dict[str, tuple[str, ...]] = {}
 
     def _key(self, claim_key: str) -> str:
@@ -143,6 +168,25 @@ class RedisSlots:
         keys = [self._key(c.key) for c in claims]
         index = int(await self._reserve(keys=keys, args=[now, now + int(self.lease_s * 1000),
                                                           self._member(holder), *[c.cap for c in claims]]))
+        if index:
+            return claims[index - 1]
+        self._held[holder] = tuple(keys)
+        return None
+
+    async def reserve_and_note(self, holder: str, claims: Sequence[Claim], rate_key: str) -> Claim | None:
+        """`reserve`, and when reserved count the start in `rate_key`'s calls-per-second window (as
+        `note_rate`): both in one script, one round trip for an inbound call instead of two."""
+        if not claims or holder in self._held:
+            refused = await self.reserve(holder, claims)
+            if refused is None:
+                await self.note_rate(rate_key)
+            return refused
+        now = int(time.time() * 1000)
+        keys = [self._key(c.key) for c in claims]
+        index = int(await self._reserve_note(
+            keys=[*keys, self._key("cps:" + rate_key)],
+            args=[now, now + int(self.lease_s * 1000), self._member(holder), *[c.cap for c in claims],
+                  uuid.uuid4().hex]))
         if index:
             return claims[index - 1]
         self._held[holder] = tuple(keys)
@@ -210,12 +254,18 @@ class CallSlots:
             claims.extend(shared_claims)
         return self.local.try_reserve(holder, claims)
 
-    async def reserve_shared(self, holder: str, shared_claims: Sequence[Claim]) -> Claim | None:
-        """Step 2: the cluster-wide claims in Redis (nothing to do without Redis). Frees step 1 on refusal."""
+    async def reserve_shared(self, holder: str, shared_claims: Sequence[Claim], *,
+                             note_start: str | None = None) -> Claim | None:
+        """Step 2: the cluster-wide claims in Redis (nothing to do without Redis). Frees step 1 on refusal.
+        `note_start`: also count the start in that key's calls-per-second window once reserved (as
+        `note_start`), in the same round trip."""
         if self.shared is None:
             return None
         try:
-            refused = await self.shared.reserve(holder, shared_claims)
+            if note_start is None:
+                refused = await self.shared.reserve(holder, shared_claims)
+            else:
+                refused = await self.shared.reserve_and_note(holder, shared_claims, note_start)
         except BaseException:
             self.local.release(holder)
             raise

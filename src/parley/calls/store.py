@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from parley.calls import db
@@ -133,35 +134,66 @@ class Store:
         target_status = parse_status(target)
         async with self.transaction() as s:
             row = await self._lock(s, call_id)
-            current = row.status
-            check_transition(call_id, current, target_status)
             if expect_attempt is not None and row.attempt != expect_attempt:
-                raise IllegalTransition(call_id, f"{current}", f"{target_status} (attempt {expect_attempt}, "
+                check_transition(call_id, row.status, target_status)
+                raise IllegalTransition(call_id, f"{row.status}", f"{target_status} (attempt {expect_attempt}, "
                                         f"record at {row.attempt})")
-            now = utcnow()
-            row.status = target_status.value
-            row.updated_at = now
-            stamp = _STAMPS.get(target_status)
-            if stamp:
-                setattr(row, stamp, now)
-            if target_status in TERMINAL:
-                row.ended_at = now
-                row.end_reason = reason or target_status.value
-            for key, value in (updates or {}).items():
-                setattr(row, key, value)
-            event = {"from": current, "to": target_status.value, **({"reason": reason} if reason else {}),
-                     **(data or {})}
-            s.add(EventRow(call_id=call_id, type="status", at=now, data=event))
-            await s.flush()
-            call = Call.from_row(row)
-            name = event_for(current, target_status)
-            queued = False
-            if name and self.webhook_url_for(call):
-                transcript = await self._transcript(s, call_id) if target_status in TERMINAL else []
-                queued = await self._outbox(s, call, name, transcript)
+            call, queued = await self._apply(s, row, target_status, reason, updates, data)
         if queued:
             self.on_outbox()
         return call
+
+    async def transitions(self, call_id: str, decide: Callable[[Call], list[tuple[str, str | None]]]
+                          ) -> tuple[Call, bool] | None:
+        """Decide on a call as it is stored and apply what was decided, in one transaction (the row stays
+        locked in between, so nothing changes it under the decision): `decide(call)` returns the status
+        changes to make, in order, as (status, reason) — none to leave the call as it is. Returns the call
+        after them and whether any was made; None when there is no such call. One round of reads and writes
+        where reading first and transitioning after took two transactions per call's end."""
+        queued = False
+        async with self.transaction() as s:
+            row = (await s.execute(select(CallRow).where(CallRow.id == call_id).with_for_update())
+                   ).scalar_one_or_none()
+            if row is None:
+                return None
+            call = Call.from_row(row)
+            steps = decide(call)
+            for target, reason in steps:
+                call, q = await self._apply(s, row, parse_status(target), reason, None, None)
+                queued = queued or q
+        if queued:
+            self.on_outbox()
+        return call, bool(steps)
+
+    async def _apply(self, s: AsyncSession, row: CallRow, target_status: CallStatus, reason: str | None,
+                     updates: dict[str, Any] | None, data: dict[str, Any] | None) -> tuple[Call, bool]:
+        """One status change of a locked row: the row, its timeline entry and its webhook event (in `s`).
+        Returns the call after it and whether a webhook event was queued."""
+        call_id = row.id
+        current = row.status
+        check_transition(call_id, current, target_status)
+        now = utcnow()
+        row.status = target_status.value
+        row.updated_at = now
+        stamp = _STAMPS.get(target_status)
+        if stamp:
+            setattr(row, stamp, now)
+        if target_status in TERMINAL:
+            row.ended_at = now
+            row.end_reason = reason or target_status.value
+        for key, value in (updates or {}).items():
+            setattr(row, key, value)
+        event = {"from": current, "to": target_status.value, **({"reason": reason} if reason else {}),
+                 **(data or {})}
+        s.add(EventRow(call_id=call_id, type="status", at=now, data=event))
+        await s.flush()
+        call = Call.from_row(row)
+        name = event_for(current, target_status)
+        queued = False
+        if name and self.webhook_url_for(call):
+            transcript = await self._transcript(s, call_id) if target_status in TERMINAL else []
+            queued = await self._outbox(s, call, name, transcript)
+        return call, queued
 
     async def requeue(self, call_id: str, *, outcome: str, reason: str, due_at: datetime) -> Call:
         """After a failed attempt with retries left: back to `queued` with the next attempt number."""
@@ -203,34 +235,44 @@ class Store:
     async def add_transcript(self, call_id: str, role: str, text_: str, *, at: datetime | None = None,
                              metadata: dict[str, Any] | None = None) -> None:
         """Append one utterance to a call's transcript."""
-        async with self.transaction() as s:
-            await self._exists(s, call_id)
-            s.add(TranscriptRow(call_id=call_id, role=role, text=text_, at=at or utcnow(), meta=metadata or {}))
+        await self.add_batch(call_id, [("transcript", {"role": role, "text": text_, "at": at,
+                                                       "metadata": metadata})])
 
     async def add_event(self, call_id: str, type_: str, data: dict[str, Any] | None = None,
                         *, at: datetime | None = None) -> None:
         """Append an entry to a call's timeline."""
-        async with self.transaction() as s:
-            await self._exists(s, call_id)
-            s.add(EventRow(call_id=call_id, type=type_, at=at or utcnow(), data=data or {}))
+        await self.add_batch(call_id, [("event", {"type": type_, "data": data, "at": at})])
 
     async def add_batch(self, call_id: str, entries: list[tuple[str, dict[str, Any]]]) -> None:
         """Append a burst of a call's transcript entries and timeline events in one transaction (the event
         writer's batching: one round trip per burst instead of one per event). Each entry is
-        `("transcript", {role, text, at?, metadata?})` or `("event", {type, data?, at?})`, stored in order."""
+        `("transcript", {role, text, at?, metadata?})` or `("event", {type, data?, at?})`, stored in order.
+
+        Plain multi-row INSERTs, no read first: the rows' foreign key to the call is the existence check
+        (`CallNotFound` when it fails), so a burst costs one INSERT per table and the commit."""
         if not entries:
             return
-        async with self.transaction() as s:
-            await self._exists(s, call_id)
-            for kind, item in entries:
-                at = item.get("at") or utcnow()
-                if kind == "transcript":
-                    s.add(TranscriptRow(call_id=call_id, role=item["role"], text=item["text"], at=at,
-                                        meta=item.get("metadata") or {}))
-                elif kind == "event":
-                    s.add(EventRow(call_id=call_id, type=item["type"], at=at, data=item.get("data") or {}))
-                else:
-                    raise ValueError(f"unknown batch entry kind {kind!r} (transcript or event)")
+        transcripts: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for kind, item in entries:
+            at = item.get("at") or utcnow()
+            if kind == "transcript":
+                transcripts.append({"call_id": call_id, "role": item["role"], "text": item["text"], "at": at,
+                                    "meta": item.get("metadata") or {}})
+            elif kind == "event":
+                events.append({"call_id": call_id, "type": item["type"], "at": at, "data": item.get("data") or {}})
+            else:
+                raise ValueError(f"unknown batch entry kind {kind!r} (transcript or event)")
+        try:
+            async with self.transaction() as s:
+                if transcripts:
+                    await s.execute(insert(TranscriptRow), transcripts)
+                if events:
+                    await s.execute(insert(EventRow), events)
+        except IntegrityError:
+            if await self.get_call(call_id) is None:
+                raise CallNotFound(call_id) from None
+            raise
 
     async def get_call(self, call_id: str) -> Call | None:
         async with self.sessions() as s:

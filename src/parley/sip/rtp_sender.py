@@ -102,6 +102,9 @@ class RtpSender:
         self._frame_samples = codec.samples_per_frame(self.ptime_ms)
         self._ts_step = codec.timestamp_step(self.ptime_ms)
         self._silence = np.zeros(self._frame_samples, dtype=np.int16)
+        # a coder without state (G.711: `new()` hands back the shared codec) encodes silence the same way
+        # every time: encode it once, not 50 times a second per call
+        self._silence_payload = self._encoder.encode(self._silence) if self._encoder is codec else None
 
     @property
     def frame_samples(self) -> int:
@@ -221,8 +224,12 @@ class RtpSender:
             if not self.send_silence:
                 self._talking = False
                 return
-            frame = self._silence
-        self._send(self._codec.payload_type, ts, self._encoder.encode(frame), not self._talking, deadline, to)
+            payload = self._silence_payload
+            if payload is None:
+                payload = self._encoder.encode(self._silence)
+        else:
+            payload = self._encoder.encode(frame)
+        self._send(self._codec.payload_type, ts, payload, not self._talking, deadline, to)
         self._talking = True
 
     def _send(self, pt: int, ts: int, payload: bytes, marker: bool, deadline: float, to: Address) -> None:

@@ -325,14 +325,9 @@ class RtpSession:
         if self._requested_port is not None:
             candidates = [self._requested_port]
         else:
-            lo, hi = self.port_range
-            evens = list(range(lo + (lo % 2), hi, 2))
-            if not evens:
-                raise ValueError(f"no even port with an odd neighbour in {self.port_range}")
-            start = random.randrange(len(evens))
-            candidates = evens[start:] + evens[:start]
+            candidates = port_candidates(self.port_range, 200)
         last_error: OSError | None = None
-        for port in candidates[:200]:
+        for port in candidates:
             try:
                 rtp, _ = await loop.create_datagram_endpoint(
                     lambda: _Protocol(self._on_rtp), local_addr=(self.bind_host, port)
@@ -497,3 +492,16 @@ def _check_te_pt(codec: Codec, telephone_event_pt: int | None) -> None:
         raise ValueError(f"telephone-event payload type must be dynamic (96..127), got {telephone_event_pt}")
     if telephone_event_pt == codec.payload_type:
         raise ValueError("telephone-event and the codec cannot share a payload type")
+
+
+def port_candidates(port_range: tuple[int, int], limit: int) -> list[int]:
+    """Up to `limit` even ports of `port_range` (each with its odd RTCP neighbour below `hi`), starting at a
+    random one and wrapping around: computed, not listed (a 20,000-port range is not built per call).
+    ValueError when the range holds none."""
+    lo, hi = port_range
+    first = lo + (lo % 2)
+    count = len(range(first, hi, 2))
+    if count <= 0:
+        raise ValueError(f"no even port with an odd neighbour in {port_range}")
+    start = random.randrange(count)
+    return [first + 2 * ((start + i) % count) for i in range(min(limit, count))]

@@ -352,11 +352,11 @@ class Gateway:
             self.live[call_id] = live
         try:
             if full is None:
-                full = await self.slots.reserve_shared(call_id, claims)
+                # the cluster caps and the count in the calls-per-second window: one round trip to Redis
+                full = await self.slots.reserve_shared(call_id, claims, note_start="global")
             if full is not None:
                 await self._refuse(inc, Refusal(full.code, full.reason, trunk_name))
                 return
-            await self.slots.note_start("global")
             await self._answer(inc, live, agent, trunk_name, decision)
         finally:
             self.live.pop(call_id, None)
