@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from bench.latency.speech import PAUSED, UTTERANCES, VOICES, say, telephone, trim  # noqa: E402
-from parley.engine.listener import _sub_frame_levels  # noqa: E402
+from parley.engine.listener import sub_frame_levels  # noqa: E402
 from parley.engine.turn.segmenter import SegmentEvent, SpeechSegmenter  # noqa: E402
 from parley.media.resample import resample  # noqa: E402
 from parley.providers.vad.silero import SileroVAD  # noqa: E402
@@ -34,11 +34,10 @@ def segment_end(pcm: np.ndarray, levels: bool) -> float | None:
     vad = SileroVAD(RATE)
     seg = SpeechSegmenter(threshold=vad.threshold, min_speech_ms=150, end_silence_ms=300)
     w = vad.window_samples
-    n = len(pcm) // w
-    subs = _sub_frame_levels(pcm[: n * w], n)
-    for i in range(n):
+    for i in range(len(pcm) // w):
         window = pcm[i * w : (i + 1) * w]
-        event = seg.update(vad.probability(window), (i + 1) * w / RATE, w * 1000 / RATE, subs[i] if levels else ())
+        event = seg.update(vad.probability(window), (i + 1) * w / RATE, w * 1000 / RATE,
+                           sub_frame_levels(window) if levels else ())
         if event is SegmentEvent.END_OF_TURN and seg.ended is not None:
             return seg.ended.last_voiced
     return None

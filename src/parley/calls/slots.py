@@ -257,8 +257,8 @@ class CallSlots:
     async def reserve_shared(self, holder: str, shared_claims: Sequence[Claim], *,
                              note_start: str | None = None) -> Claim | None:
         """Step 2: the cluster-wide claims in Redis (nothing to do without Redis). Frees step 1 on refusal.
-        `note_start`: also count the start in that key's calls-per-second window once reserved (as
-        `note_start`), in the same round trip."""
+        `note_start`: also count the start in that key's calls-per-second window once reserved (what
+        `CallSlots.note_start` does), in the same round trip."""
         if self.shared is None:
             return None
         try:

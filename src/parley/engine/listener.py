@@ -25,10 +25,10 @@ TURN_AUDIO_S = 8.0  # the utterance audio kept for the end-of-turn model (Smart 
 SUB_FRAMES = 4  # per VAD window (8 ms each at 8 and 16 kHz): where the speech ended, to the segmenter
 
 
-def _sub_frame_levels(pcm: np.ndarray, windows: int) -> list[list[float]]:
-    """The RMS of each window's `SUB_FRAMES` equal parts, per window."""
-    parts = pcm.astype(np.float32).reshape(windows, SUB_FRAMES, -1)
-    rms: np.ndarray = np.sqrt(np.mean(parts * parts, axis=2))
+def sub_frame_levels(window: np.ndarray) -> list[float]:
+    """The RMS of the VAD window's `SUB_FRAMES` equal parts, in order."""
+    parts = window.astype(np.float32).reshape(SUB_FRAMES, -1)
+    rms: np.ndarray = np.sqrt(np.mean(parts * parts, axis=1))
     return rms.tolist()
 
 
@@ -77,7 +77,7 @@ class Listener:
             p = self.vad.probability(window)
             # the levels matter only inside an utterance (where its speech ended): none on a quiet line
             wanted = self._levels and (seg.in_speech or p >= seg.threshold)
-            levels = _sub_frame_levels(window, 1)[0] if wanted else ()
+            levels = sub_frame_levels(window) if wanted else ()
             event = seg.update(p, t_end, self._window_ms, levels)
             if event is None:
                 continue

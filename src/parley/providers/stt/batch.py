@@ -16,8 +16,8 @@ never words.
 Long utterances (`roll_after_s`): a snapshot taken in one of the caller's pauses is not thrown away when
 the caller goes on; it is kept as a candidate. Once the audio since the last committed part is longer
 than `roll_after_s`, the latest candidate is committed: its words stand, and later decodes cover only the
-audio after it. So the decode at the end of a long turn costs what a short
-one does (Whisper's short encoder window) instead of a 30 s window. Cuts fall only in pauses the VAD
+audio after it. So the decode at the end of a long turn costs what a short one does (Whisper's short
+encoder window) instead of a 30 s window. Cuts fall only in pauses the VAD
 heard (≥ ~100 ms of silence), never inside a word; utterances shorter than `roll_after_s` are always
 decoded whole.
 """
@@ -75,8 +75,8 @@ class BatchSTTStream(STTStream):
     """Buffers one call's utterance; decodes it on `end_utterance()`, or early on `snapshot()`.
 
     Subclasses implement `_decode(pcm)` (the utterance so far, or its part after the committed ones, at
-    `sample_rate`; CPU work in a thread). With `early=False`, `snapshot()` is the
-    default empty interim (no early decode). `roll_after_s`: see the module docstring (None: every
+    `sample_rate`; CPU work in a thread). With `early=False`, `snapshot()` is the default empty interim
+    (no early decode). `roll_after_s`: see the module docstring (None: every
     decode is of the whole utterance). `decodes` counts the decodes started, `commits` the parts
     committed (for tests and benchmarks)."""
 
