@@ -70,6 +70,24 @@ class EnergyVAD(VAD):
         pass
 
 
+class LaggingVAD(EnergyVAD):
+    """`EnergyVAD` whose probability decays over `decay_windows` × 20 ms after the sound stops, as
+    Silero's does (0.4: still speech to the segmenter's hysteresis)."""
+
+    def __init__(self, decay_windows: int = 5) -> None:
+        self.decay_windows = decay_windows
+        self._decay = 0
+
+    def probability(self, window: np.ndarray) -> float:
+        if super().probability(window) >= 0.5:
+            self._decay = self.decay_windows
+            return 1.0
+        if self._decay:
+            self._decay -= 1
+            return 0.4
+        return 0.0
+
+
 class ToneSTT(STT):
     """Recognises an utterance by its dominant pitch: `vocabulary` maps Hz -> words ("" = no words)."""
 
@@ -82,15 +100,18 @@ class ToneSTT(STT):
         vocabulary: dict[float, str],
         *,
         delay_s: float = 0.0,
+        snapshot_delay_s: float = 0.0,
         fail: bool = False,
         fail_push: bool = False,
     ) -> None:
         self.vocabulary = vocabulary
         self.delay_s = delay_s
+        self.snapshot_delay_s = snapshot_delay_s
         self.fail = fail
         self.fail_push = fail_push
         self.finals: list[str] = []
         self.snapshots: list[str] = []
+        self.snapshot_quiet_ms: list[float] = []  # how long the audio pushed had been quiet, per snapshot
         self.early_words: dict[str, str] = {}  # final text -> what a snapshot says instead
 
     def stream(self, *, language: str | None = None) -> _ToneStream:
@@ -134,8 +155,13 @@ class _ToneStream(STTStream):
         return Transcript(text, True)
 
     async def snapshot(self) -> Transcript:
-        """The words so far, at once (`stt.early_words` may make them differ from the final ones)."""
+        """The words so far, after `stt.snapshot_delay_s` (`stt.early_words` may make them differ from
+        the final ones)."""
         pcm = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
+        loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > 300)
+        self.stt.snapshot_quiet_ms.append((pcm.size - (loud[-1] + 1 if loud.size else 0)) * 1000 / RATE_16K)
+        if self.stt.snapshot_delay_s:
+            await asyncio.sleep(self.stt.snapshot_delay_s)
         text = self.stt.recognise(pcm)
         self.stt.snapshots.append(text)
         return Transcript(self.stt.early_words.get(text, text), False)

@@ -57,6 +57,22 @@ def test_the_silence_counts_from_where_the_sound_stopped_not_where_the_vad_let_g
     assert seg.ended is not None and seg.ended.last_voiced == pytest.approx(0.328)
 
 
+def test_while_the_vad_still_hears_speech_the_quiet_of_the_sound_is_counted() -> None:
+    # the same speech: the sound stops 8 ms into window 11 (at 0.328 s); the VAD's probability stays
+    # above its release for two more windows, and meanwhile the segmenter says how long it has been quiet
+    seg = SpeechSegmenter(min_speech_ms=100, end_silence_ms=200)
+    loud, quiet = [3000.0] * 4, [5.0] * 4
+    quiet_ms = []
+    windows = [(0.9, loud)] * 10 + [(0.4, [3000.0, 5.0, 5.0, 5.0])] + [(0.4, quiet)] * 2
+    for i, (p, levels) in enumerate(windows):
+        seg.update(p, (i + 1) * 0.032, 32.0, levels)
+        quiet_ms.append(seg.quiet_ms)
+    assert quiet_ms[:10] == [0.0] * 10
+    assert quiet_ms[10:] == [pytest.approx(24), pytest.approx(56), pytest.approx(88)]
+    seg.update(0.9, 0.448, 32.0, loud)
+    assert seg.quiet_ms == 0.0, "the sound is back"
+
+
 def test_on_a_noisy_line_nothing_is_dated_back() -> None:
     # the same speech over noise at −26 dB (level 150 > 1 % of 3000): the VAD's last voiced window counts
     seg = SpeechSegmenter(min_speech_ms=100, end_silence_ms=200)

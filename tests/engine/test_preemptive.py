@@ -12,8 +12,8 @@ import pytest
 from parley.engine.conversation import Conversation
 from parley.engine.events import Event, TranscriptEntry, TurnDecision, TurnMetrics
 from parley.engine.file_channel import FileChannel
-from parley.providers.base import Message
-from tests.engine.fakes import CallerAudio, EnergyVAD, ScriptLLM, ToneSTT, ToneTTS, agent_spec
+from parley.providers.base import VAD, Message
+from tests.engine.fakes import CallerAudio, EnergyVAD, LaggingVAD, ScriptLLM, ToneSTT, ToneTTS, agent_spec
 
 pytestmark = pytest.mark.timeout(60)
 RATE = 8000
@@ -32,12 +32,12 @@ def answer(messages: list[Message]) -> str:
     return ANSWERS.get(messages[-1].content, "Sorry?")
 
 
-async def talk(stt: ToneSTT, llm: ScriptLLM) -> tuple[Conversation, list[Event]]:
+async def talk(stt: ToneSTT, llm: ScriptLLM, vad: VAD | None = None) -> tuple[Conversation, list[Event]]:
     audio = CallerAudio(5).say(300, 0.5, 1.0)
     channel = FileChannel(audio.pcm, audio.rate, speed=4.0, tail_s=1.0)
     events: list[Event] = []
     conv = Conversation(agent_spec(turn={"detector": "smart_turn"}, idle={"reminder_after_s": 60}), channel, stt=stt, llm=llm,
-                        tts=ToneTTS(), vad=EnergyVAD(), on_event=events.append, turn_model=SureModel())
+                        tts=ToneTTS(), vad=vad or EnergyVAD(), on_event=events.append, turn_model=SureModel())
     await conv.run()
     return conv, events
 
@@ -124,8 +124,8 @@ async def test_a_key_pressed_in_the_pause_ends_the_turn_at_once() -> None:
 # --- the answer asked for while the detector still waits (turn.prefetch_answer) --------------------
 
 
-async def converse_doubting(audio: CallerAudio, llm: ScriptLLM, events: list[Any],
-                            **turn: Any) -> tuple[Conversation, FileChannel]:
+async def converse_doubting(audio: CallerAudio, llm: ScriptLLM, events: list[Any], *,
+                            snapshot_delay_s: float = 0.0, **turn: Any) -> tuple[Conversation, FileChannel]:
     """The audio model doubts every turn (P 0.1): with no objection from the words the detector waits
     `doubt_silence_ms` (800) — the time a prefetched answer has to arrive in."""
     class Doubting:
@@ -134,8 +134,8 @@ async def converse_doubting(audio: CallerAudio, llm: ScriptLLM, events: list[Any
 
     channel = FileChannel(audio.pcm, audio.rate, speed=4.0, tail_s=1.0)
     conv = Conversation(agent_spec(turn={"detector": "smart_turn", **turn}, idle={"reminder_after_s": 60}),
-                        channel, stt=ToneSTT(WORDS, delay_s=0.1), llm=llm, tts=ToneTTS(), vad=EnergyVAD(),
-                        on_event=events.append, turn_model=Doubting())
+                        channel, stt=ToneSTT(WORDS, delay_s=0.1, snapshot_delay_s=snapshot_delay_s), llm=llm,
+                        tts=ToneTTS(), vad=EnergyVAD(), on_event=events.append, turn_model=Doubting())
     await conv.run()
     return conv, channel
 
@@ -156,6 +156,29 @@ async def test_the_llm_is_asked_on_the_words_while_the_detector_still_waits() ->
     assert marks.llm_prefetched and marks.detector == "timeout"
     assert len(llm.requests) == 1  # the prefetched answer was the one spoken; nothing asked twice
     assert [e.text for e in of(events, TranscriptEntry) if e.role == "agent"] == ["We open at nine."]
+
+
+async def test_the_words_are_asked_for_when_the_sound_stops_not_when_the_vad_lets_go() -> None:
+    # the VAD hears "speech" for 160 ms after the caller's sound stops (as Silero can); the words are
+    # asked for ~80 ms into the quiet, not at the VAD's silence (~195 ms)
+    stt = ToneSTT(WORDS)
+    _, events = await talk(stt, ScriptLLM(respond=answer), vad=LaggingVAD(decay_windows=8))
+    assert stt.snapshot_quiet_ms and stt.snapshot_quiet_ms[0] < 120
+    assert [e.text for e in of(events, TranscriptEntry)] == ["what are your opening hours", "We open at nine."]
+
+
+async def test_the_llm_is_asked_on_the_words_that_arrive_after_the_models_doubt() -> None:
+    # the words come last (a slow decode): the model has already said "unfinished", and the answer is
+    # still asked for at once rather than at the decision
+    events: list[Any] = []
+    llm = ScriptLLM(respond=lambda m: (events.append("llm asked"), answer(m))[1], first_token_delay_s=0.1)
+    await converse_doubting(CallerAudio(5).say(300, 0.5, 1.0), llm, events, snapshot_delay_s=0.06)
+    views = [e for e in events if isinstance(e, TurnDecision)]
+    assert views[0].kind == "unfinished" and views[0].probability is not None  # the model spoke first
+    asked, decided = asked_then_decided(events)
+    assert asked < decided, "the answer was asked for only after the turn was decided"
+    (marks,) = of(events, TurnMetrics)
+    assert marks.llm_prefetched and len(llm.requests) == 1
 
 
 async def test_a_caller_who_goes_on_drops_the_prefetched_answer() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from parley.agents.spec import TurnSpec
 from parley.engine.turn.detector import (
     SNAPSHOT_AFTER_MS,
+    SNAPSHOT_AFTER_QUIET_MS,
     AskModel,
     DetectorStep,
     EndOfTurnDetector,
@@ -156,6 +157,29 @@ def test_results_for_an_earlier_silence_are_ignored_when_the_caller_resumed() ->
     assert det.words is None
     step = det.silence(200)
     assert [type(r) for r in step.requests] == [Snapshot, AskModel]
+
+
+def test_the_words_are_asked_for_when_the_sound_stops_before_the_vad_lets_go() -> None:
+    det = EndOfTurnDetector(SPEC)
+    assert det.quiet(SNAPSHOT_AFTER_QUIET_MS - 8).requests == []
+    (snap,) = det.quiet(SNAPSHOT_AFTER_QUIET_MS).requests
+    assert isinstance(snap, Snapshot)
+    assert det.quiet(SNAPSHOT_AFTER_QUIET_MS + 32).requests == [], "asked once"
+    det.words_ready(snap.gap, "What time do you open?")
+    step, asked = run_silence(det, 3000, text=None, probabilities=[0.9])
+    assert asked == ["model@200"], "the VAD's silence does not ask for the words again"
+    assert step is not None and step.verdict is not None and step.verdict.kind == "finished"
+
+
+def test_words_asked_for_in_a_quiet_the_sound_ended_are_stale() -> None:
+    det = EndOfTurnDetector(SPEC)
+    (snap,) = det.quiet(SNAPSHOT_AFTER_QUIET_MS).requests
+    det.quiet(0.0)  # the caller goes on ("What time do you open ... on Saturday?")
+    assert det.words_ready(snap.gap, "What time do you open?").verdict is None
+    assert det.words is None
+    step, asked = run_silence(det, 3000, text="What time do you open on Saturday?", probabilities=[0.9])
+    assert asked == [WORDS_AT, "model@200"]
+    assert det.text == "What time do you open on Saturday?"
 
 
 def test_a_failed_model_leaves_the_silence_and_the_words_to_decide() -> None:

@@ -8,7 +8,7 @@ import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parley.media.resample import Resampler, resample
+from parley.media.resample import Resampler, WindowedResampler, resample
 
 RATES = [8000, 16000, 22050, 24000, 44100, 48000]
 
@@ -46,8 +46,9 @@ def test_equal_rates_and_bytes_input() -> None:
     dst=st.sampled_from(RATES),
     sizes=st.lists(st.integers(min_value=0, max_value=2000), min_size=1, max_size=30),
 )
-def test_stream_produces_exact_total(src: int, dst: int, sizes: list[int]) -> None:
-    stream = Resampler(src, dst)
+@pytest.mark.parametrize("kind", [Resampler, WindowedResampler])
+def test_stream_produces_exact_total(kind: type[Resampler], src: int, dst: int, sizes: list[int]) -> None:
+    stream = kind(src, dst)
     total_in = sum(sizes)
     pcm = (np.random.default_rng(0).standard_normal(total_in) * 3000).astype(np.int16)
     out, pos = 0, 0
@@ -103,4 +104,30 @@ def test_stream_hands_out_audio_with_the_first_chunk(src: int, dst: int, chunk_m
         [plain.resample_chunk(pcm[i : i + step]) for i in range(0, len(pcm), step)]
         + [plain.resample_chunk(np.zeros(0, np.int16), last=True)]
     )
+    assert np.abs(out.astype(np.int32) - ref.astype(np.int32)).max() <= 16  # of ±~7000: inaudible
+
+
+@pytest.mark.parametrize("src,dst", [(8000, 16000), (48000, 8000), (48000, 16000)])
+def test_windowed_stream_hands_out_every_chunk_at_once(src: int, dst: int) -> None:
+    """What the STT has heard must be the line up to a few ms ago: soxr's HQ stream holds 8 -> 16 kHz
+    back by up to ~110 ms (it hands out bursts), the windowed one by its 5 ms guard, and sounds the same."""
+    rng = np.random.default_rng(3)
+    pcm = (tone(300, src) // 2 + tone(1700, src) // 4 + rng.normal(0, 300, src)).astype(np.int16)
+    step = src // 50
+    windowed, plain = WindowedResampler(src, dst), Resampler(src, dst)
+    behind = {"windowed": 0.0, "plain": 0.0}
+    made = {"windowed": 0, "plain": 0}
+    parts = []
+    for i in range(0, len(pcm), step):
+        for name, stream in (("windowed", windowed), ("plain", plain)):
+            out = stream.process(pcm[i : i + step])
+            made[name] += out.size
+            behind[name] = max(behind[name], ((i + step) * dst / src - made[name]) * 1000 / dst)
+            if name == "windowed":
+                parts.append(out)
+    out = np.concatenate([*parts, windowed.flush()])
+    assert behind["windowed"] <= 5.5
+    assert behind["plain"] > 30, "the plain stream is the slow one this replaces"
+    assert len(out) == dst
+    ref = resample(pcm, src, dst)
     assert np.abs(out.astype(np.int32) - ref.astype(np.int32)).max() <= 16  # of ±~7000: inaudible

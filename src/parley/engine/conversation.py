@@ -58,6 +58,7 @@ from parley.engine.turn.detector import (
     AskModel,
     DetectorStep,
     EndOfTurnDetector,
+    Request,
     Snapshot,
     TurnModel,
     TurnVerdict,
@@ -243,18 +244,19 @@ class Conversation:
         and end the turn when it says so."""
         silence_ms = self.segmenter.silence_ms
         if silence_ms == 0.0:
+            gap = self.detector.gap
             if self.detector.silence_ms > 0.0:
                 self.detector.speech()  # the caller went on: an earlier silence's results are stale
+            step = self.detector.quiet(self.segmenter.quiet_ms)
+            if self.detector.gap != gap:
+                self.speaker.prefetch.drop()  # an answer to words the caller is adding to
             self._detector_steps.clear()
+            self._start(step.requests)
             return
         step = self.detector.silence(silence_ms, over_agent=self.policy.caller_over_agent)
         steps, self._detector_steps = [*self._detector_steps, step], []
         for step in steps:
-            for request in step.requests:
-                if isinstance(request, Snapshot):
-                    self._tasks.spawn(self._snapshot(request.gap), name="stt-snapshot")
-                elif isinstance(request, AskModel):
-                    self._tasks.spawn(self._ask_model(request.gap), name="turn-model")
+            self._start(step.requests)
             verdict = step.verdict
             if verdict is None:
                 continue
@@ -265,6 +267,14 @@ class Conversation:
             if verdict.ends_turn:
                 await self._end_turn(verdict)
                 return
+
+    def _start(self, requests: list[Request]) -> None:
+        """Start what the detector asked for (the words so far, the audio model's opinion)."""
+        for request in requests:
+            if isinstance(request, Snapshot):
+                self._tasks.spawn(self._snapshot(request.gap), name="stt-snapshot")
+            elif isinstance(request, AskModel):
+                self._tasks.spawn(self._ask_model(request.gap), name="turn-model")
 
     async def _snapshot(self, gap: int) -> None:
         assert self._stream is not None
@@ -278,9 +288,10 @@ class Conversation:
         step = self.detector.words_ready(gap, text, end_p)
         self._detector_steps.append(step)
         words = self.detector.words
-        if (self.agent.turn.prefetch_answer and step.verdict is None and self.detector.gap == gap
-                and words is not None and not words.unfinished):
-            self.speaker.prefetch_answer(text)  # the detector still waits: ask the LLM meanwhile
+        if (self.agent.turn.prefetch_answer and not step.end and self.detector.ended is None
+                and self.detector.gap == gap and words is not None and not words.unfinished):
+            # the detector still waits (for the model, or on its doubt): ask the LLM meanwhile
+            self.speaker.prefetch_answer(text)
 
     async def _ask_model(self, gap: int) -> None:
         assert self._listener is not None and self.turn_model is not None

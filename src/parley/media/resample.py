@@ -135,3 +135,41 @@ class Resampler:
             return _EMPTY.copy()
         self._window = None
         return self._continue(self._stream.resample_chunk(_EMPTY, last=True))
+
+
+class WindowedResampler(Resampler):
+    """A stream converter without the stream's block delay, for audio that is judged as it arrives (the
+    caller's words to the STT, a room's caller audio): every chunk is converted one-shot (soxr HQ) over
+    itself and `PRIME_CONTEXT_MS` of input before it, and handed out but for its last `PRIME_GUARD_MS`
+    (the priming mode of `Resampler`, kept for the whole stream). soxr's HQ stream holds back up to
+    ~155 ms going 48 → 8 kHz and 12–114 ms going 8 → 16 kHz (it hands out ~100 ms bursts); this holds
+    back 5 ms. After `flush()` exactly `round(samples_in * to_rate / from_rate)` samples were produced."""
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        super().__init__(from_rate, to_rate)
+        self._stream = None  # the one-shot conversions are the output: no stream to feed
+        self._converting = from_rate != to_rate
+        self._taken = 0  # input samples
+
+    def process(self, chunk: Pcm | bytes) -> Pcm:
+        if self._flushed:
+            raise RuntimeError("Resampler was flushed; create a new one for a new stream")
+        arr = _as_int16(chunk)
+        if not self._converting or arr.size == 0:
+            return arr
+        self._taken += arr.size
+        return self._prime(arr)
+
+    def flush(self) -> Pcm:
+        if self._flushed:
+            return _EMPTY.copy()
+        self._flushed = True
+        window = self._window
+        if not self._converting or window is None or window.size == 0:
+            return _EMPTY.copy()
+        first_out = self._window_start // self._in_period * self._out_period
+        out: Pcm = soxr.resample(window, self.from_rate, self.to_rate, quality="HQ")
+        total = round(self._taken * self.to_rate / self.from_rate)
+        ready = out[self._given - first_out : max(self._given - first_out, total - first_out)]
+        self._given += ready.size
+        return ready

@@ -14,7 +14,9 @@ Where the speech really ended: the VAD's probability decays over a few windows a
 last voiced window ends ~90 ms after the audio does (measured on G.711 speech in five voices). Given each
 window's sub-frame levels (`levels`), the segmenter dates the end of speech back to the last sub-frame
 within `QUIET_BELOW_PEAK` of the utterance's loudest window (at most `END_CREDIT_MAX_MS`), and counts the
-silence from there. On a noisy line no sub-frame is that quiet and nothing is dated back.
+silence from there. On a noisy line no sub-frame is that quiet and nothing is dated back. The same levels
+say, while the VAD still hears speech, how long the sound has already been that quiet (`quiet_ms`): the
+engine asks for the words that early.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class SpeechSegmenter:
         self.discard_gap_ms = discard_gap_ms if discard_gap_ms is not None else min(end_silence_ms, 300.0)
         self.segment: Segment | None = None
         self.silence_ms = 0.0
+        #: While a confirmed segment's last window was voiced: how long its sound has been quiet (its
+        #: sub-frames below `QUIET_BELOW_PEAK` of the loudest), 0 while it sounds; 0 otherwise.
+        self.quiet_ms = 0.0
         self._levels: deque[tuple[float, float]] = deque()  # (end time, level) of recent sub-frames
 
     @property
@@ -93,6 +98,7 @@ class SpeechSegmenter:
         of the window's equal sub-frames, in order (optional: without them the silence starts at the
         end of the last voiced window)."""
         loudest = self._keep_levels(t_end, window_ms, levels)
+        self.quiet_ms = 0.0
         seg = self.segment
         if seg is None:
             if probability < self.threshold:
@@ -113,6 +119,8 @@ class SpeechSegmenter:
             if not seg.confirmed and seg.voiced_ms >= self.min_speech_ms:
                 seg.confirmed = True
                 return SegmentEvent.CONFIRMED
+            if seg.confirmed and levels:
+                self.quiet_ms = self._quiet_run_ms(seg, t_end)
             return None
         if self.silence_ms == 0.0:  # the first quiet window: date the end of speech back
             credit_ms = self._quiet_tail_ms(seg)
@@ -156,13 +164,27 @@ class SpeechSegmenter:
                 return round(max(0.0, min(seg.last_voiced - t, limit)) * 1000.0, 3)
         return 0.0
 
+    def _quiet_run_ms(self, seg: Segment, t_end: float) -> float:
+        """How long before `t_end` the segment's sound went quiet (0: its last sub-frame is loud)."""
+        quiet = seg.peak * QUIET_BELOW_PEAK
+        if quiet <= 0.0 or not self._levels or self._levels[-1][1] >= quiet:
+            return 0.0
+        loud_until = seg.start
+        for t, level in reversed(self._levels):
+            if level >= quiet:
+                loud_until = t
+                break
+        else:
+            return 0.0  # quiet as far back as the levels go: the VAD decides
+        return round((t_end - loud_until) * 1000.0, 3)
+
     def end_now(self) -> Segment | None:
         """Close the open confirmed segment as an end of turn now (the detector or a key decided);
         returns it (also as `ended`), or None when no confirmed segment is open."""
         seg = self.segment
         if seg is None or not seg.confirmed:
             return None
-        self.ended, self.segment, self.silence_ms = seg, None, 0.0
+        self.ended, self.segment, self.silence_ms, self.quiet_ms = seg, None, 0.0, 0.0
         return seg
 
     ended: Segment | None = None  # the segment that the last END_OF_TURN closed

@@ -4,9 +4,10 @@ transcription), with an early decode the engine asks for through `snapshot()`.
 The stream buffers the caller's audio. `snapshot()` decodes what was pushed so far and keeps that
 decode (a shielded future, so a cancelled caller does not cancel it). While a kept decode exists, every
 pushed 20 ms frame is checked against the silence that preceded the snapshot: the engine asks for a
-snapshot once its VAD has heard ~100 ms of silence, so the last 100 ms before the snapshot are the
-line's noise floor. A frame louder than `QUIET_MARGIN` × that floor (at least `SILENCE_RMS`, at most
-`SPEECH_RMS`) means the caller spoke again: the kept decode is dropped and the next `snapshot()` or
+snapshot once the caller's sound has been quiet ~65 ms (or its VAD has heard ~100 ms of silence), so the
+quietest 20 ms frame of the last 100 ms before the snapshot is the line's noise floor. A frame louder
+than `QUIET_MARGIN` × that floor (at least `SILENCE_RMS`, at most `SPEECH_RMS`) means the caller spoke
+again: the kept decode is dropped and the next `snapshot()` or
 `end_utterance()` decodes the whole utterance. Trailing silence does not change the words, so
 `end_utterance()` after silence only returns the kept result without decoding again.
 
@@ -34,7 +35,7 @@ from parley.providers.base import STT, Pcm, STTStream, Transcript
 
 #: 20 ms frames at 16 kHz; other rates scale the frame (`frame = rate // 50`).
 FRAMES_PER_SECOND = 50
-#: The silence the engine heard before asking for a snapshot; its level is the line's noise floor.
+#: The audio before a snapshot whose quietest frame is the line's noise floor.
 FLOOR_S = 0.1
 #: A frame above this many times the noise floor is the caller speaking again (≈ +10 dB).
 QUIET_MARGIN = 3.0
@@ -46,6 +47,15 @@ SPEECH_RMS = 300.0
 def rms(pcm: Pcm) -> float:
     """Root-mean-square level of int16 `pcm` (0 for no samples)."""
     return float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) if len(pcm) else 0.0
+
+
+def quietest_frame(pcm: Pcm, frame: int) -> float:
+    """The lowest RMS over the whole `frame`-sample frames at the end of `pcm` (its RMS when shorter)."""
+    whole = len(pcm) // frame * frame
+    if not whole:
+        return rms(pcm)
+    blocks = pcm[len(pcm) - whole :].astype(np.float32).reshape(-1, frame)
+    return float(np.sqrt((blocks**2).mean(axis=1)).min())
 
 
 def loudest_frame(pcm: Pcm, frame: int) -> float:
@@ -160,7 +170,7 @@ class BatchSTTStream(STTStream):
             self._roll()
             start = self._commit_at
             pcm = self._audio()[start:]
-            floor = rms(pcm[-int(FLOOR_S * self._rate) :])
+            floor = quietest_frame(pcm[-int(FLOOR_S * self._rate) :], self._frame)
             threshold = min(max(SILENCE_RMS, QUIET_MARGIN * floor), SPEECH_RMS)
             self._kept = _Kept(start, self._samples, threshold, self._start(pcm, self._committed))
         kept = self._kept

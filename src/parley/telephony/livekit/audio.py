@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from parley.media.resample import Resampler, _as_int16
+from parley.media.resample import Resampler, WindowedResampler
 
 if TYPE_CHECKING:
     from livekit import rtc
@@ -39,19 +39,6 @@ def to_frame(pcm: np.ndarray, sample_rate: int) -> rtc.AudioFrame:
     if pcm.dtype != np.int16 or pcm.ndim != 1:
         raise ValueError(f"expected mono int16 PCM, got dtype {pcm.dtype} shape {pcm.shape}")
     return rtc.AudioFrame(pcm.tobytes(), sample_rate, 1, pcm.size)
-
-
-class WindowedResampler(Resampler):
-    """Caller-side conversion without the stream's block delay: every chunk is converted one-shot (soxr HQ)
-    over itself and `PRIME_CONTEXT_MS` of input before it, and handed out but for its last `PRIME_GUARD_MS`
-    (the priming mode of `Resampler`, kept for the whole call). Measured: soxr's HQ stream holds back up to
-    155 ms going 48 → 8 kHz and ~37 ms to 16 kHz; this holds back 5 ms."""
-
-    def process(self, chunk: np.ndarray | bytes) -> np.ndarray:
-        arr = _as_int16(chunk)
-        if self.from_rate == self.to_rate or arr.size == 0:
-            return arr
-        return self._prime(arr)
 
 
 class _Chunker:
