@@ -195,7 +195,11 @@ async def test_tiny_en_doubts_the_full_stop_it_writes_where_it_dropped_a_trailin
     assert done.sentence_end_p > 0.6
     open_end = await tiny_en_stt.transcribe(
         np.concatenate([phone_speech("I would like to book an appointment for"), gap]), 16000)
-    assert open_end.text.rstrip().endswith("for") and open_end.sentence_end_p is None  # no mark, no doubt
+    # here tiny.en writes no final mark (it keeps "for" on this machine; CI's CPU lost it once): no mark,
+    # no probability for one — the word rules and the audio model decide that turn
+    assert "appointment" in words(open_end.text), open_end
+    assert not open_end.text.rstrip().endswith((".", "?", "!")), open_end
+    assert open_end.sentence_end_p is None, open_end
 
 
 async def test_a_long_turn_is_decoded_in_parts_cut_at_the_callers_pauses(

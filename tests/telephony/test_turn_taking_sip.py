@@ -6,6 +6,8 @@ turn) and the detector's decisions on the timeline."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 
 from parley.media.wav import read_wav, write_wav
 from tests.sip.sipp import rtp_stream, run_sipp, uac_scenario
-from tests.telephony.conftest import ulaw_file
+from tests.telephony.conftest import PhoneStack, ulaw_file
 
 pytestmark = [pytest.mark.sip, pytest.mark.slow]
 
@@ -29,10 +31,13 @@ PAUSED = [
     ("Please call me back, my number is", "five five five, one two three four."),
     ("I want to ask about opening hours and", "whether you are open on Saturday."),
 ]
+# finished questions in two voices: (text, engine)
+FINISHED = [("What are your opening hours?", "piper"), ("I want to cancel my appointment.", "espeak")]
 
 
-def _caller_audio(speech_wav, tmp_path: Path) -> tuple[Path, float]:  # type: ignore[no-untyped-def]
-    """The caller's side: 6 s for the greeting, two finished questions (piper, espeak-ng), then the paused
+def _caller_audio(speech_wav: Callable[..., Path], path: Path, finished: list[tuple[str, str]],
+                  paused: list[tuple[str, str]]) -> tuple[Path, float]:
+    """One caller's side: 6 s for the greeting, the `finished` questions ((text, engine)), then the `paused`
     sentences (piper), each followed by REPLY_S for the agent's reply. Returns the μ-law file and its length
     in seconds."""
     def say(text: str, engine: str) -> np.ndarray:
@@ -43,32 +48,47 @@ def _caller_audio(speech_wav, tmp_path: Path) -> tuple[Path, float]:  # type: ig
     def quiet(seconds: float) -> np.ndarray:
         return np.zeros(int(seconds * RATE), np.int16)
 
-    parts = [quiet(6.0), say("What are your opening hours?", "piper"), quiet(REPLY_S),
-             say("I want to cancel my appointment.", "espeak"), quiet(REPLY_S)]
-    for head, tail in PAUSED:
+    parts = [quiet(6.0)]
+    for text, engine in finished:
+        parts += [say(text, engine), quiet(REPLY_S)]
+    for head, tail in paused:
         parts += [say(head, "piper"), quiet(PAUSE_S), say(tail, "piper"), quiet(REPLY_S)]
     pcm = np.concatenate(parts)
-    wav = write_wav(tmp_path / "caller.wav", pcm, RATE)
-    return ulaw_file(wav, tmp_path / "caller.ulaw"), len(pcm) / RATE
+    path.mkdir()
+    wav = write_wav(path / "caller.wav", pcm, RATE)
+    return ulaw_file(wav, path / "caller.ulaw"), len(pcm) / RATE
+
+
+async def _call(stack: PhoneStack, audio: Path, seconds: float, folder: Path) -> None:
+    from tests.conftest import free_port
+
+    scenario = uac_scenario("PCMU", actions=rtp_stream(audio, 0), pause_ms=int(seconds * 1000) + 1000)
+    result = await run_sipp(scenario, f"127.0.0.1:{stack.sip_port}", folder, port=free_port(),
+                            extra=["-s", "+4930123456"], timeout=seconds + 30)
+    assert result.code == 0, str(result)
 
 
 async def test_finished_questions_are_answered_and_pauses_mid_sentence_are_not(
     phone_stack, speech_wav, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
     stack = await phone_stack(warm=True)
-    audio, seconds = _caller_audio(speech_wav, tmp_path)
-    from tests.conftest import free_port
+    # two callers at once (the suite's time): the finished questions and one paused sentence, and the rest
+    first = _caller_audio(speech_wav, tmp_path / "first", FINISHED, PAUSED[:1])
+    second = _caller_audio(speech_wav, tmp_path / "second", [], PAUSED[1:])
+    await asyncio.gather(_call(stack, *first, tmp_path / "first"), _call(stack, *second, tmp_path / "second"))
 
-    scenario = uac_scenario("PCMU", actions=rtp_stream(audio, 0), pause_ms=int(seconds * 1000) + 1000)
-    result = await run_sipp(scenario, f"127.0.0.1:{stack.sip_port}", tmp_path, port=free_port(),
-                            extra=["-s", "+4930123456"], timeout=seconds + 30)
-    assert result.code == 0, str(result)
-
-    call = await stack.wait_status((await stack.only_call()).id, {"completed"})
-    detail = await stack.calls.get(call.id)
-    assert detail is not None
-    caller = [e.text.lower() for e in detail.transcript if e.role == "caller"]
-    agent = " ".join(e.text for e in detail.transcript if e.role == "agent").lower()
+    calls, _ = await stack.calls.list_calls(limit=5)
+    assert len(calls) == 2, calls
+    caller: list[str] = []
+    agent = ""
+    decisions = []
+    for listed in calls:
+        await stack.wait_status(listed.id, {"completed"})
+        detail = await stack.calls.get(listed.id)
+        assert detail is not None
+        caller += [e.text.lower() for e in detail.transcript if e.role == "caller"]
+        agent += " ".join(e.text for e in detail.transcript if e.role == "agent").lower() + " "
+        decisions += [e for e in detail.timeline if e.type == "turn_decision"]
 
     # the finished questions (two voices) got their own turns and answers
     assert any("opening hours" in t for t in caller), caller
@@ -80,7 +100,6 @@ async def test_finished_questions_are_answered_and_pauses_mid_sentence_are_not(
     # entry (words chosen to survive recognition; the cue word itself may be misheard, "and" as "in")
     joined = {"for": ("book", "tuesday"), "because": ("move", "travel"), "my number is": ("back", "1234"),
               "and": ("ask", "saturday")}
-    decisions = [e for e in detail.timeline if e.type == "turn_decision"]
     why = [(d.data["kind"], d.data.get("silence_ms"), d.data.get("reason"), d.data.get("text"),
             d.data.get("sentence_end_p"))
            for d in decisions]
@@ -90,4 +109,4 @@ async def test_finished_questions_are_answered_and_pauses_mid_sentence_are_not(
         assert any(before in t for t in entries), f"the turn was cut after '{cue}': {caller}\n{why}"
 
     assert decisions and any(d.data["kind"] in ("unfinished", "hold") for d in decisions), decisions
-    assert sum(1 for t in caller if t.strip()) == 2 + len(PAUSED), caller
+    assert sum(1 for t in caller if t.strip()) == len(FINISHED) + len(PAUSED), caller
