@@ -8,7 +8,7 @@ import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parley.media.resample import Resampler, WindowedResampler, resample
+from parley.media.resample import CatchUpResampler, Resampler, WindowedResampler, resample
 
 RATES = [8000, 16000, 22050, 24000, 44100, 48000]
 
@@ -46,7 +46,7 @@ def test_equal_rates_and_bytes_input() -> None:
     dst=st.sampled_from(RATES),
     sizes=st.lists(st.integers(min_value=0, max_value=2000), min_size=1, max_size=30),
 )
-@pytest.mark.parametrize("kind", [Resampler, WindowedResampler])
+@pytest.mark.parametrize("kind", [Resampler, WindowedResampler, CatchUpResampler])
 def test_stream_produces_exact_total(kind: type[Resampler], src: int, dst: int, sizes: list[int]) -> None:
     stream = kind(src, dst)
     total_in = sum(sizes)
@@ -131,3 +131,25 @@ def test_windowed_stream_hands_out_every_chunk_at_once(src: int, dst: int) -> No
     assert len(out) == dst
     ref = resample(pcm, src, dst)
     assert np.abs(out.astype(np.int32) - ref.astype(np.int32)).max() <= 16  # of ±~7000: inaudible
+
+
+@pytest.mark.parametrize("src,dst", [(8000, 16000), (48000, 16000)])
+def test_catch_up_hands_out_what_the_stream_holds_back(src: int, dst: int) -> None:
+    """The STT's resampler runs soxr's cheap stream, which holds up to ~110 ms back; when the words so far
+    are asked for, `catch_up()` hands out all but 5 ms of the input, and the audio is the same."""
+    rng = np.random.default_rng(5)
+    pcm = (tone(300, src) // 2 + rng.normal(0, 300, src)).astype(np.int16)
+    step = src // 50
+    stream = CatchUpResampler(src, dst)
+    parts, made, behind = [], 0, []
+    for k, i in enumerate(range(0, len(pcm), step)):
+        parts.append(stream.process(pcm[i : i + step]))
+        made += parts[-1].size
+        if k in (12, 13, 30):  # twice in a row (nothing new held back), and again later
+            parts.append(stream.catch_up())
+            made += parts[-1].size
+            behind.append(((i + step) * dst / src - made) * 1000 / dst)
+    out = np.concatenate([*parts, stream.flush()])
+    assert max(behind) <= 5.5, behind
+    assert len(out) == dst
+    assert np.abs(out.astype(np.int32) - resample(pcm, src, dst).astype(np.int32)).max() <= 16

@@ -277,9 +277,10 @@ class Conversation:
                 self._tasks.spawn(self._ask_model(request.gap), name="turn-model")
 
     async def _snapshot(self, gap: int) -> None:
-        assert self._stream is not None
+        assert self._stream is not None and self._listener is not None
         end_p: float | None = None
         try:
+            await self._listener.catch_up()
             snapshot = await self._stream.snapshot()
             text, end_p = " ".join(snapshot.text.split()), snapshot.sentence_end_p
         except Exception as exc:  # noqa: BLE001 - the final transcript will report a real STT failure

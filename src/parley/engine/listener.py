@@ -3,8 +3,8 @@
 Per frame: convert to the VAD's rate (soxr's quick converter: the HQ stream hands out audio in ~100 ms
 bursts, too late for turn-taking), run the VAD on each complete window, feed the `SpeechSegmenter`.
 Only confirmed utterances reach the STT — with 300 ms of pre-roll so the first syllable is not lost,
-converted to the STT's rate by a resampler made per utterance (silence is never resampled; one without
-soxr's stream delay, so what the STT has heard is the line up to ~5 ms ago, not up to ~110 ms ago) — and
+converted to the STT's rate by a resampler made per utterance (silence is never resampled; soxr's stream
+holds up to ~110 ms back, so before a snapshot `catch_up()` hands the STT the line up to ~5 ms ago) — and
 the audio up to the end-of-turn decision (the trailing silence lets Whisper decode early).
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import soxr
 
 from parley.engine.turn.segmenter import SegmentEvent, SpeechSegmenter
-from parley.media.resample import WindowedResampler
+from parley.media.resample import CatchUpResampler
 from parley.providers.base import VAD, ProviderError, STTStream
 
 PREROLL_MS = 300
@@ -54,7 +54,7 @@ class Listener:
         self._window_ms = vad.window_samples * 1000.0 / vad.sample_rate
         self._levels = vad.window_samples % SUB_FRAMES == 0
         self._vad_buf = np.zeros(0, dtype=np.int16)
-        self._to_stt: WindowedResampler | None = None
+        self._to_stt: CatchUpResampler | None = None
         self._preroll: deque[np.ndarray] = deque()
         self._preroll_samples = 0
         self._preroll_max = sample_rate * PREROLL_MS // 1000
@@ -91,7 +91,7 @@ class Listener:
                 to_push.extend(self._collected if self._collected is not None else self._preroll)
                 self._collected = None
                 self._pushing = True
-                self._to_stt = WindowedResampler(self.sample_rate, self.stt_rate)
+                self._to_stt = CatchUpResampler(self.sample_rate, self.stt_rate)
             elif event is SegmentEvent.DISCARDED:
                 self._collected = None
         self._vad_buf = buf[n * w :].copy() if n else buf.copy()
@@ -113,6 +113,18 @@ class Listener:
         if end_of_turn:
             self._pushing = False
         return events
+
+    async def catch_up(self) -> None:
+        """Hand the STT what the resampler still holds back of the utterance (before a snapshot: the words
+        so far must include the last ones)."""
+        if not self._pushing or self._to_stt is None or self.push_failed is not None:
+            return
+        audio = self._to_stt.catch_up()
+        if audio.size:
+            try:
+                await self.stream.push(audio)
+            except ProviderError as exc:
+                self.push_failed = exc
 
     def _keep_turn_audio(self, pcm: np.ndarray) -> None:
         self._turn_audio.append(pcm)

@@ -173,3 +173,42 @@ class WindowedResampler(Resampler):
         ready = out[self._given - first_out : max(self._given - first_out, total - first_out)]
         self._given += ready.size
         return ready
+
+
+class CatchUpResampler(Resampler):
+    """soxr's HQ stream (~3 µs a 20 ms chunk), which holds its output back by up to ~110 ms, plus
+    `catch_up()`: when the audio so far is needed now (the STT asked for the words so far), the part the
+    stream still holds is converted one-shot and handed out but for its last `PRIME_GUARD_MS` (the
+    priming mode of `Resampler`, until the stream has caught up again). Converting every chunk one-shot
+    (`WindowedResampler`) costs ~65 µs a chunk; this costs that once per `catch_up()`."""
+
+    #: Input kept for `catch_up()`: more than the stream ever holds back, plus the context.
+    RECENT_MS = 250
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        super().__init__(from_rate, to_rate)
+        self._recent: Pcm = _EMPTY
+        self._keep = from_rate * self.RECENT_MS // 1000
+        self._taken = 0  # input samples
+
+    def process(self, chunk: Pcm | bytes) -> Pcm:
+        arr = _as_int16(chunk)
+        out = super().process(arr)
+        if self._stream is not None and arr.size:
+            self._taken += arr.size
+            recent = np.concatenate((self._recent, arr)) if self._recent.size else arr.copy()
+            self._recent = recent[-self._keep :]
+        return out
+
+    def catch_up(self) -> Pcm:
+        """What the stream still holds back, converted now (all but the last `PRIME_GUARD_MS`)."""
+        if self._stream is None or self._flushed or self._window is not None:
+            return _EMPTY.copy()  # nothing to convert, or already handing out each chunk at once
+        recent_start = self._taken - self._recent.size
+        need = max(0, self._given - self._context) * self.from_rate // self.to_rate
+        start = need // self._in_period * self._in_period
+        if start < recent_start:
+            return _EMPTY.copy()  # further behind than remembered (never seen): the stream will hand it out
+        self._window = self._recent[start - recent_start :].copy()
+        self._window_start = start
+        return self._prime(_EMPTY)
