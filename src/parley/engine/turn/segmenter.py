@@ -169,14 +169,10 @@ class SpeechSegmenter:
         quiet = seg.peak * QUIET_BELOW_PEAK
         if quiet <= 0.0 or not self._levels or self._levels[-1][1] >= quiet:
             return 0.0
-        loud_until = seg.start
         for t, level in reversed(self._levels):
             if level >= quiet:
-                loud_until = t
-                break
-        else:
-            return 0.0  # quiet as far back as the levels go: the VAD decides
-        return round((t_end - loud_until) * 1000.0, 3)
+                return round((t_end - t) * 1000.0, 3)
+        return 0.0  # quiet as far back as the levels go: the VAD decides
 
     def end_now(self) -> Segment | None:
         """Close the open confirmed segment as an end of turn now (the detector or a key decided);

@@ -49,25 +49,23 @@ def rms(pcm: Pcm) -> float:
     return float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) if len(pcm) else 0.0
 
 
+def frame_levels(pcm: Pcm, frame: int) -> np.ndarray:
+    """The RMS of each `frame`-sample frame of `pcm` from its start (a short last frame counts too)."""
+    whole = len(pcm) // frame * frame
+    levels = np.sqrt((pcm[:whole].astype(np.float32).reshape(-1, frame) ** 2).mean(axis=1))
+    return np.append(levels, rms(pcm[whole:])) if len(pcm) > whole else levels
+
+
 def quietest_frame(pcm: Pcm, frame: int) -> float:
     """The lowest RMS over the whole `frame`-sample frames at the end of `pcm` (its RMS when shorter)."""
-    whole = len(pcm) // frame * frame
-    if not whole:
-        return rms(pcm)
-    blocks = pcm[len(pcm) - whole :].astype(np.float32).reshape(-1, frame)
-    return float(np.sqrt((blocks**2).mean(axis=1)).min())
+    levels = frame_levels(pcm[len(pcm) % frame :], frame)
+    return float(levels.min()) if levels.size else rms(pcm)
 
 
 def loudest_frame(pcm: Pcm, frame: int) -> float:
     """The highest RMS over the `frame`-sample frames of `pcm` (a short last frame counts too)."""
-    whole = len(pcm) // frame * frame
-    levels = []
-    if whole:
-        blocks = pcm[:whole].astype(np.float32).reshape(-1, frame)
-        levels.append(float(np.sqrt((blocks**2).mean(axis=1)).max()))
-    if len(pcm) > whole:
-        levels.append(rms(pcm[whole:]))
-    return max(levels, default=0.0)
+    levels = frame_levels(pcm, frame)
+    return float(levels.max()) if levels.size else 0.0
 
 
 @dataclass
