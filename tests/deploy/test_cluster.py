@@ -1,9 +1,9 @@
 """`make cluster` as it runs: deploy/cluster.sh under honcho — Kamailio in front, two `parley worker`s, the
 API, the dispatcher sync — on real PostgreSQL and Redis, called by SIPp through Kamailio (issue 15).
 
-One cluster per test module (it takes a while to start); the checks run in order on it:
-calls land on both workers and complete with transcripts; a cluster cap of 3 admits exactly 3; `kill -9`
-of a worker closes its live calls `failed`/`worker_lost` and Kamailio stops sending it calls.
+A fresh cluster per test (~7 s to start); the first test's checks run in order on its cluster: calls land
+on both workers and complete with transcripts; a cluster cap of 3 admits exactly 3; `kill -9` of a worker
+closes its live calls `failed`/`worker_lost` and Kamailio stops sending it calls.
 """
 
 from __future__ import annotations
