@@ -119,12 +119,7 @@ class Listener:
         so far must include the last ones)."""
         if not self._pushing or self._to_stt is None or self.push_failed is not None:
             return
-        audio = self._to_stt.catch_up()
-        if audio.size:
-            try:
-                await self.stream.push(audio)
-            except ProviderError as exc:
-                self.push_failed = exc
+        await self._hand(self._to_stt.catch_up())
 
     def _keep_turn_audio(self, pcm: np.ndarray) -> None:
         self._turn_audio.append(pcm)
@@ -146,11 +141,7 @@ class Listener:
         if self._pushing and self._to_stt is not None:
             tail = self._to_stt.flush()
             self._pushing = False
-            if tail.size and self.push_failed is None:
-                try:
-                    await self.stream.push(tail)
-                except ProviderError as exc:
-                    self.push_failed = exc
+            await self._hand(tail)
         self._pushing = False
 
     async def _push(self, chunks: list[np.ndarray], *, last: bool) -> None:
@@ -158,6 +149,10 @@ class Listener:
         audio = self._to_stt.process(chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
         if last:
             audio = np.concatenate((audio, self._to_stt.flush()))
+        await self._hand(audio)
+
+    async def _hand(self, audio: np.ndarray) -> None:
+        """Push `audio` to the STT unless this utterance already failed; a refusal is kept in `push_failed`."""
         if audio.size and self.push_failed is None:
             try:
                 await self.stream.push(audio)
