@@ -31,7 +31,7 @@ cluster: install
 ## PYTHONDONTWRITEBYTECODE set (as on CI) each start would compile all of src/ again (~0.4 s a start).
 test: install system-deps services typecheck
 	$(BIN)/python -m compileall -q src > /dev/null
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@bash scripts/run-tests.sh $(BIN)/python $(PYTEST_ARGS)
 
 typecheck: install
 	$(BIN)/python -m mypy

@@ -95,6 +95,12 @@ async def test_events_are_signed_retried_and_in_order_per_call(settings, receive
 
     await eventually(lambda: len(receiver.accepted()) >= 10, timeout_s=60, what="10 webhooks accepted")
 
+    async def all_recorded() -> bool:  # the sender records a delivery after the receiver has answered it
+        rows = [r for call in (a, b, c) for r in await service.store.webhooks_for(call.id)]
+        return len(rows) == 10 and all(r["status"] == "delivered" for r in rows)
+
+    await eventually(all_recorded, timeout_s=10, what="10 deliveries recorded in the store")
+
     assert all(s["sig_ok"] for s in receiver.seen)
     full = ["call.queued", "call.ringing", "call.answered", "call.ended"]
     for call, expected in ((a, full), (b, full), (c, ["call.queued", "call.failed"])):

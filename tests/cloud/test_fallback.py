@@ -20,6 +20,8 @@ from parley.providers.fallback import FailoverEvent, FallbackLLM, FallbackSTT, F
 from .conftest import rms
 from .standins.server import Reply
 
+pytestmark = pytest.mark.realtime  # timeouts of seconds: make test runs it in the foreground half
+
 
 @pytest.fixture
 def receptionist(root):  # type: ignore[no-untyped-def]

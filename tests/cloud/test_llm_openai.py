@@ -14,6 +14,9 @@ from parley.providers.factory import build_llm
 
 from .standins.server import Reply
 
+pytestmark = pytest.mark.realtime  # timeouts of seconds: make test runs it in the foreground half
+
+
 HELLO = [Message("system", "You are a receptionist."), Message("user", "Hello?")]
 
 

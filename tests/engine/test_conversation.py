@@ -39,7 +39,7 @@ WORDS = {
     350: "goodbye",
 }
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.realtime, pytest.mark.timeout(60)]
 
 
 @dataclass

@@ -24,7 +24,7 @@ from tests.engine.fakes import CallerAudio, EnergyVAD, ScriptLLM, ToneSTT, ToneT
 RATE = 8000
 WORDS = {300: "when can I come in", 400: "thanks"}
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.realtime, pytest.mark.timeout(60)]
 
 
 class FakeEngines(Engines):

@@ -17,6 +17,8 @@ from parley.engine.tools import ToolBox, ToolContext
 from parley.providers.base import ToolCall
 from tests.engine.fakes import agent_spec
 
+pytestmark = pytest.mark.realtime  # conversations paced in real time: make test runs it in the foreground half
+
 
 def line(transfer_result: bool = True) -> FileChannel:
     return FileChannel(np.zeros(800, np.int16), 8000, transfer_result=transfer_result)

@@ -17,7 +17,7 @@ from parley.telephony.livekit.channel import RoomChannel
 from parley.telephony.livekit.config import LiveKitConfig
 from tests.engine.fakes import CallerAudio, EnergyVAD, ScriptLLM, ToneSTT, ToneTTS, agent_spec
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.realtime, pytest.mark.timeout(60)]
 WORDS = {300: "tell me about your opening hours", 500: ""}
 REPLY = "We are open from nine to five."
 

@@ -25,6 +25,8 @@ from tests.eventually import eventually
 from tests.sip import test_rtp_session as helpers
 from tests.sip.test_rtp_session import level, pcap_rtp_payloads, raw_peer, read_frames, tone
 
+pytestmark = pytest.mark.realtime  # paced RTP / timeouts on the wall clock: make test runs it in the foreground half
+
 sessions = helpers.sessions  # the fixture: started RtpSessions, closed afterwards
 
 SIPP_DIR = Path("/usr/share/sip-tester")

@@ -10,9 +10,13 @@ import os
 import socket
 import time
 
+import pytest
+
 from parley.sip.call import IncomingCall
 from tests.eventually import eventually
 from tests.sip.attack import OptionsProbe, exchange, request, udp_socket
+
+pytestmark = pytest.mark.realtime  # rates and timeouts on the wall clock: make test runs it in the foreground half
 
 
 async def test_no_server_header_by_default_and_configurable(endpoint_factory) -> None:

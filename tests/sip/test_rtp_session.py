@@ -21,6 +21,8 @@ from parley.sip.rtp_session import RtpSession, RtpSessionError
 from tests.eventually import eventually
 from tests.sip.fake_clock import FakeClock
 
+pytestmark = pytest.mark.realtime  # paced RTP / timeouts on the wall clock: make test runs it in the foreground half
+
 PCMU = get_codec("PCMU")
 SIPP_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
 
