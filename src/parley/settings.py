@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     whisper_model: str = Field(
         "", description="Model dir or size name; empty = bundled tiny.en for English, bundled base otherwise."
     )
-    whisper_threads: int = Field(2, ge=1)
+    whisper_threads: int = Field(1, ge=1)
 
     # --- logging -------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -4,6 +4,7 @@ when the final words differ — never an answer to words the caller did not say.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from parley.engine.file_channel import FileChannel
 from parley.providers.base import VAD, Message
 from tests.engine.fakes import CallerAudio, EnergyVAD, LaggingVAD, ScriptLLM, ToneSTT, ToneTTS, agent_spec
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.realtime, pytest.mark.timeout(60)]
 RATE = 8000
 WORDS = {300: "what are your opening hours", 400: "cancel my booking"}
 ANSWERS = {"what are your opening hours": "We open at nine.", "cancel my booking": "Your booking is cancelled."}
@@ -125,17 +126,18 @@ async def test_a_key_pressed_in_the_pause_ends_the_turn_at_once() -> None:
 
 
 async def converse_doubting(audio: CallerAudio, llm: ScriptLLM, events: list[Any], *,
-                            snapshot_delay_s: float = 0.0, **turn: Any) -> tuple[Conversation, FileChannel]:
+                            snapshot_delay_s: float = 0.0, tts: ToneTTS | None = None, tail_s: float = 1.0,
+                            **turn: Any) -> tuple[Conversation, FileChannel]:
     """The audio model doubts every turn (P 0.1): with no objection from the words the detector waits
     `doubt_silence_ms` (800) — the time a prefetched answer has to arrive in."""
     class Doubting:
         def predict(self, pcm16k: np.ndarray) -> float:
             return 0.1
 
-    channel = FileChannel(audio.pcm, audio.rate, speed=4.0, tail_s=1.0)
+    channel = FileChannel(audio.pcm, audio.rate, speed=4.0, tail_s=tail_s)
     conv = Conversation(agent_spec(turn={"detector": "smart_turn", **turn}, idle={"reminder_after_s": 60}),
                         channel, stt=ToneSTT(WORDS, delay_s=0.1, snapshot_delay_s=snapshot_delay_s), llm=llm,
-                        tts=ToneTTS(), vad=EnergyVAD(), on_event=events.append, turn_model=Doubting())
+                        tts=tts or ToneTTS(), vad=EnergyVAD(), on_event=events.append, turn_model=Doubting())
     await conv.run()
     return conv, channel
 
@@ -200,8 +202,53 @@ async def test_a_caller_who_goes_on_drops_the_prefetched_answer() -> None:
 async def test_without_prefetch_the_llm_is_asked_after_the_decision() -> None:
     events: list[Any] = []
     llm = ScriptLLM(respond=lambda m: (events.append("llm asked"), answer(m))[1])
-    await converse_doubting(CallerAudio(5).say(300, 0.5, 1.0), llm, events, prefetch_answer=False)
+    tts = NoticedTTS(events)
+    await converse_doubting(CallerAudio(5).say(300, 0.5, 1.0), llm, events, prefetch_answer=False, tts=tts)
     asked, decided = asked_then_decided(events)
     assert asked > decided
+    assert events.index("tts started") > decided
     (marks,) = of(events, TurnMetrics)
-    assert not marks.llm_prefetched
+    assert not marks.llm_prefetched and not marks.tts_prefetched
+
+
+class NoticedTTS(ToneTTS):
+    """The tone voice, noting in `events` when it starts a text (100 ms per 100 ms chunk: a slow voice)."""
+
+    def __init__(self, events: list[Any]) -> None:
+        super().__init__(chunk_delay_s=0.1)
+        self.events = events
+
+    async def synthesize(self, text: str) -> AsyncGenerator[np.ndarray, None]:
+        self.events.append("tts started")
+        async for chunk in super().synthesize(text):
+            yield chunk
+
+
+async def test_a_prefetched_answers_first_words_are_synthesized_while_the_detector_waits() -> None:
+    # the answer is in long before the doubted turn ends: its audio is made in the wait, and the first
+    # frame goes out at the decision instead of one slow TTS chunk (100 ms) after it
+    events: list[Any] = []
+    llm = ScriptLLM(respond=lambda m: (events.append("llm asked"), answer(m))[1])
+    tts = NoticedTTS(events)
+    await converse_doubting(CallerAudio(5).say(300, 0.5, 1.0), llm, events, tts=tts)
+    _, decided = asked_then_decided(events)
+    assert events.index("tts started") < decided, "the answer's audio was made only after the decision"
+    (marks,) = of(events, TurnMetrics)
+    assert marks.llm_prefetched and marks.tts_prefetched
+    assert marks.tts_first_audio_ms is not None and marks.tts_first_audio_ms < 100, marks
+    assert tts.started == ["We open at nine."]  # synthesized once, in the wait
+    assert [e.text for e in of(events, TranscriptEntry) if e.role == "agent"] == ["We open at nine."]
+
+
+async def test_a_caller_who_goes_on_stops_the_audio_made_for_the_dropped_answer() -> None:
+    # the answer to the first words is being synthesized when the caller goes on: its synthesis stops,
+    # it is never heard, and the answer to the words the turn ended on is said
+    events: list[Any] = []
+    llm = ScriptLLM(respond=lambda m: answer(m) if m[-1].role == "user" else None)
+    tts = NoticedTTS(events)
+    conv, channel = await converse_doubting(CallerAudio(6).say(300, 0.2, 0.8).say(400, 1.5, 1.2), llm, events,
+                                            tts=tts, tail_s=4.0)
+    assert [m[-1].content for m in llm.requests] == ["what are your opening hours", "cancel my booking"]
+    assert "We open at nine." in tts.cancelled and "We open at nine." not in tts.finished
+    assert [e.text for e in of(events, TranscriptEntry) if e.role == "agent"] == ["Your booking is cancelled."]
+    assert voiced(channel, 0, 2.7) == 0, "nothing heard while the caller was still talking"

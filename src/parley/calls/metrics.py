@@ -66,6 +66,9 @@ PREEMPTIVE_RESTARTS = Counter("parley_preemptive_restarts_total",
 PREFETCHED_TURNS = Counter("parley_llm_prefetched_turns_total",
                            "Replies whose LLM answer was asked for on the words before the turn was decided.",
                            registry=REGISTRY)
+TTS_PREFETCHED_TURNS = Counter("parley_tts_prefetched_turns_total",
+                               "Replies whose first words were synthesized before the turn was decided.",
+                               registry=REGISTRY)
 
 
 def observe_turn(marks: Mapping[str, Any]) -> dict[str, float]:
@@ -92,6 +95,8 @@ def observe_turn(marks: Mapping[str, Any]) -> dict[str, float]:
         PREEMPTIVE_RESTARTS.inc(restarts)
     if marks.get("llm_prefetched") is True:
         PREFETCHED_TURNS.inc()
+    if marks.get("tts_prefetched") is True:
+        TTS_PREFETCHED_TURNS.inc()
     return observed
 
 

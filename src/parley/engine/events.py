@@ -75,6 +75,7 @@ class TurnMetrics(Event):
     words_rule: str = ""  # the word rule that made the detector wait, if any
     preemptive_restarts: int = 0  # replies started on early words and restarted on the final transcript
     llm_prefetched: bool = False  # the answer was asked for on the words, before the turn was decided
+    tts_prefetched: bool = False  # its first words' audio was synthesized before the turn was decided
 
 
 @dataclass

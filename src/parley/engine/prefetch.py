@@ -9,80 +9,86 @@ an answer is never spoken to words the caller did not say; anything else cancels
 reply asks the LLM itself. Nothing is heard before the turn ends: this only fills a buffer.
 
 A prefetch that is not taken costs one LLM request (cancelled as soon as it is known to be useless).
+
+With `first_piece`, the answer's first speech piece (what `ReplyStream` will hand the TTS first: its first
+clause or sentence) is handed to that callback as soon as it is complete, so its audio can be synthesized
+while the detector still waits too (`AgentVoice.prepare`); the callback returns what discards that audio,
+called if the prefetch is cancelled.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
-from collections.abc import AsyncGenerator, Callable, Coroutine
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-from parley.engine.streams import close_stream
+from parley.engine.streams import KeptStream, Spawn, close_stream
 from parley.providers.base import LLM, LLMChunk, Message, ToolDefinition
+from parley.providers.text import SentenceBuffer
+
+#: Told an answer's first speech piece; returns what discards anything made of it.
+FirstPiece = Callable[[str], Callable[[], None]]
 
 
 class AnswerPrefetch:
     """The chunks of `llm.chat(messages, tools)`, read in the background from the moment it is made."""
 
-    def __init__(self, llm: LLM, messages: list[Message], tools: list[ToolDefinition] | None,
-                 spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]) -> None:
+    def __init__(self, llm: LLM, messages: list[Message], tools: list[ToolDefinition] | None, spawn: Spawn,
+                 first_piece: FirstPiece | None = None) -> None:
         self.messages = [copy.copy(m) for m in messages]  # the history's messages change in place later
-        self.chunks: list[LLMChunk] = []
-        self.error: BaseException | None = None
-        self.finished = False
-        self._more = asyncio.Event()
-        self._task = spawn(self._read(llm, tools), "llm-prefetch")
+        self._first_piece = first_piece
+        self._discard: Callable[[], None] | None = None
+        self._kept = KeptStream(self._watch(llm.chat(list(self.messages), tools)), spawn, "llm-prefetch")
 
-    async def _read(self, llm: LLM, tools: list[ToolDefinition] | None) -> None:
-        stream = llm.chat(list(self.messages), tools)
+    async def _watch(self, source: AsyncIterator[LLMChunk]) -> AsyncGenerator[LLMChunk, None]:
+        """`source`'s chunks; on the way, the first speech piece goes to `first_piece` once complete."""
+        splitter = SentenceBuffer(first_clause=True) if self._first_piece is not None else None
         try:
-            async for chunk in stream:
-                self.chunks.append(chunk)
-                self._more.set()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever takes the stream
-            self.error = exc
+            async for chunk in source:
+                if splitter is not None and chunk.text:
+                    ready = splitter.push(chunk.text)
+                    if ready:
+                        self._announce(ready[0])
+                        splitter = None
+                yield chunk
+            if splitter is not None and (rest := splitter.flush()):
+                self._announce(rest)
         finally:
-            await close_stream(stream)
-            self.finished = True
-            self._more.set()
+            await close_stream(source)
+
+    def _announce(self, piece: str) -> None:
+        assert self._first_piece is not None
+        self._discard = self._first_piece(piece)
+
+    @property
+    def finished(self) -> bool:
+        """The whole answer is in (or failed)."""
+        return self._kept.finished
 
     def matches(self, messages: list[Message]) -> bool:
         """True when `messages` are the ones this answer was asked with."""
         return messages == self.messages
 
     def cancel(self) -> None:
-        """Stop asking (the words changed, the caller went on, or the reply went another way)."""
-        self._task.cancel()
+        """Stop asking (the words changed, the caller went on, or the reply went another way); anything
+        made of the first piece is discarded."""
+        self._kept.cancel()
+        if self._discard is not None:
+            self._discard()
+            self._discard = None
 
-    async def stream(self) -> AsyncGenerator[LLMChunk, None]:
+    def stream(self) -> AsyncGenerator[LLMChunk, None]:
         """The answer's chunks: those kept so far at once, then the rest as they come; the LLM's error,
         if it failed, is raised where it happened. Closing the stream early cancels the request."""
-        sent = 0
-        try:
-            while True:
-                while sent < len(self.chunks):
-                    sent += 1
-                    yield self.chunks[sent - 1]
-                if self.finished:
-                    if self.error is not None:
-                        raise self.error
-                    return
-                self._more.clear()
-                await self._more.wait()
-        finally:
-            if not self.finished:
-                self.cancel()
+        return self._kept.stream()
 
 
 class Prefetcher:
     """At most one `AnswerPrefetch` per conversation: the one for the caller's latest words."""
 
-    def __init__(self, llm: LLM, spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]) -> None:
+    def __init__(self, llm: LLM, spawn: Spawn, first_piece: FirstPiece | None = None) -> None:
         self.llm = llm
         self.spawn = spawn
+        self.first_piece = first_piece
         self.current: AnswerPrefetch | None = None
         self.made = 0  # prefetches started
         self.used = 0  # prefetches a reply took
@@ -93,7 +99,7 @@ class Prefetcher:
             if self.current.matches(messages):
                 return
             self.current.cancel()
-        self.current = AnswerPrefetch(self.llm, messages, tools, self.spawn)
+        self.current = AnswerPrefetch(self.llm, messages, tools, self.spawn, self.first_piece)
         self.made += 1
 
     def drop(self) -> None:

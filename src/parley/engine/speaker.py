@@ -108,7 +108,7 @@ class Speaker:
         self.failures = 0  # consecutive failed turns
         self.acknowledger = Acknowledger(agent.acknowledgement, self.voice)
         self._tool_settled: asyncio.Event | None = None  # unset while a tool runs
-        self.prefetch = Prefetcher(llm, host.spawn)
+        self.prefetch = Prefetcher(llm, host.spawn, first_piece=lambda text: self.voice.prepare(text, host.spawn))
 
     # --- starting and stopping ------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ class TurnMarks:
     verdict: TurnVerdict | None = None  # what ended the caller's turn (None: a key, or no detector)
     restarts: int = 0  # preemptive replies restarted because the final transcript differed
     prefetched: bool = False  # the LLM was asked on the words before the turn was decided
+    tts_prepared: bool = False  # the first piece's audio was synthesized before it was said
 
     def ms(self, at: float | None) -> float | None:
         return None if at is None else round((at - self.t0) * 1000.0, 2)
@@ -56,6 +57,7 @@ class TurnMarks:
             words_rule=self.verdict.words if self.verdict is not None else "",
             preemptive_restarts=self.restarts,
             llm_prefetched=self.prefetched,
+            tts_prefetched=self.tts_prepared,
         )
 
 

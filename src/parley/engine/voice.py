@@ -10,6 +10,10 @@ each turn's latency marks (`TurnMetrics`) at its first frame out.
 
 A speech's leading silence (TTS engines start with up to ~60 ms of it; piper does) is dropped, up to
 `LEAD_TRIM_MS`: the caller hears the first word that much sooner.
+
+`prepare(text)` synthesizes one text ahead of being said (a prefetched answer's first piece, while the
+turn detector still waits); `say_sentence` of the same text then plays that audio instead of running the
+TTS again. It is only audio for a text in this voice: which words are said is still the reply's choice.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from parley.engine.channel import MediaChannel
 from parley.engine.events import Event, TranscriptEntry
 from parley.engine.playout import SentenceSpan
 from parley.engine.state import AgentSpeech, WordsChanged
-from parley.engine.streams import close_stream
+from parley.engine.streams import KeptStream, Spawn, close_stream
+from parley.engine.tts_cache import normalise_text
 from parley.media.resample import Resampler
 from parley.providers.base import TTS, ProviderError
 from parley.providers.text import speech_pieces
@@ -53,6 +58,7 @@ class AgentVoice:
         self._turn = turn  # the current turn number (for speech without marks of its own)
         self.cursor = 0  # output samples written so far (never behind what was played)
         self._lead_budget = self.rate * LEAD_TRIM_MS // 1000
+        self._prepared: tuple[str, KeptStream[np.ndarray]] | None = None  # (text, its audio) said ahead
 
     def stop(self) -> int:
         """Drop all queued audio now; returns the samples played so far."""
@@ -68,15 +74,42 @@ class AgentVoice:
             sp.track.pending.remove(piece)
             await self.say_sentence(sp, piece, filler=filler)
 
+    def prepare(self, text: str, spawn: Spawn) -> Callable[[], None]:
+        """Start synthesising `text` now, for a `say_sentence(text)` to come; returns what discards it.
+        One text at a time: preparing another discards the last."""
+        self.discard_prepared()
+        prepared = (normalise_text(text), KeptStream(self.tts.synthesize(text), spawn, "tts-prepare"))
+        self._prepared = prepared
+
+        def discard() -> None:
+            if self._prepared is prepared:
+                self.discard_prepared()
+
+        return discard
+
+    def discard_prepared(self) -> None:
+        """Stop and forget the prepared text's audio (if any)."""
+        if self._prepared is not None:
+            self._prepared[1].cancel()
+            self._prepared = None
+
     async def say_sentence(self, sp: AgentSpeech, text: str, *, filler: bool = False) -> None:
-        """Synthesise one sentence (or piece) and queue its audio, keeping track of its place in the output.
+        """Synthesise one sentence (or piece) and queue its audio, keeping track of its place in the output;
+        a text `prepare`d before plays the audio made then.
 
         A `ProviderError` without a component is the TTS's."""
         if sp.cancelled:
             raise asyncio.CancelledError
         span = sp.track.begin(text, self.cursor, filler=filler)
         resampler = Resampler(self.tts.sample_rate, self.rate)
-        stream = self.tts.synthesize(text)
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared[0] == normalise_text(text):
+            stream = prepared[1].stream()
+            if sp.marks is not None:
+                sp.marks.tts_prepared = True
+        else:
+            self._prepared = prepared  # kept for the text it was made for
+            stream = self.tts.synthesize(text)
         try:
             async for chunk in stream:
                 if sp.marks is not None and sp.marks.tts_first is None:

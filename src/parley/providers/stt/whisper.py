@@ -152,7 +152,7 @@ class WhisperSTT(STT):
         model: str | None,
         data_dir: Path,
         language: str | None = "en",
-        threads: int = 2,
+        threads: int = 1,
         workers: int = 1,
         beam_size: int | None = None,
         initial_prompt: str | None = None,
