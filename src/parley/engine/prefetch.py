@@ -59,11 +59,6 @@ class AnswerPrefetch:
         assert self._first_piece is not None
         self._discard = self._first_piece(piece)
 
-    @property
-    def finished(self) -> bool:
-        """The whole answer is in (or failed)."""
-        return self._kept.finished
-
     def matches(self, messages: list[Message]) -> bool:
         """True when `messages` are the ones this answer was asked with."""
         return messages == self.messages

@@ -102,13 +102,13 @@ class AgentVoice:
             raise asyncio.CancelledError
         span = sp.track.begin(text, self.cursor, filler=filler)
         resampler = Resampler(self.tts.sample_rate, self.rate)
-        prepared, self._prepared = self._prepared, None
+        prepared = self._prepared  # kept for the text it was made for when this is another one
         if prepared is not None and prepared[0] == normalise_text(text):
+            self._prepared = None
             stream = prepared[1].stream()
             if sp.marks is not None:
                 sp.marks.tts_prepared = True
         else:
-            self._prepared = prepared  # kept for the text it was made for
             stream = self.tts.synthesize(text)
         try:
             async for chunk in stream:
