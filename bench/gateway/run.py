@@ -10,7 +10,8 @@
     while all N calls are up, CPU % and RSS of this process and event-loop lag are sampled; at each call's
     end its `RtpSession.stats()` is folded in (late sends, max send lateness, skipped ticks, packets lost,
     concealed); afterwards SIPp's failed calls, calls left live in the gateway, call records not
-    `completed`, and the engine's reply latency (TurnMetrics.first_frame_out_ms) are reported.
+    `completed`, and the engine's reply latency (TurnMetrics.first_frame_out_ms) and end-of-turn wait
+    (silence_waited_ms, how each turn ended) are reported.
 (2) Setup time INVITE → 200 OK: SIPp's response-time measure (`start_rtd` on the INVITE, `rtd` on the
     200, `-trace_rtt -rtt_freq 1`: one value per call) for every call of (1), and for --setup-calls short
     calls at --setup-rate calls/s (no other load), and --uac-calls calls placed one after another by our own
@@ -425,6 +426,8 @@ async def call_summary(stack: Stack) -> dict[str, Any]:
     statuses: dict[str, int] = {}
     reasons: dict[str, int] = {}
     first_frame: list[float] = []
+    waited: list[float] = []
+    detectors: dict[str, int] = {}
     turns = 0
     for c in calls:
         statuses[c.status] = statuses.get(c.status, 0) + 1
@@ -436,9 +439,16 @@ async def call_summary(stack: Stack) -> dict[str, Any]:
                 v = (e.data or {}).get("first_frame_out_ms")
                 if v is not None:
                     first_frame.append(float(v))
+                w = (e.data or {}).get("silence_waited_ms")
+                if w is not None:
+                    waited.append(float(w))
+                how = str((e.data or {}).get("detector") or "?")
+                detectors[how] = detectors.get(how, 0) + 1
     return {"records": len(calls), "statuses": statuses, "end_reasons": reasons, "agent_turns": turns,
             "reply_first_frame_out_ms_p50": pct(first_frame, 50), "reply_first_frame_out_ms_p99": pct(first_frame, 99),
-            "reply_first_frame_out_ms_max": round(max(first_frame), 1) if first_frame else None}
+            "reply_first_frame_out_ms_max": round(max(first_frame), 1) if first_frame else None,
+            "silence_waited_ms_p50": pct(waited, 50), "silence_waited_ms_p90": pct(waited, 90),
+            "silence_waited_ms_p99": pct(waited, 99), "turn_ends": detectors}
 
 
 # --- (1) + (2): load ------------------------------------------------------------------------------

@@ -219,6 +219,7 @@ async def test_metrics_and_health(client: httpx.AsyncClient) -> None:
     observe_turn({"stt_final_ms": 180.0, "llm_first_token_ms": 420.0, "voice_to_voice_ms": 910.0,
                   "silence_waited_ms": 240.0, "detector": "finished", "probability": 0.93,
                   "preemptive_restarts": 1, "llm_prefetched": True, "tts_prefetched": True})
+    observe_turn({"silence_waited_ms": 700.0, "detector": "silence", "model_busy": True})
     r = await client.get("/metrics", headers=KEY)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
@@ -229,7 +230,8 @@ async def test_metrics_and_health(client: httpx.AsyncClient) -> None:
     assert 'parley_turn_endings_total{detector="finished"}' in text
     assert "parley_turn_model_probability_count" in text and "parley_preemptive_restarts_total" in text
     assert "parley_dial_outcomes_total" in text and "parley_webhook_deliveries_total" in text
-    for prefetched in ("parley_llm_prefetched_turns_total", "parley_tts_prefetched_turns_total"):
+    for prefetched in ("parley_llm_prefetched_turns_total", "parley_tts_prefetched_turns_total",
+                       "parley_turn_model_busy_turns_total"):
         count = next(line for line in text.splitlines() if line.startswith(prefetched + " "))
         assert float(count.split()[1]) >= 1, count
     health = (await client.get("/health")).json()

@@ -192,6 +192,65 @@ def test_a_failed_model_leaves_the_silence_and_the_words_to_decide() -> None:
     assert step is not None and step.verdict is not None and step.verdict.kind == "silence"
 
 
+def silence_with_a_busy_model(det: EndOfTurnDetector, until_ms: float, text: str,
+                              first: float | None = None) -> tuple[DetectorStep | None, list[str]]:
+    """Like `run_silence`, but the model answers only its first ask (`first`; None: not even that) and is
+    too busy for every later one."""
+    asked: list[str] = []
+    t = 0.0
+    while t < until_ms:
+        t += 20.0
+        steps = [det.silence(t)]
+        for req in steps[0].requests:
+            if isinstance(req, Snapshot):
+                asked.append(f"words@{t:.0f}")
+                steps.append(det.words_ready(req.gap, text))
+            elif isinstance(req, AskModel):
+                asked.append(f"model@{t:.0f}")
+                answer = first is not None and "model@" not in " ".join(asked[:-1])
+                steps.append(det.model_ready(req.gap, first) if answer else det.model_busy(req.gap))
+        for s in steps:
+            if s.end:
+                return s, asked
+    return None, asked
+
+
+def test_a_model_too_busy_to_answer_leaves_the_turn_to_the_words_and_the_fixed_silence() -> None:
+    # many calls' decisions queued on a short machine: the model is not asked again in this silence
+    spec = TurnSpec(min_silence_ms=200, max_silence_ms=1500, end_of_turn_silence_ms=700)
+    step, asked = silence_with_a_busy_model(EndOfTurnDetector(spec), 3000, "What time do you open?")
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "silence" and step.verdict.silence_ms == 700 and step.verdict.model_busy
+    assert "too busy" in step.verdict.reason
+    assert asked == [WORDS_AT, "model@200"]
+    # words that say "wait" still wait their own limit
+    step, _ = silence_with_a_busy_model(EndOfTurnDetector(spec), 3000, "I would like to book it for")
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "timeout" and step.verdict.silence_ms == 1500
+
+
+def test_a_model_busy_after_its_first_doubt_keeps_that_doubt_to_the_doubt_limit() -> None:
+    spec = TurnSpec(min_silence_ms=200, max_silence_ms=1500, end_of_turn_silence_ms=700)
+    det = EndOfTurnDetector(spec)
+    step, asked = silence_with_a_busy_model(det, 3000, "Can I book an appointment", first=0.2)
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "timeout" and step.verdict.silence_ms == spec.doubt_silence_ms == 800
+    assert asked == [WORDS_AT, "model@200", "model@400"]  # asked again once, too busy: not again
+    assert step.verdict.model_busy and step.verdict.probability == 0.2
+    # and the next silence asks the model again
+    det.speech()
+    assert any(isinstance(r, AskModel) for r in det.silence(200).requests)
+
+
+def test_the_time_left_is_what_the_silence_limit_leaves() -> None:
+    det = EndOfTurnDetector(SPEC)
+    det.silence(100)
+    assert det.time_left_ms() == SPEC.max_silence_ms - 100  # no words yet: the longest wait
+    det.words_ready(det.gap, "What time do you open?")
+    det.silence(200)
+    assert det.time_left_ms() == SPEC.doubt_silence_ms - 200
+
+
 def test_the_silence_detector_ends_after_its_fixed_silence_and_still_fetches_words() -> None:
     spec = TurnSpec(detector="silence", end_of_turn_silence_ms=700)
     step, asked = run_silence(EndOfTurnDetector(spec), 3000, text="Hello", probabilities=[0.0])

@@ -1,16 +1,19 @@
 """End-of-turn model decisions run on a pool of their own: many calls' decisions at once never take more
-threads than the pool has (one fewer than the cores), so the event loop pacing the audio keeps a core."""
+threads than the pool has (one fewer than the cores), at a lower priority, so the event loop pacing the audio
+keeps a core; a decision nobody waits for any more is not run, and the wait for a new one can be foreseen."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
 
 import numpy as np
+import pytest
 
-from parley.engine.turn.model_runner import pool_size, run_turn_model
+from parley.engine.turn.model_runner import DECISION_NICE, expected_wait_s, pool_size, run_turn_model
 
 
 def test_the_pool_leaves_one_core_to_the_event_loop() -> None:
@@ -44,3 +47,47 @@ async def test_a_burst_of_decisions_queues_instead_of_taking_every_core() -> Non
     assert results == [0.5] * 12
     assert most <= pool_size(os.cpu_count())
     assert loop_thread not in threads
+
+
+async def test_a_decision_given_up_before_its_turn_in_the_queue_is_never_run() -> None:
+    ran: list[str] = []
+    gate = threading.Event()
+
+    def predict(audio: np.ndarray) -> float:
+        gate.wait(5)
+        ran.append(str(audio[0]))
+        return 0.9
+
+    threads = pool_size(os.cpu_count())
+    busy = [asyncio.ensure_future(run_turn_model(predict, np.full(1, i, np.float32))) for i in range(threads)]
+    late = asyncio.ensure_future(run_turn_model(predict, np.full(1, 99, np.float32)))
+    await asyncio.sleep(0)
+    late.cancel()  # its caller resumed speaking: the silence it was about is over
+    gate.set()
+    assert await asyncio.gather(*busy) == [0.9] * threads
+    assert "99.0" not in ran and len(ran) == threads
+
+
+async def test_the_expected_wait_grows_with_the_decisions_queued_ahead() -> None:
+    gate = threading.Event()
+
+    def predict(audio: np.ndarray) -> float:
+        gate.wait(5)
+        return 0.5
+
+    idle = expected_wait_s(workers=1)
+    queued = [asyncio.ensure_future(run_turn_model(predict, np.zeros(1, np.float32))) for _ in range(4)]
+    await asyncio.sleep(0)
+    assert expected_wait_s(workers=1) == pytest.approx(5 * idle)
+    gate.set()
+    await asyncio.gather(*queued)
+    assert expected_wait_s(workers=1) < 5 * idle  # all answered; the estimate follows their time
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is a Linux feature")
+async def test_decisions_run_at_a_lower_priority_than_the_event_loop() -> None:
+    def niceness(audio: np.ndarray) -> float:
+        return float(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert await run_turn_model(niceness, np.zeros(1, np.float32)) == min(19, loop_nice + DECISION_NICE)

@@ -70,6 +70,10 @@ TTS_PREFETCHED_TURNS = Counter("parley_tts_prefetched_turns_total",
                                "Replies whose first words were synthesized before the turn was decided.",
                                registry=REGISTRY)
 
+TURN_MODEL_BUSY = Counter("parley_turn_model_busy_turns_total",
+                          "Caller turns the end-of-turn model was too busy to judge in time (the decisions of "
+                          "many calls queued): they ended on the words and the silence.", registry=REGISTRY)
+
 
 def observe_turn(marks: Mapping[str, Any]) -> dict[str, float]:
     """Feed one turn's latency marks into the histogram (label `stage` = mark name without `_ms`).
@@ -97,6 +101,8 @@ def observe_turn(marks: Mapping[str, Any]) -> dict[str, float]:
         PREFETCHED_TURNS.inc()
     if marks.get("tts_prefetched") is True:
         TTS_PREFETCHED_TURNS.inc()
+    if marks.get("model_busy") is True:
+        TURN_MODEL_BUSY.inc()
     return observed
 
 

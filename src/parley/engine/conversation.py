@@ -64,7 +64,7 @@ from parley.engine.turn.detector import (
     TurnVerdict,
 )
 from parley.engine.turn.segmenter import SegmentEvent, SpeechSegmenter
-from parley.engine.turn.model_runner import run_turn_model
+from parley.engine.turn.model_runner import expected_wait_s, run_turn_model
 from parley.logging import get_logger
 from parley.providers.base import LLM, STT, TTS, VAD, Message, ProviderError, STTStream
 from parley.support.taskset import TaskSet
@@ -128,6 +128,7 @@ class Conversation:
         )
         self._detector_steps: list[DetectorStep] = []  # results that came back from tasks
         self._verdict: TurnVerdict | None = None  # what ended the last turn
+        self._model_task: asyncio.Task[None] | None = None  # the audio model's decision being waited for
         self._preview = ""  # the words the detector had when it ended the last turn
         self._to_confirm: tuple[Message, str, list[Utterance], list[str]] | None = None
         self.policy = TurnPolicy(agent)
@@ -250,6 +251,7 @@ class Conversation:
             step = self.detector.quiet(self.segmenter.quiet_ms)
             if self.detector.gap != gap:
                 self.speaker.prefetch.drop()  # an answer to words the caller is adding to
+                self._drop_model_ask()
             self._detector_steps.clear()
             self._start(step.requests)
             return
@@ -274,7 +276,11 @@ class Conversation:
             if isinstance(request, Snapshot):
                 self._tasks.spawn(self._snapshot(request.gap), name="stt-snapshot")
             elif isinstance(request, AskModel):
-                self._tasks.spawn(self._ask_model(request.gap), name="turn-model")
+                if expected_wait_s() * 1000.0 >= self.detector.time_left_ms():
+                    # the answer would come after the turn ends anyway: leave the pool to calls it can help
+                    self._detector_steps.append(self.detector.model_busy(request.gap))
+                else:
+                    self._model_task = self._tasks.spawn(self._ask_model(request.gap), name="turn-model")
 
     async def _snapshot(self, gap: int) -> None:
         assert self._stream is not None and self._listener is not None
@@ -293,6 +299,12 @@ class Conversation:
                 and self.detector.gap == gap and words is not None and not words.unfinished):
             # the detector still waits (for the model, or on its doubt): ask the LLM meanwhile
             self.speaker.prefetch_answer(text)
+
+    def _drop_model_ask(self) -> None:
+        """The silence the model was asked about is over: a decision still queued is not run."""
+        if self._model_task is not None and not self._model_task.done():
+            self._model_task.cancel()
+        self._model_task = None
 
     async def _ask_model(self, gap: int) -> None:
         assert self._listener is not None and self.turn_model is not None
@@ -313,6 +325,7 @@ class Conversation:
         self._verdict = verdict
         self._preview = self.detector.text or ""
         self._detector_steps.clear()
+        self._drop_model_ask()
         await self._listener.finish()
         self._apply(self.policy.speech_ended(self._now, ended.start, ended.last_voiced))
 

@@ -76,6 +76,7 @@ class TurnMetrics(Event):
     preemptive_restarts: int = 0  # replies started on early words and restarted on the final transcript
     llm_prefetched: bool = False  # the answer was asked for on the words, before the turn was decided
     tts_prefetched: bool = False  # its first words' audio was synthesized before the turn was decided
+    model_busy: bool = False  # the audio model was too busy to answer in time (many calls' decisions queued)
 
 
 @dataclass

@@ -58,6 +58,7 @@ class TurnMarks:
             preemptive_restarts=self.restarts,
             llm_prefetched=self.prefetched,
             tts_prefetched=self.tts_prepared,
+            model_busy=self.verdict is not None and self.verdict.model_busy,
         )
 
 

@@ -22,7 +22,10 @@ The rules (`detector: smart_turn`):
   is asked again every `REASK_MS` until `doubt_silence_ms` — the model alone is a weak witness (on our
   measured speech it doubts one finished question in four), so its doubt alone waits less than words do;
 * whatever is pending, the turn ends at `max_silence_ms` (`hold_silence_ms` after a request for time;
-  `doubt_silence_ms` when the words are in and have no objection).
+  `doubt_silence_ms` when the words are in and have no objection);
+* a model too busy to answer before that limit (`model_busy`: the decisions of many calls queue on a
+  short machine) leaves this silence to the words and `end_of_turn_silence_ms`, as if there were no model —
+  or, when it already answered below `threshold`, to its earlier doubt.
 With `detector: silence` the turn ends after `end_of_turn_silence_ms`, and the words are still fetched
 early so the transcript is ready. Without an audio model (not installed, or it failed) a `smart_turn`
 detector ends after `end_of_turn_silence_ms` too, unless the words say wait.
@@ -82,7 +85,7 @@ class TurnVerdict:
 
     `silence_ms`: the silence when it was decided; `probability`: the audio model's last answer;
     `words`: the rule that fired on the transcript (empty when none did); `model_runs`: how often the
-    model was asked in this silence."""
+    model was asked in this silence; `model_busy`: once, it was too busy to answer in time."""
 
     kind: VerdictKind
     reason: str
@@ -90,6 +93,7 @@ class TurnVerdict:
     probability: float | None = None
     words: str = ""
     model_runs: int = 0
+    model_busy: bool = False
 
     @property
     def ends_turn(self) -> bool:
@@ -140,6 +144,7 @@ class EndOfTurnDetector:
         self._model_pending = False
         self._model_asked_at: float | None = None
         self._model_runs = 0
+        self._model_busy = False
         self._view: tuple[VerdictKind, str] | None = None
         self.ended: TurnVerdict | None = None
 
@@ -204,6 +209,21 @@ class EndOfTurnDetector:
             self.probability = probability
         return DetectorStep([], self._decide())
 
+    def model_busy(self, gap: int) -> DetectorStep:
+        """The model was asked (`AskModel`) but cannot answer before this silence's limit: it is not run,
+        and it is not asked again in this silence (see the module docstring)."""
+        if gap != self.gap:
+            return DetectorStep()
+        self._model_pending = False
+        self._model_busy = True
+        if self.ended is not None:
+            return DetectorStep()
+        return DetectorStep([], self._decide())
+
+    def time_left_ms(self) -> float:
+        """Silence left before this silence's limit ends the turn whatever is pending."""
+        return max(0.0, self._limit_ms() - self.silence_ms)
+
     def force_end(self, reason: str) -> TurnVerdict:
         """The turn ends now whatever the detector thinks (a key was pressed)."""
         self.ended = self._verdict("finished", reason)
@@ -211,8 +231,14 @@ class EndOfTurnDetector:
 
     # --- rules ----------------------------------------------------------------------------------
 
+    @property
+    def _with_model(self) -> bool:
+        """The model decides this silence (installed, working, and not too busy before it answered)."""
+        return self.uses_model and not (self._model_busy and self.probability is None)
+
     def _wants_model(self) -> bool:
-        if not self.uses_model or self._model_pending or self.silence_ms < self.spec.min_silence_ms:
+        if (not self._with_model or self._model_busy or self._model_pending
+                or self.silence_ms < self.spec.min_silence_ms):
             return False
         if self.silence_ms >= self._limit_ms():
             return False  # the turn ends on this frame anyway
@@ -228,7 +254,7 @@ class EndOfTurnDetector:
             return float(self.spec.end_of_turn_silence_ms)
         if self.words is not None and self._waiting_words():
             return float(self.spec.hold_silence_ms if self.words.rule in HOLD_RULES else self.spec.max_silence_ms)
-        if not self.uses_model:  # no audio model (missing or failed): the fixed silence decides
+        if not self._with_model:  # no audio model (missing, failed or busy): the fixed silence decides
             return float(self.spec.end_of_turn_silence_ms)
         if self.words is not None:  # the words are in and have no objection: only the model doubts
             return float(min(self.spec.doubt_silence_ms, self.spec.max_silence_ms))
@@ -240,9 +266,11 @@ class EndOfTurnDetector:
             return None
         limit = self._limit_ms()
         if self.silence_ms >= limit:
-            if self.spec.detector == "silence" or not self.uses_model:
+            if self.spec.detector == "silence" or not self._with_model:
                 kind: VerdictKind = "silence"
                 reason = f"{limit:.0f} ms of silence"
+                if self.uses_model and self.spec.detector != "silence":
+                    reason += " (the audio model was too busy to answer in time)"
             else:
                 kind = "timeout"
                 waited = self._view[1] if self._view else "no decision yet"
@@ -254,7 +282,7 @@ class EndOfTurnDetector:
         if self.spec.detector == "silence" or self.words is None or self.silence_ms < self.spec.min_silence_ms:
             return None
         words = self.words if not self.over_agent else judge("", None)
-        if not self.uses_model and not words.unfinished:
+        if not self._with_model and not words.unfinished:
             return None  # no model: the silence limit decides
         if self._unsure_end():
             kind, reason = "unfinished", (f"the recogniser is unsure the sentence ended "
@@ -281,4 +309,5 @@ class EndOfTurnDetector:
 
     def _verdict(self, kind: VerdictKind, reason: str) -> TurnVerdict:
         rule = self.words.rule if self._waiting_words() and self.words is not None else ""
-        return TurnVerdict(kind, reason, round(self.silence_ms, 1), self.probability, rule, self._model_runs)
+        return TurnVerdict(kind, reason, round(self.silence_ms, 1), self.probability, rule, self._model_runs,
+                           self._model_busy)
