@@ -54,19 +54,20 @@ PlatformFactory = Callable[..., Awaitable[Server]]
 
 async def platforms(settings: Any) -> AsyncIterator[PlatformFactory]:
     """`await start(trunk_port, clock, **settings_updates)` -> a started `Server` whose outbound trunk
-    `carrier` points at `trunk_port` and whose campaign runner reads `clock`; all stopped afterwards."""
+    `carrier` points at `trunk_port` and whose campaign runner reads `clock` from its first step on (set
+    after the start, the runner's first step — a resumed campaign's settling — could read the wall clock);
+    all stopped afterwards."""
     servers: list[Server] = []
 
     async def start(trunk_port: int, clock: Clock, **updates: Any) -> Server:
         s = settings.model_copy(update={"sip_port": 0, "ring_timeout_s": 2.0, "num_agents": 8, **updates})
-        app = create_app(s, api_keys=["test-key"], startup=[gateway_startup(warm=True)])
+        app = create_app(s, api_keys=["test-key"], startup=[gateway_startup(warm=True, campaign_clock=clock)])
         port = free_port(kind=1)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
         task = asyncio.create_task(server.serve())
         await eventually(lambda: server.started, timeout_s=60, what="the API server started")
         running = Server(app, port, server, task)
         servers.append(running)
-        running.runner.clock = clock
         trunk = Trunk.model_validate({"name": "carrier", "outbound": {"host": "127.0.0.1", "port": trunk_port,
                                                                       "caller_id": "+4930123456"}})
         async with running.client() as client:

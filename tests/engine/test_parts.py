@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from parley.engine.channel import PlayoutBuffer
+from parley.engine.listener import Listener
 from parley.engine.playout import SpeechTrack
 from parley.engine.turn.segmenter import SegmentEvent, SpeechSegmenter
+from tests.engine.fakes import CallerAudio, EnergyVAD, ToneSTT
 
 
 def feed(seg: SpeechSegmenter, pattern: str, window_ms: float = 20.0) -> list[tuple[float, SegmentEvent]]:
@@ -126,3 +128,26 @@ def test_playout_buffer_counts_played_samples_and_clears_at_once() -> None:
         assert tail is not None and tail[:100].all() and not tail[100:].any() and buf.played_samples == 260
 
     asyncio.run(run())
+
+
+async def test_the_turn_audio_is_taken_without_copying_and_built_at_the_model_s_rate_later() -> None:
+    """On the event loop the end-of-turn model's audio is only a list of the frames heard (no join, no
+    resampling: that is the decision thread's work); built, it is the utterance with its pre-roll at 16 kHz."""
+    stt = ToneSTT({440.0: "hello"})
+    listener = Listener(8000, EnergyVAD(), SpeechSegmenter(min_speech_ms=100, end_silence_ms=700),
+                        stt.stream(), stt_rate=16000)
+    caller = CallerAudio(2.0).say(440, 0.4, 0.8)
+    frames = [caller.pcm[i : i + 160] for i in range(0, caller.pcm.size, 160)]
+    for n, frame in enumerate(frames[:80]):  # 1.6 s: speech from 0.4 to 1.2 s, then 0.4 s of silence
+        await listener.feed(frame, (n + 1) * 0.02)
+
+    audio = listener.turn_audio()
+    assert all(any(kept is frame for frame in frames) for kept in audio.frames)  # the frames themselves
+    assert audio.sample_rate == 8000
+    heard = np.concatenate(audio.frames)
+    assert 0.8 + 0.4 < heard.size / 8000 <= 0.3 + 0.8 + 0.4  # pre-roll, the utterance, the silence so far
+    wide = audio.at(16000)
+    assert wide.dtype == np.int16 and wide.size == 2 * heard.size
+    spectrum = np.abs(np.fft.rfft(wide.astype(np.float32)))
+    assert abs(float(np.argmax(spectrum)) * 16000 / wide.size - 440) < 5  # the same voice, at the model's rate
+    assert audio.at(8000).tobytes() == heard.tobytes()

@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ async def test_a_burst_of_decisions_queues_instead_of_taking_every_core() -> Non
         return float(audio.mean())
 
     audio = np.full(16000, 0.5, dtype=np.float32)
-    results = await asyncio.gather(*(run_turn_model(predict, audio) for _ in range(12)))
+    results = await asyncio.gather(*(run_turn_model(partial(predict, audio)) for _ in range(12)))
 
     assert results == [0.5] * 12
     assert most <= pool_size(os.cpu_count())
@@ -59,10 +60,12 @@ async def test_a_decision_given_up_before_its_turn_in_the_queue_is_never_run() -
         return 0.9
 
     threads = pool_size(os.cpu_count())
-    busy = [asyncio.ensure_future(run_turn_model(predict, np.full(1, i, np.float32))) for i in range(threads)]
-    late = asyncio.ensure_future(run_turn_model(predict, np.full(1, 99, np.float32)))
+    busy = [asyncio.ensure_future(run_turn_model(partial(predict, np.full(1, i, np.float32)))) for i in range(threads)]
+    late = asyncio.ensure_future(run_turn_model(partial(predict, np.full(1, 99, np.float32))))
     await asyncio.sleep(0)
     late.cancel()  # its caller resumed speaking: the silence it was about is over
+    with pytest.raises(asyncio.CancelledError):
+        await late  # the cancellation reaches the pool's queue before the running decision ends
     gate.set()
     assert await asyncio.gather(*busy) == [0.9] * threads
     assert "99.0" not in ran and len(ran) == threads
@@ -71,12 +74,12 @@ async def test_a_decision_given_up_before_its_turn_in_the_queue_is_never_run() -
 async def test_the_expected_wait_grows_with_the_decisions_queued_ahead() -> None:
     gate = threading.Event()
 
-    def predict(audio: np.ndarray) -> float:
+    def predict() -> float:
         gate.wait(5)
         return 0.5
 
     idle = expected_wait_s(workers=1)
-    queued = [asyncio.ensure_future(run_turn_model(predict, np.zeros(1, np.float32))) for _ in range(4)]
+    queued = [asyncio.ensure_future(run_turn_model(predict)) for _ in range(4)]
     await asyncio.sleep(0)
     assert expected_wait_s(workers=1) == pytest.approx(5 * idle)
     gate.set()
@@ -86,8 +89,8 @@ async def test_the_expected_wait_grows_with_the_decisions_queued_ahead() -> None
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is a Linux feature")
 async def test_decisions_run_at_a_lower_priority_than_the_event_loop() -> None:
-    def niceness(audio: np.ndarray) -> float:
+    def niceness() -> float:
         return float(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
 
     loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    assert await run_turn_model(niceness, np.zeros(1, np.float32)) == min(19, loop_nice + DECISION_NICE)
+    assert await run_turn_model(niceness) == min(19, loop_nice + DECISION_NICE)

@@ -24,11 +24,14 @@ PAUSE_S = 0.6
 # room for the longest answer (a number read back) after a 1.5 s wait: speech over the agent is judged otherwise
 REPLY_S = 9.0
 
-# (first part, second part): the caller stops for PAUSE_S after the first part
+# (first part, second part): the caller stops for PAUSE_S after the first part. No other pause inside a part:
+# piper pauses ~310 ms at a comma, and after a complete clause ("Please call me back,") that is a finished turn
+# to the audio model (p 0.98) and to the words alike; on a fast CPU both answer inside those 310 ms and the
+# turn ends there — a pause this test does not measure (the cut-in it guards is the one after the cue words).
 PAUSED = [
     ("I would like to book an appointment for", "next Tuesday morning."),
     ("I need to move my appointment because", "I am travelling that week."),
-    ("Please call me back, my number is", "five five five, one two three four."),
+    ("Please call me back my number is", "five five five, one two three four."),
     ("I want to ask about opening hours and", "whether you are open on Saturday."),
 ]
 # finished questions in two voices: (text, engine)
@@ -105,7 +108,7 @@ async def test_finished_questions_are_answered_and_pauses_mid_sentence_are_not(
            for d in decisions]
     for cue, (before, after) in joined.items():
         entries = [t for t in caller if after in t]
-        assert entries, f"nothing heard of the part after '{cue}': {caller}"
+        assert entries, f"nothing heard of the part after '{cue}': {caller}\n{why}"
         assert any(before in t for t in entries), f"the turn was cut after '{cue}': {caller}\n{why}"
 
     assert decisions and any(d.data["kind"] in ("unfinished", "hold") for d in decisions), decisions

@@ -12,6 +12,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from datetime import datetime
 from typing import Any
 
 from parley.api.state import ApiState
@@ -102,8 +103,10 @@ async def open_livekit(state: ApiState, stack: AsyncExitStack) -> None:
     state.health.add("livekit", livekit_check)
 
 
-def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
-    """A hook that runs the SIP gateway (engines warmed first with `warm`) and, with `dial`, the dialer."""
+def gateway_startup(*, dial: bool = True, warm: bool = True,
+                    campaign_clock: Callable[[], datetime] | None = None) -> Startup:
+    """A hook that runs the SIP gateway (engines warmed first with `warm`) and, with `dial`, the dialer and
+    the campaign runner (whose "now" is `campaign_clock`, the wall clock unless a test drives one)."""
 
     async def hook(state: ApiState, stack: AsyncExitStack) -> None:
         from parley.telephony.gateway import Gateway
@@ -161,7 +164,7 @@ def gateway_startup(*, dial: bool = True, warm: bool = True) -> Startup:
             stack.push_async_callback(dialer.stop)  # before the gateway closes: no new calls meanwhile
             from parley.campaigns.runner import CampaignRunner
 
-            runner = CampaignRunner(calls)
+            runner = CampaignRunner(calls) if campaign_clock is None else CampaignRunner(calls, clock=campaign_clock)
             await runner.start()
             stack.push_async_callback(runner.stop)  # before the dialer stops: no new campaign calls meanwhile
             state.campaigns = runner

@@ -308,9 +308,10 @@ class Conversation:
 
     async def _ask_model(self, gap: int) -> None:
         assert self._listener is not None and self.turn_model is not None
-        audio = self._listener.turn_audio(16000)
+        audio = self._listener.turn_audio()  # joined and resampled in the decision thread (~1 ms)
+        predict = self.turn_model.predict
         try:
-            probability: float | None = await run_turn_model(self.turn_model.predict, audio)
+            probability: float | None = await run_turn_model(lambda: predict(audio.at(16000)))
         except Exception as exc:  # noqa: BLE001 - a broken model must not end the call: silence decides
             log.warning("end-of-turn model failed; the silence decides", error=str(exc))
             probability = None

@@ -11,6 +11,7 @@ the audio up to the end-of-turn decision (the trailing silence lets Whisper deco
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 import soxr
@@ -21,6 +22,22 @@ from parley.providers.base import VAD, ProviderError, STTStream
 
 PREROLL_MS = 300
 TURN_AUDIO_S = 8.0  # the utterance audio kept for the end-of-turn model (Smart Turn reads the last 8 s)
+
+
+@dataclass(frozen=True)
+class TurnAudio:
+    """The open utterance's frames as they came (the call's rate), taken without copying on the event
+    loop; `at(rate)` joins and converts them — meant for the thread that runs the end-of-turn model."""
+
+    frames: tuple[np.ndarray, ...]
+    sample_rate: int
+
+    def at(self, rate: int) -> np.ndarray:
+        """The frames as one int16 array at `rate`."""
+        if not self.frames:
+            return np.zeros(0, dtype=np.int16)
+        pcm = np.concatenate(self.frames)
+        return pcm if rate == self.sample_rate else soxr.resample(pcm, self.sample_rate, rate).astype(np.int16)
 
 
 SUB_FRAMES = 4  # per VAD window (8 ms each at 8 and 16 kHz): where the speech ended, to the segmenter
@@ -128,12 +145,10 @@ class Listener:
         while self._turn_audio and self._turn_samples - self._turn_audio[0].size >= limit:
             self._turn_samples -= self._turn_audio.popleft().size
 
-    def turn_audio(self, rate: int = 16000) -> np.ndarray:
-        """The open utterance (with its pre-roll and trailing silence so far), last 8 s, at `rate`."""
-        if not self._turn_audio:
-            return np.zeros(0, dtype=np.int16)
-        pcm = np.concatenate(self._turn_audio)
-        return pcm if rate == self.sample_rate else soxr.resample(pcm, self.sample_rate, rate).astype(np.int16)
+    def turn_audio(self) -> TurnAudio:
+        """The open utterance (with its pre-roll and trailing silence so far), last 8 s: the frames kept
+        so far (they are never changed), to be joined and converted off the event loop."""
+        return TurnAudio(tuple(self._turn_audio), self.sample_rate)
 
     async def finish(self) -> None:
         """The turn was ended by a decision, not by the segmenter's silence: hand the STT the rest of

@@ -22,8 +22,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 from parley.logging import get_logger
 
 log = get_logger(__name__)
@@ -75,18 +73,18 @@ def expected_wait_s(workers: int | None = None) -> float:
     return (_queued // threads + 1) * _per_decision_s
 
 
-def _timed(predict: Callable[[np.ndarray], float], audio: np.ndarray) -> tuple[float, float]:
+def _timed(decide: Callable[[], float]) -> tuple[float, float]:
     start = time.perf_counter()
-    return predict(audio), time.perf_counter() - start
+    return decide(), time.perf_counter() - start
 
 
-async def run_turn_model(predict: Callable[[np.ndarray], float], audio: np.ndarray) -> float:
-    """`predict(audio)` on the decision pool; the caller's task waits, the event loop does not.
-    Cancelled before its turn in the queue, it is never run."""
+async def run_turn_model(decide: Callable[[], float]) -> float:
+    """`decide()` on the decision pool — the whole decision, preparing its audio included; the caller's
+    task waits, the event loop does not. Cancelled before its turn in the queue, it is never run."""
     global _queued, _per_decision_s
     _queued += 1
     try:
-        probability, took = await asyncio.get_running_loop().run_in_executor(_executor(), _timed, predict, audio)
+        probability, took = await asyncio.get_running_loop().run_in_executor(_executor(), _timed, decide)
     finally:
         _queued -= 1
     _per_decision_s += SMOOTHING * (took - _per_decision_s)
