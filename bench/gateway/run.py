@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.gateway.run [--calls 50,100,200] [--rate 20] [--hold 15] [--vad webrtc|energy|silero]
         [--detector smart_turn|silence] [--setup-calls 200] [--setup-rate 10] [--uac-calls 50] [--real 3] [--skip-load] [--postgres URL] [--pool-trace]
+        [--keep-heap]
 
 (1) Load: for each N, SIPp places N calls at --rate calls/s (`-l N`), each streaming a looped μ-law
     utterance (espeak-ng "what are your opening hours", 1.5 s of silence before, 2.5 s after) for
@@ -11,7 +12,9 @@
     end its `RtpSession.stats()` is folded in (late sends, max send lateness, skipped ticks, packets lost,
     concealed); afterwards SIPp's failed calls, calls left live in the gateway, call records not
     `completed`, and the engine's reply latency (TurnMetrics.first_frame_out_ms) and end-of-turn wait
-    (silence_waited_ms, how each turn ended) are reported.
+    (silence_waited_ms, how each turn ended) are reported, with the garbage collector's pauses per
+    generation (count, total, longest: a full collection holds every call's audio). The start-up heap is
+    frozen as `parley up` does (`--keep-heap`: not, to measure what that saves).
 (2) Setup time INVITE → 200 OK: SIPp's response-time measure (`start_rtd` on the INVITE, `rtd` on the
     200, `-trace_rtt -rtt_freq 1`: one value per call) for every call of (1), and for --setup-calls short
     calls at --setup-rate calls/s (no other load), and --uac-calls calls placed one after another by our own
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -52,6 +56,7 @@ from parley.logging import configure
 from parley.media.g711 import ulaw_decode
 from parley.settings import Settings
 from parley.sip.endpoint import SipEndpoint
+from parley.support.heap import freeze_startup_heap
 from parley.telephony.gateway import Gateway
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,6 +248,8 @@ class Stack:
         gateway = Gateway(settings, agents, calls, endpoint=endpoint)
         await gateway.warm()
         await gateway.start()
+        if FREEZE_HEAP:
+            freeze_startup_heap()  # as `parley up` and `parley worker` do once started
         stack = cls(settings, calls, gateway, store_ops=store_ops)
         stack._watch = asyncio.ensure_future(stack._watch_calls())
         return stack
@@ -337,6 +344,7 @@ class Database:
 
 DATABASE = Database()
 POOL_TRACE = False
+FREEZE_HEAP = True
 
 
 def time_store(store: Any) -> list[tuple[str, float]]:
@@ -413,6 +421,35 @@ class LogTally(logging.Handler):
 TALLY = LogTally()
 
 
+class GcPauses:
+    """The garbage collector's pauses in this process (they stop the event loop), per generation."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._t = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append((time.perf_counter() - self._t) * 1000)
+
+    def mark(self) -> list[int]:
+        return [len(p) for p in self.pauses.values()]
+
+    def since(self, mark: list[int]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for gen, n in zip(self.pauses, mark):
+            p = self.pauses[gen][n:]
+            out[f"gen{gen}"] = {"count": len(p), "total_ms": round(sum(p), 1),
+                                "max_ms": round(max(p), 1) if p else None}
+        return out
+
+
+GC = GcPauses()
+
+
 async def loop_lag(stop: asyncio.Event, out: list[float]) -> None:
     """How late a 20 ms sleep wakes up (event-loop saturation), in ms."""
     while not stop.is_set():
@@ -463,6 +500,7 @@ async def load_step(n: int, rate: float, hold: float, ulaw: Path, tmp: Path, age
         scn = scenario(tmp, f"load{n}", hold_ms, ulaw, loop=True, auto_media_port=True)
         TALLY.take()
         rss0, load0 = rss_mb(), loadavg()
+        gc_mark = GC.mark()
         t_start = time.monotonic()
         run = asyncio.ensure_future(run_sipp(scn, stack.target, tmp, rate=rate, calls=n, limit=n,
                                              timeout=int(ramp * 2 + hold + 60)))
@@ -527,7 +565,7 @@ async def load_step(n: int, rate: float, hold: float, ulaw: Path, tmp: Path, age
             "loop_lag_ms_max": round(max(lags), 1) if lags else None,
             "setup_ms_p50": pct(sipp.rtts_ms, 50), "setup_ms_p99": pct(sipp.rtts_ms, 99),
             "setup_ms_max": round(max(sipp.rtts_ms), 1) if sipp.rtts_ms else None, "setup_samples": len(sipp.rtts_ms),
-            "loadavg_before": load0, "loadavg_during": load_during,
+            "loadavg_before": load0, "loadavg_during": load_during, "gc_pauses": GC.since(gc_mark),
             "sipp_tail": sipp.out[-1500:] if sipp.failed or sipp.code else "",
             "warnings": TALLY.take(),
         }
@@ -706,6 +744,8 @@ async def main() -> None:
     p.add_argument("--postgres", metavar="URL", help="calls store in PostgreSQL (e.g. "
                    "postgresql+asyncpg://postgres@127.0.0.1:5432/test) instead of SQLite")
     p.add_argument("--pool-trace", action="store_true", help="print the database pool status every 2 s")
+    p.add_argument("--keep-heap", action="store_true",
+                   help="do not freeze the start-up heap (parley up does; to measure what it saves)")
     p.add_argument("--log-level", default="WARNING")
     a = p.parse_args()
     for tool in ("sipp", "espeak-ng", "sox"):
@@ -715,10 +755,11 @@ async def main() -> None:
     logging.getLogger().addHandler(TALLY)
     register_instant_providers()
     DATABASE.postgres = a.postgres
-    global POOL_TRACE
+    global POOL_TRACE, FREEZE_HEAP
     POOL_TRACE = a.pool_trace
+    FREEZE_HEAP = not a.keep_heap
     report: dict[str, Any] = {"machine_cores": os.cpu_count(), "loadavg_at_start": loadavg(), "vad": a.vad,
-                              "detector": a.detector,
+                              "detector": a.detector, "startup_heap_frozen": FREEZE_HEAP,
                               "database": "postgresql" if a.postgres else "sqlite"}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -7,6 +7,7 @@ turn) and the detector's decisions on the timeline."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,7 +108,8 @@ async def test_finished_questions_are_answered_and_pauses_mid_sentence_are_not(
             d.data.get("sentence_end_p"))
            for d in decisions]
     for cue, (before, after) in joined.items():
-        entries = [t for t in caller if after in t]
+        # a number is written "555-1234" or "5 5 5 1 2 3 4", as Whisper's decode of the moment has it
+        entries = [t for t in caller if after in re.sub(r"(?<=\d)[\s,.-]+(?=\d)", "", t)]
         assert entries, f"nothing heard of the part after '{cue}': {caller}\n{why}"
         assert any(before in t for t in entries), f"the turn was cut after '{cue}': {caller}\n{why}"
 

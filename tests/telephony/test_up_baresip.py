@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import wave
@@ -62,6 +63,9 @@ async def test_parley_up_answers_baresip(tmp_path: Path, speech_wav) -> None:  #
             except AssertionError:
                 pytest.fail(f"parley up did not start:\n{server_log()}")
             assert {"db", "queue", "sip"} <= set(health.json()["services"])
+            # started, the process keeps its start-up heap out of the collector's full collections
+            frozen = re.search(r"^parley_gc_frozen_objects (\S+)$", (await api.get("/metrics")).text, re.M)
+            assert frozen is not None and float(frozen.group(1)) > 10_000
 
             conf = baresip_config(tmp_path, free_port())
             speech = speech_wav("I would like to book an appointment for Tuesday.", engine="piper")

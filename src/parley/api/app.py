@@ -27,8 +27,10 @@ from parley.api.twilio_runtime import open_twilio
 from parley.api.routers import campaigns as campaigns_routes
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
+from parley.calls.metrics import FROZEN_OBJECTS
 from parley.engine.session import Engines
 from parley.settings import Settings
+from parley.support.heap import freeze_startup_heap
 
 
 def create_app(
@@ -38,13 +40,15 @@ def create_app(
     api_keys: list[str] | None = None,
     startup: list[Startup] | None = None,
     voice_engines: Mapping[str, Engines] | None = None,
+    freeze_heap: bool = False,
 ) -> FastAPI:
     """Build the API.
 
     `agents` defaults to the agents in `settings.agents_dir`, `api_keys` to `API_KEYS`. The lifespan opens
     the calls service, then runs the `startup` hooks in order (`runtime.gateway_startup` for the phone
     side). `voice_engines` are ready-built engines by agent key for `POST /api/voice-pipeline`; other
-    agents' engines are built on first use.
+    agents' engines are built on first use. `freeze_heap` (a process that runs one app: the CLI): once
+    started, the start-up heap is kept out of the garbage collector's full collections (`support.heap`).
     """
     registry = agents if agents is not None else AgentRegistry.load(settings.agents_dir, settings.prompts_dir)
     state = ApiState(
@@ -62,6 +66,8 @@ def create_app(
         async with AsyncExitStack() as stack:
             for hook in [open_calls, open_livekit, *(startup or []), open_twilio, open_webrtc]:
                 await hook(state, stack)
+            if freeze_heap:
+                FROZEN_OBJECTS.set(freeze_startup_heap())
             yield
 
     app = FastAPI(

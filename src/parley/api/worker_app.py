@@ -20,15 +20,19 @@ from parley.api.health import HealthRegistry
 from parley.api.routers import health as health_routes
 from parley.api.routers import metrics as metrics_routes
 from parley.api.runtime import Startup, open_calls_with
+from parley.calls.metrics import FROZEN_OBJECTS
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
 from parley.settings import Settings
+from parley.support.heap import freeze_startup_heap
 
 
 def create_worker_app(settings: Settings, *, agents: AgentRegistry | None = None,
-                      startup: list[Startup] | None = None, schema_wait_s: float = 120.0) -> FastAPI:
+                      startup: list[Startup] | None = None, schema_wait_s: float = 120.0,
+                      freeze_heap: bool = False) -> FastAPI:
     """A FastAPI app whose lifespan opens the calls service (without migrating) and runs `startup`
-    (`runtime.gateway_startup`); routes: `/health` and `/metrics`, both without a key."""
+    (`runtime.gateway_startup`), then with `freeze_heap` keeps the start-up heap out of the garbage
+    collector's full collections (`support.heap`); routes: `/health` and `/metrics`, both without a key."""
     registry = agents if agents is not None else AgentRegistry.load(settings.agents_dir, settings.prompts_dir)
     state = ApiState(settings=settings, agents=registry, keyring=KeyRing([]), health=HealthRegistry(),
                      voice_engines=VoiceEngines(settings, None))
@@ -43,6 +47,8 @@ def create_worker_app(settings: Settings, *, agents: AgentRegistry | None = None
         async with AsyncExitStack() as stack:
             for hook in [open_calls_with(migrate=False, schema_wait_s=schema_wait_s), *(startup or [])]:
                 await hook(state, stack)
+            if freeze_heap:
+                FROZEN_OBJECTS.set(freeze_startup_heap())
             yield
 
     app = FastAPI(title="Parley worker", version=parley.__version__, lifespan=lifespan,

@@ -74,6 +74,10 @@ TURN_MODEL_BUSY = Counter("parley_turn_model_busy_turns_total",
                           "Caller turns the end-of-turn model was too busy to judge in time (the decisions of "
                           "many calls queued): they ended on the words and the silence.", registry=REGISTRY)
 
+FROZEN_OBJECTS = Gauge("parley_gc_frozen_objects",
+                       "Objects alive at start-up kept out of the garbage collector's full collections "
+                       "(gc.freeze; 0: not frozen).", registry=REGISTRY)
+
 
 def observe_turn(marks: Mapping[str, Any]) -> dict[str, float]:
     """Feed one turn's latency marks into the histogram (label `stage` = mark name without `_ms`).

@@ -52,7 +52,7 @@ def serve_api(s: Settings, host: str | None, port: int | None, startup: list[Sta
         log.warning("API_KEYS is not set: generated a key for this run only; set API_KEYS to keep one",
                     generated_key=keys[0])
     try:
-        application = create_app(s, api_keys=keys, startup=startup)
+        application = create_app(s, api_keys=keys, startup=startup, freeze_heap=True)
     except AgentError as exc:
         fail("agents are invalid:\n  " + "\n  ".join(exc.problems))
     bind, bind_port = host or s.api_host, port or s.api_port

@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
             fail(f"cannot bind the worker's side port {health_host}:{port}: {exc.strerror}")
         bound = sock.getsockname()[1]
         try:
-            application = create_worker_app(s, startup=[gateway_startup(dial=dial)])
+            application = create_worker_app(s, startup=[gateway_startup(dial=dial)], freeze_heap=True)
         except AgentError as exc:
             fail("agents are invalid:\n  " + "\n  ".join(exc.problems))
         ApiState.of(application).health_url = f"http://{health_host}:{bound}/health"
