@@ -7,7 +7,8 @@ PostgreSQL and Redis, instant STT/LLM/TTS with the WebRTC VAD; SIPp calls throug
 For each worker count: SIPp places --calls calls at --rate calls/s through Kamailio (all may be up at once),
 each holding --hold s (the agent greets with 1 s of tone; the caller sends no audio). Reported: SIPp
 successes/failures, INVITE→200 OK through Kamailio (SIPp rtd, p50/p99), CPU seconds of Kamailio, of each
-worker and of the API over the run (from /proc), late RTP sends over packets sent (the workers' /metrics),
+worker and of the API over the run (from /proc), late RTP sends over packets sent and each worker's full garbage
+collections (count, mean, the bucket the longest fits under; the workers' /metrics),
 calls per worker (the call records), the workers' CPU per call while every call is up (when --hold leaves
 a window of 2 s or more after the last INVITE), the memory the calls added per call (peak RSS), and the
 machine's load average before and after.
@@ -165,6 +166,7 @@ async def one(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
                 cpu.setdefault(r, []).append(round(cpu_seconds(pid) - cpu0.get(pid, 0.0), 2))
             body = (await client.get("/health")).json()
             late = sent = 0.0
+            gc_full: list[dict[str, float | None]] = []
             for w in body.get("workers", []):
                 text = httpx.get(w["health_url"].replace("/health", "/metrics"), timeout=5).text
                 for line in text.splitlines():
@@ -172,6 +174,7 @@ async def one(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
                         late += float(line.split()[1])
                     if line.startswith("parley_rtp_packets_sent_total "):
                         sent += float(line.split()[1])
+                gc_full.append(full_collections(text))
             calls = [c for c in (await client.get("/api/calls?limit=500")).json()["calls"]
                      if c["created_at"] >= started_iso]
         per_worker: dict[str, int] = {}
@@ -183,7 +186,7 @@ async def one(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
                                      "n": len(sipp.rtts_ms)},
                 "cpu_s": {r: v for r, v in cpu.items() if r != "other"},
                 "late_sends_percent": round(100 * late / sent, 3) if sent else None, "packets_sent": int(sent),
-                "calls_per_worker": sorted(per_worker.values()),
+                "calls_per_worker": sorted(per_worker.values()), "gc_full_collections_per_worker": gc_full,
                 **steady(samples, args, rss0),
                 "statuses": sorted({c["status"] for c in calls}),
                 "loadavg_before": [round(x, 2) for x in load0], "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
@@ -195,6 +198,22 @@ async def one(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+def full_collections(metrics: str) -> dict[str, float | None]:
+    """A worker's full garbage collections since it started (its start-up collection included), from its
+    /metrics: how many, their mean, and the bucket bound the longest fits under (ms)."""
+    gen2 = [line for line in metrics.splitlines() if 'generation="2"' in line]
+    value = {line.split("{")[0]: float(line.split()[-1]) for line in gen2 if "_bucket" not in line}
+    count = value.get("parley_gc_pause_seconds_count", 0.0)
+    longest = None
+    for line in gen2:
+        if "_bucket" in line and float(line.split()[-1]) >= count > 0:
+            bound = line.split('le="')[1].split('"')[0]
+            longest = None if bound == "+Inf" else float(bound) * 1000
+            break
+    mean = value.get("parley_gc_pause_seconds_sum", 0.0) * 1000 / count if count else None
+    return {"count": count, "mean_ms": None if mean is None else round(mean, 1), "longest_under_ms": longest}
 
 
 async def kamailio_routes_to(workers: int, ctl: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from parley.calls.metrics import REGISTRY, render, watch_gc_pauses
 from parley.support.heap import freeze_startup_heap
 
 
@@ -33,3 +34,16 @@ def test_a_full_collection_after_start_up_walks_only_what_came_since(thawed: Non
     began = time.perf_counter()
     gc.collect()
     assert time.perf_counter() - began < before / 2
+
+
+def test_the_collector_s_pauses_are_on_the_metrics_by_generation() -> None:
+    watch_gc_pauses()
+    watch_gc_pauses()  # once per process, however often asked
+
+    def full_collections() -> float:
+        return REGISTRY.get_sample_value("parley_gc_pause_seconds_count", {"generation": "2"}) or 0.0
+
+    before = full_collections()
+    gc.collect()
+    assert full_collections() == before + 1
+    assert "parley_gc_pause_seconds_bucket" in render().decode()

@@ -63,9 +63,11 @@ async def test_parley_up_answers_baresip(tmp_path: Path, speech_wav) -> None:  #
             except AssertionError:
                 pytest.fail(f"parley up did not start:\n{server_log()}")
             assert {"db", "queue", "sip"} <= set(health.json()["services"])
-            # started, the process keeps its start-up heap out of the collector's full collections
-            frozen = re.search(r"^parley_gc_frozen_objects (\S+)$", (await api.get("/metrics")).text, re.M)
+            # started, the process keeps its start-up heap out of the collector's full collections, and times them
+            metrics = (await api.get("/metrics")).text
+            frozen = re.search(r"^parley_gc_frozen_objects (\S+)$", metrics, re.M)
             assert frozen is not None and float(frozen.group(1)) > 10_000
+            assert re.search(r'^parley_gc_pause_seconds_count\{generation="2"\} [1-9]', metrics, re.M)
 
             conf = baresip_config(tmp_path, free_port())
             speech = speech_wav("I would like to book an appointment for Tuesday.", engine="piper")

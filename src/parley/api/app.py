@@ -27,7 +27,7 @@ from parley.api.twilio_runtime import open_twilio
 from parley.api.routers import campaigns as campaigns_routes
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
-from parley.calls.metrics import FROZEN_OBJECTS
+from parley.calls.metrics import FROZEN_OBJECTS, watch_gc_pauses
 from parley.engine.session import Engines
 from parley.settings import Settings
 from parley.support.heap import freeze_startup_heap
@@ -48,7 +48,8 @@ def create_app(
     the calls service, then runs the `startup` hooks in order (`runtime.gateway_startup` for the phone
     side). `voice_engines` are ready-built engines by agent key for `POST /api/voice-pipeline`; other
     agents' engines are built on first use. `freeze_heap` (a process that runs one app: the CLI): once
-    started, the start-up heap is kept out of the garbage collector's full collections (`support.heap`).
+    started, the start-up heap is kept out of the garbage collector's full collections (`support.heap`) and
+    the collector's pauses are timed (`parley_gc_pause_seconds`).
     """
     registry = agents if agents is not None else AgentRegistry.load(settings.agents_dir, settings.prompts_dir)
     state = ApiState(
@@ -67,6 +68,7 @@ def create_app(
             for hook in [open_calls, open_livekit, *(startup or []), open_twilio, open_webrtc]:
                 await hook(state, stack)
             if freeze_heap:
+                watch_gc_pauses()
                 FROZEN_OBJECTS.set(freeze_startup_heap())
             yield
 

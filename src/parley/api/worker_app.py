@@ -20,7 +20,7 @@ from parley.api.health import HealthRegistry
 from parley.api.routers import health as health_routes
 from parley.api.routers import metrics as metrics_routes
 from parley.api.runtime import Startup, open_calls_with
-from parley.calls.metrics import FROZEN_OBJECTS
+from parley.calls.metrics import FROZEN_OBJECTS, watch_gc_pauses
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
 from parley.settings import Settings
@@ -32,7 +32,8 @@ def create_worker_app(settings: Settings, *, agents: AgentRegistry | None = None
                       freeze_heap: bool = False) -> FastAPI:
     """A FastAPI app whose lifespan opens the calls service (without migrating) and runs `startup`
     (`runtime.gateway_startup`), then with `freeze_heap` keeps the start-up heap out of the garbage
-    collector's full collections (`support.heap`); routes: `/health` and `/metrics`, both without a key."""
+    collector's full collections (`support.heap`) and times its pauses; routes: `/health` and `/metrics`,
+    both without a key."""
     registry = agents if agents is not None else AgentRegistry.load(settings.agents_dir, settings.prompts_dir)
     state = ApiState(settings=settings, agents=registry, keyring=KeyRing([]), health=HealthRegistry(),
                      voice_engines=VoiceEngines(settings, None))
@@ -48,6 +49,7 @@ def create_worker_app(settings: Settings, *, agents: AgentRegistry | None = None
             for hook in [open_calls_with(migrate=False, schema_wait_s=schema_wait_s), *(startup or [])]:
                 await hook(state, stack)
             if freeze_heap:
+                watch_gc_pauses()
                 FROZEN_OBJECTS.set(freeze_startup_heap())
             yield
 

@@ -6,6 +6,8 @@ stored state (calls by status, queue depth) are refreshed by `refresh()` right b
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,6 +79,24 @@ TURN_MODEL_BUSY = Counter("parley_turn_model_busy_turns_total",
 FROZEN_OBJECTS = Gauge("parley_gc_frozen_objects",
                        "Objects alive at start-up kept out of the garbage collector's full collections "
                        "(gc.freeze; 0: not frozen).", registry=REGISTRY)
+GC_PAUSES = Histogram("parley_gc_pause_seconds",
+                      "Garbage-collector pauses by generation (each holds the event loop, and every call's "
+                      "audio with it; generation 2 is a full collection).", ["generation"],
+                      buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5), registry=REGISTRY)
+_gc_started: list[float] = []
+
+
+def _time_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started[:] = [time.perf_counter()]
+    elif _gc_started:
+        GC_PAUSES.labels(str(info["generation"])).observe(time.perf_counter() - _gc_started.pop())
+
+
+def watch_gc_pauses() -> None:
+    """Time every garbage collection of this process into `parley_gc_pause_seconds` (idempotent)."""
+    if _time_gc not in gc.callbacks:
+        gc.callbacks.append(_time_gc)
 
 
 def observe_turn(marks: Mapping[str, Any]) -> dict[str, float]:
