@@ -174,6 +174,17 @@ def test_reception_stats_count_loss_duplicates_reordering_and_wrap() -> None:
     assert rs.report_block(now=0.0).fraction_lost == 0  # nothing new since the last report
 
 
+def test_a_duplicate_is_caught_within_the_last_256_numbers_across_the_wrap() -> None:
+    rs = ReceptionStats(clock_rate=8000)
+    rs.reset(ssrc=5, seq=65400)
+    seqs = [(65400 + i) & 0xFFFF for i in range(400)]  # wraps at 136
+    assert all(rs.update(s, None, 0.0) == "new" for s in seqs)
+    assert rs.update(seqs[-200], None, 0.0) == "duplicate"  # 200 back, across the wrap
+    assert rs.update(seqs[-1], None, 0.0) == "duplicate"
+    assert rs.update((seqs[-1] + 1) & 0xFFFF, None, 0.0) == "new"
+    assert (rs.duplicates, rs.received) == (2, 401)
+
+
 def test_reception_stats_restart_after_two_packets_in_sequence_past_a_big_jump() -> None:
     rs = ReceptionStats(clock_rate=8000)
     rs.reset(ssrc=5, seq=10)

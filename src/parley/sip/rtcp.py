@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections import deque
+from array import array
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -252,6 +252,16 @@ class RtcpReport:
     rtt_ms: float | None = None  # round trip from LSR/DLSR (received reports only)
 
 
+#: Sequence numbers remembered for duplicate detection: a packet is a duplicate when the last one received
+#: in its slot (extended sequence number modulo this) had the same number. 2 KB per source; a set and a deque
+#: of the last 256 numbers cost ~40 KB per call (the set's table alone ~32 KB).
+DUPLICATE_WINDOW = 256
+
+
+def _no_sequences_seen() -> array[int]:
+    return array("q", [-1]) * DUPLICATE_WINDOW
+
+
 class ReceptionStats:
     """Per-source receiver statistics: sequence tracking, loss, duplicates, jitter (RFC 3550 A.1/A.3/A.8)."""
 
@@ -269,8 +279,7 @@ class ReceptionStats:
         self._expected_prior = 0
         self._received_prior = 0
         self._last_transit: float | None = None
-        self._seen: deque[int] = deque(maxlen=256)
-        self._seen_set: set[int] = set()
+        self._seen = _no_sequences_seen()
         self.last_sr_ntp_middle = 0
         self.last_sr_at: float | None = None
 
@@ -289,8 +298,7 @@ class ReceptionStats:
         self._max_seq = seq
         self._cycles = 0
         self._bad_seq = _RTP_SEQ_MOD + 1
-        self._seen.clear()
-        self._seen_set.clear()
+        self._seen = _no_sequences_seen()
 
     @property
     def extended_max(self) -> int:
@@ -315,7 +323,7 @@ class ReceptionStats:
         (a second packet in sequence after a jump: the sender restarted its numbering; start over)."""
         udelta = (seq - self._max_seq) & 0xFFFF
         ext = self.extend(seq)
-        if ext in self._seen_set:
+        if self._seen[ext % DUPLICATE_WINDOW] == ext:
             self.duplicates += 1
             return "duplicate"
         kind = "new"
@@ -339,10 +347,7 @@ class ReceptionStats:
             kind = "reordered"
             self.reordered += 1
         self.received += 1
-        if len(self._seen) == self._seen.maxlen:
-            self._seen_set.discard(self._seen[0])
-        self._seen.append(ext)
-        self._seen_set.add(ext)
+        self._seen[ext % DUPLICATE_WINDOW] = ext
         if timestamp is not None:
             transit = arrival * self.clock_rate - timestamp
             if self._last_transit is not None:
