@@ -22,15 +22,13 @@ from parley.api.routers import livekit as livekit_routes
 from parley.api.routers import twilio as twilio_routes
 from parley.api.routers import webrtc as webrtc_routes
 from parley.api.routers import call_views as call_view_routes, ui as ui_routes
-from parley.api.runtime import Startup, open_calls, open_livekit, open_webrtc
+from parley.api.runtime import Startup, open_calls, open_livekit, open_webrtc, settle_startup_heap
 from parley.api.twilio_runtime import open_twilio
 from parley.api.routers import campaigns as campaigns_routes
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
-from parley.calls.metrics import FROZEN_OBJECTS, watch_gc_pauses
 from parley.engine.session import Engines
 from parley.settings import Settings
-from parley.support.heap import freeze_startup_heap
 
 
 def create_app(
@@ -68,8 +66,7 @@ def create_app(
             for hook in [open_calls, open_livekit, *(startup or []), open_twilio, open_webrtc]:
                 await hook(state, stack)
             if freeze_heap:
-                watch_gc_pauses()
-                FROZEN_OBJECTS.set(freeze_startup_heap())
+                settle_startup_heap()
             yield
 
     app = FastAPI(

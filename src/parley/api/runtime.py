@@ -18,8 +18,10 @@ from typing import Any
 from parley.api.state import ApiState
 from parley.calls import CallsService
 from parley.calls.dialer import PlaceCall
+from parley.calls.metrics import FROZEN_OBJECTS, watch_gc_pauses
 from parley.logging import get_logger
 from parley.settings import Settings
+from parley.support.heap import freeze_startup_heap
 
 log = get_logger(__name__)
 
@@ -101,6 +103,13 @@ async def open_livekit(state: ApiState, stack: AsyncExitStack) -> None:
         return f"{config.http_url}, {len(sessions.live)} room session(s)"
 
     state.health.add("livekit", livekit_check)
+
+
+def settle_startup_heap() -> None:
+    """Once a process's app has started: time the garbage collector's pauses and keep the start-up heap out
+    of its full collections (`support.heap`; `parley_gc_frozen_objects`)."""
+    watch_gc_pauses()
+    FROZEN_OBJECTS.set(freeze_startup_heap())
 
 
 def gateway_startup(*, dial: bool = True, warm: bool = True,

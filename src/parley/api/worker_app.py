@@ -19,12 +19,10 @@ from parley.api.auth import KeyRing
 from parley.api.health import HealthRegistry
 from parley.api.routers import health as health_routes
 from parley.api.routers import metrics as metrics_routes
-from parley.api.runtime import Startup, open_calls_with
-from parley.calls.metrics import FROZEN_OBJECTS, watch_gc_pauses
+from parley.api.runtime import Startup, open_calls_with, settle_startup_heap
 from parley.api.state import ApiState
 from parley.api.voice_engines import VoiceEngines
 from parley.settings import Settings
-from parley.support.heap import freeze_startup_heap
 
 
 def create_worker_app(settings: Settings, *, agents: AgentRegistry | None = None,
@@ -49,8 +47,7 @@ def create_worker_app(settings: Settings, *, agents: AgentRegistry | None = None
             for hook in [open_calls_with(migrate=False, schema_wait_s=schema_wait_s), *(startup or [])]:
                 await hook(state, stack)
             if freeze_heap:
-                watch_gc_pauses()
-                FROZEN_OBJECTS.set(freeze_startup_heap())
+                settle_startup_heap()
             yield
 
     app = FastAPI(title="Parley worker", version=parley.__version__, lifespan=lifespan,
