@@ -136,18 +136,32 @@ def test_utterances_over_the_agent_are_judged_in_order() -> None:
     assert p.resolve_next(4.8, SPEAKING) == [] and not p.pending
 
 
-def test_unrecognised_interruption_resumes_after_the_timeout_once_the_caller_is_silent() -> None:
+def test_unrecognised_interruption_resumes_once_its_words_are_overdue() -> None:
     p = policy()
     p.speech_started(3.0, SPEAKING)
     p.speech_confirmed(3.1, SPEAKING)
     p.speech_ongoing(3.2, 200, SPEAKING)  # barge-in at 3.2 s
     assert p.tick(4.8, busy=True, caller_speaking=True) == [], "the caller is still talking"
-    p.speech_ended(5.0, 3.0, 4.6)
-    assert p.tick(4.69, busy=True, caller_speaking=False) == []
-    (resume,) = p.tick(4.7, busy=True, caller_speaking=False)
+    p.speech_ended(5.0, 3.0, 4.6)  # recognition of its words starts now
+    assert p.tick(6.49, busy=True, caller_speaking=False) == []
+    (resume,) = p.tick(6.5, busy=True, caller_speaking=False)
     assert isinstance(resume, Resume) and resume.caller_text == "" and "1.5 s" in resume.reason
     # its words, once known, are judged against the resumed speech
-    assert kinds(p.transcript_final(5.5, 1, "", False, SPEAKING)) == [Drop, Ignore]
+    assert kinds(p.transcript_final(7.0, 1, "", False, SPEAKING)) == [Drop, Ignore]
+
+
+def test_a_long_interruption_waits_for_its_words_and_does_not_resume_the_agent() -> None:
+    # a caller talks over the agent for 2 s: when their turn ends, the barge-in is long past the
+    # timeout, but recognition has only just begun - the agent must not start talking again meanwhile
+    p = policy()
+    p.speech_started(3.0, SPEAKING)
+    p.speech_confirmed(3.1, SPEAKING)
+    p.speech_ongoing(3.2, 200, SPEAKING)  # barge-in at 3.2 s
+    p.speech_ended(5.6, 3.0, 5.2)
+    assert p.tick(5.62, busy=True, caller_speaking=False) == []
+    assert p.tick(6.0, busy=True, caller_speaking=False) == []
+    assert kinds(p.transcript_final(6.1, 1, "I want to cancel my appointment", False, SILENT)) == [
+        Accept, Commit, Reply]
 
 
 def test_key_press_stops_an_interruptible_agent_and_is_answered() -> None:

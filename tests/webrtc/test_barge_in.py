@@ -53,7 +53,9 @@ async def test_the_caller_speaking_over_the_agent_stops_it(web_server, speech48)
     assert greeting.metadata["interrupted"] is True and "parley" in greeting.text.lower()
     assert "reached parley dental. this is ava. how can i help" not in greeting.text.lower(), greeting.text
     kinds = [e.data["kind"] for e in detail.timeline if e.type == "interruption"]
-    assert "barge_in" in kinds, kinds
+    # the caller's words were known ~0.2 s after they stopped: the greeting was never resumed meanwhile
+    # (a false-interruption timeout counted from the barge-in once resumed it as their long turn ended)
+    assert kinds == ["barge_in"], kinds
     assert any("cancel" in e.text.lower() for e in detail.transcript if e.role == "caller")
 
 

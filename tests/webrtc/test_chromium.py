@@ -155,7 +155,8 @@ async def test_chromium_barges_in_over_the_greeting(web_server, speech48, tmp_pa
     kinds = [e.data["kind"] for e in detail.timeline if e.type == "interruption"]
     assert kinds and kinds[0] == "barge_in", kinds
     # the greeting stays cut, unless the engine judged it a false interruption (no words in time: on a
-    # loaded machine the transcript can come after false_interruption_timeout_ms) and resumed it
+    # loaded machine the transcript can come later than false_interruption_timeout_ms after the caller's
+    # turn ended) and resumed it
     greeting = next(e for e in detail.transcript if e.role == "agent")
     assert greeting.metadata["interrupted"] is True or "resumed" in kinds, (greeting, kinds)
     assert any("cancel" in e.text.lower() for e in detail.transcript if e.role == "caller"), detail.transcript

@@ -176,7 +176,11 @@ class InterruptionSpec(_Strict):
     )
     ignore_backchannels: bool = True
     false_interruption_timeout_ms: int = Field(
-        1500, ge=0, le=10000, description="Resume the reply if the interruption held no words after this long."
+        1500,
+        ge=0,
+        le=10000,
+        description="Resume the interrupted speech if the interrupting utterance's words are not known this "
+        "long after it ended (recognition too slow) and the caller is silent.",
     )
     resume_false_interruptions: bool = True
 

@@ -18,8 +18,9 @@ What it decides:
 * caller speech over an interruptible agent for `barge_in_ms` stops it (barge-in); real speech starting
   while a reply is being prepared (nothing heard yet) stops that reply too;
 * a key press is a turn of its own, answered at once unless the agent may not be interrupted;
-* an interruption whose words are not known `false_interruption_timeout_ms` later, with the caller
-  silent, resumes the reply; nobody speaking for `reminder_after_s` → a reminder, then hang up.
+* an interruption whose words are not known `false_interruption_timeout_ms` after its utterance ended
+  (after the barge-in if no utterance of its own ended), with the caller silent, resumes the reply;
+  nobody speaking for `reminder_after_s` → a reminder, then hang up.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ class _Interruption:
 
     t: float
     turn: int | None = None  # the utterance that stopped it, once it ended
+    ended: float | None = None  # when that utterance ended: its words are awaited from then on
 
 
 class TurnPolicy:
@@ -261,6 +263,7 @@ class TurnPolicy:
         overlapped = seg.overlap or self._interruption is not None or bool(self._unresolved)
         if seg.interrupted and self._interruption is not None:
             self._interruption.turn = self.turn
+            self._interruption.ended = now
         if overlapped:
             self._unresolved.append(self.turn)
             reason = "said over the agent: its words decide"
@@ -360,7 +363,7 @@ class TurnPolicy:
         timeout = self.interruption.false_interruption_timeout_ms / 1000.0
         if (
             intr is not None
-            and now - intr.t >= timeout
+            and now - (intr.ended if intr.ended is not None else intr.t) >= timeout
             and not caller_speaking
             and (intr.turn is None or intr.turn not in self._words)
             and self.interruption.resume_false_interruptions
