@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from parley.support.loop_load import LoadReading
 from parley.telephony.admission import (
     Refusal,
     Route,
     TrunkMatch,
     apply_webhook_answer,
     check_capacity,
+    check_load,
     check_number,
     match_trunk,
     route,
@@ -110,3 +112,24 @@ def test_capacity_per_trunk_per_agent_and_overall() -> None:
     assert full_agent is not None and full_agent.code == 486 and "agent 'receptionist'" in full_agent.reason
     no_slot = check_capacity(None, "receptionist", None, [(None, "a"), ("x", "b")], slots=2)
     assert no_slot == Refusal(503, "all 2 conversation slots are busy (NUM_AGENTS)")
+
+
+def test_an_overloaded_event_loop_refuses_new_calls_saying_why() -> None:
+    def reading(busy: float, calls_mean: float, calls: int, waiting: float = 0.01) -> LoadReading:
+        return LoadReading(busy, waiting, calls_mean, calls, 5.0)
+
+    limits = {"max_busy": 0.8, "max_wait": 0.05}
+    assert check_load(reading(0.60, 100, 100), **limits) is None
+    busy = check_load(reading(0.91, 120, 120), **limits)
+    assert busy is not None and busy.code == 503
+    assert "overloaded" in busy.reason and "91%" in busy.reason and "MAX_LOOP_BUSY 80%" in busy.reason
+    # a ramp: the window saw 60 % with 80 calls on average, but 120 are up now - ~91 % with the next one
+    ramp = check_load(reading(0.60, 80, 120), **limits)
+    assert ramp is not None and "120 up now" in ramp.reason and "~91%" in ramp.reason
+    starved = check_load(reading(0.40, 50, 50, waiting=0.11), **limits)
+    assert starved is not None and starved.code == 503
+    assert "short of CPU" in starved.reason and "11%" in starved.reason and "MAX_LOOP_WAIT 5%" in starved.reason
+    # a laptop's few calls: the loop waits on the speech engines' threads now and then, and keeps up
+    assert check_load(reading(0.05, 2, 2, waiting=0.30), **limits) is None
+    assert check_load(reading(0.99, 200, 200, 0.5), max_busy=0.0, max_wait=0.0) is None, "0 turns a limit off"
+    assert check_load(reading(0.30, 0.2, 3), **limits) is None, "an idle worker's own chores are not per call"

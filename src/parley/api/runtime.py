@@ -152,7 +152,7 @@ def gateway_startup(*, dial: bool = True, warm: bool = True,
                 return WorkerInfo(id=worker_id, sip=f"{sip_host}:{gateway.endpoint.port}",
                                   capacity=settings.num_agents, live=len(gateway.live),
                                   state="draining" if gateway.draining else "running",
-                                  health_url=state.health_url)
+                                  health_url=state.health_url, loop_busy=round(gateway.load.busy, 3))
 
             await cluster.join(card)
 

@@ -56,6 +56,7 @@ class WorkerInfo:
     live: int = 0  #: calls running now
     state: str = "running"  #: running | draining (| lost, when read after its lease ran out)
     health_url: str = ""  #: its side port's /health, when it has one
+    loop_busy: float = 0.0  #: share of a core its event loop used over the last 5 s (MAX_LOOP_BUSY refuses)
     started_at: float = field(default_factory=time.time)
     heartbeat_at: float = 0.0
     lease_until: float = 0.0

@@ -3,7 +3,8 @@
 Every refusal carries a SIP status and a reason in words naming the source address, the called
 number and the closest trunk or rule — "no trunk found" alone is what users of other gateways hate.
 Order: trunk authentication (address, else digest) → numbers the trunk carries → dispatch rule → the
-incoming-call webhook's answer → capacity (per trunk, per agent, NUM_AGENTS).
+incoming-call webhook's answer → capacity (per trunk, per agent, NUM_AGENTS) → load (the worker's event
+loop, `check_load`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parley.calls.slots import Claim
+from parley.support.loop_load import LoadReading
 from parley.telephony.trunks import DispatchRule, Trunk
 
 
@@ -140,6 +142,26 @@ def check_capacity(trunk: Trunk | None, agent: str, agent_cap: int | None,
         return Refusal(486, f"agent {agent!r} is at its cap of {agent_cap} concurrent calls")
     if len(live) >= slots:
         return Refusal(503, f"all {slots} conversation slots are busy (NUM_AGENTS)")
+    return None
+
+
+def check_load(load: LoadReading, *, max_busy: float, max_wait: float) -> Refusal | None:
+    """Room on this worker's event loop for one more call? Over MAX_LOOP_BUSY with it (the share of a core the
+    loop used over the window, per call, projected onto the calls up now and one more) or over MAX_LOOP_WAIT
+    (the share of the window the loop waited for a CPU: the machine is short of cores) while the loop carries
+    at least half of MAX_LOOP_BUSY (a few calls waiting on speech engines' threads for a core now and then are
+    not late); a limit of 0 is off.
+    Over either: 503 (Kamailio tries the next worker; a trunk retries after Retry-After) — admitted, the call
+    would make every call's audio late."""
+    if max_busy and load.with_next_call >= max_busy:
+        return Refusal(503, f"this worker is overloaded: its event loop used {load.busy:.0%} of a core over the "
+                            f"last {load.window_s:g} s with {load.calls_mean:.0f} calls up on average; with "
+                            f"{load.calls} up now and one more it would be ~{load.with_next_call:.0%} "
+                            f"(MAX_LOOP_BUSY {max_busy:.0%}): every call's audio would be late")
+    if max_wait and load.waiting >= max_wait and load.with_next_call >= max_busy / 2:
+        return Refusal(503, f"this worker is short of CPU: its event loop waited for a core {load.waiting:.0%} of "
+                            f"the last {load.window_s:g} s (MAX_LOOP_WAIT {max_wait:.0%}); other threads or "
+                            "processes take the machine's cores")
     return None
 
 

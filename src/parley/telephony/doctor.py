@@ -138,7 +138,8 @@ async def check_workers(settings: Settings) -> list[Finding]:
     if not workers:
         return [Finding("workers", False, "no worker registered", "start `parley worker` (or `parley up`)")]
     return [Finding(f"worker {w.id}", w.state != "lost",
-                    f"{w.state}, sip {w.sip or '-'}, {w.live}/{w.capacity} live calls"
+                    f"{w.state}, sip {w.sip or '-'}, {w.live}/{w.capacity} live calls, "
+                    f"event loop {w.loop_busy:.0%} busy"
                     + (f", health {w.health_url}" if w.health_url else ""),
                     "its lease expired: it is dead or cut off; its calls are closed worker_lost")
             for w in workers]

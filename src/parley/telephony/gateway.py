@@ -34,6 +34,7 @@ from parley.logging import bind_call, get_logger
 from parley.settings import Settings
 from parley.support.egress import EgressPolicy
 from parley.support.egress_http import guarded_client
+from parley.support.loop_load import LoopLoad, start_loop_load
 from parley.support.taskset import TaskSet
 from parley.sip.auth import Credentials
 from parley.sip.call import Call as SipCall
@@ -48,6 +49,7 @@ from parley.telephony.admission import (
     Route,
     apply_webhook_answer,
     capacity_claims,
+    check_load,
     check_number,
     match_trunk,
     route,
@@ -154,6 +156,10 @@ class Gateway:
         self.cluster = cluster
         #: Draining for shutdown: new INVITEs get 503, live calls finish.
         self.draining = False
+        #: How busy this process's event loop is (sampled while started): new calls are refused past the
+        #: MAX_LOOP_BUSY / MAX_LOOP_WAIT limits.
+        self.load = LoopLoad()
+        self._load_task: asyncio.Task[None] | None = None
         self.live: dict[str, LiveCall] = {}
         self.trunk_state: dict[str, TrunkState] = {}
         self._engines = EngineCache(settings)
@@ -174,6 +180,9 @@ class Gateway:
         """Load trunks, start the SIP endpoint and any trunk registrations; warm the default agent."""
         await self.reload()
         self._http = guarded_client(EgressPolicy.of(self.settings))  # SSRF guard: support/egress.py
+        self._load_task = start_loop_load(self.load, lambda: self.slots.live)
+        metrics.LOOP_BUSY.set_function(lambda: self.load.busy)
+        metrics.LOOP_WAIT.set_function(lambda: self.load.waiting)
         self.endpoint.on_incoming = self._on_incoming
         await self.endpoint.start()
         self.calls.add_cancel_listener(self._on_cancel)
@@ -223,6 +232,8 @@ class Gateway:
         for reg in self._registrations:
             await reg.stop()
         await self.endpoint.close()
+        if self._load_task is not None:
+            self._load_task.cancel()
         if self._http is not None:
             await self._http.aclose()
 
@@ -341,6 +352,10 @@ class Gateway:
             return
         if self.draining:
             await self._refuse(inc, Refusal(503, "this worker is draining for shutdown", trunk_name))
+            return
+        busy = self.overloaded("inbound")
+        if busy is not None:
+            await self._refuse(inc, dataclasses.replace(busy, trunk=trunk_name))
             return
         claims = capacity_claims(trunk, agent.key, agent.spec.max_concurrent_calls,
                                  self.settings.max_concurrent_calls)
@@ -465,12 +480,24 @@ class Gateway:
         `release_other(holder)`."""
         if self.draining:
             return Claim("worker", 0, 503, "this worker is draining for shutdown")
+        busy = self.overloaded("browser")
+        if busy is not None:
+            return Claim("worker", 0, busy.code, busy.reason)
         claims = capacity_claims(None, agent.key, agent.spec.max_concurrent_calls,
                                  self.settings.max_concurrent_calls)
         return await self.slots.reserve(holder, claims)
 
     async def release_other(self, holder: str) -> None:
         await self.slots.release(holder)
+
+    def overloaded(self, kind: str) -> Refusal | None:
+        """A 503 refusal while this worker's event loop is over its limits (counted by `kind` of call)."""
+        s = self.settings
+        refusal = check_load(self.load.reading(self.slots.live), max_busy=s.max_loop_busy,
+                             max_wait=s.max_loop_wait)
+        if refusal is not None:
+            metrics.OVERLOAD_REFUSALS.labels(kind).inc()
+        return refusal
 
     def _outbound_claims(self, record: CallRecord) -> list[Claim]:
         trunk = self.outbound_trunk(record.trunk)
@@ -487,6 +514,9 @@ class Gateway:
         dialer keeps the job and asks again later)."""
         if self.draining:
             return "this worker is draining for shutdown"
+        busy = self.overloaded("outbound")
+        if busy is not None:
+            return busy.reason
         full = await self.slots.reserve(record.id, self._outbound_claims(record))
         if full is not None:
             return full.reason
