@@ -51,7 +51,8 @@ async def burner() -> AsyncIterator[Burner]:
     await b.stop()
 
 
-async def test_an_overloaded_worker_refuses_calls_with_503_until_its_loop_recovers(phone_stack, burner) -> None:
+async def test_an_overloaded_worker_refuses_calls_with_503_until_its_loop_recovers(phone_stack,
+                                                                                 burner: Burner) -> None:
     stack = await phone_stack(num_agents=10, max_loop_busy=0.6)
     gateway = stack.gateway
     refused_before = metrics.OVERLOAD_REFUSALS.labels("inbound")._value.get()
@@ -68,7 +69,8 @@ async def test_an_overloaded_worker_refuses_calls_with_503_until_its_loop_recove
         assert metrics.OVERLOAD_REFUSALS.labels("inbound")._value.get() - refused_before == 3
         assert len(gateway.live) == 1, "only the call answered before the load is up"
         refusal = gateway.overloaded("outbound")  # what the dialer is told: the job stays queued
-        assert refusal is not None and "overloaded" in refusal.reason and "MAX_LOOP_BUSY 60%" in refusal.reason
+        assert refusal is not None and "overloaded" in refusal.reason
+        assert "MAX_LOOP_BUSY 60%" in refusal.reason
 
         await burner.stop()
         await eventually(lambda: gateway.load.busy < 0.6, timeout_s=15, interval_s=0.2,

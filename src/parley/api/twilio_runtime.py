@@ -30,7 +30,9 @@ async def open_twilio(state: ApiState, stack: AsyncExitStack) -> None:
         return [(lc.trunk, lc.agent) for lc in gateway.live.values()] if gateway is not None else []
 
     bridge = TwilioBridge(state.settings, state.agents, calls,
-                          engines=gateway.engines if gateway is not None else None, live_elsewhere=live_elsewhere)
+                          engines=gateway.engines if gateway is not None else None,
+                          live_elsewhere=live_elsewhere,
+                          overloaded=(lambda: gateway.overloaded("twilio")) if gateway is not None else None)
     stack.push_async_callback(bridge.close)
     state.twilio = bridge
     dialer = calls.dialer

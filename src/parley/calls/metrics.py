@@ -84,13 +84,16 @@ GC_PAUSES = Histogram("parley_gc_pause_seconds",
                       "audio with it; generation 2 is a full collection).", ["generation"],
                       buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5), registry=REGISTRY)
 _gc_started: list[float] = []
-LOOP_BUSY = Gauge("parley_loop_busy_ratio", "Share of a core this worker's event loop (every call's audio) used "
-                  "over the last 5 s; new calls are refused past MAX_LOOP_BUSY.", registry=REGISTRY)
-LOOP_WAIT = Gauge("parley_loop_wait_ratio", "Share of the last 5 s this worker's event loop was ready but waited "
-                  "for a CPU; new calls are refused past MAX_LOOP_WAIT.", registry=REGISTRY)
-OVERLOAD_REFUSALS = Counter("parley_overload_refusals_total", "New calls refused because this worker's event "
-                            "loop was overloaded (MAX_LOOP_BUSY, MAX_LOOP_WAIT), by kind of call.", ["kind"],
-                            registry=REGISTRY)
+LOOP_BUSY = Gauge("parley_loop_busy_ratio",
+                  "Share of a core this worker's event loop (every call's audio) used over the last 5 s; new calls "
+                  "are refused past MAX_LOOP_BUSY.", registry=REGISTRY)
+LOOP_WAIT = Gauge("parley_loop_wait_ratio",
+                  "Share of the last 5 s this worker's event loop was ready but waited for a CPU; new calls are "
+                  "refused past MAX_LOOP_WAIT.", registry=REGISTRY)
+OVERLOAD_REFUSALS = Counter("parley_overload_refusals_total",
+                            "New calls refused because this worker's event loop was overloaded (MAX_LOOP_BUSY, "
+                            "MAX_LOOP_WAIT), by kind: inbound, browser, twilio (outbound jobs wait parked, not "
+                            "counted).", ["kind"], registry=REGISTRY)
 
 
 def _time_gc(phase: str, info: dict[str, int]) -> None:

@@ -1,9 +1,9 @@
 """How busy this process's event loop is, measured from inside it.
 
     load = LoopLoad(window_s=5.0)
-    load.add(wall, cpu, waited, calls)  # one sample: monotonic s, the loop thread's CPU s and run-queue wait s
+    load.add(wall, cpu, waited, calls)  # a sample: monotonic s, the loop thread's CPU s and run-queue wait s
                                         # (both cumulative), calls up
-    load.busy                           # share of the window the loop thread ran on a CPU (0.0 until 1 s seen)
+    load.busy                           # share of the window the loop thread ran on a CPU (0.0 until 1 s)
     load.waiting                        # share of the window it was ready to run but waited for a CPU
     load.reading(calls_now)             # LoadReading: both, and the busy share one more call would bring
     task = start_loop_load(load, lambda: calls_up)   # the sampler, every 100 ms on the running loop

@@ -154,14 +154,14 @@ def check_load(load: LoadReading, *, max_busy: float, max_wait: float) -> Refusa
     Over either: 503 (Kamailio tries the next worker; a trunk retries after Retry-After) — admitted, the call
     would make every call's audio late."""
     if max_busy and load.with_next_call >= max_busy:
-        return Refusal(503, f"this worker is overloaded: its event loop used {load.busy:.0%} of a core over the "
-                            f"last {load.window_s:g} s with {load.calls_mean:.0f} calls up on average; with "
+        return Refusal(503, f"this worker is overloaded: its event loop used {load.busy:.0%} of a core over "
+                            f"the last {load.window_s:g} s with {load.calls_mean:.0f} calls up on average; with "
                             f"{load.calls} up now and one more it would be ~{load.with_next_call:.0%} "
                             f"(MAX_LOOP_BUSY {max_busy:.0%}): every call's audio would be late")
     if max_wait and load.waiting >= max_wait and load.with_next_call >= max_busy / 2:
-        return Refusal(503, f"this worker is short of CPU: its event loop waited for a core {load.waiting:.0%} of "
-                            f"the last {load.window_s:g} s (MAX_LOOP_WAIT {max_wait:.0%}); other threads or "
-                            "processes take the machine's cores")
+        return Refusal(503, f"this worker is short of CPU: its event loop waited for a core "
+                            f"{load.waiting:.0%} of the last {load.window_s:g} s (MAX_LOOP_WAIT {max_wait:.0%}); "
+                            "other threads or processes take the machine's cores")
     return None
 
 

@@ -490,12 +490,13 @@ class Gateway:
     async def release_other(self, holder: str) -> None:
         await self.slots.release(holder)
 
-    def overloaded(self, kind: str) -> Refusal | None:
-        """A 503 refusal while this worker's event loop is over its limits (counted by `kind` of call)."""
+    def overloaded(self, kind: str, *, count: bool = True) -> Refusal | None:
+        """A 503 refusal while this worker's event loop is over its limits (counted by `kind` of call unless
+        not `count`: the dialer asks again for the same parked job)."""
         s = self.settings
         refusal = check_load(self.load.reading(self.slots.live), max_busy=s.max_loop_busy,
                              max_wait=s.max_loop_wait)
-        if refusal is not None:
+        if refusal is not None and count:
             metrics.OVERLOAD_REFUSALS.labels(kind).inc()
         return refusal
 
@@ -514,7 +515,7 @@ class Gateway:
         dialer keeps the job and asks again later)."""
         if self.draining:
             return "this worker is draining for shutdown"
-        busy = self.overloaded("outbound")
+        busy = self.overloaded("outbound", count=False)
         if busy is not None:
             return busy.reason
         full = await self.slots.reserve(record.id, self._outbound_claims(record))

@@ -92,7 +92,7 @@ class TwilioBridge:
     def __init__(self, settings: Settings, agents: AgentRegistry, calls: CallsService, *,
                  engines: Callable[[Agent], Awaitable[Engines]] | None = None,
                  rest: TwilioRest | None = None, live_elsewhere: Callable[[], list[tuple[str | None, str]]]
-                 | None = None) -> None:
+                 | None = None, overloaded: Callable[[], Refusal | None] | None = None) -> None:
         self.settings = settings
         self.agents = agents
         self.calls = calls
@@ -100,6 +100,8 @@ class TwilioBridge:
         self.rest = rest if rest is not None else (TwilioRest(self.config) if self.config.has_credentials else None)
         self.telephony = TelephonyStore(calls.store)
         self.live: dict[str, LiveStream] = {}
+        #: this process's event loop over its limits (the SIP gateway's load shedding), when it runs one
+        self._overloaded = overloaded or (lambda: None)
         self._engines_for = engines
         self._engines = EngineCache(settings)
         self._live_elsewhere = live_elsewhere
@@ -148,6 +150,9 @@ class TwilioBridge:
                                   self.settings.num_agents)
         if capacity:
             raise self._refuse(call_sid, called, capacity)
+        busy = self._overloaded()
+        if busy is not None:
+            raise self._refuse(call_sid, called, busy)
         token = tokens.new_token(self.config.token_ttl_s)
         stream_url = self.config.stream_url(public_base)
         record = await self.calls.create_call(
