@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from xml.etree import ElementTree
 
+import pytest
+
 from parley.telephony.store import TelephonyStore
 from parley.telephony.trunks import DispatchRule, TelephonyConfig
 from tests.twilio.conftest import voice_form
@@ -69,3 +71,36 @@ async def test_no_free_slot_rejects_busy(parley_app, fast_agents) -> None:  # ty
     await client.stop()
     await app.wait_call(params["call_id"], {"completed"})
     await client.close()
+
+
+@pytest.mark.realtime
+async def test_an_overloaded_worker_rejects_twilio_calls_busy_until_its_loop_recovers(  # type: ignore[no-untyped-def]
+        parley_app, fast_agents) -> None:
+    """Load shedding covers Twilio streams too: while the worker's event loop is over MAX_LOOP_BUSY (made
+    busy here by blocking work on it), the voice webhook answers `<Reject reason="busy">` and records
+    nothing; once the load is gone, the next call gets its stream."""
+    from parley.api.runtime import gateway_startup
+    from parley.calls import metrics
+    from tests.eventually import eventually
+    from tests.telephony.test_overload import Burner
+
+    app = await parley_app(agents=fast_agents, startup=[gateway_startup(dial=False, warm=False)],
+                           max_loop_busy=0.6)
+    gateway = app.state.gateway
+    refused_before = metrics.OVERLOAD_REFUSALS.labels("twilio")._value.get()
+    burner = Burner()
+    burner.start()
+    try:
+        await eventually(lambda: gateway.load.busy >= 0.6, timeout_s=15, interval_s=0.2,
+                         what="the worker's event loop over 60 % busy")
+        r = await app.webhook("/twilio/voice", voice_form(sid("CA")))
+        reject = ElementTree.fromstring(r.text).find("./Reject")
+        assert reject is not None and reject.get("reason") == "busy", r.text
+        assert metrics.OVERLOAD_REFUSALS.labels("twilio")._value.get() - refused_before == 1
+        assert not (await app.state.calls.list_calls(limit=5))[0], "a refused call leaves no record"
+    finally:
+        await burner.stop()
+    await eventually(lambda: gateway.load.busy < 0.6, timeout_s=15, interval_s=0.2,
+                     what="the worker's event loop back under 60 %")
+    r = await app.webhook("/twilio/voice", voice_form(sid("CA")))
+    assert parse_twiml(r.text)[1]["call_id"], r.text

@@ -35,3 +35,29 @@ async def test_a_browser_call_takes_a_slot_a_phone_call_would_need(web_server, t
         calls, _ = await web.state.calls.list_calls()
         assert [c.channel for c in calls] == ["webrtc"], "the refused INVITE left no call record"
     await peer.close()
+
+
+@pytest.mark.realtime
+async def test_an_overloaded_worker_refuses_a_browser_call_with_503(web_server) -> None:  # type: ignore[no-untyped-def]
+    """Load shedding covers browser calls: while the worker's event loop is over MAX_LOOP_BUSY (blocking work
+    on it here), the offer is answered 503 naming the overload, and nothing is recorded."""
+    from tests.telephony.test_overload import Burner
+
+    web = await web_server(phone=True, warm=False, max_loop_busy=0.6, sip_port=free_port(),
+                           sip_transport="udp")
+    gateway = web.state.gateway
+    assert gateway is not None
+    peer = BrowserPeer()
+    burner = Burner()
+    burner.start()
+    try:
+        await eventually(lambda: gateway.load.busy >= 0.6, timeout_s=15, interval_s=0.2,
+                         what="the worker's event loop over 60 % busy")
+        async with web.client() as client:
+            r = await peer.call(client)
+        assert r.status_code == 503, r.text
+        assert "overloaded" in r.text and "MAX_LOOP_BUSY" in r.text, r.text
+        assert not (await web.state.calls.list_calls())[0], "the refused offer left no call record"
+    finally:
+        await burner.stop()
+        await peer.close()
