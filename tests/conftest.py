@@ -59,8 +59,8 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[n
         api_keys="test-key",  # type: ignore[arg-type]
         webhook_allow_loopback=True,  # test receivers listen on 127.0.0.1 (tests/hardening checks the default)
         # in-process stacks share their event loop with the test's own code (speech synthesized on it counts
-        # as the loop's load): overload refusals are off here and tested on their own (tests/telephony/
-        # test_overload.py); `parley up`/`worker` subprocesses in tests keep the defaults
+        # as the loop's load): overload refusals stay off here whatever the defaults, and are tested on their
+        # own (tests/telephony/test_overload.py and the Twilio and browser tests that set them)
         max_loop_busy=0.0,
         max_loop_wait=0.0,
     )

@@ -101,13 +101,14 @@ class Settings(BaseSettings):
         0, ge=0, description="Calls at once across every worker (Redis-wide); 0 = only NUM_AGENTS per worker.")
     worker_id: str = Field("", description="This worker's name in the registry; empty = host:pid.")
     max_loop_busy: float = Field(
-        0.8, ge=0, le=1,
+        0.0, ge=0, le=1,
         description="Refuse new calls (503) while this worker's event loop used more than this share of a core "
-        "over the last 5 s (every call's audio runs on it); 0 = off.")
+        "over the last 5 s, projected onto the calls up and the next one (every call's audio runs on it); "
+        "0 = off (the default: a burst of new calls is refused too; docs/deploy.md \"Overload\"); 0.8 measured.")
     max_loop_wait: float = Field(
-        0.05, ge=0, le=1,
+        0.0, ge=0, le=1,
         description="Refuse new calls (503) while this worker's event loop waited for a CPU more than this share "
-        "of the last 5 s (the machine's cores are taken); 0 = off.")
+        "of the last 5 s (the machine's cores are taken); 0 = off (the default); 0.05 measured.")
     worker_lease_s: float = Field(10.0, gt=0, le=600, description="A silent worker is lost after this long.")
     worker_heartbeat_s: float = Field(2.0, gt=0, le=60, description="How often a worker renews its lease.")
     drain_timeout_s: float = Field(60.0, ge=0, description="On SIGTERM, wait this long for live calls to end.")

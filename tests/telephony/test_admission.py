@@ -133,4 +133,6 @@ def test_an_overloaded_event_loop_refuses_new_calls_saying_why() -> None:
     # a laptop's few calls: the loop waits on the speech engines' threads now and then, and keeps up
     assert check_load(reading(0.05, 2, 2, waiting=0.30), **limits) is None
     assert check_load(reading(0.99, 200, 200, 0.5), max_busy=0.0, max_wait=0.0) is None, "0 turns a limit off"
+    assert check_load(reading(0.50, 100, 100, 0.2), max_busy=0.0, max_wait=0.05) is not None, "the wait alone"
+    assert check_load(reading(0.05, 2, 2, 0.3), max_busy=0.0, max_wait=0.05) is None
     assert check_load(reading(0.30, 0.2, 3), **limits) is None, "an idle worker's own chores are not per call"

@@ -149,8 +149,8 @@ def check_load(load: LoadReading, *, max_busy: float, max_wait: float) -> Refusa
     """Room on this worker's event loop for one more call? Over MAX_LOOP_BUSY with it (the share of a core the
     loop used over the window, per call, projected onto the calls up now and one more) or over MAX_LOOP_WAIT
     (the share of the window the loop waited for a CPU: the machine is short of cores) while the loop carries
-    at least half of MAX_LOOP_BUSY (a few calls waiting on speech engines' threads for a core now and then are
-    not late); a limit of 0 is off.
+    at least half of MAX_LOOP_BUSY (of 0.8 when that is off: a few calls waiting on speech engines' threads for
+    a core now and then are not late); a limit of 0 is off.
     Over either: 503 (Kamailio tries the next worker; a trunk retries after Retry-After) — admitted, the call
     would make every call's audio late."""
     if max_busy and load.with_next_call >= max_busy:
@@ -158,7 +158,7 @@ def check_load(load: LoadReading, *, max_busy: float, max_wait: float) -> Refusa
                             f"the last {load.window_s:g} s with {load.calls_mean:.0f} calls up on average; with "
                             f"{load.calls} up now and one more it would be ~{load.with_next_call:.0%} "
                             f"(MAX_LOOP_BUSY {max_busy:.0%}): every call's audio would be late")
-    if max_wait and load.waiting >= max_wait and load.with_next_call >= max_busy / 2:
+    if max_wait and load.waiting >= max_wait and load.with_next_call >= (max_busy or 0.8) / 2:
         return Refusal(503, f"this worker is short of CPU: its event loop waited for a core "
                             f"{load.waiting:.0%} of the last {load.window_s:g} s (MAX_LOOP_WAIT {max_wait:.0%}); "
                             "other threads or processes take the machine's cores")
