@@ -81,6 +81,7 @@ def test_to_frame_refuses_what_is_not_mono_int16() -> None:
     assert to_mono(frame).tolist() == list(range(-5, 5))
 
 
+@pytest.mark.realtime  # the SDK plays its queue out on the wall clock: under `nice` the queue drained unseen
 async def test_frames_play_into_a_native_audio_source_in_real_time() -> None:
     """The SDK's native AudioSource takes the adapter's frames and plays them out at 48 kHz in real time
     (its queue holds 100 ms, so 300 ms of frames take ~200 ms to capture); clear_queue empties it."""

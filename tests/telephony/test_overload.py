@@ -62,19 +62,19 @@ async def test_an_overloaded_worker_refuses_calls_with_503_until_its_loop_recove
         assert list((await burst.wait_finals(ids)).values()) == [200], "an idle worker answers"
 
         burner.start()
-        await eventually(lambda: gateway.load.busy >= 0.6, timeout_s=15, interval_s=0.2,
-                         what="the worker's event loop over 60 % busy")
+        await eventually(lambda: gateway.overloaded("inbound", count=False), timeout_s=15, interval_s=0.2,
+                         what="the worker's event loop over MAX_LOOP_BUSY (60 %)")
         ids = burst.fire([stack.sip_port], 3)
         assert sorted((await burst.wait_finals(ids)).values()) == [503, 503, 503]
         assert metrics.OVERLOAD_REFUSALS.labels("inbound")._value.get() - refused_before == 3
         assert len(gateway.live) == 1, "only the call answered before the load is up"
-        refusal = gateway.overloaded("outbound")  # what the dialer is told: the job stays queued
+        refusal = gateway.overloaded("outbound", count=False)  # what the dialer is told: the job stays parked
         assert refusal is not None and "overloaded" in refusal.reason
         assert "MAX_LOOP_BUSY 60%" in refusal.reason
 
         await burner.stop()
-        await eventually(lambda: gateway.load.busy < 0.6, timeout_s=15, interval_s=0.2,
-                         what="the worker's event loop back under 60 %")
+        await eventually(lambda: gateway.overloaded("inbound", count=False) is None, timeout_s=15,
+                         interval_s=0.2, what="the worker's event loop back under MAX_LOOP_BUSY")
         ids = burst.fire([stack.sip_port], 1)
         assert list((await burst.wait_finals(ids)).values()) == [200], "answered again once the load is gone"
     finally:

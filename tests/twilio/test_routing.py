@@ -91,8 +91,8 @@ async def test_an_overloaded_worker_rejects_twilio_calls_busy_until_its_loop_rec
     burner = Burner()
     burner.start()
     try:
-        await eventually(lambda: gateway.load.busy >= 0.6, timeout_s=15, interval_s=0.2,
-                         what="the worker's event loop over 60 % busy")
+        await eventually(lambda: gateway.overloaded("twilio", count=False), timeout_s=15, interval_s=0.2,
+                         what="the worker's event loop over MAX_LOOP_BUSY (60 %)")
         r = await app.webhook("/twilio/voice", voice_form(sid("CA")))
         reject = ElementTree.fromstring(r.text).find("./Reject")
         assert reject is not None and reject.get("reason") == "busy", r.text
@@ -100,7 +100,7 @@ async def test_an_overloaded_worker_rejects_twilio_calls_busy_until_its_loop_rec
         assert not (await app.state.calls.list_calls(limit=5))[0], "a refused call leaves no record"
     finally:
         await burner.stop()
-    await eventually(lambda: gateway.load.busy < 0.6, timeout_s=15, interval_s=0.2,
-                     what="the worker's event loop back under 60 %")
+    await eventually(lambda: gateway.overloaded("twilio", count=False) is None, timeout_s=15,
+                     interval_s=0.2, what="the worker's event loop back under MAX_LOOP_BUSY")
     r = await app.webhook("/twilio/voice", voice_form(sid("CA")))
     assert parse_twiml(r.text)[1]["call_id"], r.text

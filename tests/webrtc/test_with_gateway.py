@@ -51,8 +51,8 @@ async def test_an_overloaded_worker_refuses_a_browser_call_with_503(web_server) 
     burner = Burner()
     burner.start()
     try:
-        await eventually(lambda: gateway.load.busy >= 0.6, timeout_s=15, interval_s=0.2,
-                         what="the worker's event loop over 60 % busy")
+        await eventually(lambda: gateway.overloaded("browser", count=False), timeout_s=15, interval_s=0.2,
+                         what="the worker's event loop over MAX_LOOP_BUSY (60 %)")
         async with web.client() as client:
             r = await peer.call(client)
         assert r.status_code == 503, r.text
