@@ -76,14 +76,6 @@ TURN_MODEL_BUSY = Counter("parley_turn_model_busy_turns_total",
                           "Caller turns the end-of-turn model was too busy to judge in time (the decisions of "
                           "many calls queued): they ended on the words and the silence.", registry=REGISTRY)
 
-FROZEN_OBJECTS = Gauge("parley_gc_frozen_objects",
-                       "Objects alive at start-up kept out of the garbage collector's full collections "
-                       "(gc.freeze; 0: not frozen).", registry=REGISTRY)
-GC_PAUSES = Histogram("parley_gc_pause_seconds",
-                      "Garbage-collector pauses by generation (each holds the event loop, and every call's "
-                      "audio with it; generation 2 is a full collection).", ["generation"],
-                      buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5), registry=REGISTRY)
-_gc_started: list[float] = []
 LOOP_BUSY = Gauge("parley_loop_busy_ratio",
                   "Share of a core this worker's event loop (every call's audio) used over the last 5 s; new calls "
                   "are refused past MAX_LOOP_BUSY.", registry=REGISTRY)
@@ -94,6 +86,15 @@ OVERLOAD_REFUSALS = Counter("parley_overload_refusals_total",
                             "New calls refused because this worker's event loop was overloaded (MAX_LOOP_BUSY, "
                             "MAX_LOOP_WAIT), by kind: inbound, browser, twilio (outbound jobs wait parked, not "
                             "counted).", ["kind"], registry=REGISTRY)
+
+FROZEN_OBJECTS = Gauge("parley_gc_frozen_objects",
+                       "Objects alive at start-up kept out of the garbage collector's full collections "
+                       "(gc.freeze; 0: not frozen).", registry=REGISTRY)
+GC_PAUSES = Histogram("parley_gc_pause_seconds",
+                      "Garbage-collector pauses by generation (each holds the event loop, and every call's "
+                      "audio with it; generation 2 is a full collection).", ["generation"],
+                      buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5), registry=REGISTRY)
+_gc_started: list[float] = []
 
 
 def _time_gc(phase: str, info: dict[str, int]) -> None:
