@@ -69,15 +69,15 @@ async def converse(eng: Engines, audio: CallerAudio, *, variables: dict[str, Any
 
 async def test_the_cache_serves_the_greeting_without_running_the_tts() -> None:
     tts = ToneTTS()
-    eng = engines(tts, ScriptLLM(), first_speaker="agent", greeting="Hello, thanks for calling Parley.")
+    eng = engines(tts, ScriptLLM(), first_speaker="agent", greeting="Thanks for calling Parley.")
     report = await eng.warm()
-    assert "Hello, thanks for calling Parley." in report.synthesized
+    assert "Thanks for calling Parley." in report.synthesized
     warmed = len(tts.started)
 
     for _call in range(2):  # every conversation of the agent shares the one cache
         run = await converse(eng, CallerAudio(4))
-        assert run.agent() == ["Hello, thanks for calling Parley."]
-        heard = tts.samples_for("Hello, thanks for calling Parley.") / 16000
+        assert run.agent() == ["Thanks for calling Parley."]
+        heard = tts.samples_for("Thanks for calling Parley.") / 16000
         assert run.voiced_s() == pytest.approx(heard, abs=0.03)
     assert len(tts.started) == warmed, "the greeting was synthesized again instead of served from the cache"
     assert eng.cache.stats.hits >= 2
@@ -86,21 +86,21 @@ async def test_the_cache_serves_the_greeting_without_running_the_tts() -> None:
 async def test_a_greeting_with_variables_is_never_served_from_a_stale_entry() -> None:
     tts = ToneTTS()
     eng = engines(
-        tts, ScriptLLM(), first_speaker="agent", greeting="Hi {{ caller }}, nice to hear from you.",
+        tts, ScriptLLM(), first_speaker="agent", greeting="Nice to hear from you {{ caller }}.",
         variables={"caller": "there"},
     )
     await eng.warm()
-    assert "Hi there, nice to hear from you." in tts.started  # the agent's own default is cached
+    assert "Nice to hear from you there." in tts.started  # the agent's own default is cached
 
     run = await converse(eng, CallerAudio(4), variables={"caller": "Bob"})
-    assert run.agent() == ["Hi Bob, nice to hear from you."]
-    assert tts.started[-1] == "Hi Bob, nice to hear from you.", "a call's own greeting is synthesized"
-    heard = tts.samples_for("Hi Bob, nice to hear from you.") / 16000
+    assert run.agent() == ["Nice to hear from you Bob."]
+    assert tts.started[-1] == "Nice to hear from you Bob.", "a call's own greeting is synthesized"
+    heard = tts.samples_for("Nice to hear from you Bob.") / 16000
     assert run.voiced_s() == pytest.approx(heard, abs=0.03)
 
     before = len(tts.started)
     run = await converse(eng, CallerAudio(4))
-    assert run.agent() == ["Hi there, nice to hear from you."]
+    assert run.agent() == ["Nice to hear from you there."]
     assert len(tts.started) == before
 
 
@@ -111,6 +111,14 @@ async def test_a_long_first_sentence_starts_with_its_first_clause() -> None:
     assert tts.started == ["Sure thing Bob,", "I can book you in on Tuesday morning.", "See you then."]
     assert run.agent() == [reply], "the transcript reads as one reply"
     assert run.history == [("user", "when can I come in"), ("assistant", reply)]
+
+
+async def test_a_reply_opening_with_a_short_phrase_starts_with_that_phrase_alone() -> None:
+    reply = "Sure, I can book that. See you then."
+    tts = ToneTTS()
+    run = await converse(engines(tts, ScriptLLM([reply])), CallerAudio(5).say(300, 0.3, 1.0))
+    assert tts.started == ["Sure,", "I can book that.", "See you then."]
+    assert run.agent() == [reply], "the transcript reads as one reply"
 
 
 async def test_a_slow_answer_is_acknowledged_from_the_cache() -> None:

@@ -63,16 +63,32 @@ def test_first_clause_cut_only_in_long_sentences() -> None:
         "Thanks for calling Acme —",
         "how can I help you today?",
     ]
-    # too short a clause, too short a sentence, a number's comma, a one-word rest: one piece
-    one = "Sure, I can book that for you on Tuesday."
-    assert speech_pieces(one) == [one]
-    assert speech_pieces("Okay Bob, see you then.") == ["Okay Bob, see you then."]
+    # a number's comma, a one-word rest after a long clause, a short sentence's late comma: one piece
     assert speech_pieces("It costs 1,000 dollars for the whole thing today.") == [
         "It costs 1,000 dollars for the whole thing today."
     ]
     assert speech_pieces("I will book that for you now, okay?") == ["I will book that for you now, okay?"]
+    assert speech_pieces("We can do Tuesday, okay?") == ["We can do Tuesday, okay?"]
     assert speech_pieces("  ") == []
     assert first_clause_cut("Hello there") is None
+
+
+def test_an_opening_phrase_is_its_own_piece_in_any_sentence() -> None:
+    assert speech_pieces("Sure, I can book that. May I have your name, please?") == [
+        "Sure,",
+        "I can book that.",
+        "May I have your name, please?",
+    ]
+    assert speech_pieces("Okay Bob, see you then.") == ["Okay Bob,", "see you then."]
+    assert speech_pieces("Sorry — could you say that again?") == ["Sorry —", "could you say that again?"]
+    assert speech_pieces("No problem. Which day was it?") == ["No problem.", "Which day was it?"]
+    # streamed: out as soon as the word after the comma arrives, not when the sentence ends
+    buf = SentenceBuffer(first_clause=True)
+    assert buf.push("Sure") == []
+    assert buf.push(",") == []
+    assert buf.push(" I") == ["Sure,"]
+    assert buf.push(" can book that.") == []
+    assert buf.push(" May") == ["I can book that."]
 
 
 def test_buffer_releases_the_first_clause_before_the_sentence_ends() -> None:

@@ -1,7 +1,8 @@
 """`ReplyStream`: one streamed LLM answer, cut into sentences for the TTS as they complete.
 
-A long first sentence comes as two pieces, its first clause and the rest (`SentenceBuffer(first_clause=
-True)`): the clause is synthesized on its own, so the first audio comes sooner.
+A first sentence that opens with a short phrase ("Sure, …") or is long comes as two pieces, that phrase or
+its first clause and the rest (`SentenceBuffer(first_clause=True)`): the first piece is synthesized on its
+own, so the first audio comes sooner.
 
 The conversation reads the answer inline up to its first sentence (no task hop before the first audio),
 then lets a task `pump()` the rest while the TTS speaks. Sentences, the end (None) or the error arrive on

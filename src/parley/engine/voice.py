@@ -1,7 +1,8 @@
 """`AgentVoice`: the agent's words to the line — TTS per sentence, resampled, written to the channel.
 
 A canned text (greeting, reminder, closing line) is said in the pieces a streamed reply of it would be
-(`speech_pieces`: a long first sentence's first clause alone, then each sentence), so it starts as soon
+(`speech_pieces`: a first sentence's opening phrase or a long one's first clause alone, then each
+sentence), so it starts as soon
 and the TTS cache, warmed with those pieces, answers them (`engine/tts_cache.py`, `CachedTTS`).
 
 It keeps each speech's `SpeechTrack` (which sentence occupies which output samples), so a barge-in knows
