@@ -6,12 +6,12 @@ PostgreSQL and Redis, instant STT/LLM/TTS with the WebRTC VAD; SIPp calls throug
 
 For each worker count: SIPp places --calls calls at --rate calls/s through Kamailio (all may be up at once),
 each holding --hold s (the agent greets with 1 s of tone; the caller sends no audio). Reported: SIPp
-successes/failures, INVITE→200 OK through Kamailio (SIPp rtd, p50/p99), CPU seconds of Kamailio, of each
-worker and of the API over the run (from /proc), late RTP sends over packets sent and each worker's full garbage
-collections (count, mean, the bucket the longest fits under; the workers' /metrics),
-calls per worker (the call records), the workers' CPU per call while every call is up (when --hold leaves
-a window of 2 s or more after the last INVITE), the memory the calls added per call (peak RSS), and the
-machine's load average before and after.
+successes/failures (with SIPp's last lines and error log when any failed), INVITE→200 OK through Kamailio
+(SIPp rtd, p50/p99), CPU seconds of Kamailio, of each worker and of the API over the run (from /proc),
+late RTP sends over packets sent and each worker's full garbage collections (count, mean, the bucket the
+longest fits under; the workers' /metrics), calls per worker (the call records), the workers' CPU per
+call while every call is up (when --hold leaves a window of 2 s or more after the last INVITE), the memory
+the calls added per call (peak RSS), and the machine's load average before and after.
 """
 
 from __future__ import annotations
@@ -189,6 +189,8 @@ async def one(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
                 "calls_per_worker": sorted(per_worker.values()), "gc_full_collections_per_worker": gc_full,
                 **steady(samples, args, rss0),
                 "statuses": sorted({c["status"] for c in calls}),
+                # why calls failed (SIPp's last lines and its error log): its work folder is removed after the run
+                "sipp_tail": sipp.out[-1500:] if sipp.failed or sipp.code else "",
                 "loadavg_before": [round(x, 2) for x in load0], "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
     finally:
         if proc.poll() is None:

@@ -14,6 +14,7 @@ from parley.engine.session import Engines, talk_file
 from parley.media.wav import read_wav
 from parley.providers.factory import build_llm, build_stt, build_tts
 from parley.providers.fallback import FailoverEvent
+from parley.providers.text import speech_pieces
 
 from ..conftest import synth_espeak
 from .standins.server import Reply
@@ -112,7 +113,8 @@ async def test_every_llm_failing_apologises_then_hangs_up_politely(
     ended = [e for e in talk.events if isinstance(e, ConversationEnded)]
     assert len(ended) == 1 and ended[0].reason == "provider_error" and ended[0].turns >= 3
     assert isinstance(talk.events[-1], ConversationEnded)
-    # the last apology was spoken to its end before the hang-up
-    assert len(azure_tts_server.requests_of("azure_tts")) == 3
+    # the last apology was spoken to its end before the hang-up (each apology in its speech pieces:
+    # "Sorry," and the rest)
+    assert len(azure_tts_server.requests_of("azure_tts")) == 3 * len(speech_pieces(apology))
     assert agents[-1].end <= ended[0].duration_s + 0.05
     assert len(talk.audio) / RATE > 3 * 1.0

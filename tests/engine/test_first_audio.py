@@ -121,6 +121,18 @@ async def test_a_reply_opening_with_a_short_phrase_starts_with_that_phrase_alone
     assert run.agent() == [reply], "the transcript reads as one reply"
 
 
+async def test_a_reply_opening_with_a_common_phrase_starts_from_the_cache() -> None:
+    tts = ToneTTS()
+    eng = engines(tts, ScriptLLM(["Sure, I can book that."]))
+    report = await eng.warm()  # an LLM writing its own replies: the phrases they often open with are cached
+    assert {"Sure,", "Of course.", "No problem,"} <= set(report.synthesized)
+    warmed = len(tts.started)
+
+    run = await converse(eng, CallerAudio(5).say(300, 0.3, 1.0))
+    assert tts.started[warmed:] == ["I can book that."], "the opening phrase came from the cache"
+    assert run.agent() == ["Sure, I can book that."]
+
+
 async def test_a_slow_answer_is_acknowledged_from_the_cache() -> None:
     tts = ToneTTS()
     llm = ScriptLLM(["Tuesday at ten works.", "Tuesday at ten works."], word_delay_s=0.25)

@@ -3,7 +3,8 @@
 `Engines.build(agent, settings)` creates the agent's STT, LLM and TTS once (they are shared by all its
 conversations; the VAD is made per call), and one TTS cache of the agent's fixed texts (`fixed_texts`:
 greetings, reminders, closing lines, apology, acknowledgements, tool messages, the scripted LLM's fixed
-replies), filled by `warm()` and shared by its conversations through a `CachedTTS`.
+replies, or the phrases a generative LLM's replies often open with), filled by `warm()` and shared by its
+conversations through a `CachedTTS`.
 `Engines.conversation(channel, …)` renders the agent's prompt and greeting and returns a ready
 `Conversation`. `talk_file(…)` runs a whole conversation over a WAV recording and returns what happened:
 transcript, latency marks, the agent's audio.
@@ -26,7 +27,7 @@ from parley.engine.turn.detector import TurnModel
 from parley.logging import get_logger
 from parley.providers.base import LLM, STT, TTS, VAD, ProviderError
 from parley.providers.factory import build_llm, build_stt, build_tts, build_vad
-from parley.providers.text import speech_pieces
+from parley.providers.text import common_openers, speech_pieces
 
 if TYPE_CHECKING:
     import httpx
@@ -93,7 +94,8 @@ class Engines:
         return report
 
     def fixed_texts(self) -> list[str]:
-        """Every text the agent says the same way on every call, in the pieces the voice requests them."""
+        """Every text the agent says the same way on every call, in the pieces the voice requests them; for
+        an LLM without fixed replies, the phrases its replies often open with (`common_openers`)."""
         spec = self.agent.spec
         texts: list[str] = []
         for direction in ("inbound", "outbound"):
@@ -107,6 +109,8 @@ class Engines:
         texts += [t.message for t in spec.tools if t.message]
         if isinstance(self.llm, HasFixedReplies):
             texts += self.llm.fixed_replies()
+        else:  # an LLM writing its own replies: the phrases they often open with, in the agent's language
+            texts += common_openers(spec.language)
         return [piece for text in texts for piece in speech_pieces(text)]
 
     def conversation(

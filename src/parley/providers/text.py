@@ -128,10 +128,28 @@ _WORD = re.compile(r"\S+")
 CLAUSE_MIN_WORDS = 3  # in a long sentence, a first clause shorter than this is not cut off ...
 CLAUSE_MIN_REST = 2  # ... nor one that leaves a rest shorter than this
 LONG_SENTENCE_WORDS = 7  # only sentences of at least this many words are cut after a longer first clause
-#: An opening phrase of at most this many words before a comma, semicolon, colon or dash ("Sure,", "Okay Bob,")
-#: is its own piece in any sentence, released as soon as the next word arrives: synthesized alone it is heard
-#: ~100 ms sooner, with the same pause after it (piper pauses ~300 ms at a comma inside a sentence too).
+#: An opening phrase of at most this many words before a comma, semicolon, colon or dash ("Sure,",
+#: "Okay Bob,") is its own piece in any sentence, released as soon as the next word arrives: synthesized
+#: alone it is heard ~100 ms sooner, with the same pause after it (piper pauses ~300 ms at a comma inside a
+#: sentence too).
 OPENER_WORDS = 2
+
+
+#: Phrases LLM replies often open with, per language, as `speech_pieces` cuts them off ("Sure, I can…" →
+#: "Sure,"): an agent whose LLM writes its replies keeps their audio in its TTS cache (`common_openers`).
+COMMON_OPENERS: dict[str, tuple[str, ...]] = {
+    "en": (
+        "Sure,", "Sure.", "Sure!", "Okay,", "Okay.", "OK,", "Of course,", "Of course.", "Of course!",
+        "Certainly,", "Certainly.", "Absolutely,", "Absolutely.", "Great,", "Great.", "Great!", "Perfect,",
+        "Perfect.", "Got it,", "Got it.", "No problem,", "No problem.", "Sorry,", "Yes,", "Yes.", "Alright,",
+        "Thanks,", "Thanks!", "Thank you,", "Thank you.", "Thank you!", "Hello,", "Hi,", "Hi there,",
+    ),
+}
+
+
+def common_openers(language: str) -> tuple[str, ...]:
+    """`COMMON_OPENERS` of a language ("en", "en-US", "en_GB" → English); none for the others."""
+    return COMMON_OPENERS.get(language.replace("_", "-").split("-")[0].lower(), ())
 
 
 def _words(text: str) -> int:
