@@ -591,6 +591,7 @@ async def setup_only(calls: int, rate: float, uac_calls: int, tmp: Path, agents_
         return {"calls": calls, "rate_cps": rate, "sipp_successful": sipp.successful, "sipp_failed": sipp.failed,
                 "setup_ms_p50": pct(r, 50), "setup_ms_p90": pct(r, 90), "setup_ms_p99": pct(r, 99),
                 "setup_ms_max": round(max(r), 1) if r else None, "samples": len(r),
+                "sipp_tail": sipp.out[-1500:] if sipp.failed or sipp.code else "",
                 "own_uac_calls": len(own), "own_uac_setup_ms_p50": pct(own, 50), "own_uac_setup_ms_p90": pct(own, 90),
                 "own_uac_setup_ms_p99": pct(own, 99), "own_uac_setup_ms_max": round(max(own), 1) if own else None,
                 "db": db, "own_uac_db": {k: db_own[k] for k in ("db_ops_per_call", "db_op_ms_p50", "db_op_ms_p99",
