@@ -52,6 +52,7 @@ from bench.gateway.fakes import AGENT_KEY, register_instant_providers, write_age
 from bench.gateway.speech import espeak_ulaw, piper_ulaw
 from parley.agents import AgentRegistry
 from parley.calls.service import CallsService
+from parley.calls.states import TERMINAL
 from parley.logging import configure
 from parley.media.g711 import ulaw_decode
 from parley.settings import Settings
@@ -582,7 +583,10 @@ async def setup_only(calls: int, rate: float, uac_calls: int, tmp: Path, agents_
         scn = scenario(tmp, "setup", 500, None, loop=False, auto_media_port=False)
         sipp = await run_sipp(scn, stack.target, tmp, rate=rate, calls=calls, limit=calls,
                               timeout=int(calls / rate + 60))
+        ended = time.monotonic()
         await stack.wait_idle(10.0)
+        statuses = await settled(stack, 60.0)  # every record closed, its writes no longer queued
+        drained = time.monotonic() - ended
         db = store_summary(stack.store_ops, calls / rate, calls)
         r = sipp.rtts_ms
         del stack.store_ops[:]
@@ -591,6 +595,7 @@ async def setup_only(calls: int, rate: float, uac_calls: int, tmp: Path, agents_
         return {"calls": calls, "rate_cps": rate, "sipp_successful": sipp.successful, "sipp_failed": sipp.failed,
                 "setup_ms_p50": pct(r, 50), "setup_ms_p90": pct(r, 90), "setup_ms_p99": pct(r, 99),
                 "setup_ms_max": round(max(r), 1) if r else None, "samples": len(r),
+                "records": statuses, "records_settled_s_after_sipp": round(drained, 1),
                 "sipp_tail": sipp.out[-1500:] if sipp.failed or sipp.code else "",
                 "own_uac_calls": len(own), "own_uac_setup_ms_p50": pct(own, 50), "own_uac_setup_ms_p90": pct(own, 90),
                 "own_uac_setup_ms_p99": pct(own, 99), "own_uac_setup_ms_max": round(max(own), 1) if own else None,
@@ -599,6 +604,16 @@ async def setup_only(calls: int, rate: float, uac_calls: int, tmp: Path, agents_
                 "loadavg": loadavg()}
     finally:
         await stack.close()
+
+
+async def settled(stack: Stack, timeout: float) -> dict[str, int]:
+    """The call records by status once none is open (or after `timeout` s, as they are then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = await stack.calls.store.counts_by_status()
+        if time.monotonic() > deadline or not set(counts) - {s.value for s in TERMINAL}:
+            return counts
+        await asyncio.sleep(0.5)
 
 
 async def uac_setup(stack: Stack, calls: int) -> list[float]:

@@ -1,5 +1,7 @@
 """The calls repository (SQLAlchemy 2, async). Each public method is one transaction, so a status change,
-its timeline entry and its webhook events are stored together or not at all (the outbox pattern)."""
+its timeline entry and its webhook events are stored together or not at all (the outbox pattern). On
+SQLite (one connection) a call's set-up — its record, its answer — goes before the queue of other writes
+(`calls/connection_turns.py`)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from parley.calls import db
+from parley.calls.connection_turns import ConnectionTurns
 from parley.calls.models import CallRow, EventRow, TranscriptRow, WebhookRow, utcnow
 from parley.calls.records import Call, CallDetail, CallEvent, TranscriptEntry, iso
 from parley.calls.states import (
@@ -62,7 +65,9 @@ class Store:
 
     def __init__(self, engine: AsyncEngine, *, webhook_url_for: UrlResolver | None = None) -> None:
         self.engine = engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        #: SQLite has one connection: a call's set-up takes it before the queue of other work
+        self._turns = ConnectionTurns() if engine.dialect.name == "sqlite" else None
         self.webhook_url_for: UrlResolver = webhook_url_for or (lambda call: call.webhook_url)
         #: Called after a commit that added webhook events (the sender wakes up).
         self.on_outbox: Callable[[], None] = lambda: None
@@ -85,9 +90,20 @@ class Store:
         await self.engine.dispose()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one committed-or-rolled-back transaction."""
-        async with self.sessions() as session, session.begin():
+    async def sessions(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session. On SQLite it waits for the one connection's turn; `urgent` (a call's set-up, before
+        its 200 OK) goes before the queue of other work (`ConnectionTurns`)."""
+        if self._turns is None:
+            async with self._sessions() as session:
+                yield session
+            return
+        async with self._turns.turn(urgent=urgent), self._sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session inside one committed-or-rolled-back transaction (`urgent`: see `sessions`)."""
+        async with self.sessions(urgent=urgent) as session, session.begin():
             yield session
 
     async def ping(self) -> str:
@@ -108,7 +124,7 @@ class Store:
                   "status": status.value, "created_at": now, "updated_at": now}
         if status == CallStatus.IN_PROGRESS:
             values.setdefault("answered_at", now)
-        async with self.transaction() as s:
+        async with self.transaction(urgent=True) as s:  # an inbound call's 200 OK waits for it
             row = CallRow(**values)
             s.add(row)
             await s.flush()
@@ -130,9 +146,10 @@ class Store:
         data: dict[str, Any] | None = None,
     ) -> Call:
         """Move a call to `target`; raises `IllegalTransition` (logged) if the state machine forbids it,
-        `CallNotFound` if there is no such call. `expect_attempt` makes it a compare-and-set on the attempt."""
+        `CallNotFound` if there is no such call. `expect_attempt` makes it a compare-and-set on the attempt.
+        An answered call's move to `in_progress` is urgent (its conversation waits for it; see `sessions`)."""
         target_status = parse_status(target)
-        async with self.transaction() as s:
+        async with self.transaction(urgent=target_status == CallStatus.IN_PROGRESS) as s:
             row = await self._lock(s, call_id)
             if expect_attempt is not None and row.attempt != expect_attempt:
                 check_transition(call_id, row.status, target_status)
