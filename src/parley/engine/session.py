@@ -3,8 +3,8 @@
 `Engines.build(agent, settings)` creates the agent's STT, LLM and TTS once (they are shared by all its
 conversations; the VAD is made per call), and one TTS cache of the agent's fixed texts (`fixed_texts`:
 greetings, reminders, closing lines, apology, acknowledgements, tool messages, the scripted LLM's fixed
-replies, or the phrases a generative LLM's replies often open with), filled by `warm()` and shared by its
-conversations through a `CachedTTS`.
+replies), filled by `warm()` and shared by its conversations through a `CachedTTS` — which also keeps the
+phrases a generative LLM's replies often open with the first time each is said (`kept_texts`).
 `Engines.conversation(channel, …)` renders the agent's prompt and greeting and returns a ready
 `Conversation`. `talk_file(…)` runs a whole conversation over a WAV recording and returns what happened:
 transcript, latency marks, the agent's audio.
@@ -22,7 +22,7 @@ from parley.agents.prompts import PromptError
 from parley.engine.conversation import Conversation
 from parley.engine.events import Event, EventSink, TranscriptEntry, TurnMetrics, emitter
 from parley.engine.file_channel import FileChannel
-from parley.engine.tts_cache import CachedTTS, TTSCache, WarmReport
+from parley.engine.tts_cache import CachedTTS, TTSCache, WarmReport, normalise_text
 from parley.engine.turn.detector import TurnModel
 from parley.logging import get_logger
 from parley.providers.base import LLM, STT, TTS, VAD, ProviderError
@@ -80,7 +80,15 @@ class Engines:
     @property
     def voice(self) -> CachedTTS:
         """The agent's TTS answering its fixed texts from the cache (what conversations speak with)."""
-        return CachedTTS(self.tts, self.cache)
+        return CachedTTS(self.tts, self.cache, keep=self.kept_texts())
+
+    def kept_texts(self) -> frozenset[str]:
+        """For an LLM that writes its own replies, the phrases they often open with in the agent's language
+        (`common_openers`): cached the first time each is said, not at start (no start-up cost, and no
+        burst of requests to a cloud TTS)."""
+        if isinstance(self.llm, HasFixedReplies):
+            return frozenset()
+        return frozenset(normalise_text(t) for t in common_openers(self.agent.spec.language))
 
     async def warm(self) -> WarmReport:
         """Load models now (each provider's `warm()`, and the VAD's library), so the first call does not
@@ -94,8 +102,7 @@ class Engines:
         return report
 
     def fixed_texts(self) -> list[str]:
-        """Every text the agent says the same way on every call, in the pieces the voice requests them; for
-        an LLM without fixed replies, the phrases its replies often open with (`common_openers`)."""
+        """Every text the agent says the same way on every call, in the pieces the voice requests them."""
         spec = self.agent.spec
         texts: list[str] = []
         for direction in ("inbound", "outbound"):
@@ -109,8 +116,6 @@ class Engines:
         texts += [t.message for t in spec.tools if t.message]
         if isinstance(self.llm, HasFixedReplies):
             texts += self.llm.fixed_replies()
-        else:  # an LLM writing its own replies: the phrases they often open with, in the agent's language
-            texts += common_openers(spec.language)
         return [piece for text in texts for piece in speech_pieces(text)]
 
     def conversation(

@@ -13,10 +13,12 @@ chunks. The voice and speed in the key come from the object's `voice` and `speed
 them (Azure, OpenAI, espeak), or from the caller (`voice=`, `speed=`) — pass them for providers that keep
 them private (piper), or two voices of one provider would share entries.
 
-`CachedTTS(tts, cache)` is how the engine uses it: a TTS whose `synthesize(text)` answers a cached text
-in one chunk without running `tts`, and streams anything else from `tts` without storing it (only
-`warm_texts` fills the cache, so one-off LLM replies never push the fixed texts out). `Engines` keeps one
-cache per agent, warms it at start and hands each conversation a `CachedTTS`.
+`CachedTTS(tts, cache, keep=…)` is how the engine uses it: a TTS whose `synthesize(text)` answers a cached
+text in one chunk without running `tts`, and streams anything else from `tts` without storing it (so
+one-off LLM replies never push the fixed texts out) — except the texts in `keep`, stored the first time
+they are said in full (the phrases a generative LLM's replies often open with: no start-up cost, no
+burst of requests to a cloud TTS). `warm_texts` fills the cache at start. `Engines` keeps one cache per
+agent, warms it at start and hands each conversation a `CachedTTS`.
 
 Pure data structure plus small async helpers; no locks (it lives on the event loop).
 """
@@ -223,9 +225,10 @@ async def speak(
 class CachedTTS(TTS):
     """`inner` with the texts warmed into `cache` answered from it (see the module docstring)."""
 
-    def __init__(self, inner: TTS, cache: TTSCache) -> None:
+    def __init__(self, inner: TTS, cache: TTSCache, *, keep: frozenset[str] = frozenset()) -> None:
         self.inner = inner
         self.cache = cache
+        self.keep = keep  # normalised texts stored the first time they are synthesized
         self.name = inner.name
         self.sample_rate = inner.sample_rate
         self.capabilities = inner.capabilities
@@ -235,8 +238,10 @@ class CachedTTS(TTS):
         return CacheKey.for_tts(self.inner, text) in self.cache
 
     async def synthesize(self, text: str) -> AsyncGenerator[Pcm, None]:
-        """The cached audio of `text` in one chunk, else the inner TTS's stream (not stored)."""
-        async with aclosing(speak(self.cache, self.inner, text, store=False)) as chunks:
+        """The cached audio of `text` in one chunk, else the inner TTS's stream (stored only for a text in
+        `keep`, once synthesized in full)."""
+        store = normalise_text(text) in self.keep
+        async with aclosing(speak(self.cache, self.inner, text, store=store)) as chunks:
             async for pcm in chunks:
                 yield pcm
 
@@ -248,7 +253,7 @@ class CachedTTS(TTS):
         """The inner voice at `sample_rate` (when it has it natively), with the same cache: entries are
         keyed by rate, so each rate warms its own."""
         other = self.inner.for_rate(sample_rate)
-        return self if other is self.inner else CachedTTS(other, self.cache)
+        return self if other is self.inner else CachedTTS(other, self.cache, keep=self.keep)
 
     async def warm(self) -> None:
         await self.inner.warm()

@@ -136,7 +136,7 @@ OPENER_WORDS = 2
 
 
 #: Phrases LLM replies often open with, per language, as `speech_pieces` cuts them off ("Sure, I can…" →
-#: "Sure,"): an agent whose LLM writes its replies keeps their audio in its TTS cache (`common_openers`).
+#: "Sure,"): an agent whose LLM writes its replies keeps each one's audio in its TTS cache once said.
 COMMON_OPENERS: dict[str, tuple[str, ...]] = {
     "en": (
         "Sure,", "Sure.", "Sure!", "Okay,", "Okay.", "OK,", "Of course,", "Of course.", "Of course!",
