@@ -18,6 +18,8 @@ from redis.exceptions import RedisError
 from parley.agents import AgentRegistry
 from parley.calls import Call, CallsService, DialerLimits, DialOutcome, RetryPolicy
 from parley.calls.models import utcnow
+from parley.calls.dialer import DialRefusal
+from parley.calls.queue.base import CallQueue
 from parley.calls.queue.local import LocalQueue
 from parley.calls.queue.redis import RedisQueue
 from parley.calls.store import Store
@@ -296,6 +298,50 @@ async def test_redelivered_jobs_are_dialed_once(kind: str, settings, agents, tmp
         assert sum(deliveries.values()) > len(ids)  # redeliveries happened, yet nothing was dialed twice
     finally:
         for s in (w1, w2):
+            await s.close()
+
+
+@pytest.mark.parametrize("kind", ["local", pytest.param("redis", marks=pytest.mark.redis)])
+async def test_a_worker_that_cannot_dial_now_hands_its_jobs_to_one_that_can(
+        kind: str, settings, agents, tmp_path: Path, request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
+    """Worker `busy` is overloaded (its transport refuses every call for this worker's own reasons). The
+    jobs it takes go back to the queue at once, and worker `free` dials every call, once, long before a
+    lease or an idle claim (60 s here) could have moved them. `busy` dials none."""
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    refused: Counter[str] = Counter()
+
+    async def overloaded(call: Call) -> DialRefusal | None:
+        refused[call.id] += 1
+        return DialRefusal("this worker's event loop is overloaded", here_only=True)
+
+    services = []
+    for name in ("busy", "free"):
+        store = Store.from_url(db_url)
+        await store.upgrade()
+        if kind == "local":
+            queue: CallQueue = LocalQueue(store, consumer=name, lease_s=60, poll_s=0.05, reclaim_on_start=False)
+        else:
+            queue = RedisQueue(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"),
+                               consumer=name, claim_idle_s=60, poll_s=0.05)
+        services.append(await CallsService.open(settings, agents=agents, store=store, queue=queue,
+                                                send_webhooks=False))
+    busy, free = services
+    try:
+        ids = [(await busy.create_call(to_number=f"+1555300{i:04d}")).id for i in range(6)]
+        busy_net, free_net = Network(busy, brief=True), Network(free, brief=True)
+        await busy.start_dialer(busy_net.place_call, admit=overloaded, poll_s=0.05, worker_id="busy")
+        await eventually(lambda: sum(refused.values()) >= 2, timeout_s=10, what="the busy worker refusing calls")
+        await free.start_dialer(free_net.place_call, poll_s=0.05, worker_id="free")
+        started = time.monotonic()
+        await eventually(lambda: all_final(free, ids), timeout_s=30, interval_s=0.1)
+
+        assert time.monotonic() - started < 30  # not a 60 s lease or idle claim
+        assert set((await statuses(free, ids)).values()) == {"completed"}
+        assert dict(free_net.dialed) == {i: 1 for i in ids}
+        assert not busy_net.dialed
+        assert sum(refused.values()) >= 2
+    finally:
+        for s in services:
             await s.close()
 
 

@@ -136,3 +136,28 @@ async def test_nothing_is_lost_across_a_restart(make_queue) -> None:  # type: ig
         await second.ack(job)
     assert sorted(seen) == ["x", "y", "z"]
     assert await second.get(timeout=0.6) is None
+
+
+async def test_a_released_job_is_delivered_again_at_once(make_queue) -> None:  # type: ignore[no-untyped-def]
+    """A worker that cannot dial a job now hands it back: another consumer gets it straight away, not when
+    the lease runs out (30 s here); handing back a job that was acked meanwhile brings nothing back."""
+    w1, w2 = await make_queue("w1"), await make_queue("w2")
+    for q in (w1, w2):  # leases and idle claims far longer than the test
+        if isinstance(q, LocalQueue):
+            q.lease_s = 30.0
+        else:
+            q.claim_idle_s = 30.0
+    await w1.put("call-1")
+    job = await w1.get(timeout=2)
+    assert job is not None
+    assert await w2.get(timeout=0.2) is None  # leased to w1
+
+    await w1.release(job)
+    again = await w2.get(timeout=5)
+    assert again is not None and (again.call_id, again.attempt) == ("call-1", 1)
+    assert await w1.depth() == 1
+
+    await w2.ack(again)
+    await w2.release(again)  # acked: nothing comes back
+    assert await w1.get(timeout=0.3) is None
+    assert await w1.depth() == 0

@@ -2,8 +2,8 @@
 
 Every call's media on a worker runs on one event loop: admitted past what that loop can do, each new call
 makes *all* calls' frames go out late. So while the loop used more than MAX_LOOP_BUSY of a core over the
-last seconds, INVITEs get 503 with Retry-After (Kamailio then tries the next worker), the dialer leaves its
-jobs queued, and the refusal says why in words; once the load is gone, calls are answered again. The load
+last seconds, INVITEs get 503 with Retry-After (Kamailio then tries the next worker), the dialer is told to
+hand its jobs back to the queue for another worker, and the refusal says why in words; once the load is gone, calls are answered again. The load
 here is real: blocking work on the gateway's own loop.
 """
 
@@ -68,9 +68,10 @@ async def test_an_overloaded_worker_refuses_calls_with_503_until_its_loop_recove
         assert sorted((await burst.wait_finals(ids)).values()) == [503, 503, 503]
         assert metrics.OVERLOAD_REFUSALS.labels("inbound")._value.get() - refused_before == 3
         assert len(gateway.live) == 1, "only the call answered before the load is up"
-        refusal = gateway.overloaded("outbound", count=False)  # what the dialer is told: the job stays parked
-        assert refusal is not None and "overloaded" in refusal.reason
-        assert "MAX_LOOP_BUSY 60%" in refusal.reason
+        queued = await stack.calls.create_call(to_number="+15550001234")
+        told = await gateway.admit_outbound(queued)  # what the dialer is told: another worker should dial it
+        assert told is not None and told.here_only
+        assert "overloaded" in told.reason and "MAX_LOOP_BUSY 60%" in told.reason
 
         await burner.stop()
         await eventually(lambda: gateway.overloaded("inbound", count=False) is None, timeout_s=15,

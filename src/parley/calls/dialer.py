@@ -53,8 +53,18 @@ class PlaceCall(Protocol):
 OnEnded = Callable[[Call], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class DialRefusal:
+    """Why the transport will not dial a call now. `here_only`: the reason is this worker's own state
+    (overloaded, draining, its conversation slots full), so another worker may dial the call at once and the
+    job goes back to the queue; otherwise a limit holds for every worker and the job waits here for a slot."""
+
+    reason: str
+    here_only: bool = False
+
+
 #: Asked before a call is dialed: reserve its slots (cluster-wide caps and rate); None = go, else why not.
-Admit = Callable[[Call], Awaitable[str | None]]
+Admit = Callable[[Call], Awaitable[DialRefusal | None]]
 
 #: Frees what `Admit` reserved (idempotent).
 ReleaseSlot = Callable[[Call], Awaitable[None]]
@@ -289,10 +299,13 @@ class Dialer:
         if trunk in self.trunk_pacers:
             await self.trunk_pacers[trunk].wait()
         if self.admit is not None:
-            why = await self.admit(call)
-            if why is not None:
-                log.debug("no slot for the call yet; job kept", call_id=call.id, why=why)
-                self._parked.append((job, call))
+            refusal = await self.admit(call)
+            if refusal is not None:
+                if refusal.here_only:
+                    await self._hand_back(job, call, refusal.reason)
+                else:
+                    log.debug("no slot for the call yet; job kept", call_id=call.id, why=refusal.reason)
+                    self._parked.append((job, call))
                 await asyncio.sleep(self.poll_s)
                 return
         try:
@@ -307,6 +320,19 @@ class Dialer:
         await self.queue.ack(job)
         task = self._calls.spawn(self._run(call), name=f"dial-{call.id}")
         self._reserve(call, task)
+
+    async def _hand_back(self, job: Job, call: Call, reason: str) -> None:
+        """Give a job this worker cannot dial now back to the queue, for any worker with room (this one
+        too, later). If that fails the job is parked here instead: it is never dropped."""
+        try:
+            await self.queue.release(job)
+        except Exception as exc:  # noqa: BLE001 - the queue is down: keep the job here
+            log.warning("could not hand the dial job back; kept here", call_id=job.call_id,
+                        error=str(exc) or type(exc).__name__)
+            self._parked.append((job, call))
+            return
+        metrics.DIALER_HANDED_BACK.inc()
+        log.debug("dial job handed back to the queue for another worker", call_id=job.call_id, why=reason)
 
     async def _run(self, call: Call) -> None:
         with bind_call(call.id):

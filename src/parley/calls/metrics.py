@@ -21,6 +21,9 @@ QUEUE_DEPTH = Gauge("parley_queue_depth", "Dial jobs waiting in the queue (due o
                     registry=REGISTRY)
 DIALER_ACTIVE = Gauge("parley_dialer_active_calls", "Calls this process's dialer is placing now.",
                       registry=REGISTRY)
+DIALER_HANDED_BACK = Counter("parley_dialer_jobs_handed_back_total",
+                             "Dial jobs this worker gave back to the queue because it was overloaded, draining "
+                             "or full (another worker may dial them).", registry=REGISTRY)
 DIAL_OUTCOMES = Counter("parley_dial_outcomes_total", "Dial attempts by outcome.", ["outcome"],
                         registry=REGISTRY)
 WEBHOOK_DELIVERIES = Counter("parley_webhook_deliveries_total",

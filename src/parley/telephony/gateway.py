@@ -23,7 +23,7 @@ from typing import Any, Literal
 import httpx
 
 from parley.agents import Agent, AgentRegistry
-from parley.calls.dialer import DialerLimits
+from parley.calls.dialer import DialerLimits, DialRefusal
 from parley.calls import metrics
 from parley.calls.outcomes import DialOutcome
 from parley.calls.records import Call as CallRecord
@@ -509,18 +509,19 @@ class Gateway:
         return capacity_claims(trunk, record.agent, agent_cap, self.settings.max_concurrent_calls,
                                direction="outbound")
 
-    async def admit_outbound(self, record: CallRecord) -> str | None:
+    async def admit_outbound(self, record: CallRecord) -> DialRefusal | None:
         """The dialer asks before dialing: reserve the call's slots (this worker, trunk, agent, cluster)
-        and take a start within MAX_CALLS_PER_SECOND across the cluster. None = go; else why not (the
-        dialer keeps the job and asks again later)."""
+        and take a start within MAX_CALLS_PER_SECOND across the cluster. None = go; else why not: this
+        worker's own state (draining, overloaded, its slots full: the dialer hands the job to the queue for
+        another worker) or a shared cap (the dialer keeps the job and asks again later)."""
         if self.draining:
-            return "this worker is draining for shutdown"
+            return DialRefusal("this worker is draining for shutdown", here_only=True)
         busy = self.overloaded("outbound", count=False)
         if busy is not None:
-            return busy.reason
+            return DialRefusal(busy.reason, here_only=True)
         full = await self.slots.reserve(record.id, self._outbound_claims(record))
         if full is not None:
-            return full.reason
+            return DialRefusal(full.reason, here_only=full.key == self.slots.worker_claim().key)
         try:
             await self.slots.wait_rate("global", self.settings.max_calls_per_second)
         except BaseException:

@@ -51,6 +51,11 @@ class CallQueue(abc.ABC):
         """The job is handled: never deliver it again."""
 
     @abc.abstractmethod
+    async def release(self, job: Job) -> None:
+        """Hand a job taken by `get` back undialed, deliverable now to any consumer (this one included).
+        Nothing happens when the job was acked or canceled meanwhile."""
+
+    @abc.abstractmethod
     async def cancel(self, call_id: str) -> bool:
         """Drop every waiting job of `call_id`; True when one was waiting."""
 

@@ -100,6 +100,13 @@ class LocalQueue(CallQueue):
             await s.execute(update(JobRow).where(JobRow.id == int(job.token))
                             .values(state="done", lease_owner=None, lease_until=None))
 
+    async def release(self, job: Job) -> None:
+        async with self.store.transaction() as s:
+            await s.execute(update(JobRow).where(JobRow.id == int(job.token), JobRow.state == "leased",
+                                                 JobRow.lease_owner == self.consumer)
+                            .values(state="ready", lease_owner=None, lease_until=None))
+        self._wake.set()
+
     async def cancel(self, call_id: str) -> bool:
         async with self.store.transaction() as s:
             result = await s.execute(update(JobRow).where(JobRow.call_id == call_id,

@@ -9,7 +9,8 @@ Keys (all under `prefix`, default `parley:`):
 * `queue:canceled:{call}` — jobs of a canceled call are acked and skipped.
 
 A worker that dies leaves its jobs pending in the group; after `claim_idle_s` another worker takes them
-over with `XAUTOCLAIM`.
+over with `XAUTOCLAIM`. A job a worker cannot dial now (overloaded, draining) is handed back at once
+(`release`: acked and added again at the end of the stream, in one script).
 """
 
 from __future__ import annotations
@@ -180,6 +181,10 @@ class RedisQueue(CallQueue):
             p.xack(self.stream, self.group, job.token)
             p.xdel(self.stream, job.token)
             await p.execute()
+
+    async def release(self, job: Job) -> None:
+        """The entry moves to the end of the stream (a new id), for the next reader of any consumer."""
+        await self.redis.register_script(_REQUEUE)(keys=[self.stream], args=[self.group, job.token])
 
     async def release_consumer(self, consumer: str) -> int:
         """Jobs `consumer` read but never acked go back to the end of the stream (each once), and the
