@@ -3,6 +3,7 @@ pagination, and the outbox written in the same transaction as the status change.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -190,6 +191,53 @@ async def test_a_burst_is_stored_without_a_read_and_a_burst_for_no_call_stores_n
         orphans = (await conn.execute(text("SELECT count(*) FROM call_events WHERE call_id = 'no-such-call'"))
                    ).scalar_one()
     assert orphans == 0
+
+
+async def test_bursts_that_many_calls_store_at_once_share_transactions(store: Store) -> None:
+    """A busy worker: 30 calls each store a burst (an event, a transcript entry, an event) at the same
+    moment. Every call gets its own rows, in order, and the 30 bursts cost a few INSERTs, not a pair each.
+    Then a burst for a call that does not exist arrives among good ones: it alone fails (CallNotFound)."""
+    calls = [await store.add_call(_outbound()) for _ in range(30)]
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement.split(None, 1)[0].upper())
+
+    async def burst(i: int, call_id: str) -> None:
+        await store.add_batch(call_id, [("event", {"type": f"e{i}"}),
+                                        ("transcript", {"role": "agent", "text": f"t{i}"}),
+                                        ("event", {"type": f"f{i}"})])
+
+    from sqlalchemy import event
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await asyncio.gather(*(burst(i, c.id) for i, c in enumerate(calls)))
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
+    assert statements.count("INSERT") <= 10, statements  # one pair per call would be 60
+    for i, call in enumerate(calls):
+        detail = await store.get_detail(call.id)
+        assert detail is not None
+        assert [e.type for e in detail.timeline] == ["status", f"e{i}", f"f{i}"]
+        assert [t.text for t in detail.transcript] == [f"t{i}"]
+
+    results = await asyncio.gather(burst(100, calls[0].id), burst(101, "no-such-call"), burst(102, calls[1].id),
+                                   return_exceptions=True)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], CallNotFound) and "no-such-call" in str(results[1])
+    first = await store.get_detail(calls[0].id)
+    assert first is not None and [e.type for e in first.timeline][-2:] == ["e100", "f100"]
+
+
+async def test_a_burst_whose_writer_stops_waiting_is_still_stored(store: Store) -> None:
+    call = await store.add_call(_outbound())
+    writer = asyncio.create_task(store.add_batch(call.id, [("transcript", {"role": "caller", "text": "Bye."})]))
+    await asyncio.sleep(0)  # the burst is submitted; its writer is cancelled before the write is done
+    writer.cancel()
+    await store.bursts.close()  # what Store.close() waits for
+    detail = await store.get_detail(call.id)
+    assert detail is not None and [t.text for t in detail.transcript] == ["Bye."]
 
 
 async def test_a_call_is_settled_in_one_transaction_from_what_is_stored(store: Store) -> None:

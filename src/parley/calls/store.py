@@ -1,5 +1,6 @@
 """The calls repository (SQLAlchemy 2, async). Each public method is one transaction, so a status change,
-its timeline entry and its webhook events are stored together or not at all (the outbox pattern). On
+its timeline entry and its webhook events are stored together or not at all (the outbox pattern); bursts
+of transcript entries and events that several calls add at once share one (`calls/group_commit.py`). On
 SQLite (one connection) a call's set-up — its record, its answer — goes before the queue of other writes
 (`calls/connection_turns.py`)."""
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from parley.calls import db
 from parley.calls.connection_turns import ConnectionTurns
+from parley.calls.group_commit import GroupCommit
 from parley.calls.models import CallRow, EventRow, TranscriptRow, WebhookRow, utcnow
 from parley.calls.records import Call, CallDetail, CallEvent, TranscriptEntry, iso
 from parley.calls.states import (
@@ -49,6 +51,15 @@ class CallNotFound(KeyError):
 
 
 @dataclass(frozen=True)
+class _Burst:
+    """One `add_batch`: a call's rows for the two tables, in order."""
+
+    call_id: str
+    transcripts: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class OutboxItem:
     """A claimed webhook delivery."""
 
@@ -71,6 +82,8 @@ class Store:
         self.webhook_url_for: UrlResolver = webhook_url_for or (lambda call: call.webhook_url)
         #: Called after a commit that added webhook events (the sender wakes up).
         self.on_outbox: Callable[[], None] = lambda: None
+        #: concurrent calls' bursts of transcript entries and events, stored together (`add_batch`)
+        self.bursts: GroupCommit[_Burst] = GroupCommit(self._insert_bursts, name="transcripts and events")
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Store:
@@ -87,6 +100,8 @@ class Store:
         await db.upgrade(self.engine)
 
     async def close(self) -> None:
+        """Store the bursts still waiting, then release the connections."""
+        await self.bursts.close()
         await self.engine.dispose()
 
     @asynccontextmanager
@@ -266,20 +281,28 @@ class Store:
         `("transcript", {role, text, at?, metadata?})` or `("event", {type, data?, at?})`, stored in order.
 
         Plain multi-row INSERTs, no read first: the rows' foreign key to the call is the existence check
-        (`CallNotFound` when it fails), so a burst costs one INSERT per table and the commit."""
+        (`CallNotFound` when it fails), so a burst costs one INSERT per table and the commit. Bursts of
+        other calls submitted meanwhile share that transaction (`GroupCommit`): a worker with many calls
+        talking writes once per round, not once per call."""
         if not entries:
             return
-        transcripts: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
+        burst = _Burst(call_id, [], [])
         for kind, item in entries:
             at = item.get("at") or utcnow()
             if kind == "transcript":
-                transcripts.append({"call_id": call_id, "role": item["role"], "text": item["text"], "at": at,
-                                    "meta": item.get("metadata") or {}})
+                burst.transcripts.append({"call_id": call_id, "role": item["role"], "text": item["text"],
+                                          "at": at, "meta": item.get("metadata") or {}})
             elif kind == "event":
-                events.append({"call_id": call_id, "type": item["type"], "at": at, "data": item.get("data") or {}})
+                burst.events.append({"call_id": call_id, "type": item["type"], "at": at,
+                                     "data": item.get("data") or {}})
             else:
                 raise ValueError(f"unknown batch entry kind {kind!r} (transcript or event)")
+        await self.bursts.submit(burst)
+
+    async def _insert_bursts(self, bursts: list[_Burst]) -> None:
+        """Several calls' bursts in one transaction: one INSERT per table."""
+        transcripts = [row for b in bursts for row in b.transcripts]
+        events = [row for b in bursts for row in b.events]
         try:
             async with self.transaction() as s:
                 if transcripts:
@@ -287,8 +310,8 @@ class Store:
                 if events:
                     await s.execute(insert(EventRow), events)
         except IntegrityError:
-            if await self.get_call(call_id) is None:
-                raise CallNotFound(call_id) from None
+            if len(bursts) == 1 and await self.get_call(bursts[0].call_id) is None:
+                raise CallNotFound(bursts[0].call_id) from None
             raise
 
     async def get_call(self, call_id: str) -> Call | None:

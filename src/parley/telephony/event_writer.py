@@ -3,7 +3,8 @@
 The conversation hands events over without waiting (an asyncio queue); one writer task per call stores
 them in order, so a slow database never stalls the audio and nothing is lost: `close()` drains the
 queue before the call is finished. What piles up while a write is in flight goes in the next write, as one
-transaction (a burst), so a busy store sees fewer, bigger writes instead of falling further behind.
+transaction (a burst), and the bursts of other calls written meanwhile share that transaction
+(`Store.add_batch`), so a busy store sees fewer, bigger writes instead of falling further behind.
 """
 
 from __future__ import annotations
