@@ -121,7 +121,13 @@ async def test_digest_trunk_right_and_wrong_password(phone_stack, tmp_path: Path
 
 
 async def test_over_capacity_is_busy_then_next_call_answered(phone_stack, tmp_path: Path) -> None:
+    """This worker's one slot is taken: the next INVITE gets 503, which says nothing about the trunk (its
+    last error stays empty; a trunk-wide cap would be the trunk's), and once the slot is free a call is
+    answered."""
     stack = await phone_stack(num_agents=1)
+    await stack.gateway.telephony.put(Trunk.model_validate(
+        {"name": "carrier", "inbound": {"allowed_addresses": ["127.0.0.0/8"]}}))
+    await stack.gateway.reload()
     first = uac_scenario("PCMU", pause_ms=4000)
     import asyncio
 
@@ -132,6 +138,7 @@ async def test_over_capacity_is_busy_then_next_call_answered(phone_stack, tmp_pa
     busy = await run_sipp(uac_scenario("PCMU", expect=503), f"127.0.0.1:{stack.sip_port}", tmp_path,
                           port=_sipp_port(), extra=["-s", "+4930123456"], timeout=15)
     assert busy.code == 0, str(busy)
+    assert stack.gateway.state("carrier").last_error is None
     assert (await long_call).code == 0
     await stack.wait_status(first.id, {"completed"})  # its slot is free once its record is closed
     await _ok_call(stack, tmp_path)

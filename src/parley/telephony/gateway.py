@@ -283,11 +283,14 @@ class Gateway:
 
     # --- inbound ---------------------------------------------------------------------------------
 
-    async def _refuse(self, inc: IncomingCall, refusal: Refusal) -> None:
+    async def _refuse(self, inc: IncomingCall, refusal: Refusal, *, about_trunk: bool = True) -> None:
+        """Answer the INVITE with the refusal. `about_trunk=False`: the reason is this worker's own state
+        (draining, overloaded, its slots full), not the trunk's: the trunk's last error is left alone."""
         log.warning("inbound call refused", code=refusal.code, reason=refusal.reason,
                     source=f"{inc.source_address[0]}:{inc.source_address[1]}", called=inc.called_number,
                     caller=inc.caller_number, sip_call_id=inc.call_id)
-        self._trunk_error(refusal.trunk, f"refused inbound call: {refusal.reason}")
+        if about_trunk:
+            self._trunk_error(refusal.trunk, f"refused inbound call: {refusal.reason}")
         phrase = {403: "Forbidden", 404: "Not Found", 486: "Busy Here", 503: "Service Unavailable"}
         headers = {"Retry-After": "5"} if refusal.code == 503 else None
         await inc.reject(refusal.code, phrase.get(refusal.code), headers=headers)
@@ -351,11 +354,12 @@ class Gateway:
                                             trunk_name))
             return
         if self.draining:
-            await self._refuse(inc, Refusal(503, "this worker is draining for shutdown", trunk_name))
+            await self._refuse(inc, Refusal(503, "this worker is draining for shutdown", trunk_name),
+                               about_trunk=False)
             return
         busy = self.overloaded("inbound")
         if busy is not None:
-            await self._refuse(inc, dataclasses.replace(busy, trunk=trunk_name))
+            await self._refuse(inc, dataclasses.replace(busy, trunk=trunk_name), about_trunk=False)
             return
         claims = capacity_claims(trunk, agent.key, agent.spec.max_concurrent_calls,
                                  self.settings.max_concurrent_calls)
@@ -370,7 +374,8 @@ class Gateway:
                 # the cluster caps and the count in the calls-per-second window: one round trip to Redis
                 full = await self.slots.reserve_shared(call_id, claims, note_start="global")
             if full is not None:
-                await self._refuse(inc, Refusal(full.code, full.reason, trunk_name))
+                await self._refuse(inc, Refusal(full.code, full.reason, trunk_name),
+                                   about_trunk=full.key != self.slots.worker_claim().key)
                 return
             await self._answer(inc, live, agent, trunk_name, decision)
         finally:
