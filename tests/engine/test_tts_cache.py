@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from parley.engine.tts_cache import CacheKey, TTSCache, normalise_text, speak, warm
+from parley.engine.tts_cache import CachedTTS, CacheKey, TTSCache, normalise_text, speak, warm
+from parley.media.resample import resample
+from tests.engine.fakes import ToneTTS
 
 
 class CountingTTS:
@@ -175,3 +177,24 @@ async def test_voices_do_not_share_entries() -> None:
     await warm(cache, joe, ["Hello."], voice="piper:joe")
     [c async for c in speak(cache, amy, "Hello.", voice="piper:amy")]
     assert amy.calls == ["Hello."]
+
+
+async def test_a_cached_text_is_converted_to_a_calls_rate_once() -> None:
+    """The voice speaks at 16 kHz, a phone call runs at 8 kHz: a cached greeting is converted once (the whole
+    text) and kept at 8 kHz, so every later call plays it with no TTS run and no second conversion."""
+    tts = ToneTTS()
+    cache = TTSCache()
+    voice = CachedTTS(tts, cache)
+    await voice.warm_texts(["Thanks for calling Parley."])
+    native = cache.get(CacheKey.for_tts(tts, "Thanks for calling Parley."))
+    assert native is not None and tts.started == ["Thanks for calling Parley."]
+
+    first = voice.cached_at("Thanks for calling Parley.", 8000)
+    again = voice.cached_at("Thanks  for calling Parley. ", 8000)
+    assert first is not None and again is first  # converted once, then served as stored
+    assert first.size == round(native.size * 8000 / 16000)
+    assert np.array_equal(first, resample(native, 16000, 8000))
+    assert CacheKey.for_tts(tts, "Thanks for calling Parley.").sample_rate == 16000 and len(cache) == 2
+    assert voice.cached_at("Thanks for calling Parley.", 16000) is native
+    assert voice.cached_at("Not said before.", 8000) is None
+    assert tts.started == ["Thanks for calling Parley."]

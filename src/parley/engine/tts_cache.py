@@ -25,6 +25,7 @@ Pure data structure plus small async helpers; no locks (it lives on the event lo
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
@@ -35,6 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from parley.engine.streams import close_stream
+from parley.media.resample import resample
 from parley.providers.base import TTS, Pcm
 
 _SPACES = re.compile(r"\s+")
@@ -236,6 +238,22 @@ class CachedTTS(TTS):
     def has(self, text: str) -> bool:
         """True when `text` would be answered from the cache."""
         return CacheKey.for_tts(self.inner, text) in self.cache
+
+    def cached_at(self, text: str, sample_rate: int) -> np.ndarray | None:
+        """The cached audio of `text` at `sample_rate` (a call's), None when `text` is not cached. Audio
+        cached at the voice's own rate is converted once (the whole text, soxr HQ) and kept at
+        `sample_rate` too: every later call at that rate plays it without resampling it again."""
+        key = CacheKey.for_tts(self.inner, text)
+        if key.sample_rate == sample_rate or key not in self.cache:
+            return self.cache.get(key)
+        at_rate = dataclasses.replace(key, sample_rate=sample_rate)
+        if at_rate in self.cache:
+            self.cache.get(key)  # the voice's entry is used too: not the next one evicted
+            return self.cache.get(at_rate)
+        source = self.cache.get(key)
+        assert source is not None
+        converted = resample(source, key.sample_rate, sample_rate)
+        return self.cache.get(at_rate) if self.cache.put(at_rate, converted) else converted
 
     async def synthesize(self, text: str) -> AsyncGenerator[Pcm, None]:
         """The cached audio of `text` in one chunk, else the inner TTS's stream (stored only for a text in

@@ -29,7 +29,7 @@ from parley.engine.events import Event, TranscriptEntry
 from parley.engine.playout import SentenceSpan
 from parley.engine.state import AgentSpeech, WordsChanged
 from parley.engine.streams import KeptStream, Spawn, close_stream
-from parley.engine.tts_cache import normalise_text
+from parley.engine.tts_cache import CachedTTS, normalise_text
 from parley.media.resample import Resampler
 from parley.providers.base import TTS, ProviderError
 from parley.providers.text import speech_pieces
@@ -102,7 +102,6 @@ class AgentVoice:
         if sp.cancelled:
             raise asyncio.CancelledError
         span = sp.track.begin(text, self.cursor, filler=filler)
-        resampler = Resampler(self.tts.sample_rate, self.rate)
         prepared = self._prepared  # kept for the text it was made for when this is another one
         if prepared is not None and prepared[0] == normalise_text(text):
             self._prepared = None
@@ -110,7 +109,15 @@ class AgentVoice:
             if sp.marks is not None:
                 sp.marks.tts_prepared = True
         else:
+            cached = self.tts.cached_at(text, self.rate) if isinstance(self.tts, CachedTTS) else None
+            if cached is not None:  # already at the call's rate: no TTS, no resampling
+                if sp.marks is not None and sp.marks.tts_first is None:
+                    sp.marks.tts_first = time.perf_counter()
+                await self._write(sp, span, cached)
+                span.complete = True
+                return
             stream = self.tts.synthesize(text)
+        resampler = Resampler(self.tts.sample_rate, self.rate)
         try:
             async for chunk in stream:
                 if sp.marks is not None and sp.marks.tts_first is None:
