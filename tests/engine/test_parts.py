@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from parley.engine.channel import PlayoutBuffer
-from parley.engine.listener import Listener
+from parley.engine.listener import Listener, sub_frame_levels
 from parley.engine.playout import SpeechTrack
 from parley.engine.turn.segmenter import SegmentEvent, SpeechSegmenter
 from tests.engine.fakes import CallerAudio, EnergyVAD, ToneSTT
@@ -84,6 +84,13 @@ def test_on_a_noisy_line_nothing_is_dated_back() -> None:
     events = feed_levels(seg, windows)
     assert seg.ended is not None and seg.ended.last_voiced == pytest.approx(0.416)
     assert events[-1] == (0.64, SegmentEvent.END_OF_TURN)
+
+
+def test_sub_frame_levels_are_each_quarter_s_rms_in_order() -> None:
+    """Where in a VAD window the sound stopped: a loud quarter, a half as loud one, a square wave, silence."""
+    window = np.concatenate([np.full(120, 8000), np.full(120, -4000), np.tile([1000, -1000], 60),
+                             np.zeros(120)]).astype(np.int16)
+    assert sub_frame_levels(window) == pytest.approx([8000.0, 4000.0, 1000.0, 0.0], abs=1e-3)
 
 
 def test_click_shorter_than_min_speech_is_discarded() -> None:

@@ -43,13 +43,14 @@ class GroupCommit(Generic[T]):
         done: asyncio.Future[None] = loop.create_future()
         done.add_done_callback(_retrieved)  # a submitter that stopped waiting leaves no unread error
         self._pending.append((item, done))
-        if self._flusher is None:
+        flusher = self._flusher
+        if flusher is None or flusher.done() or flusher.get_loop() is not loop:  # none, or one of a loop gone
             self._flusher = loop.create_task(self._flush(), name=f"group-commit {self.name}")
         await asyncio.shield(done)
 
     async def close(self) -> None:
         """Wait until everything submitted so far is written."""
-        while self._flusher is not None:
+        while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
 
     async def _flush(self) -> None:
@@ -60,11 +61,12 @@ class GroupCommit(Generic[T]):
                 await self._write_batch(batch)
                 batch = []
         finally:
-            self._flusher = None
-            for _, done in batch + self._pending:  # cancelled mid-write (the loop is closing)
-                if not done.done():
-                    done.set_exception(RuntimeError(f"{self.name}: the writer stopped before this was stored"))
-            self._pending = []
+            leftovers = batch  # cancelled mid-write (the loop is closing): those items are not stored
+            if self._flusher is asyncio.current_task():  # else a newer flusher owns what is pending
+                self._flusher = None
+                leftovers, self._pending = batch + self._pending, []
+            for _, done in leftovers:
+                _settle(done, RuntimeError(f"{self.name}: the writer stopped before this was stored"))
 
     async def _write_batch(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
         try:

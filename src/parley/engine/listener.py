@@ -46,7 +46,8 @@ SUB_FRAMES = 4  # per VAD window (8 ms each at 8 and 16 kHz): where the speech e
 def sub_frame_levels(window: np.ndarray) -> list[float]:
     """The RMS of the VAD window's `SUB_FRAMES` equal parts, in order."""
     parts = window.astype(np.float32).reshape(SUB_FRAMES, -1)
-    rms: np.ndarray = np.sqrt(np.mean(parts * parts, axis=1))
+    # einsum: the sums of squares in one call (np.mean's Python wrapper costs more than the sums)
+    rms: np.ndarray = np.sqrt(np.einsum("ij,ij->i", parts, parts) / parts.shape[1])
     return rms.tolist()
 
 
