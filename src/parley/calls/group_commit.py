@@ -32,9 +32,6 @@ class GroupCommit(Generic[T]):
         self.name = name
         self._pending: list[tuple[T, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        #: joint writes made, and items they carried (for benchmarks and the log)
-        self.writes = 0
-        self.items = 0
 
     async def submit(self, item: T) -> None:
         """Store `item` with whatever else is waiting; returns when it is stored, raises what its own
@@ -84,11 +81,7 @@ class GroupCommit(Generic[T]):
                     _settle(done, one)
                 else:
                     _settle(done, None)
-                self.writes += 1
-                self.items += 1
             return
-        self.writes += 1
-        self.items += len(batch)
         for _, done in batch:
             _settle(done, None)
 

@@ -247,6 +247,10 @@ class CallSlots:
         return Claim("worker", self.worker_capacity, 503,
                      f"all {self.worker_capacity} conversation slots of this worker are busy (NUM_AGENTS)")
 
+    def is_this_workers(self, claim: Claim) -> bool:
+        """True for this worker's own capacity: another worker may have room where this one has none."""
+        return claim.key == self.worker_claim().key
+
     def try_local(self, holder: str, shared_claims: Sequence[Claim]) -> Claim | None:
         """Step 1, synchronous: this worker's capacity, plus the shared claims when there is no Redis."""
         claims = [self.worker_claim()]

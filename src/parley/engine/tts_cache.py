@@ -244,7 +244,9 @@ class CachedTTS(TTS):
         cached at the voice's own rate is converted once (the whole text, soxr HQ) and kept at
         `sample_rate` too: every later call at that rate plays it without resampling it again."""
         key = CacheKey.for_tts(self.inner, text)
-        if key.sample_rate == sample_rate or key not in self.cache:
+        if key not in self.cache:
+            return None  # no miss counted here: the TTS run that follows counts it
+        if key.sample_rate == sample_rate:
             return self.cache.get(key)
         at_rate = dataclasses.replace(key, sample_rate=sample_rate)
         if at_rate in self.cache:

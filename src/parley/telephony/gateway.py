@@ -375,7 +375,7 @@ class Gateway:
                 full = await self.slots.reserve_shared(call_id, claims, note_start="global")
             if full is not None:
                 await self._refuse(inc, Refusal(full.code, full.reason, trunk_name),
-                                   about_trunk=full.key != self.slots.worker_claim().key)
+                                   about_trunk=not self.slots.is_this_workers(full))
                 return
             await self._answer(inc, live, agent, trunk_name, decision)
         finally:
@@ -526,7 +526,7 @@ class Gateway:
             return DialRefusal(busy.reason, here_only=True)
         full = await self.slots.reserve(record.id, self._outbound_claims(record))
         if full is not None:
-            return DialRefusal(full.reason, here_only=full.key == self.slots.worker_claim().key)
+            return DialRefusal(full.reason, here_only=self.slots.is_this_workers(full))
         try:
             await self.slots.wait_rate("global", self.settings.max_calls_per_second)
         except BaseException:
