@@ -62,6 +62,7 @@ def azure_stt_server(_azure_stt_server: AzureSTTStandIn) -> AzureSTTStandIn:
     _azure_stt_server.sessions.clear()
     _azure_stt_server.reject_with = None
     _azure_stt_server.drop_after_s = None
+    _azure_stt_server.handshake_delay_s = 0.0
     return _azure_stt_server
 
 

@@ -107,6 +107,35 @@ async def test_utterance_ending_without_silence_is_finalised_at_once(settings, a
     assert second.text == "Zwei." and abs(second.start - (len(speech) / 16000 + 1.0)) < 0.35
 
 
+async def test_words_said_while_the_connection_comes_up_are_not_lost(settings, azure_stt_server, tmp_path) -> None:
+    """The turn ends before the SDK's connection is up (a slow network): the audio it buffered is
+    still recognised, instead of the utterance being taken as empty after the settle time."""
+    keyed = settings.model_copy(update={"azure_speech_key": type(settings.azure_speech_key)("speech-test")})
+    stream = build_stt(STTSpec(provider="azure", language="de-DE", endpoint=azure_stt_server.endpoint), keyed).stream()
+    azure_stt_server.phrases.append("Guten Tag.")
+    azure_stt_server.handshake_delay_s = 1.2  # twice the settle time
+    speech = _german(tmp_path, "Guten Tag")
+    await _feed(stream, speech, 320)
+    started = time.monotonic()
+    result = await stream.end_utterance()
+    waited = time.monotonic() - started
+    await stream.close()
+    assert result.text == "Guten Tag."
+    assert waited < 3.0, "finalised by the nudge once connected, not by the final timeout"
+
+
+async def test_silence_is_an_empty_utterance_soon_after_the_connection_is_up(settings, azure_stt_server) -> None:
+    keyed = settings.model_copy(update={"azure_speech_key": type(settings.azure_speech_key)("speech-test")})
+    stream = build_stt(STTSpec(provider="azure", language="de-DE", endpoint=azure_stt_server.endpoint), keyed).stream()
+    azure_stt_server.handshake_delay_s = 0.5
+    await _feed(stream, np.zeros(8000, np.int16), 320)
+    started = time.monotonic()
+    result = await stream.end_utterance()
+    waited = time.monotonic() - started
+    await stream.close()
+    assert result.text == "" and waited < 2.0, "no words: not held for the whole final timeout (3 s)"
+
+
 async def test_connection_dropped_mid_utterance_loses_no_words(settings, azure_stt_server, tmp_path) -> None:
     keyed = settings.model_copy(update={"azure_speech_key": type(settings.azure_speech_key)("speech-test")})
     stream = build_stt(STTSpec(provider="azure", language="de-DE", endpoint=azure_stt_server.endpoint), keyed).stream()

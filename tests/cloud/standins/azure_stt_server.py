@@ -61,6 +61,7 @@ class AzureSTTStandIn:
         self.sessions: list[dict[str, Any]] = []
         self.reject_with: int | None = None  # e.g. 401 to refuse the next handshakes
         self.drop_after_s: float | None = None  # close the next connection after this much audio
+        self.handshake_delay_s = 0.0  # answer each WebSocket handshake this late (a slow network or service)
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,7 +97,9 @@ class AzureSTTStandIn:
             self._thread.join(5)
 
     # --- protocol ----------------------------------------------------------------------------
-    def _check(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _check(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.handshake_delay_s:
+            await asyncio.sleep(self.handshake_delay_s)
         if self.reject_with is not None:
             return connection.respond(HTTPStatus(self.reject_with), "rejected by the stand-in\n")
         if request.headers.get("Ocp-Apim-Subscription-Key") != self.key:

@@ -155,8 +155,11 @@ class AzureSTTStream(STTStream):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recognizer: Any = None
         self._push: Any = None
+        self._connection: Any = None
         self._finals: list[Transcript] = []
         self._hypothesis: Transcript | None = None
+        self._speech_pending = False  # Azure detected speech it has not finalised yet
+        self._connected_at: float | None = None  # loop time the SDK's connection came up (None: not up)
         self._error: ProviderError | None = None
         self._stopped = False
         self._changed = asyncio.Event()
@@ -184,8 +187,12 @@ class AzureSTTStream(STTStream):
         language = self._language
         recognizer.recognizing.connect(lambda evt: self._post(self._on_result, transcript_from_result(evt.result, language)))
         recognizer.recognized.connect(lambda evt: self._post(self._on_result, transcript_from_result(evt.result, language)))
+        recognizer.speech_start_detected.connect(lambda evt: self._post(self._on_speech_start))
         recognizer.canceled.connect(self._sdk_canceled)
         recognizer.session_stopped.connect(lambda evt: self._post(self._on_stopped))
+        self._connection = connection = speechsdk.Connection.from_recognizer(recognizer)  # kept: its events die with it
+        connection.connected.connect(lambda evt: self._post(self._on_connection, True))
+        connection.disconnected.connect(lambda evt: self._post(self._on_connection, False))
         recognizer.start_continuous_recognition_async().get()
         self._recognizer = recognizer
 
@@ -212,12 +219,21 @@ class AzureSTTStream(STTStream):
             transcript = replace(transcript, start=self._caller_time(transcript.start),
                                  end=self._caller_time(transcript.end))
         if transcript.is_final:
-            self._hypothesis = None
+            self._hypothesis, self._speech_pending = None, False
             if transcript.text:
                 self._finals.append(transcript)
         else:
             self._hypothesis = transcript
             self._interims.put_nowait(transcript)
+        self._changed.set()
+
+    def _on_speech_start(self) -> None:
+        self._speech_pending = True
+        self._changed.set()
+
+    def _on_connection(self, up: bool) -> None:
+        assert self._loop is not None
+        self._connected_at = self._loop.time() if up else None
         self._changed.set()
 
     def _on_canceled(self, error: ProviderError | None) -> None:
@@ -275,7 +291,7 @@ class AzureSTTStream(STTStream):
         if include_hypothesis and self._hypothesis is not None:
             parts.append(Transcript(self._hypothesis.text, True, self._hypothesis.start, self._hypothesis.end,
                                     language=self._language))
-        self._finals, self._hypothesis = [], None
+        self._finals, self._hypothesis, self._speech_pending = [], None, False
         if not parts:
             return Transcript("", True, language=self._language)
         confidences = [p.confidence for p in parts if p.confidence is not None]
@@ -283,7 +299,11 @@ class AzureSTTStream(STTStream):
                           min(confidences) if confidences else None, self._language)
 
     async def end_utterance(self) -> Transcript:
-        """Wait for Azure to finalise what it heard (up to `final_timeout_s`), then return it."""
+        """Wait for Azure to finalise what it heard (up to `final_timeout_s`), then return it.
+
+        An utterance Azure shows no sign of (no speech detected, no hypothesis) is taken as empty once
+        Azure has been connected for `settle_s` of the wait: while the SDK is still connecting (or
+        reconnecting) its buffered audio has not been heard yet, so silence from Azure means nothing."""
         if self._recognizer is None:
             return Transcript("", True, language=self._language)
         loop = asyncio.get_running_loop()
@@ -291,16 +311,22 @@ class AzureSTTStream(STTStream):
         nudged = False
         while True:
             self._raise_error()
-            waited = loop.time() - started
-            if not nudged and self._hypothesis is not None and not self._stopped:
+            now = loop.time()
+            waited = now - started
+            heard = self._hypothesis is not None or self._speech_pending
+            if not nudged and heard and not self._stopped:
                 nudged = True
                 self._nudge()
-            if self._hypothesis is None and (self._finals or waited >= self._stt.settle_s or self._stopped):
+            listening_since = None if self._connected_at is None else max(started, self._connected_at)
+            settled = listening_since is not None and now - listening_since >= self._stt.settle_s
+            if not heard and (self._finals or settled or self._stopped):
                 return self._take(False)
             if waited >= self._stt.final_timeout_s or self._stopped:
                 return self._take(True)
-            limit = self._stt.final_timeout_s if self._hypothesis is not None else self._stt.settle_s
-            await self._wait_change(limit - waited)
+            limit = self._stt.final_timeout_s - waited
+            if not heard and listening_since is not None:
+                limit = min(limit, listening_since + self._stt.settle_s - now)
+            await self._wait_change(limit)
 
     async def snapshot(self) -> Transcript:
         """What Azure has recognised of this utterance so far (its finished phrases and the latest
@@ -352,6 +378,7 @@ class AzureSTTStream(STTStream):
             await asyncio.wait_for(asyncio.to_thread(stop), 5.0)
         except (TimeoutError, RuntimeError) as exc:
             log.warning("azure recognizer did not stop cleanly", error=str(exc))
+        self._connection = None
 
 
 def create(spec: ProviderOptions, *, settings: Settings, sample_rate: int | None = None) -> AzureSTT:
