@@ -85,11 +85,37 @@ def test_asking_for_time_waits_much_longer() -> None:
 
 def test_an_unsure_model_is_asked_again_as_the_silence_grows() -> None:
     det = EndOfTurnDetector(SPEC)
-    step, asked = run_silence(det, 3000, text="Can I book an appointment", probabilities=[0.2, 0.4, 0.7])
+    step, asked = run_silence(det, 3000, text="Can I book an appointment?", probabilities=[0.2, 0.4, 0.7],
+                              end_p=0.8)
     assert step is not None and step.verdict is not None
     assert step.verdict.kind == "finished" and step.verdict.silence_ms == 600
     assert asked == [WORDS_AT, "model@200", "model@400", "model@600"]
     assert step.verdict.model_runs == 3
+
+
+def test_a_late_change_of_mind_over_words_without_a_final_mark_waits_for_the_doubt_limit() -> None:
+    # espeak-scot's "I am calling because" on the wire: tiny.en heard "I am calling the card" (no mark),
+    # Smart Turn said 0.06 at 264 ms and 0.70 at 456 ms; the reply cut into the caller's 689 ms pause
+    det = EndOfTurnDetector(SPEC)
+    step, asked = run_silence(det, 3000, text="I am calling the card", probabilities=[0.06, 0.70])
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "timeout" and step.verdict.silence_ms == SPEC.doubt_silence_ms
+    assert asked == [WORDS_AT, "model@200", "model@400"]  # not asked again: its "finished" is in
+    assert "the words carry no final mark" in step.verdict.reason
+
+
+def test_words_without_a_final_mark_still_end_at_once_when_the_model_never_doubted() -> None:
+    det = EndOfTurnDetector(SPEC)
+    step, _ = run_silence(det, 3000, text="can you call me back later", probabilities=[0.96])
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "finished" and step.verdict.silence_ms == 200
+
+
+def test_an_stt_that_never_punctuates_is_not_held_for_a_missing_mark() -> None:
+    det = EndOfTurnDetector(SPEC, punctuated=False)  # pocketsphinx: no marks at all
+    step, _ = run_silence(det, 3000, text="can i book an appointment", probabilities=[0.2, 0.7])
+    assert step is not None and step.verdict is not None
+    assert step.verdict.kind == "finished" and step.verdict.silence_ms == 400
 
 
 def test_a_model_that_alone_never_gets_sure_ends_at_the_doubt_limit() -> None:

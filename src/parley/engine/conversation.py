@@ -124,7 +124,8 @@ class Conversation:
         )
         self.turn_model = turn_model if agent.turn.detector == "smart_turn" else None
         self.detector = EndOfTurnDetector(
-            agent.turn, agent.components.stt.language or agent.language, model=self.turn_model is not None
+            agent.turn, agent.components.stt.language or agent.language, model=self.turn_model is not None,
+            punctuated=stt.punctuates,
         )
         self._detector_steps: list[DetectorStep] = []  # results that came back from tasks
         self._verdict: TurnVerdict | None = None  # what ended the last turn

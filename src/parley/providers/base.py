@@ -132,6 +132,9 @@ class STT(Provider):
 
     component: ClassVar[Component] = "stt"
     sample_rate: int  # the rate `push` expects (16000 for the offline engines)
+    #: its transcripts end a sentence with a mark (".", "?", "!"): a missing one means something to the
+    #: end-of-turn detector (engines that never punctuate say False)
+    punctuates: bool = True
 
     @abc.abstractmethod
     def stream(self, *, language: str | None = None) -> STTStream:

@@ -257,6 +257,7 @@ class FallbackSTT(_Chain[STT], STT):
                  cooldown_s: float = 30.0, listeners: Sequence[Listener] = ()) -> None:
         super().__init__(providers, first_timeout_s=first_timeout_s, cooldown_s=cooldown_s, listeners=listeners)
         self.sample_rate = providers[0].sample_rate
+        self.punctuates = all(p.punctuates for p in providers)
         self.capabilities = Capabilities(streaming=any(p.capabilities.streaming for p in providers),
                                          interim_results=any(p.capabilities.interim_results for p in providers))
 

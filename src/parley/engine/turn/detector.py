@@ -21,6 +21,10 @@ The rules (`detector: smart_turn`):
 * otherwise the audio model decides: P(finished) ≥ `threshold` ends the turn at once; below it, the model
   is asked again every `REASK_MS` until `doubt_silence_ms` — the model alone is a weak witness (on our
   measured speech it doubts one finished question in four), so its doubt alone waits less than words do;
+* a model that first heard an unfinished turn and changes its mind on a re-ask does not end the turn
+  when the words carry no final mark (with an STT that punctuates): two doubts against one late "finished"
+  wait for `doubt_silence_ms` (a misheard cut sentence — "I am calling because" heard "I am calling the
+  card" — looks like this; finished turns rarely do, docs/turn-detection.md part 17);
 * whatever is pending, the turn ends at `max_silence_ms` (`hold_silence_ms` after a request for time;
   `doubt_silence_ms` when the words are in and have no objection);
 * a model too busy to answer before that limit (`model_busy`: the decisions of many calls queue on a
@@ -52,6 +56,12 @@ REASK_MS = 200.0
 #: 0.59–0.95 after finished sentences; docs/turn-detection.md part 9).
 UNSURE_END_P = 0.5
 HOLD_RULES = frozenset({"filler", "pause_phrase", "thinking"})
+FINAL_MARKS = (".", "?", "!")
+
+
+def has_final_mark(text: str | None) -> bool:
+    """The transcript ends its last sentence with a full stop, question or exclamation mark."""
+    return bool(text) and (text or "").rstrip(" \t\"')]").endswith(FINAL_MARKS)
 
 VerdictKind = Literal["finished", "unfinished", "hold", "timeout", "silence"]
 
@@ -126,9 +136,11 @@ def judge_turn(probability: float | None, words: WordVerdict, threshold: float) 
 class EndOfTurnDetector:
     """The end-of-turn decisions of one call (see the module docstring)."""
 
-    def __init__(self, turn: TurnSpec, language: str | None = "en", *, model: bool = True) -> None:
+    def __init__(self, turn: TurnSpec, language: str | None = "en", *, model: bool = True,
+                 punctuated: bool = True) -> None:
         self.spec = turn
         self.language = language
+        self.punctuated = punctuated  # the STT ends sentences with a mark (its absence is a doubt)
         self.uses_model = model and turn.detector == "smart_turn"
         self.gap = 0
         self._reset()
@@ -140,6 +152,7 @@ class EndOfTurnDetector:
         self.words: WordVerdict | None = None
         self.sentence_end_p: float | None = None
         self.probability: float | None = None
+        self._model_doubted = False  # an answer of the model in this silence was below the threshold
         self._snapshot_asked = False
         self._model_pending = False
         self._model_asked_at: float | None = None
@@ -207,6 +220,7 @@ class EndOfTurnDetector:
             self.uses_model = False  # it failed: silence and words decide from here on
         else:
             self.probability = probability
+            self._model_doubted = self._model_doubted or probability < self.spec.threshold
         return DetectorStep([], self._decide())
 
     def model_busy(self, gap: int) -> DetectorStep:
@@ -289,6 +303,9 @@ class EndOfTurnDetector:
                                           f"(p={self.sentence_end_p:.2f} for its final mark)")
         else:
             kind, reason = judge_turn(self.probability, words, self.spec.threshold)
+            if kind == "finished" and self._late_change_of_mind():
+                kind, reason = "unfinished", (f"the audio model first heard an unfinished turn and now a finished "
+                                              f"one (p={self.probability:.2f}), and the words carry no final mark")
         if kind == "finished":
             self.ended = self._verdict(kind, reason)
             return self.ended
@@ -298,6 +315,11 @@ class EndOfTurnDetector:
             return None
         self._view = (kind, reason)
         return self._verdict(kind, reason)
+
+    def _late_change_of_mind(self) -> bool:
+        """The model doubted earlier in this silence, and the words give it no final mark to agree with."""
+        return (self._model_doubted and self.punctuated and not self.over_agent and self.words is not None
+                and not has_final_mark(self.text))
 
     def _unsure_end(self) -> bool:
         """The words have no objection, but the recogniser doubts they end the sentence."""

@@ -103,6 +103,9 @@ class LanguageRules:
     #: phrases after which a question word opens a question still to come: "tell me" + "when"
     embedded_openers: frozenset[tuple[str, ...]] = frozenset()
     embedded_words: frozenset[str] = frozenset()
+    #: question words that allow a final preposition only with words between them and it ("someone to
+    #: talk to", but not "talk to someone about")
+    indefinite_pronouns: frozenset[str] = frozenset()
 
 
 _EN_DIGITS = {w: 1 for w in ("zero", "oh", "o", "one", "two", "three", "four", "five", "six", "seven",
@@ -149,7 +152,8 @@ EN = LanguageRules(
                                "those", "one"}),
     question_words=frozenset({"who", "whom", "what", "where", "which", "whose", "how", "what's", "who's",
                               "where's", "whatever", "whoever", "wherever", "anyone", "anybody",
-                              "someone", "somebody"}),
+                              "someone", "somebody", "something", "anything"}),
+    indefinite_pronouns=frozenset({"anyone", "anybody", "someone", "somebody", "something", "anything"}),
     to_ellipsis=_phrases("want to", "need to", "have to", "has to", "had to", "like to", "love to",
                          "going to", "got to", "used to", "supposed to", "meant to", "ought to",
                          "able to", "try to", "tried to", "plan to", "hope to", "mean to", "agree to",
@@ -349,7 +353,8 @@ def _number(rules: LanguageRules, tokens: list[str], clause: list[str], body: st
 
 def _announces(rules: LanguageRules, tokens: list[str], clause: list[str], body: str) -> WordVerdict | None:
     last = tokens[-1]
-    if last in rules.copulas and len(tokens) >= 2 and tokens[-2] in rules.announcing_nouns:
+    if (last in rules.copulas and len(tokens) >= 2 and tokens[-2] in rules.announcing_nouns
+            and not _asks_what(rules, clause[:-2])):
         start = len(tokens) - 2
         while start > 0 and len(tokens) - start < 5 and tokens[start - 1] in (
             rules.determiners | rules.announcing_nouns | {"e", "last", "first", "full", "home", "work"}
@@ -363,7 +368,26 @@ def _announces(rules: LanguageRules, tokens: list[str], clause: list[str], body:
                           "announcement")
     if len(last) > 2 and last.endswith("'s") and last[:-2] in rules.announcing_nouns:
         return unfinished(f"ends on '{last}': what it announces is still to come", "announcement")
+    if last in rules.copulas and _opens_with_announcing_noun(rules, clause):
+        # "the reason I'm calling is", "my date of birth is": the subject announced something to come
+        return unfinished(f"'{' '.join(clause[:3])} … {last}' announces something still to come", "announcement")
     return None
+
+
+def _asks_what(rules: LanguageRules, words: list[str]) -> bool:
+    """A question word makes the copula the end of an embedded question: "I know what the problem is"."""
+    return any(word in ("what", "where", "which", "who", "how", "when", "why", "whatever") for word in words)
+
+
+def _opens_with_announcing_noun(rules: LanguageRules, clause: list[str]) -> bool:
+    """The clause's subject is a determiner + announcing noun ("the reason", "my date") and nothing in it
+    makes it a question ("what the problem is")."""
+    core = _strip_interjections(rules, clause)
+    if len(core) < 3 or len(core) > 12 or core[0] not in rules.determiners:
+        return False
+    if core[1] not in rules.announcing_nouns and not (len(core) > 3 and core[2] in rules.announcing_nouns):
+        return False
+    return not _asks_what(rules, core)
 
 
 def _dangling(rules: LanguageRules, tokens: list[str], clause: list[str], body: str) -> WordVerdict | None:
@@ -411,11 +435,21 @@ def _conjunction(rules: LanguageRules, tokens: list[str], clause: list[str], bod
         if last == "if" and len(tokens) >= 2 and tokens[-2] == "what":
             return no_opinion("'what if' can end a question", "question")
         return unfinished(f"ends on the conjunction '{last}'", "conjunction")
+    if last == "since":
+        before = tokens[-2] if len(tokens) >= 2 else ""
+        negated = any(w in ("not", "never", "no") or w.endswith("n't") for w in clause)
+        if before in ("ever", "long") or before in rules.object_pronouns or negated:
+            return no_opinion(f"'{before} since' can end a sentence", "adverb")
+        return unfinished("ends on 'since': the time it counts from is still to come", "conjunction")
     return None
 
 
 def _is_question(rules: LanguageRules, clause: list[str]) -> bool:
-    return any(word in rules.question_words for word in clause)
+    """A question or relative clause, where a preposition may end the clause (`clause` without it)."""
+    for i, word in enumerate(clause):
+        if word in rules.question_words and not (word in rules.indefinite_pronouns and i == len(clause) - 1):
+            return True
+    return False
 
 
 def _preposition(rules: LanguageRules, tokens: list[str], clause: list[str], body: str) -> WordVerdict | None:

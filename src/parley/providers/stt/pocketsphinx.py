@@ -61,6 +61,7 @@ class PocketSphinxSTT(STT):
 
     name = "pocketsphinx"
     sample_rate = SAMPLE_RATE
+    punctuates = False
     capabilities = Capabilities(streaming=True, interim_results=True, sample_rates=(SAMPLE_RATE,))
 
     def __init__(self, *, language: str | None = "en") -> None:
