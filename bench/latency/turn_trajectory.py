@@ -1,15 +1,16 @@
 """The detector's whole silence, offline: when would the shipped rules — and candidate extra rules — end
 finished turns and sentences cut at a mid-sentence pause?
 
-    PYTHONPATH=src .venv/bin/python bench/latency/turn_trajectory.py [--set tune|wire]
+    PYTHONPATH=src .venv/bin/python bench/latency/turn_trajectory.py [--set tune|fresh|wire] [--cache FILE]
 
 Each sentence goes through an 8 kHz G.711 μ-law round trip with 200 ms of silence before it. Whisper
 tiny.en decodes it with `SNAPSHOT_MS` of trailing silence (the engine's early snapshot, `WhisperSTT.decode`),
 Smart Turn judges it at 200, 400 and 600 ms of silence (`min_silence_ms` and the re-asks every
-`REASK_MS`). From those the shipped rules are replayed (`judge`, `UNSURE_END_P`, threshold 0.5,
-`doubt_silence_ms` 800, `max_silence_ms` 1,500) and each candidate rule beside them. A finished turn pays
-the silence its rule waits; a cut sentence is cut into when its rule ends the turn before 800 ms (the
-wire bench's pauses are 400–800 ms).
+`REASK_MS`). From those today's `EndOfTurnDetector` is driven frame by frame (`detector_now`), beside the
+rules as they were before part 17 and candidate rules, re-implemented here (`UNSURE_END_P`, threshold 0.5,
+`doubt_silence_ms` 800, `max_silence_ms` 1,500). A finished turn pays the silence its rule waits; a cut
+sentence is cut into when its rule ends the turn before 800 ms (the wire bench's pauses are 400–800 ms).
+About 70 s of decoding per set on 2 cores; `--cache` keeps the decodes for trying other rules.
 
 `--set tune` (default): sentences and voices the wire bench never uses — the set to choose a rule on.
 `--set fresh`: a second set of new sentences and voices, to check a rule chosen on `tune` (run once).
@@ -156,7 +157,8 @@ def detector_now(t: Turn) -> float:
 
 def no_mark_after_first_doubt(t: Turn) -> float:
     """Shipped, except: a model that first heard an unfinished turn may not be overruled by a re-ask when
-    the words carry no final mark (the turn waits for the doubt limit)."""
+    the words carry no final mark (the turn waits for the doubt limit) — the detector's new rule alone,
+    with the word verdicts as recorded."""
     ends = shipped(t)
     if ends < DOUBT_MS and ends > ASKS_MS[0] and not t.has_mark:
         return DOUBT_MS
@@ -164,6 +166,8 @@ def no_mark_after_first_doubt(t: Turn) -> float:
 
 
 def unsure_below(p: float, no_mark_rule: bool = False) -> Rule:
+    """Shipped with the unsure-mark threshold at `p` (and, with `no_mark_rule`, the first-doubt rule)."""
+
     def rule(t: Turn) -> float:
         ends = shipped(t, p)
         if no_mark_rule and ASKS_MS[0] < ends < DOUBT_MS and not t.has_mark:
@@ -172,7 +176,9 @@ def unsure_below(p: float, no_mark_rule: bool = False) -> Rule:
     return rule
 
 
-def first_doubt_needs_mark_or_high(t: Turn, high: float = 0.8) -> Rule:
+def first_doubt_needs_mark_or_high(high: float) -> Rule:
+    """Shipped, except: after a first doubt, words without a final mark need P ≥ `high` from a re-ask."""
+
     def rule(t: Turn) -> float:
         ends = shipped(t)
         if ends < DOUBT_MS and ends > ASKS_MS[0] and not t.has_mark:
@@ -185,6 +191,8 @@ def first_doubt_needs_mark_or_high(t: Turn, high: float = 0.8) -> Rule:
 
 
 def no_mark_needs_high(high: float) -> Rule:
+    """Shipped, except: words without a final mark need P ≥ `high` at any ask."""
+
     def rule(t: Turn) -> float:
         ends = shipped(t)
         if ends < DOUBT_MS and not t.has_mark:
@@ -253,8 +261,8 @@ def main() -> None:
         "before (the rules as of 2026-12-07 23:00)": shipped,
         "the detector and word rules now": detector_now,
         "first doubt + no mark -> 800": no_mark_after_first_doubt,
-        "first doubt + no mark -> needs p >= 0.8": first_doubt_needs_mark_or_high(turns[0], 0.8),
-        "first doubt + no mark -> needs p >= 0.9": first_doubt_needs_mark_or_high(turns[0], 0.9),
+        "first doubt + no mark -> needs p >= 0.8": first_doubt_needs_mark_or_high(0.8),
+        "first doubt + no mark -> needs p >= 0.9": first_doubt_needs_mark_or_high(0.9),
         "no mark -> needs p >= 0.8": no_mark_needs_high(0.8),
         "no mark -> needs p >= 0.9": no_mark_needs_high(0.9),
         "unsure below 0.45": unsure_below(0.45),
