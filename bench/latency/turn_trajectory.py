@@ -204,8 +204,8 @@ def no_mark_needs_high(high: float) -> Rule:
     return rule
 
 
-def collect(sentences: list[tuple[str, str]], voices: list[Voice]) -> list[Turn]:
-    stt = WhisperSTT(model="tiny.en", data_dir=Path(tempfile.mkdtemp()), language="en", threads=1)
+def collect(sentences: list[tuple[str, str]], voices: list[Voice], stt_model: str = "tiny.en") -> list[Turn]:
+    stt = WhisperSTT(model=stt_model, data_dir=Path(tempfile.mkdtemp()), language="en", threads=1)
     model = SmartTurnModel()
     turns = []
     for kind, text in sentences:
@@ -241,6 +241,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--set", choices=["tune", "fresh", "wire"], default="tune")
     ap.add_argument("--cache", type=Path, help="keep the decodes in this JSON file and reuse them (rules only)")
+    ap.add_argument("--stt-model", default="tiny.en", help="the Whisper model of the snapshot (tiny.en ships)")
     args = ap.parse_args()
     if args.set == "tune":
         sentences = [("finished", s) for s in TUNE_FINISHED] + [("cut", s) for s in TUNE_CUT]
@@ -254,7 +255,7 @@ def main() -> None:
     if args.cache is not None and args.cache.exists():
         turns = [Turn(**{**row, "model_p": tuple(row["model_p"])}) for row in json.loads(args.cache.read_text())]
     else:
-        turns = collect(sentences, voices)
+        turns = collect(sentences, voices, args.stt_model)
         if args.cache is not None:
             args.cache.write_text(json.dumps([t.__dict__ for t in turns]))
     rules: dict[str, Rule] = {
