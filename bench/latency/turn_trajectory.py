@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from collections.abc import Callable
@@ -155,52 +156,19 @@ def detector_now(t: Turn) -> float:
     return MAX_MS
 
 
-def no_mark_after_first_doubt(t: Turn) -> float:
-    """Shipped, except: a model that first heard an unfinished turn may not be overruled by a re-ask when
-    the words carry no final mark (the turn waits for the doubt limit) — the detector's new rule alone,
-    with the word verdicts as recorded."""
-    ends = shipped(t)
-    if ends < DOUBT_MS and ends > ASKS_MS[0] and not t.has_mark:
-        return DOUBT_MS
-    return ends
-
-
-def unsure_below(p: float, no_mark_rule: bool = False) -> Rule:
-    """Shipped with the unsure-mark threshold at `p` (and, with `no_mark_rule`, the first-doubt rule)."""
+def candidate(*, unsure_p: float = UNSURE_END_P, no_mark_needs: float | None = None,
+              after_doubt_only: bool = False) -> Rule:
+    """The rules before part 17 with the unsure-mark threshold at `unsure_p`, and, with `no_mark_needs`:
+    words without a final mark end the turn only at an ask where P ≥ `no_mark_needs` (inf: not before the
+    doubt limit) — with `after_doubt_only`, only when the model's first answer was a doubt (its re-asks)."""
 
     def rule(t: Turn) -> float:
-        ends = shipped(t, p)
-        if no_mark_rule and ASKS_MS[0] < ends < DOUBT_MS and not t.has_mark:
-            return DOUBT_MS
-        return ends
-    return rule
-
-
-def first_doubt_needs_mark_or_high(high: float) -> Rule:
-    """Shipped, except: after a first doubt, words without a final mark need P ≥ `high` from a re-ask."""
-
-    def rule(t: Turn) -> float:
-        ends = shipped(t)
-        if ends < DOUBT_MS and ends > ASKS_MS[0] and not t.has_mark:
-            for at, p in zip(ASKS_MS[1:], t.model_p[1:], strict=True):
-                if p >= high:
-                    return float(at)
-            return DOUBT_MS
-        return ends
-    return rule
-
-
-def no_mark_needs_high(high: float) -> Rule:
-    """Shipped, except: words without a final mark need P ≥ `high` at any ask."""
-
-    def rule(t: Turn) -> float:
-        ends = shipped(t)
-        if ends < DOUBT_MS and not t.has_mark:
-            for at, p in zip(ASKS_MS, t.model_p, strict=True):
-                if p >= high:
-                    return float(at)
-            return DOUBT_MS
-        return ends
+        ends = shipped(t, unsure_p)
+        earliest = ASKS_MS[0] if after_doubt_only else 0.0
+        if no_mark_needs is None or t.has_mark or not earliest < ends < DOUBT_MS:
+            return ends
+        asks = list(zip(ASKS_MS, t.model_p, strict=True))[1 if after_doubt_only else 0:]
+        return next((float(at) for at, p in asks if p >= no_mark_needs), DOUBT_MS)
     return rule
 
 
@@ -261,15 +229,17 @@ def main() -> None:
     rules: dict[str, Rule] = {
         "before (the rules as of 2026-12-07 23:00)": shipped,
         "the detector and word rules now": detector_now,
-        "first doubt + no mark -> 800": no_mark_after_first_doubt,
-        "first doubt + no mark -> needs p >= 0.8": first_doubt_needs_mark_or_high(0.8),
-        "first doubt + no mark -> needs p >= 0.9": first_doubt_needs_mark_or_high(0.9),
-        "no mark -> needs p >= 0.8": no_mark_needs_high(0.8),
-        "no mark -> needs p >= 0.9": no_mark_needs_high(0.9),
-        "unsure below 0.45": unsure_below(0.45),
-        "unsure below 0.42": unsure_below(0.42),
-        "unsure below 0.45 + first doubt/no mark": unsure_below(0.45, True),
-        "unsure below 0.42 + first doubt/no mark": unsure_below(0.42, True),
+        "first doubt + no mark -> 800": candidate(no_mark_needs=math.inf, after_doubt_only=True),
+        "first doubt + no mark -> needs p >= 0.8": candidate(no_mark_needs=0.8, after_doubt_only=True),
+        "first doubt + no mark -> needs p >= 0.9": candidate(no_mark_needs=0.9, after_doubt_only=True),
+        "no mark -> needs p >= 0.8": candidate(no_mark_needs=0.8),
+        "no mark -> needs p >= 0.9": candidate(no_mark_needs=0.9),
+        "unsure below 0.45": candidate(unsure_p=0.45),
+        "unsure below 0.42": candidate(unsure_p=0.42),
+        "unsure below 0.45 + first doubt/no mark": candidate(unsure_p=0.45, no_mark_needs=math.inf,
+                                                             after_doubt_only=True),
+        "unsure below 0.42 + first doubt/no mark": candidate(unsure_p=0.42, no_mark_needs=math.inf,
+                                                             after_doubt_only=True),
     }
     report(turns, rules)
 

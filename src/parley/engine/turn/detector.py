@@ -61,7 +61,7 @@ FINAL_MARKS = (".", "?", "!")
 
 def has_final_mark(text: str | None) -> bool:
     """The transcript ends its last sentence with a full stop, question or exclamation mark."""
-    return bool(text) and (text or "").rstrip(" \t\"')]").endswith(FINAL_MARKS)
+    return (text or "").rstrip(" \t\"')]").endswith(FINAL_MARKS)
 
 VerdictKind = Literal["finished", "unfinished", "hold", "timeout", "silence"]
 

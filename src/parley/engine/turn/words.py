@@ -376,7 +376,7 @@ def _announces(rules: LanguageRules, tokens: list[str], clause: list[str], body:
 
 def _asks_what(rules: LanguageRules, words: list[str]) -> bool:
     """A question word makes the copula the end of an embedded question: "I know what the problem is"."""
-    return any(word in ("what", "where", "which", "who", "how", "when", "why", "whatever") for word in words)
+    return any(word in rules.embedded_words for word in words)
 
 
 def _opens_with_announcing_noun(rules: LanguageRules, clause: list[str]) -> bool:
